@@ -1,0 +1,94 @@
+"""Launch configurations: data, picked by a key, overridable for sweeps and tests.
+
+No ``@triton.autotune``: it cannot run under the interpreter without a GPU, and a fixed
+choice per key keeps results deterministic and test runs free of re-tuning.
+The GPU tables were chosen by ``benchmarks/sweep.py`` on an H100 (see
+benchmarks/NOTES.md); the interpreter uses small tiles so that tiny test shapes still
+cross several tile boundaries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Config:
+    block_m: int  # query rows per tile (prefill); query heads per tile floor (decode)
+    block_n: int  # keys per tile
+    num_warps: int
+    num_stages: int
+
+
+def interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+# Interpreter: 16 is the smallest tile tl.dot accepts.
+INTERPRETER = Config(block_m=16, block_n=16, num_warps=1, num_stages=1)
+
+# Prefill on Hopper, keyed by (HEAD_DIM_PAD, element bytes). Shared memory bounds the
+# tile: Q tile + num_stages x (K tile + V tile) must fit in 228 KB.
+PREFILL = {
+    (16, 2): Config(128, 64, 4, 3),
+    (32, 2): Config(128, 64, 4, 3),
+    (64, 2): Config(128, 64, 4, 3),
+    (128, 2): Config(128, 64, 8, 3),
+    (256, 2): Config(64, 32, 4, 2),
+    (16, 4): Config(64, 32, 4, 2),
+    (32, 4): Config(64, 32, 4, 2),
+    (64, 4): Config(64, 32, 4, 2),
+    (128, 4): Config(64, 32, 4, 2),
+    (256, 4): Config(32, 32, 4, 1),
+}
+
+# Decode on Hopper, keyed by (HEAD_DIM_PAD, element bytes); block_m is unused there.
+DECODE = {
+    (16, 2): Config(16, 64, 4, 3),
+    (32, 2): Config(16, 64, 4, 3),
+    (64, 2): Config(16, 64, 4, 3),
+    (128, 2): Config(16, 64, 4, 3),
+    (256, 2): Config(16, 32, 4, 3),
+    (16, 4): Config(16, 32, 4, 2),
+    (32, 4): Config(16, 32, 4, 2),
+    (64, 4): Config(16, 32, 4, 2),
+    (128, 4): Config(16, 32, 4, 2),
+    (256, 4): Config(16, 16, 4, 2),
+}
+
+_overrides: dict[str, Config] = {}
+
+
+@contextlib.contextmanager
+def override(kind: str, config: Config):
+    """Pin the config of one kernel family ("prefill" or "decode") inside a block."""
+    old = _overrides.get(kind)
+    _overrides[kind] = config
+    try:
+        yield
+    finally:
+        if old is None:
+            _overrides.pop(kind, None)
+        else:
+            _overrides[kind] = old
+
+
+def _pick(kind: str, table: dict, head_dim_pad: int, dtype: torch.dtype) -> Config:
+    if kind in _overrides:
+        return _overrides[kind]
+    if interpreting():
+        return INTERPRETER
+    return table[(head_dim_pad, torch.empty((), dtype=dtype).element_size())]
+
+
+def prefill_config(head_dim_pad: int, dtype: torch.dtype, causal: bool) -> Config:
+    del causal  # same table for both today; kept in the key for the sweep
+    return _pick("prefill", PREFILL, head_dim_pad, dtype)
+
+
+def decode_config(head_dim_pad: int, dtype: torch.dtype) -> Config:
+    return _pick("decode", DECODE, head_dim_pad, dtype)

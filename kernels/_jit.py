@@ -1,0 +1,69 @@
+"""Shared ``@triton.jit`` helpers used by every kernel family.
+
+* ``online_softmax_step``: one step of the streaming softmax (FlashAttention-2), in
+  base 2: scores arrive already multiplied by ``sm_scale * log2(e)``.
+* ``finalize``: divides by the running sum and turns ``(m, l)`` into a natural-log LSE;
+  rows that saw no key give output 0 and LSE -inf (never NaN).
+* ``page_offsets``: logical token -> physical row of a paged cache.
+* ``mm``: the one matrix product every kernel uses; exact fp32 (no tf32) for fp32 tiles.
+
+Reference: Dao, "FlashAttention-2" (2023), Algorithm 1; Triton tutorial 06.
+"""
+
+import triton
+import triton.language as tl
+
+# log2(e) and ln(2): scores are scaled into base 2 once so the inner loop uses exp2.
+LOG2E: tl.constexpr = 1.4426950408889634
+LN2: tl.constexpr = 0.6931471805599453
+
+
+@triton.jit
+def mm(a, b, acc, FP32: tl.constexpr):
+    """acc + a @ b with fp32 accumulation; fp32 operands use full IEEE precision."""
+    if FP32:
+        return tl.dot(a, b, acc, input_precision="ieee")
+    else:
+        return tl.dot(a, b, acc)
+
+
+@triton.jit
+def online_softmax_step(acc, m_i, l_i, s, v, FP32: tl.constexpr):
+    """Fold one key tile into the running state.
+
+    acc: [M, D] fp32   m_i, l_i: [M] fp32 (running max, base 2; running sum)
+    s:   [M, N] fp32 scaled scores in base 2, -inf where masked
+    v:   [N, D] input dtype
+    """
+    m_new = tl.maximum(m_i, tl.max(s, 1))
+    # A row that has seen only masked keys keeps m = -inf; subtracting 0 instead of
+    # -inf keeps exp2 at exp2(-inf) = 0 rather than exp2(nan).
+    m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+    alpha = tl.exp2(m_i - m_safe)  # [M]
+    p = tl.exp2(s - m_safe[:, None])  # [M, N] fp32
+    l_i = l_i * alpha + tl.sum(p, 1)
+    acc = acc * alpha[:, None]
+    acc = mm(p.to(v.dtype), v, acc, FP32)
+    return acc, m_new, l_i
+
+
+@triton.jit
+def finalize(acc, m_i, l_i):
+    """Normalise the accumulator; return (out [M, D] fp32, lse [M] fp32, natural log)."""
+    empty = l_i == 0.0
+    l_safe = tl.where(empty, 1.0, l_i)
+    out = acc / l_safe[:, None]
+    lse = tl.where(empty, float("-inf"), (m_i + tl.log2(l_safe)) * LN2)
+    return out, lse
+
+
+@triton.jit
+def page_offsets(table_row_ptr, t, mask, PAGE_SIZE: tl.constexpr, stride_page, stride_slot):
+    """Offsets (int64) of logical tokens ``t`` in a paged cache.
+
+    table_row_ptr: block_table[b, :] (int32); t: [N] int32 logical positions.
+    Token t lives at cache[table[t // PAGE_SIZE], t % PAGE_SIZE]; masked lanes read no
+    table entry and get offset 0.
+    """
+    page = tl.load(table_row_ptr + t // PAGE_SIZE, mask=mask, other=0)
+    return page.to(tl.int64) * stride_page + (t % PAGE_SIZE).to(tl.int64) * stride_slot

@@ -1,0 +1,314 @@
+"""Prefill attention: causal or not, fixed, padded var-len and packed var-len, any GQA.
+
+Algorithm (FlashAttention-2 forward): one program per (query tile of BLOCK_M rows,
+batch x query head). It streams key tiles of BLOCK_N rows through the online softmax
+in ``_jit.online_softmax_step``. The key range is split in two: tiles that need no mask
+at all (fully inside the valid length and fully below the causal diagonal) run a loop
+without masks; the few tiles on the diagonal or at the length's end run a masked loop.
+Tiles past the valid length or fully above the diagonal are never visited, so the cost
+follows the valid lengths, not the padded size.
+
+Shapes:
+  prefill:        q [B, Hq, Nq, D], k/v [B, Hkv, Nk, D], out like q, lse [B, Hq, Nq]
+  prefill_varlen: q [Tq, Hq, D],    k/v [Tk, Hkv, D],    out like q, lse [Hq, Tq]
+Causal masks are aligned bottom-right on the valid lengths (query i of Lq sees key j
+iff j <= i + Lk - Lq), the FlashAttention convention.
+
+References: Dao 2023 (FlashAttention-2); Triton tutorial 06-fused-attention.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from . import _validate as val
+from ._config import prefill_config
+from ._jit import LOG2E, finalize, mm, online_softmax_step
+
+
+@triton.jit
+def _attend_key_tiles(
+    acc, m_i, l_i,
+    q,  # [BLOCK_M, HEAD_DIM_PAD] input dtype
+    k_base_ptr, v_base_ptr,  # K/V of this (batch, kv head), first valid row
+    stride_k_seq, stride_v_seq,
+    offs_m,  # [BLOCK_M] query row indices within the sequence
+    offs_d,  # [HEAD_DIM_PAD]
+    lo, hi, kv_len, causal_shift, head_dim, qk_scale,
+    MASKED: tl.constexpr,  # False: every key in [lo, hi) is valid for every row
+    IS_CAUSAL: tl.constexpr,
+    EVEN_D: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    FP32: tl.constexpr,
+):
+    offs_n0 = tl.arange(0, BLOCK_N)
+    d_ok = offs_d < head_dim
+    for start_n in range(lo, hi, BLOCK_N):
+        start_n = tl.multiple_of(start_n, BLOCK_N)
+        offs_n = start_n + offs_n0
+        k_ptrs = k_base_ptr + offs_n[None, :] * stride_k_seq + offs_d[:, None]  # [D, N]
+        v_ptrs = v_base_ptr + offs_n[:, None] * stride_v_seq + offs_d[None, :]  # [N, D]
+        if MASKED:
+            n_ok = offs_n < kv_len
+            kt = tl.load(k_ptrs, mask=n_ok[None, :] & d_ok[:, None], other=0.0)
+            v = tl.load(v_ptrs, mask=n_ok[:, None] & d_ok[None, :], other=0.0)
+        elif EVEN_D:
+            kt = tl.load(k_ptrs)
+            v = tl.load(v_ptrs)
+        else:
+            kt = tl.load(k_ptrs, mask=d_ok[:, None], other=0.0)
+            v = tl.load(v_ptrs, mask=d_ok[None, :], other=0.0)
+        s = mm(q, kt, tl.zeros([q.shape[0], BLOCK_N], dtype=tl.float32), FP32)
+        s = s * qk_scale  # s: [BLOCK_M, BLOCK_N] fp32, base-2 logits
+        if MASKED:
+            ok = offs_n[None, :] < kv_len
+            if IS_CAUSAL:
+                ok = ok & (offs_n[None, :] <= offs_m[:, None] + causal_shift)
+            s = tl.where(ok, s, float("-inf"))
+        acc, m_i, l_i = online_softmax_step(acc, m_i, l_i, s, v, FP32)
+    return acc, m_i, l_i
+
+
+@triton.jit
+def _prefill_kernel(
+    q_ptr,  # [B, Hq, Nq, D] (padded) or [Tq, Hq, D] (varlen, batch stride 0)
+    k_ptr, v_ptr,  # [B, Hkv, Nk, D] or [Tk, Hkv, D]
+    out_ptr,  # like q
+    lse_ptr,  # [B, Hq, Nq] or [Hq, Tq] fp32 (unused unless WRITE_LSE)
+    q_lens_ptr, kv_lens_ptr,  # int32 [B] lengths (HAS_LENS) or cu_seqlens [B+1] (IS_VARLEN)
+    n_q, n_k,  # padded lengths (fixed/padded layouts)
+    num_q_heads, group_size, head_dim, qk_scale,
+    stride_q_batch, stride_q_head, stride_q_seq,
+    stride_k_batch, stride_k_head, stride_k_seq,
+    stride_v_batch, stride_v_head, stride_v_seq,
+    stride_o_batch, stride_o_head, stride_o_seq,
+    stride_lse_batch, stride_lse_head, stride_lse_seq,
+    IS_CAUSAL: tl.constexpr,
+    HAS_LENS: tl.constexpr,
+    IS_VARLEN: tl.constexpr,
+    WRITE_LSE: tl.constexpr,
+    HEAD_DIM_PAD: tl.constexpr,
+    EVEN_D: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    FP32: tl.constexpr,
+):
+    # Heaviest causal tiles (last rows) first: better tail balance.
+    start_m = (tl.num_programs(0) - 1 - tl.program_id(0)) * BLOCK_M
+    pid_bh = tl.program_id(1)
+    off_b = pid_bh // num_q_heads
+    off_h = pid_bh % num_q_heads
+    off_kvh = off_h // group_size
+
+    if IS_VARLEN:
+        q_start = tl.load(q_lens_ptr + off_b)
+        q_len = tl.load(q_lens_ptr + off_b + 1) - q_start
+        k_start = tl.load(kv_lens_ptr + off_b)
+        kv_len = tl.load(kv_lens_ptr + off_b + 1) - k_start
+        store_rows = q_len  # rows past q_len belong to the next sequence
+    else:
+        q_start = 0
+        k_start = 0
+        if HAS_LENS:
+            q_len = tl.load(q_lens_ptr + off_b)
+            kv_len = tl.load(kv_lens_ptr + off_b)
+        else:
+            q_len = n_q
+            kv_len = n_k
+        store_rows = n_q  # padding rows are written, as zeros
+
+    q_base = q_ptr + off_b.to(tl.int64) * stride_q_batch + off_h.to(tl.int64) * stride_q_head \
+        + q_start.to(tl.int64) * stride_q_seq
+    k_base = k_ptr + off_b.to(tl.int64) * stride_k_batch + off_kvh.to(tl.int64) * stride_k_head \
+        + k_start.to(tl.int64) * stride_k_seq
+    v_base = v_ptr + off_b.to(tl.int64) * stride_v_batch + off_kvh.to(tl.int64) * stride_v_head \
+        + k_start.to(tl.int64) * stride_v_seq
+    o_base = out_ptr + off_b.to(tl.int64) * stride_o_batch + off_h.to(tl.int64) * stride_o_head \
+        + q_start.to(tl.int64) * stride_o_seq
+
+    offs_m = start_m + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, HEAD_DIM_PAD)
+    row_ok = offs_m < q_len
+    d_ok = offs_d < head_dim
+    q = tl.load(q_base + offs_m[:, None] * stride_q_seq + offs_d[None, :],
+                mask=row_ok[:, None] & d_ok[None, :], other=0.0)  # [BLOCK_M, HEAD_DIM_PAD]
+
+    # Key ranges: [0, full_hi) needs no mask; [full_hi, hi) is masked.
+    causal_shift = kv_len - q_len
+    if IS_CAUSAL:
+        hi = tl.minimum(kv_len, start_m + BLOCK_M + causal_shift)
+        # every row of the tile sees key j iff j <= start_m + causal_shift
+        full_hi = tl.maximum(start_m + causal_shift + 1, 0) // BLOCK_N * BLOCK_N
+        full_hi = tl.minimum(full_hi, kv_len // BLOCK_N * BLOCK_N)
+    else:
+        hi = kv_len
+        full_hi = kv_len // BLOCK_N * BLOCK_N
+    if start_m >= q_len:
+        hi = 0
+    hi = tl.maximum(hi, 0)
+    full_hi = tl.minimum(full_hi, hi)
+
+    m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_M, HEAD_DIM_PAD], dtype=tl.float32)
+    acc, m_i, l_i = _attend_key_tiles(
+        acc, m_i, l_i, q, k_base, v_base, stride_k_seq, stride_v_seq, offs_m, offs_d,
+        0, full_hi, kv_len, causal_shift, head_dim, qk_scale,
+        MASKED=False, IS_CAUSAL=IS_CAUSAL, EVEN_D=EVEN_D, BLOCK_N=BLOCK_N, FP32=FP32)
+    acc, m_i, l_i = _attend_key_tiles(
+        acc, m_i, l_i, q, k_base, v_base, stride_k_seq, stride_v_seq, offs_m, offs_d,
+        full_hi, hi, kv_len, causal_shift, head_dim, qk_scale,
+        MASKED=True, IS_CAUSAL=IS_CAUSAL, EVEN_D=EVEN_D, BLOCK_N=BLOCK_N, FP32=FP32)
+
+    out, lse = finalize(acc, m_i, l_i)
+    out = tl.where(row_ok[:, None], out, 0.0)
+    store_ok = offs_m < store_rows
+    tl.store(o_base + offs_m[:, None] * stride_o_seq + offs_d[None, :],
+             out.to(out_ptr.dtype.element_ty), mask=store_ok[:, None] & d_ok[None, :])
+    if WRITE_LSE:
+        lse = tl.where(row_ok, lse, float("-inf"))
+        lse_base = lse_ptr + off_b.to(tl.int64) * stride_lse_batch \
+            + off_h.to(tl.int64) * stride_lse_head + q_start.to(tl.int64) * stride_lse_seq
+        tl.store(lse_base + offs_m * stride_lse_seq, lse, mask=store_ok)
+
+
+def _launch(q, k, v, out, lse, q_lens, kv_lens, *, n_q, n_k, max_q, num_batch, causal,
+            varlen, sm_scale):
+    """q/k/v/out as 4-D [B, H, N, D] views (varlen: [1, H, T, D] with batch stride 0)."""
+    num_q_heads, head_dim = q.shape[1], q.shape[3]
+    group_size = num_q_heads // k.shape[1]
+    head_dim_pad = max(16, triton.next_power_of_2(head_dim))
+    cfg = prefill_config(head_dim_pad, q.dtype, causal)
+    grid = (triton.cdiv(max_q, cfg.block_m), num_batch * num_q_heads)
+    if grid[0] == 0 or grid[1] == 0:
+        return
+    lse_arg = lse if lse is not None else out
+    lse_strides = (lse.stride(0), lse.stride(1), lse.stride(2)) if lse is not None else (0, 0, 0)
+    has_lens = q_lens is not None
+    # varlen: every sequence starts at row cu_seqlens[b] of one packed batch
+    bs = (lambda t: 0) if varlen else (lambda t: t.stride(0))
+    _prefill_kernel[grid](
+        q_ptr=q, k_ptr=k, v_ptr=v, out_ptr=out, lse_ptr=lse_arg,
+        q_lens_ptr=q_lens if has_lens else q, kv_lens_ptr=kv_lens if has_lens else q,
+        n_q=n_q, n_k=n_k, num_q_heads=num_q_heads, group_size=group_size,
+        head_dim=head_dim, qk_scale=sm_scale * 1.4426950408889634,
+        stride_q_batch=bs(q), stride_q_head=q.stride(1), stride_q_seq=q.stride(2),
+        stride_k_batch=bs(k), stride_k_head=k.stride(1), stride_k_seq=k.stride(2),
+        stride_v_batch=bs(v), stride_v_head=v.stride(1), stride_v_seq=v.stride(2),
+        stride_o_batch=bs(out), stride_o_head=out.stride(1), stride_o_seq=out.stride(2),
+        stride_lse_batch=0 if varlen else lse_strides[0], stride_lse_head=lse_strides[1],
+        stride_lse_seq=lse_strides[2],
+        IS_CAUSAL=causal, HAS_LENS=has_lens and not varlen, IS_VARLEN=varlen,
+        WRITE_LSE=lse is not None, HEAD_DIM_PAD=head_dim_pad,
+        EVEN_D=head_dim == head_dim_pad, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
+        FP32=q.dtype == torch.float32, num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+    )
+
+
+def prefill(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    causal: bool = True,
+    seq_lens: torch.Tensor | None = None,
+    kv_seq_lens: torch.Tensor | None = None,
+    sm_scale: float | None = None,
+    return_lse: bool = False,
+    out: torch.Tensor | None = None,
+    validate: bool = True,
+):
+    """Attention over a padded batch.
+
+    q: [B, Hq, Nq, D]; k, v: [B, Hkv, Nk, D] with Hq % Hkv == 0 (query head h reads KV
+    head h // (Hq // Hkv)); fp16, bf16 or fp32; any strides with a contiguous last dim.
+    seq_lens: int32 [B], valid query lengths (padded var-len); kv_seq_lens: int32 [B],
+    valid key lengths (defaults to seq_lens when seq_lens is given, else Nk).
+    Rows >= seq_lens[b] of the output are 0; keys >= kv_seq_lens[b] are never read.
+    causal: bottom-right aligned on the valid lengths. Returns out [B, Hq, Nq, D]
+    (and lse [B, Hq, Nq] float32, natural log, -inf on rows that see no key).
+    validate=False skips the checks that need a host-device sync.
+    """
+    val.check_qkv(q, k, v, rank=4, layout="[B, H, N, D]")
+    batch, num_q_heads, n_q, head_dim = q.shape
+    n_k = k.shape[2]
+    if k.shape[0] != batch:
+        raise ValueError(f"k must have batch {batch} like q, got k.shape={tuple(k.shape)}")
+    if seq_lens is None and kv_seq_lens is not None:
+        raise ValueError("kv_seq_lens needs seq_lens (the query lengths) as well")
+    if seq_lens is not None:
+        if kv_seq_lens is None:
+            kv_seq_lens = seq_lens
+        val.check_lengths("seq_lens", seq_lens, batch, n_q, q.device, validate)
+        val.check_lengths("kv_seq_lens", kv_seq_lens, batch, n_k, q.device, validate)
+    sm_scale = val.check_sm_scale(sm_scale, head_dim)
+    out = val.check_out(out, q, tuple(q.shape))
+    lse = torch.empty((batch, num_q_heads, n_q), device=q.device, dtype=torch.float32) \
+        if return_lse else None
+    _launch(q, k, v, out, lse, seq_lens, kv_seq_lens, n_q=n_q, n_k=n_k, max_q=n_q,
+            num_batch=batch, causal=causal, varlen=False, sm_scale=sm_scale)
+    return (out, lse) if return_lse else out
+
+
+def prefill_varlen(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    cu_seqlens_q: torch.Tensor,
+    cu_seqlens_k: torch.Tensor | None = None,
+    *,
+    max_seqlen_q: int,
+    max_seqlen_k: int | None = None,
+    causal: bool = True,
+    sm_scale: float | None = None,
+    return_lse: bool = False,
+    out: torch.Tensor | None = None,
+    validate: bool = True,
+):
+    """Attention over packed sequences (FlashAttention's varlen convention).
+
+    q: [Tq, Hq, D]; k, v: [Tk, Hkv, D]; sequence b's queries are rows
+    cu_seqlens_q[b]:cu_seqlens_q[b+1] (int32 [B+1], non-decreasing, starting at 0), its
+    keys likewise with cu_seqlens_k (defaults to cu_seqlens_q). max_seqlen_q must bound
+    every query length (it sizes the grid). Returns out [Tq, Hq, D] (and lse [Hq, Tq]).
+    max_seqlen_k is accepted for FlashAttention compatibility; it is only checked.
+    """
+    val.check_qkv(q, k, v, rank=3, layout="[T, H, D]")
+    total_q, num_q_heads, head_dim = q.shape
+    if cu_seqlens_k is None:
+        cu_seqlens_k = cu_seqlens_q
+    batch = val.check_cu_seqlens("cu_seqlens_q", cu_seqlens_q, total_q, q.device, validate)
+    batch_k = val.check_cu_seqlens("cu_seqlens_k", cu_seqlens_k, k.shape[0], q.device, validate)
+    if batch_k != batch:
+        raise ValueError(f"cu_seqlens_k must have {batch + 1} entries like cu_seqlens_q, "
+                         f"got {batch_k + 1}")
+    if not isinstance(max_seqlen_q, int) or max_seqlen_q < 0:
+        raise ValueError(f"max_seqlen_q must be a non-negative int, got {max_seqlen_q!r}")
+    if validate:
+        longest = int((cu_seqlens_q[1:] - cu_seqlens_q[:-1]).max()) if batch else 0
+        if longest > max_seqlen_q:
+            raise ValueError(f"max_seqlen_q={max_seqlen_q} is smaller than the longest "
+                             f"query sequence ({longest})")
+        if max_seqlen_k is not None and batch:
+            longest_k = int((cu_seqlens_k[1:] - cu_seqlens_k[:-1]).max())
+            if longest_k > max_seqlen_k:
+                raise ValueError(f"max_seqlen_k={max_seqlen_k} is smaller than the longest "
+                                 f"key sequence ({longest_k})")
+    sm_scale = val.check_sm_scale(sm_scale, head_dim)
+    out = val.check_out(out, q, tuple(q.shape))
+    lse = torch.empty((num_q_heads, total_q), device=q.device, dtype=torch.float32) \
+        if return_lse else None
+
+    def as4d(t):  # [T, H, D] -> [1, H, T, D] view; batch offsets come from cu_seqlens
+        return t.unsqueeze(0).transpose(1, 2)
+
+    lse4 = lse.unsqueeze(0) if lse is not None else None
+    _launch(as4d(q), as4d(k), as4d(v), as4d(out), lse4, cu_seqlens_q, cu_seqlens_k,
+            n_q=total_q, n_k=k.shape[0], max_q=max_seqlen_q, num_batch=batch,
+            causal=causal, varlen=True, sm_scale=sm_scale)
+    return (out, lse) if return_lse else out
+
+
+__all__ = ["prefill", "prefill_varlen"]

@@ -1,0 +1,49 @@
+"""The dense core every oracle ends in, and the mask builders it is combined with.
+
+attention(q, k, v, allowed) computes softmax(q k^T * sm_scale, masked by `allowed`) v
+in float64 (or any dtype asked for: the same formula in the input dtype is the
+"low-precision reference" of the tolerance rule). Query head h reads KV head
+h // (Hq // Hkv). A row with no allowed key gives output 0 and LSE -inf.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def attention(q, k, v, allowed, *, sm_scale=None, dtype=torch.float64):
+    """q [B, Hq, Nq, D]; k, v [B, Hkv, Nk, D]; allowed bool, broadcastable to
+    [B, Hq, Nq, Nk]. Returns (out [B, Hq, Nq, D], lse [B, Hq, Nq]) in `dtype`."""
+    group = q.shape[1] // k.shape[1]
+    scale = 1.0 / math.sqrt(q.shape[-1]) if sm_scale is None else sm_scale
+    k = k.to(dtype).repeat_interleave(group, dim=1)
+    v = v.to(dtype).repeat_interleave(group, dim=1)
+    s = (q.to(dtype) @ k.transpose(-1, -2)) * scale
+    allowed = allowed.expand(s.shape)
+    s = s.masked_fill(~allowed, float("-inf"))
+    lse = torch.logsumexp(s, dim=-1)  # -inf on empty rows
+    p = torch.exp(s - lse.unsqueeze(-1))  # NaN on empty rows (-inf - -inf) ...
+    p = torch.where(allowed, p, torch.zeros((), dtype=dtype, device=p.device))  # ... -> 0
+    return p @ v, lse
+
+
+def lowp_attention(q, k, v, allowed, *, sm_scale=None):
+    """The same formula computed in the inputs' own dtype (no upcast)."""
+    return attention(q, k, v, allowed, sm_scale=sm_scale, dtype=q.dtype)
+
+
+def length_mask(q_lens, k_lens, n_q: int, n_k: int):
+    """[B, 1, Nq, Nk]: query i < q_lens[b] and key j < k_lens[b]."""
+    i = torch.arange(n_q, device=q_lens.device).view(1, 1, n_q, 1)
+    j = torch.arange(n_k, device=q_lens.device).view(1, 1, 1, n_k)
+    return (i < q_lens.view(-1, 1, 1, 1)) & (j < k_lens.view(-1, 1, 1, 1))
+
+
+def causal_mask(q_lens, k_lens, n_q: int, n_k: int):
+    """[B, 1, Nq, Nk], bottom-right aligned: key j <= i + (k_lens[b] - q_lens[b])."""
+    i = torch.arange(n_q, device=q_lens.device).view(1, 1, n_q, 1)
+    j = torch.arange(n_k, device=q_lens.device).view(1, 1, 1, n_k)
+    shift = (k_lens.long() - q_lens.long()).view(-1, 1, 1, 1)
+    return j <= i + shift

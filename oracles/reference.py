@@ -1,0 +1,110 @@
+"""Oracles for each public kernel: gather into dense tensors, build a mask, call the core.
+
+Every function takes the kernel's own arguments, never modifies them, and returns
+(out, lse) shaped like the kernel's, in float64 by default (`dtype=` runs the same
+formula in another dtype for the low-precision reference).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .core import attention, causal_mask, length_mask
+
+
+def _full(n: int, batch: int, device):
+    return torch.full((batch,), n, dtype=torch.int64, device=device)
+
+
+def prefill_ref(q, k, v, *, causal=True, seq_lens=None, kv_seq_lens=None, sm_scale=None,
+                dtype=torch.float64):
+    """q [B, Hq, Nq, D], k/v [B, Hkv, Nk, D] -> out [B, Hq, Nq, D], lse [B, Hq, Nq]."""
+    batch, _, n_q, _ = q.shape
+    n_k = k.shape[2]
+    q_lens = _full(n_q, batch, q.device) if seq_lens is None else seq_lens.long()
+    k_lens = (_full(n_k, batch, q.device) if seq_lens is None else q_lens) \
+        if kv_seq_lens is None else kv_seq_lens.long()
+    allowed = length_mask(q_lens, k_lens, n_q, n_k)
+    if causal:
+        allowed = allowed & causal_mask(q_lens, k_lens, n_q, n_k)
+    return attention(q, k, v, allowed, sm_scale=sm_scale, dtype=dtype)
+
+
+def prefill_varlen_ref(q, k, v, cu_seqlens_q, cu_seqlens_k=None, *, causal=True,
+                       sm_scale=None, dtype=torch.float64):
+    """Packed q [Tq, Hq, D], k/v [Tk, Hkv, D] -> out [Tq, Hq, D], lse [Hq, Tq].
+    Rows past cu_seqlens_q[-1] belong to no sequence: 0 and -inf here."""
+    cu_k = cu_seqlens_q if cu_seqlens_k is None else cu_seqlens_k
+    out = torch.zeros(q.shape, dtype=dtype, device=q.device)
+    lse = torch.full((q.shape[1], q.shape[0]), float("-inf"), dtype=dtype, device=q.device)
+    for b in range(len(cu_seqlens_q) - 1):
+        q0, q1 = int(cu_seqlens_q[b]), int(cu_seqlens_q[b + 1])
+        k0, k1 = int(cu_k[b]), int(cu_k[b + 1])
+        o, s = prefill_ref(q[q0:q1].transpose(0, 1)[None], k[k0:k1].transpose(0, 1)[None],
+                           v[k0:k1].transpose(0, 1)[None], causal=causal, sm_scale=sm_scale,
+                           dtype=dtype)
+        out[q0:q1] = o[0].transpose(0, 1)
+        lse[:, q0:q1] = s[0]
+    return out, lse
+
+
+def decode_ref(q, k, v, *, seq_lens=None, sm_scale=None, dtype=torch.float64):
+    """q [B, Hq, D] (or [B, Hq, 1, D]), k/v [B, Hkv, N, D] -> out like q, lse [B, Hq]."""
+    q4 = q if q.dim() == 4 else q.unsqueeze(2)
+    batch, n_k = q.shape[0], k.shape[2]
+    k_lens = _full(n_k, batch, q.device) if seq_lens is None else seq_lens.long()
+    allowed = length_mask(_full(1, batch, q.device), k_lens, 1, n_k)
+    out, lse = attention(q4, k, v, allowed, sm_scale=sm_scale, dtype=dtype)
+    return out.reshape(q.shape), lse[:, :, 0]
+
+
+def paged_gather(cache, block_table, seq_lens):
+    """[num_pages, P, Hkv, D] cache -> dense [B, Hkv, max(seq_lens), D] (zeros past the end).
+    Token t of sequence b is cache[block_table[b, t // P], t % P]."""
+    page_size = cache.shape[1]
+    n = int(seq_lens.max()) if len(seq_lens) else 0
+    dense = torch.zeros((len(seq_lens), cache.shape[2], n, cache.shape[3]),
+                        dtype=cache.dtype, device=cache.device)
+    for b, length in enumerate(seq_lens.tolist()):
+        t = torch.arange(length, device=cache.device)
+        pages = block_table[b, t // page_size].long()
+        dense[b, :, :length] = cache[pages, t % page_size].transpose(0, 1)
+    return dense
+
+
+def paged_decode_ref(q, k_cache, v_cache, block_table, seq_lens, *, sm_scale=None,
+                     dtype=torch.float64):
+    k = paged_gather(k_cache, block_table, seq_lens)
+    v = paged_gather(v_cache, block_table, seq_lens)
+    return decode_ref(q, k, v, seq_lens=seq_lens, sm_scale=sm_scale, dtype=dtype)
+
+
+def sparse_gather(k, indices):
+    """k [B, Hkv, N, D], indices [B, H_idx, K] (-1 = unused) -> (rows [B, H_idx, K, D],
+    used [B, H_idx, K]). Index head h reads KV head h // (H_idx // Hkv)."""
+    group = indices.shape[1] // k.shape[1]
+    used = indices >= 0
+    src = k.repeat_interleave(group, dim=1)  # [B, H_idx, N, D]
+    idx = indices.clamp(min=0).long().unsqueeze(-1).expand(-1, -1, -1, k.shape[-1])
+    return torch.gather(src, 2, idx), used
+
+
+def sparse_decode_ref(q, k, v, indices, *, seq_lens=None, sm_scale=None,
+                      dtype=torch.float64):
+    """Each query attends exactly the listed positions (duplicates count twice).
+    seq_lens only bounds valid indices; it does not change the result."""
+    del seq_lens
+    q4 = q if q.dim() == 4 else q.unsqueeze(2)
+    kg, used = sparse_gather(k, indices)
+    vg, _ = sparse_gather(v, indices)
+    group = q.shape[1] // indices.shape[1]  # 1 when there is one index row per query head
+    allowed = used.repeat_interleave(group, dim=1).unsqueeze(2)  # [B, Hq, 1, K]
+    out, lse = attention(q4, kg, vg, allowed, sm_scale=sm_scale, dtype=dtype)
+    return out.reshape(q.shape), lse[:, :, 0]
+
+
+def sparse_paged_decode_ref(q, k_cache, v_cache, block_table, seq_lens, indices, *,
+                            sm_scale=None, dtype=torch.float64):
+    k = paged_gather(k_cache, block_table, seq_lens)
+    v = paged_gather(v_cache, block_table, seq_lens)
+    return sparse_decode_ref(q, k, v, indices, sm_scale=sm_scale, dtype=dtype)
