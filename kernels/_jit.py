@@ -4,7 +4,7 @@
   base 2: scores arrive already multiplied by ``sm_scale * log2(e)``.
 * ``finalize``: divides by the running sum and turns ``(m, l)`` into a natural-log LSE;
   rows that saw no key give output 0 and LSE -inf (never NaN).
-* ``page_offsets``: logical token -> physical row of a paged cache.
+* ``page_lookup``: logical token -> (page, slot) of a paged cache.
 * ``mm``: the one matrix product every kernel uses; exact fp32 (no tf32) for fp32 tiles.
 
 Reference: Dao, "FlashAttention-2" (2023), Algorithm 1; Triton tutorial 06.
@@ -58,12 +58,12 @@ def finalize(acc, m_i, l_i):
 
 
 @triton.jit
-def page_offsets(table_row_ptr, t, mask, PAGE_SIZE: tl.constexpr, stride_page, stride_slot):
-    """Offsets (int64) of logical tokens ``t`` in a paged cache.
+def page_lookup(table_row_ptr, t, mask, PAGE_SIZE: tl.constexpr):
+    """Physical (page, slot) of logical tokens ``t`` in a paged cache, both int64.
 
     table_row_ptr: block_table[b, :] (int32); t: [N] int32 logical positions.
-    Token t lives at cache[table[t // PAGE_SIZE], t % PAGE_SIZE]; masked lanes read no
-    table entry and get offset 0.
+    Token t lives at cache[table[t // PAGE_SIZE], t % PAGE_SIZE]. Masked lanes read no
+    table entry and get page 0, so table slots past a sequence's end are never read.
     """
     page = tl.load(table_row_ptr + t // PAGE_SIZE, mask=mask, other=0)
-    return page.to(tl.int64) * stride_page + (t % PAGE_SIZE).to(tl.int64) * stride_slot
+    return page.to(tl.int64), (t % PAGE_SIZE).to(tl.int64)

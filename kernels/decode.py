@@ -1,0 +1,415 @@
+"""Decode attention (one query token per sequence) over a dense or paged KV cache,
+over every token or over a given list of token positions (sparse), with split-KV.
+
+Algorithm: one program per (batch, group of query heads, split). The group's query
+heads are the M side of the tile, so each K/V row is read once for the whole group
+(the seeds re-read it for every query head). The program walks its split of the
+sequence's "key list" in tiles of BLOCK_N entries; a key-list entry is
+
+  dense:   token position p                      -> k[b, kvh, p]
+  paged:   token p at page table[b, p // P]      -> k_cache[page, p % P, kvh]
+  sparse:  the position indices[b, h_idx, i]     -> either of the above (-1 skipped)
+
+With more than one split, each split writes a normalised partial output and its LSE
+(fp32) and ``_combine_kernel`` merges them (flash-decoding). Splits that see no key
+write LSE -inf and weigh 0 in the merge.
+
+The public wrappers here are ``decode`` and ``paged_decode``; ``kernels.sparse`` wraps
+the same launcher for index lists.
+
+References: Dao et al., "Flash-Decoding for long-context inference" (2023); vLLM paged
+attention.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from . import _validate as val
+from ._config import decode_config, interpreting
+from ._jit import finalize, mm, online_softmax_step, page_lookup
+
+# A split should cover at least this many key-list entries, so that its fixed cost
+# (loading q, writing a partial row, the merge) stays small against its loads.
+MIN_KEYS_PER_SPLIT = 128
+# Upper bound on the split count: the merge reads NUM_SPLITS partial rows per head.
+MAX_SPLITS = 128
+
+
+@triton.jit
+def _decode_kernel(
+    q_ptr,  # [B, Hq, D]
+    k_ptr, v_ptr,  # dense: [B, Hkv, N, D]; paged: [num_pages, PAGE_SIZE, Hkv, D]
+    block_table_ptr,  # [B, max_pages] int32 (IS_PAGED)
+    seq_lens_ptr,  # [B] int32 (HAS_LENS)
+    indices_ptr,  # [B, H_idx, K] int32 (HAS_INDICES); H_idx = Hq // heads_per_program
+    out_ptr,  # [B, Hq, D]            (NUM_SPLITS == 1)
+    lse_ptr,  # [B, Hq] fp32          (NUM_SPLITS == 1 and WRITE_LSE)
+    part_out_ptr,  # [B, Hq, NUM_SPLITS, D] fp32 (NUM_SPLITS > 1)
+    part_lse_ptr,  # [B, Hq, NUM_SPLITS] fp32    (NUM_SPLITS > 1)
+    n_ctx,  # dense: N, the length when there are no seq_lens
+    n_list,  # sparse: K, the key-list length
+    num_head_programs, heads_per_program, group_size, head_dim, qk_scale,
+    stride_q_batch, stride_q_head,
+    stride_k_batch, stride_k_seq, stride_k_page, stride_k_slot, stride_k_head,
+    stride_v_batch, stride_v_seq, stride_v_page, stride_v_slot, stride_v_head,
+    stride_table_batch,
+    stride_idx_batch, stride_idx_head, stride_idx_k,
+    stride_o_batch, stride_o_head,
+    stride_lse_batch, stride_lse_head,
+    IS_PAGED: tl.constexpr,
+    HAS_LENS: tl.constexpr,
+    HAS_INDICES: tl.constexpr,
+    WRITE_LSE: tl.constexpr,
+    NUM_SPLITS: tl.constexpr,
+    PAGE_SIZE: tl.constexpr,
+    BLOCK_H: tl.constexpr,  # >= heads_per_program, >= 16 for tl.dot
+    BLOCK_N: tl.constexpr,
+    HEAD_DIM_PAD: tl.constexpr,
+    FP32: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    off_b = pid // num_head_programs
+    off_hp = pid % num_head_programs  # also the index row when HAS_INDICES
+    split = tl.program_id(1)
+    first_head = off_hp * heads_per_program
+    off_kvh = first_head // group_size
+
+    offs_h = first_head + tl.arange(0, BLOCK_H)  # [BLOCK_H] query heads
+    h_ok = offs_h < first_head + heads_per_program
+    offs_d = tl.arange(0, HEAD_DIM_PAD)
+    d_ok = offs_d < head_dim
+    q = tl.load(q_ptr + off_b.to(tl.int64) * stride_q_batch
+                + offs_h[:, None].to(tl.int64) * stride_q_head + offs_d[None, :],
+                mask=h_ok[:, None] & d_ok[None, :], other=0.0)  # [BLOCK_H, HEAD_DIM_PAD]
+
+    seq_len = tl.load(seq_lens_ptr + off_b) if HAS_LENS else n_ctx
+    list_len = n_list if HAS_INDICES else seq_len
+    # Split boundaries, in whole tiles.
+    per_split = tl.cdiv(tl.cdiv(list_len, NUM_SPLITS), BLOCK_N) * BLOCK_N
+    lo = split * per_split
+    hi = tl.minimum(lo + per_split, list_len)
+
+    if IS_PAGED:
+        table_row = block_table_ptr + off_b.to(tl.int64) * stride_table_batch
+        k_base = k_ptr + off_kvh.to(tl.int64) * stride_k_head
+        v_base = v_ptr + off_kvh.to(tl.int64) * stride_v_head
+    else:
+        k_base = k_ptr + off_b.to(tl.int64) * stride_k_batch + off_kvh.to(tl.int64) * stride_k_head
+        v_base = v_ptr + off_b.to(tl.int64) * stride_v_batch + off_kvh.to(tl.int64) * stride_v_head
+    idx_row = indices_ptr + off_b.to(tl.int64) * stride_idx_batch \
+        + off_hp.to(tl.int64) * stride_idx_head
+
+    m_i = tl.full([BLOCK_H], float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_H], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_H, HEAD_DIM_PAD], dtype=tl.float32)
+    offs_n0 = tl.arange(0, BLOCK_N)
+    for start in range(lo, hi, BLOCK_N):
+        pos = start + offs_n0  # [BLOCK_N] key-list entries
+        pos_ok = pos < hi
+        if HAS_INDICES:
+            t = tl.load(idx_row + pos.to(tl.int64) * stride_idx_k, mask=pos_ok, other=-1)
+            t_ok = pos_ok & (t >= 0) & (t < seq_len)  # -1 = unused slot
+        else:
+            t = pos
+            t_ok = pos_ok
+        if IS_PAGED:
+            page, slot = page_lookup(table_row, t, t_ok, PAGE_SIZE)
+            k_off = page * stride_k_page + slot * stride_k_slot
+            v_off = page * stride_v_page + slot * stride_v_slot
+        else:
+            k_off = t.to(tl.int64) * stride_k_seq
+            v_off = t.to(tl.int64) * stride_v_seq
+        kv_mask = t_ok[:, None] & d_ok[None, :]
+        k = tl.load(k_base + k_off[:, None] + offs_d[None, :], mask=kv_mask, other=0.0)
+        v = tl.load(v_base + v_off[:, None] + offs_d[None, :], mask=kv_mask, other=0.0)
+        s = mm(q, tl.trans(k), tl.zeros([BLOCK_H, BLOCK_N], dtype=tl.float32), FP32)
+        s = tl.where(t_ok[None, :], s * qk_scale, float("-inf"))  # [BLOCK_H, BLOCK_N]
+        acc, m_i, l_i = online_softmax_step(acc, m_i, l_i, s, v, FP32)
+
+    out, lse = finalize(acc, m_i, l_i)  # [BLOCK_H, HEAD_DIM_PAD], [BLOCK_H]
+    if NUM_SPLITS == 1:
+        tl.store(out_ptr + off_b.to(tl.int64) * stride_o_batch
+                 + offs_h[:, None].to(tl.int64) * stride_o_head + offs_d[None, :],
+                 out.to(out_ptr.dtype.element_ty), mask=h_ok[:, None] & d_ok[None, :])
+        if WRITE_LSE:
+            tl.store(lse_ptr + off_b.to(tl.int64) * stride_lse_batch
+                     + offs_h.to(tl.int64) * stride_lse_head, lse, mask=h_ok)
+    else:
+        row = (off_b.to(tl.int64) * (num_head_programs * heads_per_program) + offs_h) \
+            * NUM_SPLITS + split  # [BLOCK_H] rows of the [B * Hq * NUM_SPLITS] partials
+        tl.store(part_out_ptr + row[:, None] * head_dim + offs_d[None, :], out,
+                 mask=h_ok[:, None] & d_ok[None, :])
+        tl.store(part_lse_ptr + row, lse, mask=h_ok)
+
+
+@triton.jit
+def _combine_kernel(
+    part_out_ptr,  # [B * Hq, NUM_SPLITS, D] fp32
+    part_lse_ptr,  # [B * Hq, NUM_SPLITS] fp32
+    out_ptr,  # [B, Hq, D]
+    lse_ptr,  # [B, Hq] fp32 (WRITE_LSE)
+    num_q_heads, head_dim,
+    stride_o_batch, stride_o_head,
+    stride_lse_batch, stride_lse_head,
+    WRITE_LSE: tl.constexpr,
+    NUM_SPLITS: tl.constexpr,
+    SPLITS_PAD: tl.constexpr,
+    HEAD_DIM_PAD: tl.constexpr,
+):
+    """out = sum_s w_s o_s / sum_s w_s with w_s = exp(lse_s - max lse): the exact merge
+    of softmax partials. All splits empty -> out 0, lse -inf."""
+    row = tl.program_id(0).to(tl.int64)  # b * Hq + h
+    off_b = row // num_q_heads
+    off_h = row % num_q_heads
+    offs_s = tl.arange(0, SPLITS_PAD)
+    s_ok = offs_s < NUM_SPLITS
+    offs_d = tl.arange(0, HEAD_DIM_PAD)
+    d_ok = offs_d < head_dim
+    lse_s = tl.load(part_lse_ptr + row * NUM_SPLITS + offs_s, mask=s_ok,
+                    other=float("-inf"))  # [SPLITS_PAD]
+    m = tl.max(lse_s, 0)
+    m_safe = tl.where(m == float("-inf"), 0.0, m)
+    w = tl.exp(lse_s - m_safe)  # 0 for empty splits
+    o_s = tl.load(part_out_ptr + (row * NUM_SPLITS + offs_s[:, None]) * head_dim
+                  + offs_d[None, :], mask=s_ok[:, None] & d_ok[None, :], other=0.0)
+    total = tl.sum(w, 0)
+    total_safe = tl.where(total == 0.0, 1.0, total)
+    out = tl.sum(o_s * w[:, None], 0) / total_safe  # [HEAD_DIM_PAD]
+    tl.store(out_ptr + off_b * stride_o_batch + off_h * stride_o_head + offs_d,
+             out.to(out_ptr.dtype.element_ty), mask=d_ok)
+    if WRITE_LSE:
+        lse = tl.where(total == 0.0, float("-inf"), m_safe + tl.log(total_safe))
+        tl.store(lse_ptr + off_b * stride_lse_batch + off_h * stride_lse_head, lse)
+
+
+def _num_sms(device: torch.device) -> int:
+    if interpreting() or device.type != "cuda":
+        return 4  # small, so that CPU-sized cases still exercise splitting
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
+def default_num_splits(num_programs: int, list_capacity: int, device: torch.device) -> int:
+    """Enough splits to give every SM about two programs, none shorter than
+    MIN_KEYS_PER_SPLIT entries. Uses capacities (N, pages x P, K), never the lengths on
+    the device, so choosing it needs no sync."""
+    sms = _num_sms(device)
+    min_keys = 8 if interpreting() else MIN_KEYS_PER_SPLIT
+    if num_programs == 0 or num_programs >= sms:
+        return 1
+    by_sms = triton.cdiv(2 * sms, num_programs)
+    by_len = max(1, list_capacity // min_keys)
+    return max(1, min(by_sms, by_len, MAX_SPLITS))
+
+
+def launch(q, k, v, out, lse, *, seq_lens, block_table, indices, n_ctx, num_splits,
+           sm_scale):
+    """Run the decode family. q/out: [B, Hq, D] (views allowed); k/v dense [B, Hkv, N, D]
+    or paged [num_pages, P, Hkv, D] (when block_table is given); indices [B, H_idx, K]."""
+    batch, num_q_heads, head_dim = q.shape
+    paged = block_table is not None
+    num_kv_heads = k.shape[2] if paged else k.shape[1]
+    group_size = num_q_heads // num_kv_heads
+    # One program per index row: per KV head (whole group) or per query head.
+    heads_per_program = num_q_heads // indices.shape[1] if indices is not None else group_size
+    num_head_programs = num_q_heads // heads_per_program
+    n_list = indices.shape[2] if indices is not None else n_ctx
+    if num_splits is None:
+        num_splits = default_num_splits(batch * num_head_programs, n_list, q.device)
+    head_dim_pad = max(16, triton.next_power_of_2(head_dim))
+    cfg = decode_config(head_dim_pad, q.dtype)
+    if batch * num_q_heads == 0:
+        return
+    if num_splits > 1:
+        part_out = torch.empty((batch * num_q_heads, num_splits, head_dim),
+                               device=q.device, dtype=torch.float32)
+        part_lse = torch.empty((batch * num_q_heads, num_splits), device=q.device,
+                               dtype=torch.float32)
+    else:
+        part_out = part_lse = out  # unused
+    dummy = q
+    _decode_kernel[(batch * num_head_programs, num_splits)](
+        q_ptr=q, k_ptr=k, v_ptr=v,
+        block_table_ptr=block_table if paged else dummy,
+        seq_lens_ptr=seq_lens if seq_lens is not None else dummy,
+        indices_ptr=indices if indices is not None else dummy,
+        out_ptr=out, lse_ptr=lse if lse is not None else out,
+        part_out_ptr=part_out, part_lse_ptr=part_lse,
+        n_ctx=n_ctx, n_list=n_list, num_head_programs=num_head_programs,
+        heads_per_program=heads_per_program, group_size=group_size, head_dim=head_dim,
+        qk_scale=sm_scale * 1.4426950408889634,
+        stride_q_batch=q.stride(0), stride_q_head=q.stride(1),
+        stride_k_batch=0 if paged else k.stride(0), stride_k_seq=0 if paged else k.stride(2),
+        stride_k_page=k.stride(0) if paged else 0, stride_k_slot=k.stride(1) if paged else 0,
+        stride_k_head=k.stride(2) if paged else k.stride(1),
+        stride_v_batch=0 if paged else v.stride(0), stride_v_seq=0 if paged else v.stride(2),
+        stride_v_page=v.stride(0) if paged else 0, stride_v_slot=v.stride(1) if paged else 0,
+        stride_v_head=v.stride(2) if paged else v.stride(1),
+        stride_table_batch=block_table.stride(0) if paged else 0,
+        stride_idx_batch=indices.stride(0) if indices is not None else 0,
+        stride_idx_head=indices.stride(1) if indices is not None else 0,
+        stride_idx_k=indices.stride(2) if indices is not None else 0,
+        stride_o_batch=out.stride(0), stride_o_head=out.stride(1),
+        stride_lse_batch=lse.stride(0) if lse is not None else 0,
+        stride_lse_head=lse.stride(1) if lse is not None else 0,
+        IS_PAGED=paged, HAS_LENS=seq_lens is not None, HAS_INDICES=indices is not None,
+        WRITE_LSE=lse is not None, NUM_SPLITS=num_splits,
+        PAGE_SIZE=k.shape[1] if paged else 1,
+        BLOCK_H=max(16, triton.next_power_of_2(heads_per_program)), BLOCK_N=cfg.block_n,
+        HEAD_DIM_PAD=head_dim_pad, FP32=q.dtype == torch.float32,
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+    )
+    if num_splits > 1:
+        _combine_kernel[(batch * num_q_heads,)](
+            part_out_ptr=part_out, part_lse_ptr=part_lse, out_ptr=out,
+            lse_ptr=lse if lse is not None else out, num_q_heads=num_q_heads,
+            head_dim=head_dim, stride_o_batch=out.stride(0), stride_o_head=out.stride(1),
+            stride_lse_batch=lse.stride(0) if lse is not None else 0,
+            stride_lse_head=lse.stride(1) if lse is not None else 0,
+            WRITE_LSE=lse is not None, NUM_SPLITS=num_splits,
+            SPLITS_PAD=triton.next_power_of_2(num_splits), HEAD_DIM_PAD=head_dim_pad,
+            num_warps=4 if head_dim_pad >= 128 else 2,
+        )
+
+
+def check_decode_query(q) -> tuple[torch.Tensor, tuple]:
+    """q [B, Hq, D] or [B, Hq, 1, D] -> (a [B, Hq, D] view, the output shape)."""
+    val.tensor("q", q)
+    if q.dim() == 4:
+        if q.shape[2] != 1:
+            raise ValueError(f"q must be [B, Hq, D] or [B, Hq, 1, D] (one query token), "
+                             f"got shape {tuple(q.shape)}")
+        q3 = q[:, :, 0]
+    elif q.dim() == 3:
+        q3 = q
+    else:
+        raise ValueError(f"q must have rank 3 [B, Hq, D] or 4 [B, Hq, 1, D], got shape "
+                         f"{tuple(q.shape)}")
+    val.float_input("q", q)
+    val.head_dim(q.shape[-1])
+    return q3, tuple(q.shape)
+
+
+def check_dense_cache(q3, k, v) -> None:
+    for name, t in (("k", k), ("v", v)):
+        val.tensor(name, t, 4, "[B, Hkv, N, D]")
+        val.float_input(name, t)
+        val.same_kind("q", q3, name, t)
+    if k.shape != v.shape:
+        raise ValueError(f"k and v must have the same shape, got {tuple(k.shape)} and "
+                         f"{tuple(v.shape)}")
+    if k.shape[0] != q3.shape[0]:
+        raise ValueError(f"k must have batch {q3.shape[0]} like q, got {tuple(k.shape)}")
+    if k.shape[3] != q3.shape[2]:
+        raise ValueError(f"k must have head dim {q3.shape[2]} like q, got {k.shape[3]}")
+    val.gqa(q3.shape[1], k.shape[1])
+
+
+def check_paged_cache(q3, k_cache, v_cache, block_table, seq_lens, validate: bool) -> None:
+    """Caches [num_pages, P, Hkv, D]; block_table int32 [B, max_pages]; seq_lens int32 [B].
+    With validate, lengths fit the table row and every *used* table entry is a page id."""
+    for name, t in (("k_cache", k_cache), ("v_cache", v_cache)):
+        val.tensor(name, t, 4, "[num_pages, page_size, Hkv, D]")
+        val.float_input(name, t)
+        val.same_kind("q", q3, name, t)
+    if k_cache.shape != v_cache.shape:
+        raise ValueError(f"k_cache and v_cache must have the same shape, got "
+                         f"{tuple(k_cache.shape)} and {tuple(v_cache.shape)}")
+    num_pages, page_size, num_kv_heads, d = k_cache.shape
+    if d != q3.shape[2]:
+        raise ValueError(f"k_cache must have head dim {q3.shape[2]} like q, got {d}")
+    if page_size < 1:
+        raise ValueError(f"page_size (k_cache.shape[1]) must be >= 1, got {page_size}")
+    val.gqa(q3.shape[1], num_kv_heads)
+    batch = q3.shape[0]
+    val.tensor("block_table", block_table)
+    if block_table.dtype != torch.int32:
+        raise ValueError(f"block_table must be int32, got {block_table.dtype}")
+    if block_table.dim() != 2 or block_table.shape[0] != batch:
+        raise ValueError(f"block_table must have shape ({batch}, max_pages), got "
+                         f"{tuple(block_table.shape)}")
+    if block_table.device != q3.device:
+        raise ValueError(f"block_table must be on {q3.device} like q, got {block_table.device}")
+    max_pages = block_table.shape[1]
+    val.check_lengths("seq_lens", seq_lens, batch, max_pages * page_size, q3.device, validate)
+    if validate and batch and max_pages:
+        used = torch.arange(max_pages, device=q3.device)[None, :] \
+            < ((seq_lens.long() + page_size - 1) // page_size)[:, None]
+        bad = used & ((block_table < 0) | (block_table >= num_pages))
+        if bool(bad.any()):
+            b, j = (int(x) for x in bad.nonzero()[0])
+            raise ValueError(f"block_table[{b}, {j}] = {int(block_table[b, j])} is used by "
+                             f"sequence {b} but is not a page id in [0, {num_pages})")
+
+
+def decode(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    seq_lens: torch.Tensor | None = None,
+    num_splits: int | None = None,
+    sm_scale: float | None = None,
+    return_lse: bool = False,
+    out: torch.Tensor | None = None,
+    validate: bool = True,
+):
+    """Decode over a dense cache.
+
+    q: [B, Hq, D] or [B, Hq, 1, D] (the output mirrors it); k, v: [B, Hkv, N, D];
+    seq_lens: int32 [B] valid cache lengths (default N; keys past it are never read).
+    num_splits: split-KV count (default: a heuristic from B x Hkv and N).
+    Returns out (and lse [B, Hq] float32, natural log; -inf for a length-0 row).
+    """
+    q3, out_shape = check_decode_query(q)
+    check_dense_cache(q3, k, v)
+    val.check_num_splits(num_splits)
+    if seq_lens is not None:
+        val.check_lengths("seq_lens", seq_lens, q3.shape[0], k.shape[2], q3.device, validate)
+    sm_scale = val.check_sm_scale(sm_scale, q3.shape[2])
+    out = val.check_out(out, q3, out_shape)
+    out3 = out[:, :, 0] if out.dim() == 4 else out
+    lse = torch.empty(q3.shape[:2], device=q3.device, dtype=torch.float32) \
+        if return_lse else None
+    launch(q3, k, v, out3, lse, seq_lens=seq_lens, block_table=None, indices=None,
+           n_ctx=k.shape[2], num_splits=num_splits, sm_scale=sm_scale)
+    return (out, lse) if return_lse else out
+
+
+def paged_decode(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    block_table: torch.Tensor,
+    seq_lens: torch.Tensor,
+    *,
+    num_splits: int | None = None,
+    sm_scale: float | None = None,
+    return_lse: bool = False,
+    out: torch.Tensor | None = None,
+    validate: bool = True,
+):
+    """Decode over a paged cache.
+
+    q: [B, Hq, D] or [B, Hq, 1, D]; k_cache, v_cache: [num_pages, page_size, Hkv, D]
+    (any strides with a contiguous last dim); block_table: int32 [B, max_pages];
+    seq_lens: int32 [B]. Token t of sequence b is cache[block_table[b, t // P], t % P];
+    table entries past a sequence's last page are never read and may hold anything.
+    """
+    q3, out_shape = check_decode_query(q)
+    check_paged_cache(q3, k_cache, v_cache, block_table, seq_lens, validate)
+    val.check_num_splits(num_splits)
+    sm_scale = val.check_sm_scale(sm_scale, q3.shape[2])
+    out = val.check_out(out, q3, out_shape)
+    out3 = out[:, :, 0] if out.dim() == 4 else out
+    lse = torch.empty(q3.shape[:2], device=q3.device, dtype=torch.float32) \
+        if return_lse else None
+    launch(q3, k_cache, v_cache, out3, lse, seq_lens=seq_lens, block_table=block_table,
+           indices=None, n_ctx=block_table.shape[1] * k_cache.shape[1],
+           num_splits=num_splits, sm_scale=sm_scale)
+    return (out, lse) if return_lse else out
+
+
+__all__ = ["decode", "paged_decode"]
