@@ -11,6 +11,7 @@ All checks happen before any launch, so a failed call writes nothing.
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 
@@ -32,6 +33,14 @@ def float_input(name: str, t: torch.Tensor) -> None:
     if t.numel() and t.stride(-1) != 1:
         raise ValueError(f"{name} must be contiguous in its last (head) dim, got strides "
                          f"{t.stride()}")
+
+
+def on_kernel_device(name: str, t: torch.Tensor) -> None:
+    """Triton kernels need CUDA tensors, except under the interpreter (CPU tensors)."""
+    interp = os.environ.get("TRITON_INTERPRET") == "1"
+    if t.device.type != "cuda" and not interp:
+        raise ValueError(f"{name} must be on a CUDA device (or run with TRITON_INTERPRET=1), "
+                         f"got {t.device}")
 
 
 def same_kind(ref_name: str, ref: torch.Tensor, name: str, t: torch.Tensor) -> None:
@@ -57,6 +66,7 @@ def check_qkv(q, k, v, *, rank: int, layout: str) -> None:
     for name, t in (("q", q), ("k", k), ("v", v)):
         tensor(name, t, rank, layout)
         float_input(name, t)
+    on_kernel_device("q", q)
     same_kind("q", q, "k", k)
     same_kind("q", q, "v", v)
     if k.shape != v.shape:

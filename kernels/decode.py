@@ -38,7 +38,9 @@ MIN_KEYS_PER_SPLIT = 128
 MAX_SPLITS = 128
 
 
-@triton.jit
+# Sizes vary from call to call: specialising on them would compile a variant per shape.
+@triton.jit(do_not_specialize=["n_ctx", "n_list", "num_head_programs", "heads_per_program",
+                               "group_size", "head_dim"])
 def _decode_kernel(
     q_ptr,  # [B, Hq, D]
     k_ptr, v_ptr,  # dense: [B, Hkv, N, D]; paged: [num_pages, PAGE_SIZE, Hkv, D]
@@ -145,7 +147,7 @@ def _decode_kernel(
         tl.store(part_lse_ptr + row, lse, mask=h_ok)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["num_q_heads", "head_dim"])
 def _combine_kernel(
     part_out_ptr,  # [B * Hq, NUM_SPLITS, D] fp32
     part_lse_ptr,  # [B * Hq, NUM_SPLITS] fp32
@@ -288,6 +290,7 @@ def check_decode_query(q) -> tuple[torch.Tensor, tuple]:
         raise ValueError(f"q must have rank 3 [B, Hq, D] or 4 [B, Hq, 1, D], got shape "
                          f"{tuple(q.shape)}")
     val.float_input("q", q)
+    val.on_kernel_device("q", q)
     val.head_dim(q.shape[-1])
     return q3, tuple(q.shape)
 

@@ -25,7 +25,7 @@ import triton.language as tl
 
 from . import _validate as val
 from ._config import prefill_config
-from ._jit import LOG2E, finalize, mm, online_softmax_step
+from ._jit import finalize, mm, online_softmax_step
 
 
 @triton.jit
@@ -71,7 +71,9 @@ def _attend_key_tiles(
     return acc, m_i, l_i
 
 
-@triton.jit
+# Sizes vary from call to call: specialising on them (divisible by 16, equal to 1) would
+# compile a new variant per shape for no gain. Strides stay specialised (vector loads).
+@triton.jit(do_not_specialize=["n_q", "n_k", "num_q_heads", "group_size", "head_dim"])
 def _prefill_kernel(
     q_ptr,  # [B, Hq, Nq, D] (padded) or [Tq, Hq, D] (varlen, batch stride 0)
     k_ptr, v_ptr,  # [B, Hkv, Nk, D] or [Tk, Hkv, D]

@@ -1,0 +1,264 @@
+"""The implementations ours is compared with, all from torch, all in the same process.
+
+- torch SDPA pinned to one backend (flash or cuDNN) with ``enable_gqa=True``. A backend
+  that refuses a case raises ``Refused`` with torch's own reasons.
+- FlexAttention, compiled once with ``torch.compile`` (it recompiles per shape and mask),
+  with block masks for causal, padding and packed documents.
+- torch ``varlen_attn`` (FlashAttention varlen) where this torch has it.
+- A naive reference like the seeds': matmul, mask, softmax, matmul, in the input dtype.
+- Gathers for the paged and sparse cases (token rows, then SDPA), capturable in a graph.
+
+SDPA's causal mask is top-left aligned, so SDPA causal is used only where Nq == Nk.
+Every function here builds its setup (masks, compile) once and returns a closure that
+does only the timed work.
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from .timing import sync
+
+
+class Refused(Exception):
+    """The implementation does not support this case (its own reason)."""
+
+
+class Skipped(Exception):
+    """Not run on purpose (memory estimate, time budget, filter)."""
+
+
+# --------------------------------------------------------------------------- SDPA
+
+def _first_lines(messages, limit: int = 300) -> str:
+    seen: list[str] = []
+    for m in messages:
+        line = str(m).strip().splitlines()[0] if str(m).strip() else ""
+        if line and line not in seen:
+            seen.append(line)
+    return "; ".join(seen)[:limit]
+
+
+def probe(fn: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
+    """Call ``fn`` once; a RuntimeError (with torch's warnings saying why) -> Refused."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            fn()
+            sync()
+        except torch.cuda.OutOfMemoryError:
+            raise
+        except (RuntimeError, NotImplementedError, ValueError) as exc:
+            why = _first_lines([w.message for w in caught]) or _first_lines([exc])
+            raise Refused(why) from exc
+    return fn
+
+
+def sdpa(backend: str | None, q, k, v, *, causal=False, attn_mask=None, scale=None):
+    """Closure of F.scaled_dot_product_attention; backend 'flash', 'cudnn' or None (any)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    backends = {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION,
+                "efficient": SDPBackend.EFFICIENT_ATTENTION, "math": SDPBackend.MATH}
+
+    def call():
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=causal,
+                                              scale=scale, enable_gqa=True)
+
+    if backend is None:
+        return probe(call)
+
+    chosen = backends[backend]
+
+    def pinned():
+        with sdpa_kernel(chosen):
+            return call()
+
+    return probe(pinned)
+
+
+# --------------------------------------------------------------------------- FlexAttention
+
+_FLEX = None
+
+
+def compiled_flex():
+    """flex_attention compiled once; each new shape or mask is a recompile, so raise the
+    recompile limit well above the number of benchmark cases."""
+    global _FLEX
+    if _FLEX is None:
+        import torch._dynamo.config as dynamo_config
+        from torch.nn.attention.flex_attention import flex_attention
+
+        for name in ("recompile_limit", "cache_size_limit", "accumulated_recompile_limit",
+                     "accumulated_cache_size_limit"):
+            if hasattr(dynamo_config, name):
+                setattr(dynamo_config, name, max(getattr(dynamo_config, name), 256))
+        _FLEX = torch.compile(flex_attention, dynamic=False)
+    return _FLEX
+
+
+def block_mask(mask_mod, batch, heads, n_q, n_k, device):
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    return create_block_mask(mask_mod, batch, heads, n_q, n_k, device=device)
+
+
+def flex_causal_mask(n_q: int, n_k: int, device):
+    """Bottom-right aligned causal (the project's convention)."""
+    shift = n_k - n_q
+
+    def causal(b, h, q_idx, kv_idx):
+        return kv_idx <= q_idx + shift
+
+    return block_mask(causal, None, None, n_q, n_k, device)
+
+
+def flex_padded_causal_mask(lengths: torch.Tensor, n: int, device):
+    """Padded var-len, equal query and key lengths per sequence, causal."""
+
+    def padded_causal(b, h, q_idx, kv_idx):
+        length = lengths[b]
+        return (q_idx < length) & (kv_idx < length) & (kv_idx <= q_idx)
+
+    return block_mask(padded_causal, lengths.numel(), None, n, n, device)
+
+
+def flex_document_causal_mask(doc_ids: torch.Tensor, device):
+    """Packed sequences: a token sees earlier tokens of its own document."""
+    total = doc_ids.numel()
+
+    def document_causal(b, h, q_idx, kv_idx):
+        return (doc_ids[q_idx] == doc_ids[kv_idx]) & (kv_idx <= q_idx)
+
+    return block_mask(document_causal, None, None, total, total, device)
+
+
+def flex(q, k, v, *, mask=None, scale=None):
+    fn = compiled_flex()
+
+    def call():
+        return fn(q, k, v, block_mask=mask, scale=scale, enable_gqa=True)
+
+    return probe(call)
+
+
+# --------------------------------------------------------------------------- torch varlen
+
+def varlen_attn_params() -> set[str] | None:
+    """Keyword names of torch.nn.attention.varlen.varlen_attn, or None if this torch
+    has none."""
+    try:
+        from torch.nn.attention.varlen import varlen_attn
+    except ImportError:
+        return None
+    return set(inspect.signature(varlen_attn).parameters)
+
+
+def torch_varlen(q, k, v, cu_q, cu_k, max_q, max_k, *, causal=True, scale=None, **extra):
+    """FlashAttention varlen through torch (packed [T, H, D]); extra: seqused_k,
+    block_table for paged caches, where this torch accepts them."""
+    params = varlen_attn_params()
+    if params is None:
+        raise Refused("torch.nn.attention.varlen.varlen_attn is not in this torch")
+    from torch.nn.attention.varlen import varlen_attn
+
+    kwargs = {"scale": scale}
+    group = q.shape[-2] // k.shape[-2]
+    if group > 1:
+        if "enable_gqa" not in params:
+            raise Refused("varlen_attn in this torch has no enable_gqa")
+        kwargs["enable_gqa"] = True
+    if causal:
+        if "is_causal" in params:
+            kwargs["is_causal"] = True
+        elif "window_size" in params:
+            kwargs["window_size"] = (-1, 0)
+        else:
+            raise Refused("varlen_attn in this torch has no causal option")
+    for name, value in extra.items():
+        if name not in params:
+            raise Refused(f"varlen_attn in this torch has no {name}")
+        kwargs[name] = value
+
+    def call():
+        return varlen_attn(q, k, v, cu_q, cu_k, max_q, max_k, **kwargs)
+
+    return probe(call)
+
+
+# --------------------------------------------------------------------------- naive
+
+NAIVE_MAX_SCORE_BYTES = 6e9  # scores, masked scores and probabilities must all fit
+
+
+def naive_attention(q, k, v, *, scale, not_allowed=None, zero_empty_rows=False):
+    """The seeds' reference, eager: repeat KV heads, q @ k^T, mask, softmax, @ v, all in
+    the input dtype. not_allowed: bool, broadcastable to [B, Hq, Nq, Nk]."""
+    group = q.shape[1] // k.shape[1]
+    if group > 1:
+        k = k.repeat_interleave(group, dim=1)
+        v = v.repeat_interleave(group, dim=1)
+    s = torch.matmul(q, k.transpose(-1, -2)) * scale
+    if not_allowed is not None:
+        s = s.masked_fill(not_allowed, float("-inf"))
+    p = torch.softmax(s, dim=-1)
+    if zero_empty_rows:  # a row with no allowed key is NaN after softmax
+        p = p.nan_to_num(0.0)
+    return torch.matmul(p, v)
+
+
+def naive(q, k, v, *, scale, allowed=None, zero_empty_rows=False):
+    """Closure of naive_attention; the mask is inverted here, once, untimed.
+    Skipped when the score matrix would not fit comfortably."""
+    batch, heads, n_q, _ = q.shape
+    score_bytes = batch * heads * n_q * k.shape[2] * q.element_size()
+    if score_bytes > NAIVE_MAX_SCORE_BYTES:
+        raise Skipped(f"score matrix alone would take {score_bytes / 1e9:.1f} GB")
+    not_allowed = None if allowed is None else ~allowed
+
+    def call():
+        return naive_attention(q, k, v, scale=scale, not_allowed=not_allowed,
+                               zero_empty_rows=zero_empty_rows)
+
+    return call
+
+
+# --------------------------------------------------------------------------- gathers
+
+def paged_slots(block_table: torch.Tensor, positions: torch.Tensor, page_size: int):
+    """Physical row (page * page_size + offset) of logical positions.
+
+    block_table int32 [B, max_pages]; positions int64 [B, ...] -> int64 like positions.
+    """
+    batch = positions.shape[0]
+    flat = positions.reshape(batch, -1)
+    pages = block_table.long().gather(1, flat // page_size)
+    return (pages * page_size + flat % page_size).reshape(positions.shape)
+
+
+def gather_paged_dense(k_cache, block_table, n: int):
+    """[num_pages, P, Hkv, D] -> [B, Hkv, n, D] (positions 0..n-1 of every sequence)."""
+    page_size, heads, dim = k_cache.shape[1:]
+    positions = torch.arange(n, device=k_cache.device).expand(block_table.shape[0], n)
+    slots = paged_slots(block_table, positions, page_size)
+    return k_cache.reshape(-1, heads, dim)[slots].transpose(1, 2)
+
+
+def gather_sparse(k, indices):
+    """k [B, Hkv, N, D], indices int32 [B, Hkv, K] (-1 clamped to 0) -> [B, Hkv, K, D]."""
+    idx = indices.clamp(min=0).long().unsqueeze(-1).expand(-1, -1, -1, k.shape[-1])
+    return torch.gather(k, 2, idx)
+
+
+def gather_sparse_paged(k_cache, block_table, indices):
+    """Cache [num_pages, P, Hkv, D], indices [B, Hkv, K] -> [B, Hkv, K, D]."""
+    page_size, heads, dim = k_cache.shape[1:]
+    slots = paged_slots(block_table, indices.clamp(min=0).long(), page_size)
+    head_ids = torch.arange(heads, device=k_cache.device).view(1, heads, 1)
+    return k_cache.reshape(-1, heads, dim)[slots, head_ids]

@@ -1,0 +1,192 @@
+"""Reports: markdown tables (stdout and .md), the JSON file, one PNG plot per family.
+
+Files, in the output folder, named after the card and the date:
+  <card>-<YYYY-MM-DD>.json   {"card", "date", "torch", "triton", "ceilings", "records", ...}
+  <card>-<YYYY-MM-DD>.md     the tables below
+  <card>-<YYYY-MM-DD>-<family>.png
+(--quick runs add "-quick" to the stem so they never overwrite a full run.)
+
+Record fields: ms is the headline time (CUDA-graph replay for the decode families when
+capture worked, else the eager do_bench median; ``timing`` says which), eager_ms and
+graph_ms both; tflops or gbps from ms; pct_ceiling against the same run's matmul
+(prefill) or copy (decode) ceiling; speedup = this implementation's ms / ours' ms
+(how many times faster ours is); max_err against the float64 oracle.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .cases import COMPUTE_BOUND, FAMILIES
+
+
+def _ms(x) -> str:
+    return "—" if x is None else f"{x:.4g}"
+
+
+def _num(x, digits: int = 0) -> str:
+    return "—" if x is None else f"{x:,.{digits}f}"
+
+
+def _throughput(rec: dict) -> str:
+    if rec["kernel"] in COMPUTE_BOUND:
+        return _num(rec.get("tflops"))
+    return _num(rec.get("gbps"))
+
+
+def _cell(text) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _row(cells) -> str:
+    return "| " + " | ".join(_cell(c) for c in cells) + " |"
+
+
+def _table(header, rows) -> str:
+    lines = [_row(header), "|" + "|".join("---" for _ in header) + "|"]
+    lines += [_row(r) for r in rows]
+    return "\n".join(lines)
+
+
+def _case_key(rec: dict) -> tuple[str, str]:
+    return rec["case"], rec["dtype"]
+
+
+def _ordered(values):
+    seen = []
+    for v in values:
+        if v not in seen:
+            seen.append(v)
+    return seen
+
+
+def summary_table(records: list[dict], family: str) -> str:
+    """One row per case: each implementation's headline time, ours' speedup over the
+    fastest peer that passed the check."""
+    recs = [r for r in records if r["kernel"] == family]
+    impls = _ordered(r["impl"] for r in recs)
+    header = ["case", "dtype", *[f"{i} ms" for i in impls], "ours vs best peer"]
+    rows = []
+    for key in _ordered(_case_key(r) for r in recs):
+        by_impl = {r["impl"]: r for r in recs if _case_key(r) == key}
+        cells = []
+        for name in impls:
+            r = by_impl.get(name)
+            if r is None:
+                cells.append("")
+            elif r["status"] == "ok":
+                cells.append(_ms(r["ms"]) + (" (g)" if r["timing"] == "graph" else ""))
+            else:
+                cells.append(r["status"])
+        ours = by_impl.get("ours")
+        peers = [r for n, r in by_impl.items() if not n.startswith("ours") and r["ms"]]
+        if ours and ours["ms"] and peers:
+            best = min(peers, key=lambda r: r["ms"])
+            cells.append(f"{best['ms'] / ours['ms']:.2f}× ({best['impl']})")
+        else:
+            cells.append("—")
+        rows.append([key[0], key[1], *cells])
+    return _table(header, rows)
+
+
+def detail_table(records: list[dict], family: str) -> str:
+    unit = "TFLOP/s" if family in COMPUTE_BOUND else "GB/s"
+    header = ["case", "dtype", "impl", "ms", "eager ms", "graph ms", unit, "% ceiling",
+              "ours ×", "max err", "note"]
+    rows = []
+    for r in (r for r in records if r["kernel"] == family):
+        note = r["note"] if r["status"] == "ok" else f"{r['status']}: {r['note']}"
+        rows.append([
+            r["case"], r["dtype"], r["impl"], _ms(r["ms"]), _ms(r["eager_ms"]),
+            _ms(r["graph_ms"]), _throughput(r), _num(r["pct_ceiling"], 1),
+            "—" if r["speedup"] is None else f"{r['speedup']:.2f}",
+            "—" if r["max_err"] is None else f"{r['max_err']:.1e}", note])
+    return _table(header, rows)
+
+
+def render_markdown(meta: dict, records: list[dict]) -> str:
+    c = meta.get("ceilings", {})
+    lines = [
+        f"# Attention kernel benchmarks: {meta['card']}, {meta['date']}",
+        "",
+        f"torch {meta['torch']}, triton {meta['triton']}, CUDA {meta.get('cuda')}"
+        + (" — **quick run**" if meta.get("quick") else ""),
+        "",
+        "Ceilings measured in this run: device copy "
+        f"{_num(c.get('copy_gbps'))} GB/s (read + write), matmul 8192³ "
+        f"fp16 {_num(c.get('matmul_tflops_fp16'))} TFLOP/s, "
+        f"bf16 {_num(c.get('matmul_tflops_bf16'))} TFLOP/s.",
+        "",
+        "Times are medians of `triton.testing.do_bench` (L2 flushed before every call). "
+        "`(g)`: CUDA-graph replay, the headline for decode families. `ours ×` = that "
+        "implementation's time / ours. Every output was checked against the float64 "
+        "oracle before timing; a wrong one is reported, not timed.",
+    ]
+    for family, reason in meta.get("unavailable", {}).items():
+        lines += ["", f"- `{family}`: not run — {reason}"]
+    for family in FAMILIES:
+        if not any(r["kernel"] == family for r in records):
+            continue
+        lines += ["", f"## {family}", "", summary_table(records, family), "",
+                  "<details><summary>all records</summary>", "",
+                  detail_table(records, family), "", "</details>"]
+    if meta.get("aborted"):
+        lines += ["", f"**Run aborted:** {meta['aborted']}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_results(out_dir: Path, stem: str, meta: dict, records: list[dict]) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
+    payload = dict(meta)
+    payload["records"] = records
+    json_path.write_text(json.dumps(payload, indent=1, default=str) + "\n")
+    md_path.write_text(render_markdown(meta, records))
+    return [json_path, md_path]
+
+
+def plot_family(out_dir: Path, stem: str, family: str, records: list[dict],
+                ceilings: dict) -> Path | None:
+    """Horizontal grouped bars: throughput of each implementation per case, with the
+    measured ceiling as a dashed line. Returns None (and says why) without matplotlib."""
+    recs = [r for r in records if r["kernel"] == family and r["status"] == "ok"]
+    if not recs:
+        return None
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print(f"  (no plot for {family}: matplotlib is not installed)", flush=True)
+        return None
+    compute = family in COMPUTE_BOUND
+    metric, unit = ("tflops", "TFLOP/s") if compute else ("gbps", "GB/s")
+    cases = _ordered(_case_key(r) for r in recs)
+    impls = _ordered(r["impl"] for r in recs)
+    height = 0.8 / len(impls)
+    fig, ax = plt.subplots(figsize=(10, 1.0 + 0.28 * len(cases) * len(impls) + 0.4))
+    for j, impl in enumerate(impls):
+        ys, xs = [], []
+        for i, key in enumerate(cases):
+            r = next((r for r in recs if _case_key(r) == key and r["impl"] == impl), None)
+            if r is not None and r[metric]:
+                ys.append(i + (j - (len(impls) - 1) / 2) * height)
+                xs.append(r[metric])
+        ax.barh(ys, xs, height=height, label=impl)
+    ceiling = ceilings.get("matmul_tflops_fp16" if compute else "copy_gbps")
+    if ceiling:
+        ax.axvline(ceiling, linestyle="--", color="gray",
+                   label=f"{'fp16 matmul' if compute else 'device copy'} {ceiling:,.0f}")
+    ax.set_yticks(range(len(cases)))
+    ax.set_yticklabels([f"{name} [{dtype}]" for name, dtype in cases], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel(unit + (" (graph replay where captured)" if not compute else ""))
+    ax.set_title(f"{family} — {stem}")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    path = out_dir / f"{stem}-{family}.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

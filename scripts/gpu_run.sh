@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# One device call: the GPU test suite at the dev profile, then the benchmarks.
+# Usage (through the device tool): bash scripts/gpu_run.sh [tests|bench|all] [pytest args...]
+# Logs and results go under $OUT (default ./.out). Environment knobs:
+#   HYPOTHESIS_PROFILE (default dev), HYPOTHESIS_MAX_EXAMPLES (cap for smoke runs),
+#   TEST_TIMEOUT (s, default 420), BENCH_ARGS (extra args for python -m benchmarks).
+set -uo pipefail
+what=${1:-all}; shift || true
+OUT=${OUT:-$PWD/.out}; mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 HYPOTHESIS_PROFILE=${HYPOTHESIS_PROFILE:-dev}
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/card.txt"
+python3 -c "import torch, triton, numpy, hypothesis; print('torch', torch.__version__, 'triton', triton.__version__, 'numpy', numpy.__version__, 'hypothesis', hypothesis.__version__)" | tee -a "$OUT/card.txt"
+rc=0
+if [[ $what == tests || $what == all ]]; then
+  start=$(date +%s)
+  timeout "${TEST_TIMEOUT:-420}" python3 -m pytest -n 8 -q -p no:cacheprovider \
+      --durations=15 "$@" 2>&1 | tee "$OUT/tests.log"
+  rc=${PIPESTATUS[0]}
+  echo "tests: exit $rc in $(( $(date +%s) - start )) s" | tee -a "$OUT/tests.log"
+  # shrunk failures land in tests/corpus/: bring them back
+  git status --porcelain tests/corpus | tee "$OUT/new_corpus.txt"
+  new=$(git status --porcelain --untracked-files=all tests/corpus | awk '{print $2}')
+  [[ -n $new ]] && tar czf "$OUT/new_corpus.tgz" $new
+fi
+if [[ $what == bench || $what == all ]]; then
+  python3 -m benchmarks --out "$OUT" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.log"
+  brc=${PIPESTATUS[0]}
+  echo "bench: exit $brc" | tee -a "$OUT/bench.log"
+  [[ $rc == 0 ]] && rc=$brc
+fi
+exit "$rc"

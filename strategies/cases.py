@@ -1,0 +1,218 @@
+"""Hypothesis strategies that draw attention test cases as frozen dataclasses.
+
+A case holds only structure (shapes, dtype, lengths, page size, flags) and an integer
+`seed`; tensors, page tables and index sets are built from the seed with a
+`torch.Generator` on the CPU (strategies/tensors.py), so a case is small, serialises to
+JSON, and reproduces bit-identically on CPU and GPU. Tables and index sets are built
+directly (permutations, masks), never by filtering.
+
+Every strategy takes keyword-only `min_*`/`max_*` bounds, checked eagerly.
+Draws are biased toward edges: lengths 0, 1, the maximum and tile/page boundaries +-1,
+page size 1, non-power-of-two heads, groups and head dims, large logits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from hypothesis import strategies as st
+
+DTYPES = ("float16", "bfloat16", "float32")
+HEAD_DIMS = (16, 24, 40, 64, 80, 96, 128, 160, 192, 256)
+# Tile sizes used by the kernels (interpreter 16; GPU 16..128): +-1 around each.
+BOUNDARIES = (15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129)
+SCALES = (1.0, 3.0, 10.0, 30.0, 100.0)  # multiplies q: logits scale with it
+
+
+def _check_bounds(**bounds):
+    for name, (lo, hi) in bounds.items():
+        if lo > hi:
+            raise ValueError(f"min_{name}={lo} > max_{name}={hi}")
+        if lo < 0:
+            raise ValueError(f"min_{name} must be >= 0, got {lo}")
+
+
+def lengths(max_len: int, *, min_len: int = 0) -> st.SearchStrategy[int]:
+    """A length in [min_len, max_len], biased toward the edges."""
+    edges = sorted({x for x in (0, 1, 2, max_len - 1, max_len, *BOUNDARIES)
+                    if min_len <= x <= max_len})
+    return st.one_of(st.sampled_from(edges), st.integers(min_len, max_len))
+
+
+def head_dims(*, min_head_dim: int = 16, max_head_dim: int = 256):
+    _check_bounds(head_dim=(min_head_dim, max_head_dim))
+    listed = [d for d in HEAD_DIMS if min_head_dim <= d <= max_head_dim]
+    return st.one_of(st.sampled_from(listed), st.integers(min_head_dim, max_head_dim))
+
+
+def group_sizes(*, max_group: int):
+    """Query heads per KV head: 1 (MHA), powers of two and odd ratios (3, 5, ...)."""
+    return st.one_of(st.sampled_from([g for g in (1, 2, 3, 4, 5, 8) if g <= max_group]),
+                     st.integers(1, max_group))
+
+
+def scales():
+    return st.one_of(st.just(1.0), st.sampled_from(SCALES))
+
+
+@dataclass(frozen=True)
+class PrefillCase:
+    batch: int
+    num_kv_heads: int
+    group_size: int
+    head_dim: int
+    n_q: int
+    n_k: int
+    dtype: str
+    causal: bool
+    q_lens: tuple | None  # valid query lengths (padded var-len); None = full
+    kv_lens: tuple | None  # valid key lengths; None = same as q_lens (or full)
+    scale: float  # multiplies q
+    transposed: bool  # tensors are [B, N, H, D] storage viewed as [B, H, N, D]
+    slack_rows: int  # varlen: packed rows past the last sequence
+    seed: int
+
+    @property
+    def num_q_heads(self) -> int:
+        return self.num_kv_heads * self.group_size
+
+    def to_dict(self):
+        return {"type": type(self).__name__, **asdict(self)}
+
+
+@st.composite
+def prefill_cases(draw, *, min_batch=1, max_batch=3, max_kv_heads=3, max_group=5,
+                  min_head_dim=16, max_head_dim=128, max_seq=48, dtypes=("float16",),
+                  varlen=False, padded=None, causal=None, same_q_k=None):
+    """Cases for prefill (padded=True forces lengths, False forbids them) and, with
+    varlen=True, for prefill_varlen (lengths always drawn; n_q/n_k are their maxima)."""
+    _check_bounds(batch=(min_batch, max_batch), seq=(1, max_seq))
+    batch = draw(st.integers(min_batch, max_batch))
+    num_kv_heads = draw(st.integers(1, max_kv_heads))
+    group = draw(group_sizes(max_group=max_group))
+    head_dim = draw(head_dims(min_head_dim=min_head_dim, max_head_dim=max_head_dim))
+    dtype = draw(st.sampled_from(dtypes))
+    is_causal = draw(st.booleans()) if causal is None else causal
+    same = draw(st.booleans()) if same_q_k is None else same_q_k
+    use_lens = varlen or (draw(st.booleans()) if padded is None else padded)
+    n_q = draw(lengths(max_seq, min_len=1))
+    n_k = n_q if same else draw(lengths(max_seq, min_len=1))
+    q_lens = kv_lens = None
+    if use_lens:
+        q_lens = tuple(draw(st.lists(lengths(n_q), min_size=batch, max_size=batch)))
+        if not same:
+            kv_lens = tuple(draw(st.lists(lengths(n_k), min_size=batch, max_size=batch)))
+        if varlen:  # n_q / n_k are just the maxima
+            n_q = max(q_lens)
+            n_k = max(kv_lens) if kv_lens is not None else n_q
+    return PrefillCase(
+        batch=batch, num_kv_heads=num_kv_heads, group_size=group, head_dim=head_dim,
+        n_q=n_q, n_k=n_k, dtype=dtype, causal=is_causal, q_lens=q_lens, kv_lens=kv_lens,
+        scale=draw(scales()), transposed=draw(st.booleans()),
+        slack_rows=draw(st.sampled_from((0, 0, 1, 3))) if varlen else 0,
+        seed=draw(st.integers(0, 2**31 - 1)))
+
+
+@dataclass(frozen=True)
+class DecodeCase:
+    """Dense decode, paged decode (page_size set) and their sparse forms (index_kind set).
+
+    Paged: each sequence's pages are a random permutation slice of `num_pages`
+    (`extra_pages` unused pages beyond those needed); `shared_pages` makes sequences
+    share some pages; table slots past a sequence's end hold `tail` ("garbage": random
+    ints incl. -1 and out-of-range, or "valid" page ids); `page_id_offset` puts the used
+    pages at the end of a larger cache (int64 offsets).
+    Sparse: `index_kind` picks how rows of `num_indices` positions are built.
+    """
+    batch: int
+    num_kv_heads: int
+    group_size: int
+    head_dim: int
+    n_ctx: int  # dense: N; paged: max_pages * page_size >= every length
+    dtype: str
+    seq_lens: tuple | None  # None: every sequence is n_ctx long (dense only)
+    scale: float
+    seed: int
+    num_splits: int | None = None
+    q_rank4: bool = False  # q given as [B, Hq, 1, D]
+    transposed: bool = False  # dense: [B, N, H, D] storage; paged: [pages, H, P, D]
+    page_size: int | None = None  # None: dense cache
+    extra_pages: int = 0
+    shared_pages: bool = False
+    tail: str = "garbage"
+    page_id_offset: int = 0
+    index_kind: str | None = None  # None: not sparse
+    num_indices: int = 0
+    per_query_head: bool = False
+
+    @property
+    def num_q_heads(self) -> int:
+        return self.num_kv_heads * self.group_size
+
+    @property
+    def max_pages(self) -> int:
+        return -(-self.n_ctx // self.page_size) if self.page_size else 0
+
+    def to_dict(self):
+        return {"type": type(self).__name__, **asdict(self)}
+
+
+INDEX_KINDS = ("sorted", "shuffled", "duplicates", "neg_start", "neg_middle", "neg_end",
+               "all_neg_rows", "every_token", "single")
+
+
+@st.composite
+def decode_cases(draw, *, min_batch=1, max_batch=4, max_kv_heads=3, max_group=5,
+                 min_head_dim=16, max_head_dim=128, max_ctx=64, dtypes=("float16",),
+                 paged=False, sparse=False, with_lens=None, max_page_size=16,
+                 long_context=False, max_splits=8, max_indices=48):
+    """Decode cases; `paged` draws a page table, `sparse` an index set. long_context
+    draws few sequences near max_ctx (so the split heuristic splits)."""
+    _check_bounds(batch=(min_batch, max_batch), ctx=(1, max_ctx))
+    batch = draw(st.integers(min_batch, 2 if long_context else max_batch))
+    num_kv_heads = draw(st.integers(1, max_kv_heads))
+    group = draw(group_sizes(max_group=max_group))
+    head_dim = draw(head_dims(min_head_dim=min_head_dim, max_head_dim=max_head_dim))
+    dtype = draw(st.sampled_from(dtypes))
+    page_size = None
+    if paged:
+        sizes = [p for p in (1, 3, 16, 64, 256) if p <= max_page_size]
+        page_size = draw(st.one_of(st.sampled_from(sizes), st.integers(1, max_page_size)))
+    n_ctx = draw(lengths(max_ctx, min_len=max(1, max_ctx // 2) if long_context else 1))
+    if paged:  # a table row's capacity, in whole pages
+        n_ctx = -(-n_ctx // page_size) * page_size
+    lens = with_lens if with_lens is not None else (paged or draw(st.booleans()))
+    seq_lens = None
+    if lens:
+        min_len = 1 if sparse else 0  # sparse rows need a position to point at
+        edge = [x for x in (page_size - 1, page_size, page_size + 1, 2 * page_size)
+                if min_len <= x <= n_ctx] if paged else []
+        one_len = lengths(n_ctx, min_len=min_len)
+        if edge:
+            one_len = st.one_of(one_len, st.sampled_from(edge))
+        seq_lens = tuple(draw(st.lists(one_len, min_size=batch, max_size=batch)))
+    splits = draw(st.one_of(st.none(), st.integers(1, max_splits)))
+    extra = dict(
+        page_size=page_size,
+        extra_pages=draw(st.sampled_from((0, 1, 5))) if paged else 0,
+        shared_pages=draw(st.booleans()) if paged else False,
+        tail=draw(st.sampled_from(("garbage", "valid"))) if paged else "garbage",
+        page_id_offset=draw(st.sampled_from((0, 0, 7))) if paged else 0,
+    )
+    if sparse:
+        extra.update(index_kind=draw(st.sampled_from(INDEX_KINDS)),
+                     num_indices=draw(st.integers(1, max_indices)),
+                     per_query_head=draw(st.booleans()))
+    return DecodeCase(
+        batch=batch, num_kv_heads=num_kv_heads, group_size=group, head_dim=head_dim,
+        n_ctx=n_ctx, dtype=dtype, seq_lens=seq_lens, scale=draw(scales()),
+        seed=draw(st.integers(0, 2**31 - 1)), num_splits=splits, q_rank4=draw(st.booleans()),
+        transposed=draw(st.booleans()), **extra)
+
+
+def case_from_dict(d: dict):
+    """Inverse of `to_dict` (corpus replay); lists become tuples again."""
+    d = dict(d)
+    cls = {"PrefillCase": PrefillCase, "DecodeCase": DecodeCase}[d.pop("type")]
+    fix = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
+    return cls(**fix)

@@ -1,0 +1,176 @@
+"""Build a case's tensors from its seed: on the CPU with a torch.Generator, then moved.
+
+Each builder returns a plain dict of the kernel's arguments (tensors on `device`,
+layouts as the case asks: transposed storage gives non-contiguous views).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .cases import DecodeCase, PrefillCase
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    return {"float16": torch.float16, "bfloat16": torch.bfloat16,
+            "float32": torch.float32}[name]
+
+
+def _randn(gen, shape, *, scale=1.0, dtype, device, perm=None):
+    """randn storage of `shape`, scaled, cast, moved, then viewed through `perm`."""
+    t = (torch.randn(shape, generator=gen, dtype=torch.float32) * scale).to(dtype).to(device)
+    return t.permute(*perm) if perm is not None else t
+
+
+def _lens(values, device):
+    return torch.tensor(values, dtype=torch.int32, device=device)
+
+
+def prefill_inputs(case: PrefillCase, device) -> dict:
+    """Arguments of `prefill`: q, k, v [+ seq_lens, kv_seq_lens], causal."""
+    g = torch.Generator().manual_seed(case.seed)
+    dt = torch_dtype(case.dtype)
+    b, hq, hkv, d = case.batch, case.num_q_heads, case.num_kv_heads, case.head_dim
+    if case.transposed:
+        perm = (0, 2, 1, 3)
+        q = _randn(g, (b, case.n_q, hq, d), scale=case.scale, dtype=dt, device=device, perm=perm)
+        k = _randn(g, (b, case.n_k, hkv, d), dtype=dt, device=device, perm=perm)
+        v = _randn(g, (b, case.n_k, hkv, d), dtype=dt, device=device, perm=perm)
+    else:
+        q = _randn(g, (b, hq, case.n_q, d), scale=case.scale, dtype=dt, device=device)
+        k = _randn(g, (b, hkv, case.n_k, d), dtype=dt, device=device)
+        v = _randn(g, (b, hkv, case.n_k, d), dtype=dt, device=device)
+    args = dict(q=q, k=k, v=v, causal=case.causal)
+    if case.q_lens is not None:
+        args["seq_lens"] = _lens(case.q_lens, device)
+        if case.kv_lens is not None:
+            args["kv_seq_lens"] = _lens(case.kv_lens, device)
+    return args
+
+
+def prefill_varlen_inputs(case: PrefillCase, device) -> dict:
+    """Arguments of `prefill_varlen`: packed q [Tq, Hq, D], k/v [Tk, Hkv, D], cu_seqlens."""
+    g = torch.Generator().manual_seed(case.seed)
+    dt = torch_dtype(case.dtype)
+    q_lens = list(case.q_lens)
+    kv_lens = list(case.kv_lens) if case.kv_lens is not None else q_lens
+    tq = sum(q_lens) + case.slack_rows
+    tk = sum(kv_lens) + case.slack_rows
+    hq, hkv, d = case.num_q_heads, case.num_kv_heads, case.head_dim
+    perm = (1, 0, 2) if case.transposed else None
+
+    def shape(t, h):
+        return (h, t, d) if case.transposed else (t, h, d)
+
+    q = _randn(g, shape(tq, hq), scale=case.scale, dtype=dt, device=device, perm=perm)
+    k = _randn(g, shape(tk, hkv), dtype=dt, device=device, perm=perm)
+    v = _randn(g, shape(tk, hkv), dtype=dt, device=device, perm=perm)
+
+    def cu(lens):
+        return _lens([0] + torch.tensor(lens, dtype=torch.int64).cumsum(0).tolist(), device)
+
+    args = dict(q=q, k=k, v=v, cu_seqlens_q=cu(q_lens), max_seqlen_q=max(q_lens),
+                causal=case.causal)
+    if case.kv_lens is not None:
+        args["cu_seqlens_k"] = cu(kv_lens)
+    return args
+
+
+def _seq_lens(case: DecodeCase):
+    return list(case.seq_lens) if case.seq_lens is not None else [case.n_ctx] * case.batch
+
+
+def page_table(case: DecodeCase, gen) -> tuple[torch.Tensor, int]:
+    """(block_table int32 [B, max_pages] on the CPU, num_pages) built directly: used pages
+    are a random permutation of [page_id_offset, num_pages); optional sharing; tails
+    hold garbage (-1, out of range) or other valid ids."""
+    p, lens = case.page_size, _seq_lens(case)
+    needed = [-(-n // p) for n in lens]
+    total = sum(needed)
+    num_pages = case.page_id_offset + total + case.extra_pages
+    ids = torch.randperm(total + case.extra_pages, generator=gen)[:total] + case.page_id_offset
+    table = torch.empty((case.batch, case.max_pages), dtype=torch.int32)
+    if case.tail == "garbage":
+        table.copy_(torch.randint(-3, num_pages + 1000, table.shape, generator=gen))
+    else:
+        table.copy_(torch.randint(0, max(num_pages, 1), table.shape, generator=gen))
+    at = 0
+    for b, n in enumerate(needed):
+        table[b, :n] = ids[at:at + n].to(torch.int32)
+        at += n
+    if case.shared_pages and case.batch > 1 and needed[0] > 0:
+        for b in range(1, case.batch):
+            if needed[b] > 0:
+                table[b, 0] = table[0, 0]  # sequence b's first page is sequence 0's
+    return table, num_pages
+
+
+def index_rows(case: DecodeCase, gen) -> torch.Tensor:
+    """indices int32 [B, H_idx, K] (CPU), each row built for its sequence length."""
+    h_idx = case.num_q_heads if case.per_query_head else case.num_kv_heads
+    kk, kind = case.num_indices, case.index_kind
+    out = torch.full((case.batch, h_idx, kk), -1, dtype=torch.int32)
+    for b, length in enumerate(_seq_lens(case)):
+        for h in range(h_idx):
+            if length == 0:
+                continue
+            if kind == "all_neg_rows" and bool(torch.randint(0, 2, (1,), generator=gen)):
+                continue  # this row stays all -1
+            if kind == "every_token":
+                row = torch.arange(min(kk, length))
+            elif kind == "duplicates":
+                row = torch.randint(0, length, (kk,), generator=gen)
+            elif kind == "single":
+                row = torch.randint(0, length, (1,), generator=gen)
+            elif kind.startswith("neg_"):  # at least one -1 hole
+                row = torch.randperm(length, generator=gen)[:max(kk - 1, 0)]
+            else:
+                row = torch.randperm(length, generator=gen)[:kk]
+            if kind == "sorted":
+                row = row.sort().values
+            row = row.to(torch.int32)
+            n = len(row)
+            if kind == "single":
+                out[b, h, int(torch.randint(0, kk, (1,), generator=gen))] = row[0]
+            elif kind == "neg_start":
+                out[b, h, kk - n:] = row
+            elif kind == "neg_middle":
+                half = n // 2
+                out[b, h, :half] = row[:half]
+                out[b, h, kk - (n - half):] = row[half:]
+            else:
+                out[b, h, :n] = row
+    return out
+
+
+def decode_inputs(case: DecodeCase, device) -> dict:
+    """Arguments of decode / paged_decode / sparse_decode / sparse_paged_decode."""
+    g = torch.Generator().manual_seed(case.seed)
+    dt = torch_dtype(case.dtype)
+    b, hq, hkv, d = case.batch, case.num_q_heads, case.num_kv_heads, case.head_dim
+    q_shape = (b, hq, 1, d) if case.q_rank4 else (b, hq, d)
+    args = dict(q=_randn(g, q_shape, scale=case.scale, dtype=dt, device=device))
+    if case.page_size is None:
+        if case.transposed:
+            shape, perm = (b, case.n_ctx, hkv, d), (0, 2, 1, 3)
+        else:
+            shape, perm = (b, hkv, case.n_ctx, d), None
+        args["k"] = _randn(g, shape, dtype=dt, device=device, perm=perm)
+        args["v"] = _randn(g, shape, dtype=dt, device=device, perm=perm)
+        if case.seq_lens is not None:
+            args["seq_lens"] = _lens(case.seq_lens, device)
+    else:
+        table, num_pages = page_table(case, g)
+        if case.transposed:  # [num_pages, Hkv, P, D] storage seen as [num_pages, P, Hkv, D]
+            shape, perm = (num_pages, hkv, case.page_size, d), (0, 2, 1, 3)
+        else:
+            shape, perm = (num_pages, case.page_size, hkv, d), None
+        args["k_cache"] = _randn(g, shape, dtype=dt, device=device, perm=perm)
+        args["v_cache"] = _randn(g, shape, dtype=dt, device=device, perm=perm)
+        args["block_table"] = table.to(device)
+        args["seq_lens"] = _lens(_seq_lens(case), device)
+    if case.index_kind is not None:
+        args["indices"] = index_rows(case, g).to(device)
+    if case.num_splits is not None:
+        args["num_splits"] = case.num_splits
+    return args

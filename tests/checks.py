@@ -1,0 +1,109 @@
+"""Comparisons with verbose failure reports.
+
+The accuracy rule (FlashAttention's and PyTorch's): a kernel may be off the float64
+oracle by at most
+
+    tol(dtype) * magnitude + K * max|ref_lowp - oracle|
+
+where ref_lowp is the oracle's own formula computed in the input dtype. `magnitude` is 1
+for outputs and max(1, max|lse|) for LSE (a log of large logits carries their
+absolute rounding). A failure prints the case, max error, bound, ratio, worst index and
+the NaN/Inf positions.
+"""
+
+from __future__ import annotations
+
+import torch
+from hypothesis import target
+
+# Absolute floor of the bound, per input dtype: about two units in the last place of
+# an output of magnitude 1 (fp16 2^-10, bf16 2^-7); fp32 is computed without tf32.
+TOL = {torch.float16: 2e-3, torch.bfloat16: 1.6e-2, torch.float32: 2e-5}
+K_LOWP = 3.0
+
+
+def nonfinite_report(name: str, t: torch.Tensor, allow_neg_inf: torch.Tensor | None = None):
+    """'' if t has no NaN/Inf (beyond -inf where allowed), else a one-line description."""
+    bad = ~torch.isfinite(t)
+    if allow_neg_inf is not None:
+        bad = bad & ~(allow_neg_inf & (t == float("-inf")))
+    n = int(bad.sum())
+    if n == 0:
+        return ""
+    first = [tuple(i) for i in bad.nonzero()[:5].tolist()]
+    nans = int(torch.isnan(t).sum())
+    return f"{name}: {n} non-finite ({nans} NaN), first at {first}"
+
+
+def _abs_err(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """|a - b| in float64 with equal infinities counting as 0 and NaN as inf."""
+    a, b = a.double(), b.double()
+    same_inf = torch.isinf(a) & torch.isinf(b) & (a == b)
+    err = (a - b).abs()
+    err = torch.where(same_inf, torch.zeros_like(err), err)
+    return torch.nan_to_num(err, nan=float("inf"), posinf=float("inf"))
+
+
+def assert_close_to_oracle(what: str, got, oracle, lowp, dtype, *, case, lse=False) -> float:
+    """Assert the accuracy rule; return the error ratio (err / bound, <= 1 to pass)."""
+    if got.shape != oracle.shape:
+        raise AssertionError(f"{what}: shape {tuple(got.shape)} != oracle "
+                             f"{tuple(oracle.shape)}\ncase: {case}")
+    err = _abs_err(got, oracle)
+    lowp_err = _abs_err(lowp, oracle)
+    lowp_max = float(lowp_err[torch.isfinite(lowp_err)].max()) if lowp_err.numel() and \
+        bool(torch.isfinite(lowp_err).any()) else 0.0
+    finite_ref = oracle[torch.isfinite(oracle)]
+    magnitude = max(1.0, float(finite_ref.abs().max())) if lse and finite_ref.numel() else 1.0
+    bound = TOL[dtype] * magnitude + K_LOWP * lowp_max
+    max_err = float(err.max()) if err.numel() else 0.0
+    ratio = max_err / bound
+    target(min(ratio, 1e6), label=f"error ratio {what}")
+    if not ratio <= 1.0:
+        worst = tuple(torch.unravel_index(err.argmax(), err.shape)) if err.numel() else ()
+        worst = tuple(int(i) for i in worst)
+        lines = [
+            f"{what} is off the float64 oracle",
+            f"case: {case}",
+            f"max error {max_err:.4g} > bound {bound:.4g} (tol {TOL[dtype]:g} x {magnitude:.3g}"
+            f" + {K_LOWP:g} x lowp error {lowp_max:.4g}); ratio {ratio:.3g}",
+            f"worst at {worst}: got {float(got[worst]) if worst else 'n/a'}, "
+            f"oracle {float(oracle[worst]) if worst else 'n/a'}",
+        ]
+        lines += [r for r in (nonfinite_report(what, got, torch.isinf(oracle)),) if r]
+        raise AssertionError("\n".join(lines))
+    return ratio
+
+
+def assert_finite(what: str, t: torch.Tensor, *, case, allow_neg_inf=None) -> None:
+    rep = nonfinite_report(what, t, allow_neg_inf)
+    if rep:
+        raise AssertionError(f"{rep}\ncase: {case}")
+
+
+def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Bit-identical (NaN payloads included), whatever the strides."""
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    return torch.equal(a.contiguous().view(torch.uint8), b.contiguous().view(torch.uint8))
+
+
+def assert_same_bits(what: str, a: torch.Tensor, b: torch.Tensor, *, case) -> None:
+    if not same_bits(a, b):
+        diff = _abs_err(a, b)
+        n = int((diff != 0).sum()) if diff.numel() else 0
+        first = [tuple(i) for i in (diff != 0).nonzero()[:5].tolist()]
+        raise AssertionError(f"{what}: not bit-identical; {n} elements differ (max "
+                             f"{float(diff.max()) if diff.numel() else 0:.4g}), first at "
+                             f"{first}\n" + (nonfinite_report(what, a) or "")
+                             + f"\ncase: {case}")
+
+
+def assert_close_pair(what: str, a, b, bound: float, *, case) -> None:
+    """Two results of the same kernel under a transformation: |a - b| <= bound."""
+    err = _abs_err(a, b)
+    max_err = float(err.max()) if err.numel() else 0.0
+    if not max_err <= bound:
+        worst = tuple(int(i) for i in torch.unravel_index(err.argmax(), err.shape))
+        raise AssertionError(f"{what}: max difference {max_err:.4g} > {bound:.4g} at "
+                             f"{worst}\ncase: {case}")

@@ -1,0 +1,361 @@
+"""The suite's properties, each a plain function `(runner, case, device)`.
+
+Hypothesis tests (tests/test_*.py) draw cases and call `check(kernel, property, case,
+device)`; the corpus replay calls the same function with a stored case. A property
+failure is recorded (tests/corpus_io.py) so that the shrunk case lands in tests/corpus/.
+
+Numbers refer to DESIGN.md's list: 1 accuracy, 2 finite, 3 unread memory,
+4 every element written, 5 inputs untouched, 6 metamorphic relations, 7 deterministic.
+"""
+
+from __future__ import annotations
+
+import torch
+
+import kernels
+from tests import corpus_io
+from tests.checks import (
+    K_LOWP,
+    TOL,
+    _abs_err,
+    assert_close_pair,
+    assert_close_to_oracle,
+    assert_finite,
+    assert_same_bits,
+)
+from tests.runners import RUNNERS
+
+PROPERTIES = {}
+
+
+def prop(fn):
+    PROPERTIES[fn.__name__] = fn
+    return fn
+
+
+def check(kernel: str, name: str, case, device) -> None:
+    """Run property `name` of `kernel` on `case`, recording a failure for the corpus."""
+    with corpus_io.recording(kernel, name, case, device):
+        PROPERTIES[name](RUNNERS[kernel], case, device)
+
+
+def _restrict(runner, args, out, lse):
+    """Elements the kernel does not define (packed rows past the last sequence) are set
+    to the oracle's convention (0, -inf) so whole tensors can be compared."""
+    if runner.name != "prefill_varlen":
+        return out, lse
+    end = int(args["cu_seqlens_q"][-1])
+    out = out.clone()
+    out[end:] = 0
+    if lse is not None:
+        lse = lse.clone()
+        lse[:, end:] = float("-inf")
+    return out, lse
+
+
+def _bound(runner, args) -> float:
+    """The accuracy rule's bound for this input (outputs): used by relations between two
+    runs of a kernel that may legitimately round differently."""
+    ref, _ = runner.oracle(args)
+    low, _ = runner.oracle(args, dtype=args["q"].dtype)
+    err = _abs_err(low, ref)
+    lowp = float(err[torch.isfinite(err)].max()) if bool(torch.isfinite(err).any()) else 0.0
+    return 2 * (TOL[args["q"].dtype] + K_LOWP * lowp)
+
+
+# --- 1, 2: accuracy and finiteness -------------------------------------------------------
+
+@prop
+def accuracy(runner, case, device):
+    args = runner.inputs(case, device)
+    out, lse = _restrict(runner, args, *runner.call(args))
+    ref_out, ref_lse = runner.oracle(args)
+    low_out, low_lse = runner.oracle(args, dtype=args["q"].dtype)
+    dtype = args["q"].dtype
+    assert_close_to_oracle("out", out, ref_out, low_out, dtype, case=case)
+    assert_close_to_oracle("lse", lse, ref_lse, low_lse, dtype, case=case, lse=True)
+
+
+@prop
+def finite(runner, case, device):
+    args = runner.inputs(case, device)
+    out, lse = _restrict(runner, args, *runner.call(args))
+    _, ref_lse = runner.oracle(args)
+    assert_finite("out", out, case=case)
+    assert_finite("lse", lse, case=case, allow_neg_inf=ref_lse == float("-inf"))
+    empty_ok = (lse == float("-inf")) == (ref_lse == float("-inf"))
+    if not bool(empty_ok.all()):
+        where = [tuple(i) for i in (~empty_ok).nonzero()[:5].tolist()]
+        raise AssertionError(f"lse is -inf exactly on the empty rows: mismatch at {where}"
+                             f"\ncase: {case}")
+
+
+# --- 3, 4, 5, 7: memory and call contract -----------------------------------------------
+
+@prop
+def unread_memory(runner, case, device):
+    """NaN in padding, unused pages, table slots past the end, unselected tokens: the
+    output must not change by a single bit."""
+    args = runner.inputs(case, device)
+    out, lse = _restrict(runner, args, *runner.call(args))
+    out_p, lse_p = _restrict(runner, args, *runner.call(runner.poison(args)))
+    assert_same_bits("out (poisoned unread memory)", out_p, out, case=case)
+    assert_same_bits("lse (poisoned unread memory)", lse_p, lse, case=case)
+
+
+@prop
+def every_element_written(runner, case, device):
+    args = runner.inputs(case, device)
+    like = args["q"]
+    out = torch.full(like.shape, float("nan"), dtype=like.dtype, device=device)
+    got, lse = runner.call(args, out=out)
+    if got is not out:
+        raise AssertionError(f"the kernel did not return the out= tensor\ncase: {case}")
+    got, lse = _restrict(runner, args, got, lse)
+    assert_finite("out (pre-filled with NaN)", got, case=case)
+
+
+@prop
+def inputs_untouched(runner, case, device):
+    args = runner.inputs(case, device)
+    before = {k: v.clone() for k, v in args.items() if isinstance(v, torch.Tensor)}
+    runner.call(args)
+    for k, v in before.items():
+        assert_same_bits(f"input {k} after the call", args[k], v, case=case)
+
+
+@prop
+def deterministic(runner, case, device):
+    args = runner.inputs(case, device)
+    out1, lse1 = runner.call(args)
+    out2, lse2 = runner.call(args)
+    out1, lse1 = _restrict(runner, args, out1, lse1)
+    out2, lse2 = _restrict(runner, args, out2, lse2)
+    assert_same_bits("out (second call)", out2, out1, case=case)
+    assert_same_bits("lse (second call)", lse2, lse1, case=case)
+
+
+# --- 6: metamorphic relations -----------------------------------------------------------
+
+@prop
+def gqa_equals_mha(runner, case, device):
+    """GQA equals MHA on repeat-interleaved K/V (dense layouts only)."""
+    args = runner.inputs(case, device)
+    group = case.group_size
+    if runner.name == "prefill_varlen":  # [T, H, D]: heads on dim 1
+        mha = {**args, "k": args["k"].repeat_interleave(group, 1),
+               "v": args["v"].repeat_interleave(group, 1)}
+    elif runner.name in ("paged_decode", "sparse_paged_decode"):
+        mha = {**args, "k_cache": args["k_cache"].repeat_interleave(group, 2),
+               "v_cache": args["v_cache"].repeat_interleave(group, 2)}
+    else:
+        mha = {**args, "k": args["k"].repeat_interleave(group, 1),
+               "v": args["v"].repeat_interleave(group, 1)}
+    if "indices" in args and args["indices"].shape[1] != case.num_q_heads:
+        mha["indices"] = args["indices"].repeat_interleave(group, 1)
+    out, _ = _restrict(runner, args, *runner.call(args))
+    out_mha, _ = _restrict(runner, args, *runner.call(mha))
+    assert_close_pair("GQA vs MHA on repeated K/V", out, out_mha, _bound(runner, args),
+                      case=case)
+
+
+@prop
+def batch_equals_one_by_one(runner, case, device):
+    """Each sequence of a batch, run alone, gives its rows of the batched output."""
+    args = runner.inputs(case, device)
+    out, _ = runner.call(args)
+    bound = _bound(runner, args)
+    per_b = ("q", "k", "v", "seq_lens", "kv_seq_lens", "block_table", "indices")
+    for b in range(case.batch):
+        one = {k: (v[b:b + 1] if k in per_b and isinstance(v, torch.Tensor) else v)
+               for k, v in args.items()}
+        out_b, _ = runner.call(one)
+        assert_close_pair(f"sequence {b} alone vs in the batch", out_b, out[b:b + 1], bound,
+                          case=case)
+
+
+@prop
+def splits_agree(runner, case, device):
+    """Any split count gives the same result within tolerance (empty splits included)."""
+    args = {k: v for k, v in runner.inputs(case, device).items() if k != "num_splits"}
+    bound = _bound(runner, args)
+    base, base_lse = runner.call(args, num_splits=1)
+    for n in (2, 3, 7, 64):
+        out, lse = runner.call(args, num_splits=n)
+        assert_close_pair(f"num_splits={n} vs 1", out, base, bound, case=case)
+        assert_close_pair(f"lse num_splits={n} vs 1", lse, base_lse,
+                          bound * max(1.0, float(base_lse[base_lse.isfinite()].abs().max())
+                                      if bool(base_lse.isfinite().any()) else 1.0),
+                          case=case)
+
+
+def _permute_pages(args, seed):
+    """Move page i to perm[i] (caches) and rewrite the table: same logical content."""
+    g = torch.Generator().manual_seed(seed)
+    kc = args["k_cache"]
+    num_pages = kc.shape[0]
+    if num_pages == 0:
+        return dict(args)
+    perm = torch.randperm(num_pages, generator=g).to(kc.device)
+    new = dict(args)
+    for name in ("k_cache", "v_cache"):
+        c = torch.empty_like(args[name])
+        c[perm] = args[name]
+        new[name] = c
+    t = args["block_table"]
+    in_range = (t >= 0) & (t < num_pages)
+    new["block_table"] = torch.where(in_range, perm[t.clamp(0, num_pages - 1).long()].to(
+        torch.int32), t)
+    return new
+
+
+@prop
+def page_permutation_bit_identical(runner, case, device):
+    args = runner.inputs(case, device)
+    out, lse = runner.call(args)
+    out_p, lse_p = runner.call(_permute_pages(args, case.seed + 1))
+    assert_same_bits("out (pages permuted)", out_p, out, case=case)
+    assert_same_bits("lse (pages permuted)", lse_p, lse, case=case)
+
+
+@prop
+def decode_equals_prefill_last_row(runner, case, device):
+    """decode(q) == the last (only) query row of causal prefill on the same cache."""
+    args = runner.inputs(case, device)
+    out, _ = runner.call(args)
+    q = args["q"] if args["q"].dim() == 4 else args["q"].unsqueeze(2)
+    b, n = q.shape[0], args["k"].shape[2]
+    lens = args.get("seq_lens", torch.full((b,), n, dtype=torch.int32, device=device))
+    pre = kernels.prefill(q, args["k"], args["v"], causal=True,
+                          seq_lens=torch.ones_like(lens), kv_seq_lens=lens)
+    assert_close_pair("decode vs prefill's last row", out.reshape(pre.shape), pre,
+                      _bound(runner, args), case=case)
+
+
+@prop
+def paged_one_page_per_sequence_equals_decode(runner, case, device):
+    """A dense cache laid out as one page per sequence (page size N) through
+    paged_decode equals decode."""
+    args = runner.inputs(case, device)  # a dense decode case
+    out, _ = runner.call(args)
+    b, n = args["k"].shape[0], args["k"].shape[2]
+    lens = args.get("seq_lens", torch.full((b,), n, dtype=torch.int32, device=device))
+    table = torch.arange(b, dtype=torch.int32, device=device).view(b, 1)
+    out_p = kernels.paged_decode(args["q"], args["k"].transpose(1, 2), args["v"].transpose(1, 2),
+                                 table, lens, num_splits=args.get("num_splits"))
+    assert_close_pair("paged (one page per sequence) vs decode", out_p, out,
+                      _bound(runner, args), case=case)
+
+
+def _all_positions(lens, n, h_idx):
+    pos = torch.arange(n, device=lens.device, dtype=torch.int32)
+    rows = torch.where(pos[None, :] < lens[:, None], pos[None, :], -1)  # [B, n]
+    return rows[:, None, :].expand(-1, h_idx, -1).contiguous()
+
+
+@prop
+def sparse_every_index_equals_dense(runner, case, device):
+    """Selecting every valid position in order equals decode / paged_decode."""
+    args = runner.inputs(case, device)
+    lens = args.get("seq_lens")
+    if "block_table" in args:
+        n = args["block_table"].shape[1] * args["k_cache"].shape[1]
+        dense = {k: v for k, v in args.items() if k != "indices"}
+        out_dense, _ = RUNNERS["paged_decode"].call(dense)
+    else:
+        n = args["k"].shape[2]
+        if lens is None:
+            lens = torch.full((case.batch,), n, dtype=torch.int32, device=device)
+        dense = {k: v for k, v in args.items() if k != "indices"}
+        out_dense, _ = RUNNERS["decode"].call(dense)
+    every = {**args, "indices": _all_positions(lens, n, args["indices"].shape[1])}
+    out, _ = runner.call(every)
+    assert_close_pair("every position selected vs dense", out, out_dense,
+                      _bound(runner, dense | {"indices": every["indices"]}), case=case)
+
+
+@prop
+def sparse_shuffle_invariant(runner, case, device):
+    args = runner.inputs(case, device)
+    out, _ = runner.call(args)
+    g = torch.Generator().manual_seed(case.seed + 2)
+    idx = args["indices"]
+    perm = torch.randperm(idx.shape[2], generator=g).to(idx.device)
+    out_s, _ = runner.call({**args, "indices": idx[:, :, perm].contiguous()})
+    assert_close_pair("shuffled index rows", out_s, out, _bound(runner, args), case=case)
+
+
+@prop
+def sparse_per_query_head_equals_per_kv_head(runner, case, device):
+    """Per-query-head rows that repeat their KV head's row equal the per-KV-head form."""
+    args = runner.inputs(case, device)
+    idx = args["indices"]
+    if idx.shape[1] == case.num_q_heads and case.group_size > 1:
+        idx = idx[:, ::case.group_size].contiguous()  # make it per-KV-head first
+    kv_form = {**args, "indices": idx}
+    q_form = {**args, "indices": idx.repeat_interleave(case.num_q_heads // idx.shape[1], 1)}
+    out_kv, _ = runner.call(kv_form)
+    out_q, _ = runner.call(q_form)
+    assert_close_pair("per-query-head rows vs per-KV-head rows", out_q, out_kv,
+                      _bound(runner, kv_form), case=case)
+
+
+@prop
+def sparse_dense_equals_paged(runner, case, device):
+    """The same logical cache, dense and paged (page size 3, pages shuffled)."""
+    args = runner.inputs(case, device)  # a sparse_decode (dense) case
+    out, _ = runner.call(args)
+    k, v = args["k"], args["v"]
+    b, hkv, n, d = k.shape
+    p = 3
+    pages = -(-n // p)
+    g = torch.Generator().manual_seed(case.seed + 3)
+    perm = torch.randperm(b * pages, generator=g).to(device)
+
+    def to_pages(t):
+        padded = torch.zeros((b, hkv, pages * p, d), dtype=t.dtype, device=device)
+        padded[:, :, :n] = t
+        logical = padded.view(b, hkv, pages, p, d).permute(0, 2, 3, 1, 4).reshape(
+            b * pages, p, hkv, d)
+        cache = torch.empty_like(logical)
+        cache[perm] = logical
+        return cache
+
+    table = perm.view(b, pages).to(torch.int32)
+    lens = args.get("seq_lens", torch.full((b,), n, dtype=torch.int32, device=device))
+    out_p = kernels.sparse_paged_decode(args["q"], to_pages(k), to_pages(v), table, lens,
+                                        args["indices"], num_splits=args.get("num_splits"))
+    assert_close_pair("paged vs dense sparse decode", out_p, out, _bound(runner, args),
+                      case=case)
+
+
+@prop
+def varlen_equals_padded(runner, case, device):
+    """prefill_varlen on packed rows equals prefill on the same rows, padded."""
+    args = runner.inputs(case, device)
+    out, _ = runner.call(args)
+    cu_q = args["cu_seqlens_q"].tolist()
+    cu_k = args.get("cu_seqlens_k", args["cu_seqlens_q"]).tolist()
+    b = len(cu_q) - 1
+    n_q = max(cu_q[i + 1] - cu_q[i] for i in range(b))
+    n_k = max(1, max(cu_k[i + 1] - cu_k[i] for i in range(b)))
+
+    def pad(t, cu, n):
+        dense = torch.zeros((b, n, t.shape[1], t.shape[2]), dtype=t.dtype, device=device)
+        for i in range(b):
+            dense[i, :cu[i + 1] - cu[i]] = t[cu[i]:cu[i + 1]]
+        return dense.transpose(1, 2)
+
+    q_lens = torch.tensor([cu_q[i + 1] - cu_q[i] for i in range(b)], dtype=torch.int32,
+                          device=device)
+    k_lens = torch.tensor([cu_k[i + 1] - cu_k[i] for i in range(b)], dtype=torch.int32,
+                          device=device)
+    padded = kernels.prefill(pad(args["q"], cu_q, max(n_q, 1)), pad(args["k"], cu_k, n_k),
+                             pad(args["v"], cu_k, n_k), causal=args["causal"],
+                             seq_lens=q_lens, kv_seq_lens=k_lens)
+    bound = _bound(runner, args)
+    for i in range(b):
+        rows = out[cu_q[i]:cu_q[i + 1]]
+        assert_close_pair(f"sequence {i}: varlen vs padded", rows,
+                          padded[i, :, :cu_q[i + 1] - cu_q[i]].transpose(0, 1), bound,
+                          case=case)

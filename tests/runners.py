@@ -1,0 +1,163 @@
+"""One adapter per public kernel: build its arguments from a case, call it, call its
+oracle, and poison the memory it must never read.
+
+The property functions in tests/properties.py are written once against this interface.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+import kernels
+import oracles
+import strategies
+
+# Keyword arguments a kernel takes that its oracle does not.
+KERNEL_ONLY = ("num_splits", "max_seqlen_q", "max_seqlen_k")
+
+
+@dataclass(frozen=True)
+class Runner:
+    name: str
+    kernel: Callable
+    oracle_fn: Callable
+    build: Callable  # (case, device) -> kwargs
+    poison_fn: Callable  # kwargs -> kwargs with NaN in every element the kernel must not read
+    written_fn: Callable = None  # (kwargs, out) -> bool mask of elements the kernel defines
+
+    def inputs(self, case, device) -> dict:
+        return self.build(case, device)
+
+    def call(self, args: dict, **extra):
+        return self.kernel(**args, return_lse=True, **extra)
+
+    def oracle(self, args: dict, dtype=torch.float64):
+        return self.oracle_fn(**{k: v for k, v in args.items() if k not in KERNEL_ONLY},
+                              dtype=dtype)
+
+    def poison(self, args: dict) -> dict:
+        return self.poison_fn(dict(args))
+
+    def written(self, args: dict, out: torch.Tensor) -> torch.Tensor:
+        if self.written_fn is None:
+            return torch.ones(out.shape, dtype=torch.bool, device=out.device)
+        return self.written_fn(args, out)
+
+
+NAN = float("nan")
+
+
+def _nan_past(t: torch.Tensor, lens: torch.Tensor, seq_axis: int) -> torch.Tensor:
+    """Copy of t [B, ...] with positions >= lens[b] along seq_axis set to NaN."""
+    pos_shape = [1] * t.dim()
+    pos_shape[seq_axis] = -1
+    lim_shape = [1] * t.dim()
+    lim_shape[0] = -1
+    mask = torch.arange(t.shape[seq_axis], device=t.device).view(pos_shape) \
+        >= lens.long().view(lim_shape)
+    return t.masked_fill(mask, NAN)
+
+
+def _poison_prefill(a):
+    if "seq_lens" in a:
+        kv = a.get("kv_seq_lens", a["seq_lens"])
+        a["q"] = _nan_past(a["q"], a["seq_lens"], 2)
+        a["k"] = _nan_past(a["k"], kv, 2)
+        a["v"] = _nan_past(a["v"], kv, 2)
+    return a
+
+
+def _poison_varlen(a):
+    for name, cu in (("q", a["cu_seqlens_q"]), ("k", a.get("cu_seqlens_k", a["cu_seqlens_q"])),
+                     ("v", a.get("cu_seqlens_k", a["cu_seqlens_q"]))):
+        t = a[name].clone()
+        t[int(cu[-1]):] = NAN
+        a[name] = t
+    return a
+
+
+def _varlen_written(a, out):
+    rows = torch.arange(out.shape[0], device=out.device) < int(a["cu_seqlens_q"][-1])
+    return rows.view(-1, *([1] * (out.dim() - 1))).expand(out.shape)
+
+
+def _poison_decode(a):
+    if "seq_lens" in a:
+        a["k"] = _nan_past(a["k"], a["seq_lens"], 2)
+        a["v"] = _nan_past(a["v"], a["seq_lens"], 2)
+    return a
+
+
+def _selected(indices: torch.Tensor, seq_lens, num_kv_heads: int, n: int) -> torch.Tensor:
+    """bool [B, Hkv, n]: token t of KV head h is listed by some index row of h."""
+    b, h_idx, _ = indices.shape
+    group = h_idx // num_kv_heads
+    sel = torch.zeros((b, h_idx, n + 1), dtype=torch.bool, device=indices.device)
+    idx = torch.where(indices >= 0, indices.long(), torch.full_like(indices.long(), n))
+    sel.scatter_(2, idx, True)
+    return sel[:, :, :n].view(b, num_kv_heads, group, n).any(2)
+
+
+def _poison_sparse(a):
+    keep = _selected(a["indices"], a.get("seq_lens"), a["k"].shape[1], a["k"].shape[2])
+    for name in ("k", "v"):
+        a[name] = a[name].masked_fill(~keep.unsqueeze(-1), NAN)
+    return a
+
+
+def _poison_pages(a, token_used):
+    """Cache rows no used token maps to -> NaN; table entries the kernel must not read ->
+    an extra all-NaN page. token_used: bool [B, Hkv, capacity] (logical tokens read)."""
+    table, kc = a["block_table"], a["k_cache"]
+    num_pages, p, hkv, d = kc.shape
+    cap = table.shape[1] * p
+    t = torch.arange(cap, device=kc.device)
+    page = table[:, t // p].long()  # [B, cap]
+    used_rows = torch.zeros((num_pages + 1, p, hkv), dtype=torch.bool, device=kc.device)
+    b_idx, t_idx = torch.nonzero(token_used.any(1), as_tuple=True)  # tokens read by any head
+    for h in range(hkv):  # rows read by head h
+        bh, th = torch.nonzero(token_used[:, h], as_tuple=True)
+        used_rows[page[bh, th], th % p, h] = True
+    entry_read = torch.zeros(table.shape, dtype=torch.bool, device=kc.device)
+    entry_read[b_idx, t_idx // p] = True
+    nan_page = num_pages  # appended below
+    a["block_table"] = torch.where(entry_read, table, torch.full_like(table, nan_page))
+    for name in ("k_cache", "v_cache"):
+        c = torch.cat([a[name], torch.full((1, p, hkv, d), NAN, dtype=kc.dtype,
+                                           device=kc.device)])
+        a[name] = c.masked_fill(~used_rows.unsqueeze(-1), NAN)
+    return a
+
+
+def _poison_paged(a):
+    table, kc = a["block_table"], a["k_cache"]
+    cap = table.shape[1] * kc.shape[1]
+    used = torch.arange(cap, device=kc.device)[None, :] < a["seq_lens"].long()[:, None]
+    return _poison_pages(a, used.unsqueeze(1).expand(-1, kc.shape[2], -1))
+
+
+def _poison_sparse_paged(a):
+    table, kc = a["block_table"], a["k_cache"]
+    cap = table.shape[1] * kc.shape[1]
+    return _poison_pages(a, _selected(a["indices"], a["seq_lens"], kc.shape[2], cap))
+
+
+PREFILL = Runner("prefill", kernels.prefill, oracles.prefill_ref, strategies.prefill_inputs,
+                 _poison_prefill)
+PREFILL_VARLEN = Runner("prefill_varlen", kernels.prefill_varlen, oracles.prefill_varlen_ref,
+                        strategies.prefill_varlen_inputs, _poison_varlen, _varlen_written)
+DECODE = Runner("decode", kernels.decode, oracles.decode_ref, strategies.decode_inputs,
+                _poison_decode)
+PAGED_DECODE = Runner("paged_decode", kernels.paged_decode, oracles.paged_decode_ref,
+                      strategies.decode_inputs, _poison_paged)
+SPARSE_DECODE = Runner("sparse_decode", kernels.sparse_decode, oracles.sparse_decode_ref,
+                       strategies.decode_inputs, _poison_sparse)
+SPARSE_PAGED_DECODE = Runner("sparse_paged_decode", kernels.sparse_paged_decode,
+                             oracles.sparse_paged_decode_ref, strategies.decode_inputs,
+                             _poison_sparse_paged)
+
+RUNNERS = {r.name: r for r in (PREFILL, PREFILL_VARLEN, DECODE, PAGED_DECODE, SPARSE_DECODE,
+                               SPARSE_PAGED_DECODE)}

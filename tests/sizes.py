@@ -1,0 +1,33 @@
+"""Strategy bounds per device: tiny under the CPU interpreter, realistic on a GPU.
+
+bf16 runs only on the GPU: under the interpreter tl.dot on bf16 multiplies raw bit
+patterns (triton 3.6 and 3.9), so CPU runs draw fp16 and fp32.
+"""
+
+import torch
+from hypothesis import settings
+
+ON_GPU = torch.cuda.is_available()
+FUZZ = settings._current_profile == "fuzz"
+
+
+def prefill(**over) -> dict:
+    if ON_GPU:
+        kw = dict(max_batch=4, max_kv_heads=4, max_group=8, max_head_dim=256,
+                  max_seq=1024 if FUZZ else 300, dtypes=("float16", "bfloat16", "float32"))
+    else:
+        kw = dict(max_batch=3, max_kv_heads=2, max_group=4, max_head_dim=80, max_seq=40,
+                  dtypes=("float16", "float32"))
+    return {**kw, **over}
+
+
+def decode(**over) -> dict:
+    if ON_GPU:
+        kw = dict(max_batch=6, max_kv_heads=4, max_group=8, max_head_dim=256,
+                  max_ctx=4096 if FUZZ else 2048, max_page_size=256, max_splits=32,
+                  max_indices=600, dtypes=("float16", "bfloat16", "float32"))
+    else:
+        kw = dict(max_batch=3, max_kv_heads=2, max_group=4, max_head_dim=64, max_ctx=48,
+                  max_page_size=16, max_splits=6, max_indices=40,
+                  dtypes=("float16", "float32"))
+    return {**kw, **over}

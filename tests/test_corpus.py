@@ -1,0 +1,30 @@
+"""Replay every case in tests/corpus/ (one JSON file each; format in corpus_io.py).
+
+A corpus case is a property that once failed (or a seed shape shipped on purpose); it
+must pass on every run from then on.
+"""
+
+import json
+
+import pytest
+import torch
+
+from strategies import case_from_dict
+from tests.corpus_io import CORPUS_DIR, FORMAT
+from tests.properties import check
+
+FILES = sorted(CORPUS_DIR.glob("*.json"))
+
+
+def test_corpus_is_not_empty():
+    assert FILES, f"no corpus files in {CORPUS_DIR}"
+
+
+@pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
+def test_replay(path, device):
+    e = json.loads(path.read_text())
+    assert e["format"] == FORMAT, f"{path.name}: corpus format {e['format']} != {FORMAT}"
+    if e["requires_gpu"] and not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device (bf16 tl.dot is wrong in the interpreter, or "
+                    "the case is GPU-sized)")
+    check(e["kernel"], e["property"], case_from_dict(e["case"]), device)

@@ -1,0 +1,745 @@
+"""Property 8 of DESIGN.md: every class of bad input raises the documented error and
+writes nothing.
+
+Convention (kernels/_validate.py): ``TypeError`` when an argument is not a tensor or not
+the right Python type, ``ValueError`` for everything else (rank, shape, dtype, device,
+values). Every message starts with the argument it is about. For each bad-input class the
+tests check the exception type, that the message names the argument, that an ``out=``
+pre-filled with a sentinel still holds it, and that every input is bit-identical after
+the failed call. Each case starts from a valid call (checked by ``test_valid_call``), so
+a case fails as soon as the check it targets is removed.
+
+Shapes are tiny: this runs under the Triton interpreter on CPU.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pytest
+import torch
+
+import kernels
+
+SENTINEL = 7.0
+B, HQ, HKV, D = 2, 4, 2, 16
+NQ, NK = 4, 6  # prefill
+N = 8  # decode / sparse_decode cache length
+NUM_PAGES, PAGE = 6, 3  # paged caches
+TABLE = [[4, 1, 0], [2, 5, 3]]  # row 0 uses 2 pages (length 5); row 1 uses all 3
+PAGED_LENS = [5, 9]
+DENSE_LENS = [5, 8]
+IDX_ROW = [0, 4, 2, -1]  # valid for every sequence (all lengths >= 5)
+
+FUNCS = ("prefill", "prefill_varlen", "decode", "paged_decode", "sparse_decode",
+         "sparse_paged_decode")
+DECODE_FAMILY = FUNCS[2:]
+WITH_SEQ_LENS = ("prefill", "decode", "paged_decode", "sparse_decode", "sparse_paged_decode")
+PAGED = ("paged_decode", "sparse_paged_decode")
+SPARSE = ("sparse_decode", "sparse_paged_decode")
+BATCHED_KV = ("prefill", "decode", "sparse_decode")  # k/v carry a batch axis
+
+# Capacity of seq_lens: Nq for prefill, N for dense decode, max_pages * page size if paged.
+CAPACITY = {"prefill": NQ, "decode": N, "sparse_decode": N, "paged_decode": len(TABLE[0]) * PAGE,
+            "sparse_paged_decode": len(TABLE[0]) * PAGE}
+
+
+@dataclass
+class Call:
+    """One call of a public function, every argument by name (positional ones too)."""
+
+    fn_name: str
+    positional: tuple[str, ...]
+    args: dict = field(default_factory=dict)
+
+    def __call__(self):
+        kw = dict(self.args)
+        pos = [kw.pop(name) for name in self.positional if name in kw]  # trailing ones optional
+        return getattr(kernels, self.fn_name)(*pos, **kw)
+
+    @property
+    def k(self) -> str:
+        return "k_cache" if self.fn_name in PAGED else "k"
+
+    @property
+    def v(self) -> str:
+        return "v_cache" if self.fn_name in PAGED else "v"
+
+    @property
+    def head_axis(self) -> int:  # axis of Hkv in k/v
+        return 2 if self.fn_name in PAGED else 1
+
+    def tensors(self) -> dict:
+        return {n: t for n, t in self.args.items() if isinstance(t, torch.Tensor)}
+
+
+def _i32(values, device) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.int32, device=device)
+
+
+def build(fn_name: str, device, *, hq: int = HQ, hkv: int = HKV, d: int = D,
+          dtype=torch.float32) -> Call:
+    """A valid call of `fn_name` with `out=` pre-filled with SENTINEL."""
+    gen = torch.Generator().manual_seed(1234)
+
+    def rnd(*shape):
+        return torch.randn(shape, generator=gen).to(dtype).to(device)
+
+    if fn_name == "prefill":
+        call = Call(fn_name, ("q", "k", "v"), dict(
+            q=rnd(B, hq, NQ, d), k=rnd(B, hkv, NK, d), v=rnd(B, hkv, NK, d),
+            seq_lens=_i32([3, 4], device), kv_seq_lens=_i32([5, 6], device)))
+    elif fn_name == "prefill_varlen":
+        call = Call(fn_name, ("q", "k", "v", "cu_seqlens_q", "cu_seqlens_k"), dict(
+            q=rnd(7, hq, d), k=rnd(9, hkv, d), v=rnd(9, hkv, d),
+            cu_seqlens_q=_i32([0, 3, 7], device), cu_seqlens_k=_i32([0, 4, 9], device),
+            max_seqlen_q=4, max_seqlen_k=5))
+    elif fn_name in ("decode", "sparse_decode"):
+        call = Call(fn_name, ("q", "k", "v"), dict(
+            q=rnd(B, hq, d), k=rnd(B, hkv, N, d), v=rnd(B, hkv, N, d),
+            seq_lens=_i32(DENSE_LENS, device)))
+    else:
+        call = Call(fn_name, ("q", "k_cache", "v_cache", "block_table", "seq_lens"), dict(
+            q=rnd(B, hq, d), k_cache=rnd(NUM_PAGES, PAGE, hkv, d),
+            v_cache=rnd(NUM_PAGES, PAGE, hkv, d), block_table=_i32(TABLE, device),
+            seq_lens=_i32(PAGED_LENS, device)))
+    if fn_name in SPARSE:
+        call.positional += ("indices",)
+        call.args["indices"] = _i32([[IDX_ROW] * hkv] * B, device)
+    call.args["out"] = torch.full(call.args["q"].shape, SENTINEL, dtype=dtype, device=device)
+    return call
+
+
+def _bits(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().cpu().contiguous().reshape(-1).view(torch.uint8)
+
+
+def _snapshot(call: Call) -> dict:
+    return {n: (t.clone(), t.shape, t.stride(), t.dtype) for n, t in call.tensors().items()}
+
+
+def _assert_unchanged(call: Call, snap: dict) -> None:
+    for name, (before, shape, stride, dtype) in snap.items():
+        after = call.args[name]
+        assert (after.shape, after.stride(), after.dtype) == (shape, stride, dtype), name
+        assert torch.equal(_bits(after), _bits(before)), f"{name} was modified"
+
+
+def assert_rejects(call: Call, exc: type[Exception], match: str) -> None:
+    snap = _snapshot(call)
+    with pytest.raises(exc, match=match):
+        call()
+    _assert_unchanged(call, snap)
+    out = call.args.get("out")
+    if isinstance(out, torch.Tensor) and out.is_floating_point():
+        assert bool((out == SENTINEL).all()), "out= was written by a call that failed"
+
+
+def assert_accepts(call: Call) -> torch.Tensor:
+    snap = {n: v for n, v in _snapshot(call).items() if n != "out"}
+    result = call()
+    _assert_unchanged(call, snap)
+    return result
+
+
+# --------------------------------------------------------------------------- mutations
+# A mutation takes the valid Call (and the device) and returns the bad Call.
+
+def _strided_last(t: torch.Tensor) -> torch.Tensor:
+    """Same values, stride 2 in the last dim."""
+    return torch.stack([t, t], dim=-1).flatten(-2)[..., ::2]
+
+
+def _set(name: str, fn: Callable) -> Callable:
+    def mutate(call: Call, device) -> Call:
+        call.args[name] = fn(call.args[name])
+        return call
+    return mutate
+
+
+def _set_k(fn: Callable) -> Callable:
+    return lambda call, device: _set(call.k, fn)(call, device)
+
+
+def _set_v(fn: Callable) -> Callable:
+    return lambda call, device: _set(call.v, fn)(call, device)
+
+
+def _rebuild(**shape) -> Callable:
+    return lambda call, device: build(call.fn_name, device, **shape)
+
+
+def _all_float(dtype) -> Callable:
+    def mutate(call: Call, device) -> Call:
+        for name in ("q", call.k, call.v, "out"):
+            call.args[name] = call.args[name].to(dtype)
+        return call
+    return mutate
+
+
+def _kv_head_dim(d: int) -> Callable:
+    def mutate(call: Call, device) -> Call:
+        for name in (call.k, call.v):
+            t = call.args[name]
+            call.args[name] = torch.cat([t] * math.ceil(d / D), dim=-1)[..., :d].contiguous()
+        return call
+    return mutate
+
+
+def _v_one_head(call: Call, device) -> Call:
+    call.args[call.v] = call.args[call.v].narrow(call.head_axis, 0, 1).contiguous()
+    return call
+
+
+def _kv_extra_batch(call: Call, device) -> Call:
+    for name in (call.k, call.v):
+        t = call.args[name]
+        call.args[name] = torch.cat([t, t[:1]])
+    return call
+
+
+def _arg(name: str, value) -> Callable:
+    def mutate(call: Call, device) -> Call:
+        call.args[name] = value
+        return call
+    return mutate
+
+
+def _lens(name: str, values) -> Callable:
+    return lambda call, device: _arg(name, _i32(values, device))(call, device)
+
+
+def _item(name: str, index: tuple, value) -> Callable:
+    def mutate(call: Call, device) -> Call:
+        t = call.args[name].clone()
+        t[index] = value
+        call.args[name] = t
+        return call
+    return mutate
+
+
+def _del(name: str) -> Callable:
+    def mutate(call: Call, device) -> Call:
+        call.args.pop(name)
+        return call
+    return mutate
+
+
+def _both(*mutations: Callable) -> Callable:
+    def mutate(call: Call, device) -> Call:
+        for m in mutations:
+            call = m(call, device)
+        return call
+    return mutate
+
+
+def _out_like(fn: Callable) -> Callable:
+    return _set("out", fn)
+
+
+# (id, mutation, exception, regex on the message; "{k}"/"{v}" are the k/v argument names)
+COMMON_CASES = [
+    ("q-not-tensor", _set("q", lambda t: t.tolist()), TypeError, r"^q must be a torch\.Tensor"),
+    ("k-not-tensor", _set_k(lambda t: t.tolist()), TypeError, r"^{k} must be a torch\.Tensor"),
+    ("v-not-tensor", _set_v(lambda t: t.tolist()), TypeError, r"^{v} must be a torch\.Tensor"),
+    ("q-rank", _set("q", lambda t: t.flatten(0, 1)), ValueError, r"^q must have rank"),
+    ("k-rank", _set_k(lambda t: t.flatten(0, 1)), ValueError, r"^{k} must have rank"),
+    ("v-rank", _set_v(lambda t: t[None]), ValueError, r"^{v} must have rank"),
+    ("q-float64", _all_float(torch.float64), ValueError,
+     r"^q must be float16, bfloat16 or float32, got torch\.float64"),
+    ("q-int32", _set("q", lambda t: (t * 10).to(torch.int32)), ValueError,
+     r"^q must be float16, bfloat16 or float32, got torch\.int32"),
+    ("q-int64-all", _all_float(torch.int64), ValueError, r"^q must be float16, bfloat16"),
+    ("k-dtype-mismatch", _set_k(lambda t: t.half()), ValueError,
+     r"^{k} must have dtype torch\.float32 like q, got torch\.float16"),
+    ("v-dtype-mismatch", _set_v(lambda t: t.bfloat16()), ValueError,
+     r"^{v} must have dtype torch\.float32 like q"),
+    ("q-last-dim-strided", _set("q", _strided_last), ValueError,
+     r"^q must be contiguous in its last"),
+    ("k-last-dim-strided", _set_k(_strided_last), ValueError,
+     r"^{k} must be contiguous in its last"),
+    ("v-last-dim-strided", _set_v(_strided_last), ValueError,
+     r"^{v} must be contiguous in its last"),
+    ("head-dim-15", _rebuild(d=15), ValueError, r"head dim D must be in \[16, 256\], got 15"),
+    ("head-dim-257", _rebuild(d=257), ValueError, r"head dim D must be in \[16, 256\], got 257"),
+    ("hq-3-hkv-2", _rebuild(hq=3, hkv=2), ValueError,
+     r"^Hq % Hkv must be 0 \(query heads 3, KV heads 2\)"),
+    ("hq-4-hkv-3", _rebuild(hq=4, hkv=3), ValueError, r"^Hq % Hkv must be 0"),
+    ("kv-head-dim-mismatch", _kv_head_dim(32), ValueError,
+     r"^{k} must have head dim 16 like q, got 32"),
+    ("k-v-hkv-mismatch", _v_one_head, ValueError, r"^{k} and {v} must have the same shape"),
+    ("sm-scale-nan", _arg("sm_scale", float("nan")), ValueError, r"^sm_scale must be finite"),
+    ("sm-scale-inf", _arg("sm_scale", float("inf")), ValueError, r"^sm_scale must be finite"),
+    ("sm-scale-neg-inf", _arg("sm_scale", -math.inf), ValueError, r"^sm_scale must be finite"),
+    ("sm-scale-str", _arg("sm_scale", "0.25"), TypeError, r"^sm_scale must be a float"),
+    ("sm-scale-tensor", _arg("sm_scale", torch.tensor(0.25)), TypeError,
+     r"^sm_scale must be a float"),
+    ("out-not-tensor", _set("out", lambda t: t.tolist()), TypeError,
+     r"^out must be a torch\.Tensor"),
+    ("out-wrong-shape", _out_like(lambda t: torch.full((t.shape[0] + 1, *t.shape[1:]),
+                                                       SENTINEL, dtype=t.dtype)), ValueError,
+     r"^out must have shape"),
+    ("out-missing-dim", _out_like(lambda t: t[..., 0].clone()), ValueError,
+     r"^out must have shape"),
+    ("out-float16", _out_like(lambda t: t.half()), ValueError,
+     r"^out must have dtype torch\.float32 like q, got torch\.float16"),
+    ("out-last-dim-strided", _out_like(_strided_last), ValueError,
+     r"^out must be contiguous in its last"),
+]
+
+
+def _materialize(call: Call, device) -> Call:
+    """Move list/untyped sentinels created by lambdas (out= built on CPU) to the device."""
+    out = call.args.get("out")
+    if isinstance(out, torch.Tensor):
+        call.args["out"] = out.to(device)
+    return call
+
+
+def _check(fn_name: str, device, mutation: Callable, exc, match: str) -> None:
+    call = _materialize(mutation(build(fn_name, device), device), device)
+    assert_rejects(call, exc, match.format(k=call.k, v=call.v))
+
+
+@pytest.mark.parametrize("fn_name", FUNCS)
+def test_valid_call(fn_name, device):
+    """The base call every error case starts from is accepted and writes all of out=."""
+    call = build(fn_name, device)
+    out = assert_accepts(call)
+    assert out is call.args["out"]
+    assert torch.isfinite(out).all()
+    assert not bool((out == SENTINEL).any())
+    # ... and so is the same call without validation.
+    call = build(fn_name, device)
+    call.args["validate"] = False
+    assert_accepts(call)
+
+
+@pytest.mark.parametrize("case", COMMON_CASES, ids=[c[0] for c in COMMON_CASES])
+@pytest.mark.parametrize("fn_name", FUNCS)
+def test_bad_tensor_arguments(fn_name, case, device):
+    """Rank, dtype, strides, head dim, GQA, k/v agreement, sm_scale, out=."""
+    _, mutation, exc, match = case
+    _check(fn_name, device, mutation, exc, match)
+
+
+@pytest.mark.parametrize("fn_name", BATCHED_KV)
+def test_batch_mismatch(fn_name, device):
+    _check(fn_name, device, _kv_extra_batch, ValueError, r"^k must have batch 2 like q")
+
+
+@pytest.mark.parametrize("fn_name", ("prefill", "prefill_varlen"))
+def test_prefill_k_v_length_mismatch(fn_name, device):
+    """k and v must agree on the key axis as well."""
+    axis = 2 if fn_name == "prefill" else 0
+    _check(fn_name, device, _set_v(lambda t: t.narrow(axis, 0, t.shape[axis] - 1)),
+           ValueError, r"^k and v must have the same shape")
+
+
+# ------------------------------------------------------------------------ lengths
+def _lens_cases(fn_name: str) -> list:
+    cap = CAPACITY[fn_name]
+    return [
+        ("int64", _set("seq_lens", lambda t: t.long()), ValueError,
+         r"^seq_lens must be int32, got torch\.int64"),
+        ("float", _set("seq_lens", lambda t: t.float()), ValueError,
+         r"^seq_lens must be int32"),
+        ("not-tensor", _set("seq_lens", lambda t: t.tolist()), TypeError,
+         r"^seq_lens must be a torch\.Tensor"),
+        ("too-long", _set("seq_lens", lambda t: torch.cat([t, t[:1]])), ValueError,
+         r"^seq_lens must have shape \(2,\)"),
+        ("too-short", _set("seq_lens", lambda t: t[:1]), ValueError,
+         r"^seq_lens must have shape \(2,\)"),
+        ("2d", _set("seq_lens", lambda t: t[:, None]), ValueError,
+         r"^seq_lens must have shape \(2,\)"),
+        ("negative", _item("seq_lens", (0,), -1), ValueError,
+         r"^seq_lens must be >= 0, got a length of -1"),
+        ("beyond-capacity", _item("seq_lens", (1,), cap + 1), ValueError,
+         rf"^seq_lens must be <= {cap}"),
+    ]
+
+
+LENS_PARAMS = [pytest.param(fn, *case[1:], id=f"{fn}-seq_lens-{case[0]}")
+               for fn in WITH_SEQ_LENS for case in _lens_cases(fn)]
+
+
+@pytest.mark.parametrize(("fn_name", "mutation", "exc", "match"), LENS_PARAMS)
+def test_bad_seq_lens(fn_name, mutation, exc, match, device):
+    _check(fn_name, device, mutation, exc, match)
+
+
+KV_LENS_CASES = [
+    ("int64", _set("kv_seq_lens", lambda t: t.long()), ValueError,
+     r"^kv_seq_lens must be int32"),
+    ("not-tensor", _set("kv_seq_lens", lambda t: t.tolist()), TypeError,
+     r"^kv_seq_lens must be a torch\.Tensor"),
+    ("wrong-shape", _set("kv_seq_lens", lambda t: torch.cat([t, t])), ValueError,
+     r"^kv_seq_lens must have shape \(2,\)"),
+    ("negative", _item("kv_seq_lens", (1,), -2), ValueError, r"^kv_seq_lens must be >= 0"),
+    ("beyond-nk", _item("kv_seq_lens", (0,), NK + 1), ValueError,
+     rf"^kv_seq_lens must be <= {NK}"),
+    ("without-seq_lens", _del("seq_lens"), ValueError, r"^kv_seq_lens needs seq_lens"),
+]
+
+
+@pytest.mark.parametrize("case", KV_LENS_CASES, ids=[c[0] for c in KV_LENS_CASES])
+def test_prefill_bad_kv_seq_lens(case, device):
+    _, mutation, exc, match = case
+    _check("prefill", device, mutation, exc, match)
+
+
+def test_prefill_seq_lens_default_kv_beyond_nk(device):
+    """Without kv_seq_lens the key lengths are seq_lens, bounded by Nk too."""
+    def mutate(call, dev):
+        call.args.pop("kv_seq_lens")
+        call.args["q"] = torch.cat([call.args["q"]] * 2, dim=2)  # Nq = 8 > Nk = 6
+        call.args["out"] = torch.full_like(call.args["q"], SENTINEL)
+        call.args["seq_lens"] = _i32([7, 2], dev)
+        return call
+    _check("prefill", device, mutate, ValueError, r"kv_seq_lens must be <= 6")
+
+
+# ------------------------------------------------------------------------ varlen
+VARLEN_CASES = [
+    ("cu_q-int64", _set("cu_seqlens_q", lambda t: t.long()), ValueError,
+     r"^cu_seqlens_q must be int32, got torch\.int64"),
+    ("cu_k-int64", _set("cu_seqlens_k", lambda t: t.long()), ValueError,
+     r"^cu_seqlens_k must be int32"),
+    ("cu_q-not-tensor", _set("cu_seqlens_q", lambda t: t.tolist()), TypeError,
+     r"^cu_seqlens_q must be a torch\.Tensor"),
+    ("cu_q-2d", _set("cu_seqlens_q", lambda t: t[None]), ValueError,
+     r"^cu_seqlens_q must have shape \(B \+ 1,\)"),
+    ("cu_q-empty", _set("cu_seqlens_q", lambda t: t[:0]), ValueError,
+     r"^cu_seqlens_q must have shape \(B \+ 1,\)"),
+    ("cu_q-not-from-0", _lens("cu_seqlens_q", [1, 3, 7]), ValueError,
+     r"^cu_seqlens_q must start at 0, got 1"),
+    ("cu_q-decreasing", _lens("cu_seqlens_q", [0, 4, 3]), ValueError,
+     r"^cu_seqlens_q must be non-decreasing"),
+    ("cu_q-past-end", _lens("cu_seqlens_q", [0, 3, 8]), ValueError,
+     r"^cu_seqlens_q ends at 8, past the 7 packed rows"),
+    ("cu_k-not-from-0", _lens("cu_seqlens_k", [2, 4, 9]), ValueError,
+     r"^cu_seqlens_k must start at 0"),
+    ("cu_k-decreasing", _lens("cu_seqlens_k", [0, 5, 4]), ValueError,
+     r"^cu_seqlens_k must be non-decreasing"),
+    ("cu_k-past-end", _lens("cu_seqlens_k", [0, 4, 10]), ValueError,
+     r"^cu_seqlens_k ends at 10, past the 9 packed rows"),
+    ("cu_k-entry-count", _lens("cu_seqlens_k", [0, 9]), ValueError,
+     r"^cu_seqlens_k must have 3 entries like cu_seqlens_q, got 2"),
+    ("cu_q-default-k-past-end", _both(_del("cu_seqlens_k"), _arg("max_seqlen_k", None),
+                                      _set("k", lambda t: t[:5]), _set("v", lambda t: t[:5])),
+     ValueError, r"ends at 7, past the 5 packed rows"),
+    ("max_seqlen_q-too-small", _arg("max_seqlen_q", 3), ValueError,
+     r"^max_seqlen_q=3 is smaller than the longest query sequence \(4\)"),
+    ("max_seqlen_q-negative", _arg("max_seqlen_q", -1), ValueError, r"^max_seqlen_q must be"),
+    ("max_seqlen_k-too-small", _arg("max_seqlen_k", 4), ValueError,
+     r"^max_seqlen_k=4 is smaller than the longest key sequence \(5\)"),
+]
+
+
+@pytest.mark.parametrize("case", VARLEN_CASES, ids=[c[0] for c in VARLEN_CASES])
+def test_prefill_varlen_bad_cu_seqlens(case, device):
+    _, mutation, exc, match = case
+    _check("prefill_varlen", device, mutation, exc, match)
+
+
+@pytest.mark.parametrize("value", [2.5, "4"], ids=["float", "str"])
+@pytest.mark.parametrize("name", ["max_seqlen_q", "max_seqlen_k"])
+def test_prefill_varlen_max_seqlen_wrong_type(name, value, device):
+    """A max_seqlen_* that is not an int is a wrong Python type: TypeError naming it, by
+    the convention of kernels/_validate.py."""
+    _check("prefill_varlen", device, _arg(name, value), TypeError, rf"^{name} must be")
+
+
+# ------------------------------------------------------------------------ decode family
+SPLIT_CASES = [
+    ("zero", 0, ValueError, r"^num_splits must be >= 1, got 0"),
+    ("negative", -2, ValueError, r"^num_splits must be >= 1"),
+    ("float", 1.5, TypeError, r"^num_splits must be an int, got float"),
+    ("integral-float", 2.0, TypeError, r"^num_splits must be an int"),
+    ("bool", True, TypeError, r"^num_splits must be an int, got bool"),
+    ("str", "2", TypeError, r"^num_splits must be an int"),
+]
+
+
+@pytest.mark.parametrize("case", SPLIT_CASES, ids=[c[0] for c in SPLIT_CASES])
+@pytest.mark.parametrize("fn_name", DECODE_FAMILY)
+def test_bad_num_splits(fn_name, case, device):
+    _, value, exc, match = case
+    _check(fn_name, device, _arg("num_splits", value), exc, match)
+
+
+@pytest.mark.parametrize("fn_name", DECODE_FAMILY)
+@pytest.mark.parametrize("n_q", [0, 2])
+def test_decode_query_4d_needs_one_token(fn_name, n_q, device):
+    def mutate(call, dev):
+        q = call.args["q"]
+        call.args["q"] = q[:, :, None].expand(-1, -1, n_q, -1).contiguous()
+        call.args["out"] = torch.full_like(call.args["q"], SENTINEL)
+        return call
+    _check(fn_name, device, mutate, ValueError, r"^q must be \[B, Hq, D\] or \[B, Hq, 1, D\]")
+
+
+@pytest.mark.parametrize("fn_name", DECODE_FAMILY)
+def test_decode_out_must_mirror_q(fn_name, device):
+    """q [B, Hq, 1, D] needs out [B, Hq, 1, D]; the 3-D shape is rejected."""
+    _check(fn_name, device, _set("q", lambda t: t[:, :, None]), ValueError,
+           r"^out must have shape \(2, 4, 1, 16\)")
+
+
+@pytest.mark.parametrize("fn_name", DECODE_FAMILY)
+def test_decode_query_4d_accepted(fn_name, device):
+    call = build(fn_name, device)
+    call.args["q"] = call.args["q"][:, :, None]
+    call.args["out"] = call.args["out"][:, :, None]
+    out = assert_accepts(call)
+    assert out.shape == (B, HQ, 1, D) and not bool((out == SENTINEL).any())
+
+
+# ------------------------------------------------------------------------ paged
+PAGED_CASES = [
+    ("table-int64", _set("block_table", lambda t: t.long()), ValueError,
+     r"^block_table must be int32, got torch\.int64"),
+    ("table-not-tensor", _set("block_table", lambda t: t.tolist()), TypeError,
+     r"^block_table must be a torch\.Tensor"),
+    ("table-1d", _set("block_table", lambda t: t.reshape(-1)), ValueError,
+     r"^block_table must have shape \(2, max_pages\)"),
+    ("table-3d", _set("block_table", lambda t: t[None]), ValueError,
+     r"^block_table must have shape \(2, max_pages\)"),
+    ("table-batch", _set("block_table", lambda t: torch.cat([t, t[:1]])), ValueError,
+     r"^block_table must have shape \(2, max_pages\)"),
+    ("seq_len-needs-more-pages", _item("seq_lens", (0,), 3 * PAGE + 1), ValueError,
+     rf"^seq_lens must be <= {3 * PAGE}"),
+    ("short-table-row", _set("block_table", lambda t: t[:, :2].contiguous()), ValueError,
+     rf"^seq_lens must be <= {2 * PAGE}"),
+    ("used-entry-negative", _item("block_table", (1, 1), -1), ValueError,
+     r"^block_table\[1, 1\] = -1 is used by sequence 1 but is not a page id in \[0, 6\)"),
+    ("used-entry-num-pages", _item("block_table", (0, 1), NUM_PAGES), ValueError,
+     r"^block_table\[0, 1\] = 6 is used by sequence 0"),
+    ("used-entry-huge", _item("block_table", (1, 2), 2**31 - 1), ValueError,
+     r"^block_table\[1, 2\] = 2147483647 is used"),
+    ("first-entry-negative", _item("block_table", (0, 0), -5), ValueError,
+     r"^block_table\[0, 0\] = -5"),
+    ("page-size-0", _both(_set("k_cache", lambda t: t[:, :0]), _set("v_cache", lambda t: t[:, :0])),
+     ValueError, r"^page_size \(k_cache\.shape\[1\]\) must be >= 1"),
+    ("k_cache-page-size-mismatch", _set("v_cache", lambda t: t[:, :2]), ValueError,
+     r"^k_cache and v_cache must have the same shape"),
+]
+
+
+@pytest.mark.parametrize("case", PAGED_CASES, ids=[c[0] for c in PAGED_CASES])
+@pytest.mark.parametrize("fn_name", PAGED)
+def test_paged_bad_table(fn_name, case, device):
+    _, mutation, exc, match = case
+    _check(fn_name, device, mutation, exc, match)
+
+
+@pytest.mark.parametrize(("row", "garbage", "seq_len"), [
+    (0, -1, 5), (0, 2**31 - 1, 5), (0, NUM_PAGES, 6), (0, -(2**31), 4),
+    (0, -1, 0),  # an empty sequence uses no table entry at all
+])
+@pytest.mark.parametrize("fn_name", PAGED)
+def test_paged_garbage_past_last_page_accepted(fn_name, row, garbage, seq_len, device):
+    """Entries past a sequence's last page are never read: garbage there must not raise,
+    and the result equals the one with a clean table."""
+    clean = build(fn_name, device)
+    clean.args["seq_lens"] = _i32([seq_len, PAGED_LENS[1]], device)
+    if fn_name == "sparse_paged_decode":  # keep the indices inside the shorter sequence
+        clean.args["indices"] = _i32([[[i if i < seq_len else -1 for i in IDX_ROW]] * HKV] * B,
+                                     device)
+    expected = assert_accepts(clean).clone()
+    dirty = build(fn_name, device)
+    dirty.args.update(seq_lens=clean.args["seq_lens"], indices=clean.args.get("indices"))
+    if fn_name == "paged_decode":
+        dirty.args.pop("indices")
+    first_unused = -(-seq_len // PAGE)
+    table = dirty.args["block_table"].clone()
+    table[row, first_unused:] = garbage
+    dirty.args["block_table"] = table
+    out = assert_accepts(dirty)
+    assert torch.equal(out, expected)
+
+
+# ------------------------------------------------------------------------ sparse
+def _sparse_cases(fn_name: str) -> list:
+    lens = PAGED_LENS if fn_name == "sparse_paged_decode" else DENSE_LENS
+    return [
+        ("int64", _set("indices", lambda t: t.long()), ValueError,
+         r"^indices must be int32, got torch\.int64"),
+        ("not-tensor", _set("indices", lambda t: t.tolist()), TypeError,
+         r"^indices must be a torch\.Tensor"),
+        ("2d", _set("indices", lambda t: t[:, 0]), ValueError,
+         r"^indices must have shape \(2, H_idx, K\)"),
+        ("4d", _set("indices", lambda t: t[..., None]), ValueError,
+         r"^indices must have shape \(2, H_idx, K\)"),
+        ("batch", _set("indices", lambda t: torch.cat([t, t[:1]])), ValueError,
+         r"^indices must have shape \(2, H_idx, K\)"),
+        ("h_idx-3", _set("indices", lambda t: torch.cat([t, t[:, :1]], dim=1)), ValueError,
+         r"^indices\.shape\[1\] \(H_idx\) must be Hkv=2 or Hq=4, got 3"),
+        ("h_idx-1", _set("indices", lambda t: t[:, :1]), ValueError,
+         r"^indices\.shape\[1\] \(H_idx\) must be Hkv=2 or Hq=4, got 1"),
+        ("minus-2", _item("indices", (0, 1, 2), -2), ValueError,
+         r"^indices\[0, 1, 2\] = -2 is outside \[-1, "),
+        ("equal-seq-len-b0", _item("indices", (0, 0, 1), lens[0]), ValueError,
+         rf"^indices\[0, 0, 1\] = {lens[0]} is outside \[-1, {lens[0]}\)"),
+        ("equal-seq-len-b1", _item("indices", (1, 1, 3), lens[1]), ValueError,
+         rf"^indices\[1, 1, 3\] = {lens[1]} is outside"),
+        ("huge", _item("indices", (1, 0, 0), 2**31 - 1), ValueError,
+         r"^indices\[1, 0, 0\] = 2147483647 is outside"),
+    ]
+
+
+SPARSE_PARAMS = [pytest.param(fn, *case[1:], id=f"{fn}-{case[0]}")
+                 for fn in SPARSE for case in _sparse_cases(fn)]
+
+
+@pytest.mark.parametrize(("fn_name", "mutation", "exc", "match"), SPARSE_PARAMS)
+def test_sparse_bad_indices(fn_name, mutation, exc, match, device):
+    _check(fn_name, device, mutation, exc, match)
+
+
+def test_sparse_decode_index_bounded_by_n_without_seq_lens(device):
+    """Without seq_lens, an index is bounded by the cache length N."""
+    _check("sparse_decode", device, _both(_del("seq_lens"), _item("indices", (1, 0, 2), N)),
+           ValueError, rf"^indices\[1, 0, 2\] = {N} is outside \[-1, {N}\)")
+
+
+@pytest.mark.parametrize("fn_name", SPARSE)
+@pytest.mark.parametrize("form", ["minus-1-everywhere", "minus-1-row", "last-position",
+                                  "per-query-head", "duplicates"])
+def test_sparse_valid_indices_accepted(fn_name, form, device):
+    call = build(fn_name, device)
+    lens = PAGED_LENS if fn_name == "sparse_paged_decode" else DENSE_LENS
+    idx = call.args["indices"].clone()
+    if form == "minus-1-everywhere":
+        idx[:] = -1
+    elif form == "minus-1-row":
+        idx[1, 0] = -1
+    elif form == "last-position":
+        idx[0, :, 0], idx[1, :, 3] = lens[0] - 1, lens[1] - 1
+    elif form == "per-query-head":
+        idx = idx.repeat_interleave(HQ // HKV, dim=1).contiguous()
+    else:
+        idx[:, :, 1] = idx[:, :, 0]
+    call.args["indices"] = idx
+    out = assert_accepts(call)
+    assert not bool((out == SENTINEL).any())
+
+
+# ------------------------------------------------------------------------ validate=False
+VALUE_ONLY = [  # bad values that only validate=True detects
+    pytest.param("prefill", _item("seq_lens", (0,), -1), id="prefill-negative-seq_len"),
+    pytest.param("prefill", _item("kv_seq_lens", (1,), -3), id="prefill-negative-kv_seq_len"),
+    pytest.param("prefill_varlen", _lens("cu_seqlens_q", [0, 4, 3]),
+                 id="prefill_varlen-negative-length"),
+    pytest.param("prefill_varlen", _arg("max_seqlen_q", 3), id="prefill_varlen-max_seqlen_q"),
+    pytest.param("decode", _item("seq_lens", (0,), -1), id="decode-negative-seq_len"),
+    pytest.param("paged_decode", _item("seq_lens", (0,), -4), id="paged_decode-negative"),
+    pytest.param("sparse_decode", _item("seq_lens", (1,), -1), id="sparse_decode-negative"),
+    pytest.param("sparse_decode", _item("indices", (0, 0, 0), DENSE_LENS[0]),
+                 id="sparse_decode-index-past-seq_len"),
+    pytest.param("sparse_paged_decode", _item("seq_lens", (0,), -1),
+                 id="sparse_paged_decode-negative"),
+    pytest.param("sparse_paged_decode", _item("indices", (1, 1, 1), PAGED_LENS[1]),
+                 id="sparse_paged_decode-index-past-seq_len"),
+]
+
+
+@pytest.mark.parametrize(("fn_name", "mutation"), VALUE_ONLY)
+def test_value_checks_follow_validate(fn_name, mutation, device):
+    """validate=True rejects the value; validate=False skips the check (no sync) and the
+    call goes through (its output is not specified)."""
+    with pytest.raises(ValueError):
+        mutation(build(fn_name, device), device)()
+    call = mutation(build(fn_name, device), device)
+    call.args["validate"] = False
+    assert_accepts(call)
+
+
+STRUCTURAL = [  # shape/dtype/type checks run with validate=False too
+    pytest.param("prefill", _set("q", lambda t: t[0]), ValueError, r"^q must have rank",
+                 id="prefill-q-rank"),
+    pytest.param("prefill", _set("seq_lens", lambda t: t.long()), ValueError,
+                 r"^seq_lens must be int32", id="prefill-seq_lens-int64"),
+    pytest.param("prefill", _del("seq_lens"), ValueError, r"^kv_seq_lens needs seq_lens",
+                 id="prefill-kv-without-q-lens"),
+    pytest.param("prefill", _rebuild(d=257), ValueError, r"head dim", id="prefill-d257"),
+    pytest.param("prefill_varlen", _set("cu_seqlens_q", lambda t: t.long()), ValueError,
+                 r"^cu_seqlens_q must be int32", id="prefill_varlen-cu-int64"),
+    pytest.param("prefill_varlen", _set("cu_seqlens_k", lambda t: t[:2]), ValueError,
+                 r"^cu_seqlens_k must have 3 entries", id="prefill_varlen-cu-count"),
+    pytest.param("decode", _rebuild(hq=3), ValueError, r"^Hq % Hkv", id="decode-gqa"),
+    pytest.param("decode", _set("seq_lens", lambda t: t[:1]), ValueError,
+                 r"^seq_lens must have shape", id="decode-seq_lens-shape"),
+    pytest.param("decode", _arg("num_splits", 0), ValueError, r"^num_splits",
+                 id="decode-num-splits"),
+    pytest.param("paged_decode", _set("block_table", lambda t: t.long()), ValueError,
+                 r"^block_table must be int32", id="paged_decode-table-int64"),
+    pytest.param("paged_decode", _set("k_cache", lambda t: t.half()), ValueError,
+                 r"^k_cache must have dtype", id="paged_decode-dtype"),
+    pytest.param("sparse_decode", _set("indices", lambda t: t.long()), ValueError,
+                 r"^indices must be int32", id="sparse_decode-indices-int64"),
+    pytest.param("sparse_paged_decode", _set("indices", lambda t: t[:, :1]), ValueError,
+                 r"^indices\.shape\[1\]", id="sparse_paged_decode-h_idx"),
+    pytest.param("sparse_paged_decode", _out_like(lambda t: t.half()), ValueError,
+                 r"^out must have dtype", id="sparse_paged_decode-out-dtype"),
+    pytest.param("sparse_paged_decode", _set("q", lambda t: t.tolist()), TypeError,
+                 r"^q must be a torch\.Tensor", id="sparse_paged_decode-q-list"),
+]
+
+
+@pytest.mark.parametrize(("fn_name", "mutation", "exc", "match"), STRUCTURAL)
+def test_structural_checks_ignore_validate(fn_name, mutation, exc, match, device):
+    call = _materialize(mutation(build(fn_name, device), device), device)
+    call.args["validate"] = False
+    assert_rejects(call, exc, match)
+
+
+# ------------------------------------------------------------------------ device
+def _to_cpu(name_of: Callable) -> Callable:
+    def mutate(call: Call, device) -> Call:
+        name = name_of(call)
+        call.args[name] = call.args[name].cpu()
+        return call
+    return mutate
+
+
+DEVICE_CASES = [
+    pytest.param(fn, _to_cpu(lambda c: c.k), r"^{k} must be on cuda", id=f"{fn}-k")
+    for fn in FUNCS
+] + [
+    pytest.param(fn, _to_cpu(lambda c: c.v), r"^{v} must be on cuda", id=f"{fn}-v")
+    for fn in FUNCS
+] + [
+    pytest.param(fn, _to_cpu(lambda c: "out"), r"^out must be on cuda", id=f"{fn}-out")
+    for fn in FUNCS
+] + [
+    pytest.param(fn, _to_cpu(lambda c: "seq_lens"), r"^seq_lens must be on cuda",
+                 id=f"{fn}-seq_lens")
+    for fn in WITH_SEQ_LENS
+] + [
+    pytest.param("prefill", _to_cpu(lambda c: "kv_seq_lens"), r"^kv_seq_lens must be on cuda",
+                 id="prefill-kv_seq_lens"),
+    pytest.param("prefill_varlen", _to_cpu(lambda c: "cu_seqlens_q"),
+                 r"^cu_seqlens_q must be on cuda", id="prefill_varlen-cu_q"),
+    pytest.param("prefill_varlen", _to_cpu(lambda c: "cu_seqlens_k"),
+                 r"^cu_seqlens_k must be on cuda", id="prefill_varlen-cu_k"),
+] + [
+    pytest.param(fn, _to_cpu(lambda c: "block_table"), r"^block_table must be on cuda",
+                 id=f"{fn}-block_table")
+    for fn in PAGED
+] + [
+    pytest.param(fn, _to_cpu(lambda c: "indices"), r"^indices must be on cuda",
+                 id=f"{fn}-indices")
+    for fn in SPARSE
+]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="device mismatch needs a CUDA device")
+@pytest.mark.parametrize(("fn_name", "mutation", "match"), DEVICE_CASES)
+def test_device_mismatch(fn_name, mutation, match):
+    """q on the GPU, one other tensor on the CPU."""
+    call = mutation(build(fn_name, torch.device("cuda")), None)
+    assert call.args["q"].is_cuda
+    assert_rejects(call, ValueError, match.format(k=call.k, v=call.v))

@@ -1,0 +1,106 @@
+"""GPU-only tests: the seeds' shapes as explicit examples, and caches past 2**31
+elements (int32 offsets would overflow there). Too large for the CPU interpreter."""
+
+import pytest
+import torch
+
+import kernels
+import oracles
+from tests.checks import assert_close_to_oracle
+from tests.properties import check
+from tests.seeds import SEED_CASES, SEED_PROPERTIES
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
+                                reason="needs a CUDA device (GPU-sized shapes)")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("prop", SEED_PROPERTIES)
+@pytest.mark.parametrize("kernel,case", SEED_CASES,
+                         ids=[f"{k}-{c.dtype}-{i}" for i, (k, c) in enumerate(SEED_CASES)])
+def test_seed_shapes(kernel, case, prop, device):
+    check(kernel, prop, case, device)
+
+
+def _nan(shape, dtype=torch.float16):
+    return torch.full(shape, float("nan"), dtype=dtype, device="cuda")
+
+
+def _accurate(what, got, args_ref, args_low):
+    (ref_out, ref_lse), (low_out, low_lse) = args_ref, args_low
+    out, lse = got
+    assert_close_to_oracle(what, out, ref_out, low_out, out.dtype, case=what)
+    assert_close_to_oracle(what + " lse", lse, ref_lse, low_lse, out.dtype, case=what, lse=True)
+
+
+@pytest.mark.gpu
+def test_paged_pages_past_2_31_elements():
+    """Used pages sit at the end of a cache of > 2**31 elements; the rest is NaN."""
+    g = torch.Generator(device="cuda").manual_seed(0)
+    page, hkv, d = 16, 1, 128
+    num_pages = (2**31) // (page * hkv * d) + 50_000
+    kc, vc = _nan((num_pages, page, hkv, d)), _nan((num_pages, page, hkv, d))
+    seq_lens = torch.tensor([100, 37], dtype=torch.int32, device="cuda")
+    table = torch.full((2, 8), -1, dtype=torch.int32, device="cuda")
+    table[0, :7] = torch.arange(num_pages - 7, num_pages, device="cuda").flip(0)
+    table[1, :3] = torch.arange(num_pages - 20, num_pages - 17, device="cuda")
+    for t in (kc, vc):
+        t[num_pages - 20:] = torch.randn(t[num_pages - 20:].shape, generator=g, device="cuda")
+    q = torch.randn((2, 4, d), generator=g, device="cuda").half()
+    for splits in (1, 4):
+        got = kernels.paged_decode(q, kc, vc, table, seq_lens, num_splits=splits,
+                                   return_lse=True)
+        _accurate(f"paged_decode splits={splits}", got,
+                  oracles.paged_decode_ref(q, kc, vc, table, seq_lens),
+                  oracles.paged_decode_ref(q, kc, vc, table, seq_lens, dtype=torch.float16))
+    idx = torch.randint(0, 37, (2, hkv, 24), generator=g, device="cuda").to(torch.int32)
+    got = kernels.sparse_paged_decode(q, kc, vc, table, seq_lens, idx, return_lse=True)
+    _accurate("sparse_paged_decode", got,
+              oracles.sparse_paged_decode_ref(q, kc, vc, table, seq_lens, idx),
+              oracles.sparse_paged_decode_ref(q, kc, vc, table, seq_lens, idx,
+                                              dtype=torch.float16))
+
+
+@pytest.mark.gpu
+def test_dense_batch_offsets_past_2_31_elements():
+    """k/v [17, 8, 131072, 128]: batch 16 starts past element 2**31."""
+    g = torch.Generator(device="cuda").manual_seed(1)
+    b, hkv, n, d = 17, 8, 131072, 128
+    assert b * hkv * n * d > 2**31
+    k, v = _nan((b, hkv, n, d)), _nan((b, hkv, n, d))
+    seq_lens = torch.zeros(b, dtype=torch.int32, device="cuda")
+    seq_lens[16] = 300
+    seq_lens[15] = 5
+    for t in (k, v):
+        t[15:, :, :300] = torch.randn((2, hkv, 300, d), generator=g, device="cuda")
+    q = torch.randn((b, 16, d), generator=g, device="cuda").half()
+    got = kernels.decode(q, k, v, seq_lens=seq_lens, return_lse=True)
+    sl = slice(15, 17)
+    ref = oracles.decode_ref(q[sl], k[sl, :, :300], v[sl, :, :300], seq_lens=seq_lens[sl])
+    low = oracles.decode_ref(q[sl], k[sl, :, :300], v[sl, :, :300], seq_lens=seq_lens[sl],
+                             dtype=torch.float16)
+    _accurate("decode, batch past 2**31", (got[0][sl], got[1][sl]), ref, low)
+    assert bool((got[0][:15] == 0).all()) and bool((got[1][:15] == float("-inf")).all())
+
+
+@pytest.mark.gpu
+def test_varlen_rows_past_2_31_elements():
+    """Packed keys [Tk, 1, 128] with Tk * 128 > 2**31; the last sequence's keys sit at
+    the end."""
+    g = torch.Generator(device="cuda").manual_seed(2)
+    d, tail = 128, 500
+    tk = 2**31 // d + 4096
+    k, v = _nan((tk, 1, d)), _nan((tk, 1, d))
+    for t in (k, v):
+        t[tk - tail:] = torch.randn((tail, 1, d), generator=g, device="cuda")
+    q = torch.randn((37, 2, d), generator=g, device="cuda").half()
+    cu_q = torch.tensor([0, 0, 37], dtype=torch.int32, device="cuda")
+    cu_k = torch.tensor([0, tk - tail, tk], dtype=torch.int32, device="cuda")
+    got = kernels.prefill_varlen(q, k, v, cu_q, cu_k, max_seqlen_q=37, return_lse=True)
+    ref = oracles.prefill_ref(q.transpose(0, 1)[None], k[tk - tail:].transpose(0, 1)[None],
+                              v[tk - tail:].transpose(0, 1)[None], causal=True)
+    low = oracles.prefill_ref(q.transpose(0, 1)[None], k[tk - tail:].transpose(0, 1)[None],
+                              v[tk - tail:].transpose(0, 1)[None], causal=True,
+                              dtype=torch.float16)
+    _accurate("prefill_varlen, rows past 2**31",
+              (got[0].transpose(0, 1)[None], got[1][None]), ref, low)
