@@ -286,8 +286,13 @@ def prefill_varlen(
     if batch_k != batch:
         raise ValueError(f"cu_seqlens_k must have {batch + 1} entries like cu_seqlens_q, "
                          f"got {batch_k + 1}")
-    if not isinstance(max_seqlen_q, int) or max_seqlen_q < 0:
-        raise ValueError(f"max_seqlen_q must be a non-negative int, got {max_seqlen_q!r}")
+    for name, value in (("max_seqlen_q", max_seqlen_q), ("max_seqlen_k", max_seqlen_k)):
+        if value is None and name == "max_seqlen_k":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+        if value < 0:
+            raise ValueError(f"{name} must be >= 0, got {value}")
     if validate:
         longest = int((cu_seqlens_q[1:] - cu_seqlens_q[:-1]).max()) if batch else 0
         if longest > max_seqlen_q:

@@ -25,7 +25,10 @@ def attention(q, k, v, allowed, *, sm_scale=None, dtype=torch.float64):
     s = s.masked_fill(~allowed, float("-inf"))
     lse = torch.logsumexp(s, dim=-1)  # -inf on empty rows
     p = torch.exp(s - lse.unsqueeze(-1))  # NaN on empty rows (-inf - -inf) ...
-    p = torch.where(allowed, p, torch.zeros((), dtype=dtype, device=p.device))  # ... -> 0
+    zero = torch.zeros((), dtype=dtype, device=p.device)
+    p = torch.where(allowed, p, zero)  # ... -> 0
+    # Value rows no query may see are never read: 0 * NaN would still be NaN.
+    v = torch.where(allowed.any(dim=-2).unsqueeze(-1), v, zero)
     return p @ v, lse
 
 
