@@ -53,7 +53,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="comma-separated implementations not to run (e.g. flex,naive)")
     p.add_argument("--budget-s", type=float, default=None,
                    help="after this many seconds only ours is still timed "
-                        "(default 330, quick 45)")
+                        "(default 300, quick 45)")
     p.add_argument("--warmup-ms", type=int, default=None, help="do_bench warm-up (25; quick 5)")
     p.add_argument("--rep-ms", type=int, default=None, help="do_bench repetitions (100; quick 20)")
     p.add_argument("--no-plot", action="store_true", help="write no PNG plots")
@@ -74,7 +74,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.skip_impls = set(_csv(args.skip_impl) or ())
     if args.quick and args.only_impls is None and args.skip_impl is None:
         args.skip_impls = {"flex"}
-    args.budget_s = args.budget_s if args.budget_s is not None else (45 if args.quick else 330)
+    args.budget_s = args.budget_s if args.budget_s is not None else (45 if args.quick else 300)
     args.warmup_ms = args.warmup_ms if args.warmup_ms is not None else (5 if args.quick else 25)
     args.rep_ms = args.rep_ms if args.rep_ms is not None else (20 if args.quick else 100)
     return args
@@ -158,8 +158,9 @@ def main(argv=None) -> int:
     meta["elapsed_s"] = round(time.monotonic() - start, 1)
     paths = report.write_results(args.out, stem, meta, records)
     say("")
-    say(report.render_markdown(meta, records))
-    say(f"wrote {', '.join(str(p) for p in paths)} (+ plots) in {meta['elapsed_s']} s")
+    say(report.render_markdown(meta, records, details=False))  # all records: in the .md
+    say(f"wrote {', '.join(str(p) for p in paths)}{'' if args.no_plot else ' (+ plots)'} "
+        f"in {meta['elapsed_s']} s")
     return status
 
 

@@ -238,7 +238,7 @@ def varlen_case(lengths, num_q_heads, num_kv_heads, head_dim, *, seed=0):
             Impl("ours", lambda: lambda: kernels.prefill_varlen(
                 q, k, v, cu, max_seqlen_q=longest, validate=False)),
             Impl("torch-varlen", lambda: peers.torch_varlen(
-                q, k, v, cu, cu, longest, longest, causal=True, scale=scale)),
+                q, k, v, cu, cu, longest, longest, causal=True, scale=scale, expand_gqa=True)),
             Impl("flex", make_flex),
         ]
 

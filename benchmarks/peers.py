@@ -54,8 +54,9 @@ def probe(fn: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
         except torch.cuda.OutOfMemoryError:
             raise
         except (RuntimeError, NotImplementedError, ValueError) as exc:
-            why = _first_lines([w.message for w in caught]) or _first_lines([exc])
-            raise Refused(why) from exc
+            reasons = _first_lines([w.message for w in caught])
+            why = _first_lines([exc]) + (f" ({reasons})" if reasons else "")
+            raise Refused(why[:400]) from exc
     return fn
 
 
@@ -160,20 +161,33 @@ def varlen_attn_params() -> set[str] | None:
     return set(inspect.signature(varlen_attn).parameters)
 
 
-def torch_varlen(q, k, v, cu_q, cu_k, max_q, max_k, *, causal=True, scale=None, **extra):
+def torch_varlen(q, k, v, cu_q, cu_k, max_q, max_k, *, causal=True, scale=None,
+                 expand_gqa=False, **extra):
     """FlashAttention varlen through torch (packed [T, H, D]); extra: seqused_k,
-    block_table for paged caches, where this torch accepts them."""
+    block_table for paged caches, where this torch accepts them.
+
+    Older torch (2.10/2.11) has no enable_gqa: with expand_gqa=True the KV heads are then
+    repeated once, untimed (fine for compute-bound prefill; the closure's ``bench_note``
+    says so), else the case is refused."""
     params = varlen_attn_params()
     if params is None:
         raise Refused("torch.nn.attention.varlen.varlen_attn is not in this torch")
     from torch.nn.attention.varlen import varlen_attn
 
-    kwargs = {"scale": scale}
+    kwargs = {}
+    note = ""
+    if scale is not None and "scale" in params:
+        kwargs["scale"] = scale
     group = q.shape[-2] // k.shape[-2]
     if group > 1:
-        if "enable_gqa" not in params:
+        if "enable_gqa" in params:
+            kwargs["enable_gqa"] = True
+        elif expand_gqa:
+            k = k.repeat_interleave(group, dim=-2)
+            v = v.repeat_interleave(group, dim=-2)
+            note = "KV heads pre-expanded (this torch's varlen_attn has no enable_gqa)"
+        else:
             raise Refused("varlen_attn in this torch has no enable_gqa")
-        kwargs["enable_gqa"] = True
     if causal:
         if "is_causal" in params:
             kwargs["is_causal"] = True
@@ -189,7 +203,9 @@ def torch_varlen(q, k, v, cu_q, cu_k, max_q, max_k, *, causal=True, scale=None, 
     def call():
         return varlen_attn(q, k, v, cu_q, cu_k, max_q, max_k, **kwargs)
 
-    return probe(call)
+    probe(call)
+    call.bench_note = note
+    return call
 
 
 # --------------------------------------------------------------------------- naive

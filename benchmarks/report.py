@@ -105,7 +105,8 @@ def detail_table(records: list[dict], family: str) -> str:
     return _table(header, rows)
 
 
-def render_markdown(meta: dict, records: list[dict]) -> str:
+def render_markdown(meta: dict, records: list[dict], *, details: bool = True) -> str:
+    """The whole report; details=False leaves out the per-record tables (stdout)."""
     c = meta.get("ceilings", {})
     lines = [
         f"# Attention kernel benchmarks: {meta['card']}, {meta['date']}",
@@ -128,9 +129,10 @@ def render_markdown(meta: dict, records: list[dict]) -> str:
     for family in FAMILIES:
         if not any(r["kernel"] == family for r in records):
             continue
-        lines += ["", f"## {family}", "", summary_table(records, family), "",
-                  "<details><summary>all records</summary>", "",
-                  detail_table(records, family), "", "</details>"]
+        lines += ["", f"## {family}", "", summary_table(records, family)]
+        if details:
+            lines += ["", "<details><summary>all records</summary>", "",
+                      detail_table(records, family), "", "</details>"]
     if meta.get("aborted"):
         lines += ["", f"**Run aborted:** {meta['aborted']}"]
     return "\n".join(lines) + "\n"

@@ -145,6 +145,7 @@ def run_case(case: Case, dtype: torch.dtype, opts: RunOptions, ceilings: dict) -
         records.append(rec)
         if impl.name != "ours" and time.monotonic() > opts.deadline:
             rec.update(status="skipped", note="time budget spent (--budget-s)")
+            opts.say(f"{label} | {impl.name:<18} {_summary(rec)}")
             continue
         ref = shared_ref
         if impl.reference is not None:
@@ -178,12 +179,16 @@ def _run_impl(rec: dict, case: Case, impl, ref: Reference | None, ref_note: str,
     graph = None
     try:
         fn = impl.make()
+        rec["note"] = getattr(fn, "bench_note", "")  # e.g. a peer's own caveat
         out = fn()
         sync()
         if ref is None:
+            rec["checked_against"] = ref_note or "nothing (no reference)"
+            if not bool(torch.isfinite(out).all()):
+                rec.update(status="wrong", note="non-finite values in the output; not timed")
+                return
             if impl.name == "ours":
                 rec["_out"] = out
-            rec["checked_against"] = ref_note or "nothing (no reference)"
         else:
             err, finite = max_error(out, ref)
             rec["max_err"], rec["checked_against"] = err, ref.what
@@ -209,7 +214,8 @@ def _run_impl(rec: dict, case: Case, impl, ref: Reference | None, ref_note: str,
                 rec["ms"], rec["timing"] = rec["graph_ms"], "graph"
             except Exception as exc:  # eager time stands
                 _check_fatal(exc)
-                rec["note"] = f"graph capture failed: {type(exc).__name__}: {_line(exc, 160)}"
+                failed = f"graph capture failed: {type(exc).__name__}: {_line(exc, 160)}"
+                rec["note"] = "; ".join(x for x in (rec["note"], failed) if x)
         rec["status"] = "ok"
     except FatalCudaError:
         raise

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # One device call: the GPU test suite at the dev profile, then the benchmarks.
-# Usage (through the device tool): bash scripts/gpu_run.sh [tests|bench|all] [pytest args...]
+# Usage (through the device tool): bash scripts/gpu_run.sh [tests|bench|sweep|all] [pytest args...]
 # Logs and results go under $OUT (default ./.out). Environment knobs:
 #   HYPOTHESIS_PROFILE (default dev), HYPOTHESIS_MAX_EXAMPLES (cap for smoke runs),
-#   TEST_TIMEOUT (s, default 420), BENCH_ARGS (extra args for python -m benchmarks).
+#   TEST_TIMEOUT (s, default 420), BENCH_ARGS / SWEEP_ARGS (extra args for
+#   python -m benchmarks / python -m benchmarks.sweep). Benchmark results come back as
+#   $OUT/bench_results.tgz (the device tool returns at most 8 files).
 set -uo pipefail
 what=${1:-all}; shift || true
 OUT=${OUT:-$PWD/.out}; mkdir -p "$OUT"
@@ -22,9 +24,15 @@ if [[ $what == tests || $what == all ]]; then
   new=$(git status --porcelain --untracked-files=all tests/corpus | awk '{print $2}')
   [[ -n $new ]] && tar czf "$OUT/new_corpus.tgz" $new
 fi
+if [[ $what == sweep ]]; then
+  python3 -m benchmarks.sweep ${SWEEP_ARGS:-} 2>&1 | tee "$OUT/sweep.log"
+  rc=${PIPESTATUS[0]}
+  tar czf "$OUT/sweep.tgz" -C benchmarks results
+fi
 if [[ $what == bench || $what == all ]]; then
-  python3 -m benchmarks --out "$OUT" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.log"
+  python3 -m benchmarks ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.log"
   brc=${PIPESTATUS[0]}
+  tar czf "$OUT/bench_results.tgz" -C benchmarks results
   echo "bench: exit $brc" | tee -a "$OUT/bench.log"
   [[ $rc == 0 ]] && rc=$brc
 fi
