@@ -61,6 +61,24 @@ if settings._current_profile.startswith("ci"):
 from tests.corpus_io import pytest_runtest_makereport  # noqa: E402,F401  (corpus hook)
 
 
+@pytest.fixture
+def exclusive_gpu():
+    """Memory-hungry GPU tests (seed shapes, caches past 2**31 elements) run one at a time
+    across xdist workers, and hand their memory back when done."""
+    import fcntl
+    import tempfile
+
+    path = os.path.join(tempfile.gettempdir(), "attention_kernel_triton.gpu.lock")
+    with open(path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            torch.cuda.empty_cache()
+            yield
+        finally:
+            torch.cuda.empty_cache()
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 @pytest.fixture(scope="session")
 def device() -> torch.device:
     return torch.device("cuda") if HAS_CUDA else torch.device("cpu")

@@ -38,7 +38,10 @@ DECODE_SHAPES = [
     ("B8 Hq64 Hkv16 N1024 D64", 8, 64, 16, 1024, 64),
     ("B32 Hq32 Hkv8 N4096 D128", 32, 32, 8, 4096, 128),
     ("B1 Hq32 Hkv8 N65536 D128", 1, 32, 8, 65536, 128),
+    # sparse_decode at the seed's shape: 640 positions (2%) per KV head
+    ("sparse B4 Hq32 Hkv8 N32000 D256 K640", 4, 32, 8, 32000, 256),
 ]
+SPARSE_KEPT = 640
 
 
 def prefill_grid(quick: bool) -> list[tuple]:
@@ -252,11 +255,28 @@ def main(argv=None) -> int:
                 v = torch.randn(batch, hkv, n, d, device=cases.DEVICE, dtype=torch.float16,
                                 generator=gen)
 
-                def for_split(split, q=q, k=k, v=v):
-                    return lambda: kernels.decode(q, k, v, num_splits=split, validate=False)
+                if label.startswith("sparse"):
+                    import oracles
 
-                nbytes = cases.kv_bytes(batch * n, hkv, d, torch.float16)
-                rows += sweep_shape(kind, label, for_split, cases._decode_reference(q, k, v),
+                    idx = torch.stack([torch.randperm(n, device=cases.DEVICE)[:SPARSE_KEPT]
+                                       for _ in range(batch * hkv)]).view(batch, hkv, -1)
+                    idx = idx.to(torch.int32)
+
+                    def for_split(split, q=q, k=k, v=v, idx=idx):
+                        return lambda: kernels.sparse_decode(q, k, v, idx, num_splits=split,
+                                                             validate=False)
+
+                    nbytes = cases.kv_bytes(batch * SPARSE_KEPT, hkv, d, torch.float16)
+                    reference = cases.Reference(oracles.sparse_decode_ref(q, k, v, idx)[0],
+                                                lambda out: out, "fp64 oracle, all heads")
+                else:
+                    def for_split(split, q=q, k=k, v=v):
+                        return lambda: kernels.decode(q, k, v, num_splits=split,
+                                                      validate=False)
+
+                    nbytes = cases.kv_bytes(batch * n, hkv, d, torch.float16)
+                    reference = cases._decode_reference(q, k, v)
+                rows += sweep_shape(kind, label, for_split, reference,
                                     grid, splits, timer, nbytes, shape_deadline, log,
                                     default_key)
         except Exception as exc:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import torch
 from hypothesis import target
+from hypothesis.control import currently_in_test_context
 
 # Absolute floor of the bound, per input dtype: about two units in the last place of
 # an output of magnitude 1 (fp16 2^-10, bf16 2^-7); fp32 is computed without tf32.
@@ -58,7 +59,8 @@ def assert_close_to_oracle(what: str, got, oracle, lowp, dtype, *, case, lse=Fal
     bound = TOL[dtype] * magnitude + K_LOWP * lowp_max
     max_err = float(err.max()) if err.numel() else 0.0
     ratio = max_err / bound
-    target(min(ratio, 1e6), label=f"error ratio {what}")
+    if currently_in_test_context():  # the fuzz profile steers toward large ratios
+        target(min(ratio, 1e6), label=f"error ratio {what}")
     if not ratio <= 1.0:
         worst = tuple(torch.unravel_index(err.argmax(), err.shape)) if err.numel() else ()
         worst = tuple(int(i) for i in worst)

@@ -10,8 +10,11 @@ from tests.checks import assert_close_to_oracle
 from tests.properties import check
 from tests.seeds import SEED_CASES, SEED_PROPERTIES
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
-                                reason="needs a CUDA device (GPU-sized shapes)")
+pytestmark = [
+    pytest.mark.skipif(not torch.cuda.is_available(),
+                       reason="needs a CUDA device (GPU-sized shapes)"),
+    pytest.mark.usefixtures("exclusive_gpu"),
+]
 
 
 @pytest.mark.gpu

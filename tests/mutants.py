@@ -1,0 +1,546 @@
+"""Mutation score: plant one known bug at a time in the kernels and check that the suite
+catches it.
+
+    python -m tests.mutants [--jobs J] [--only NAME[,NAME]] [--list] [--keep]
+                            [--no-baseline] [--timeout S] [--gpu]
+
+Each mutant is one exact textual replacement in one source file. The runner copies the
+repository (the files git tracks, as they are in the working tree, plus tests/corpus/)
+into a temporary directory, applies the replacement there (the original snippet must
+occur exactly once, else the mutant is reported "stale": the list has drifted from the
+source), and runs the mutant family's test files in that copy on the CPU:
+
+    python -m pytest -x -q -p no:cacheprovider <test files>
+    with TRITON_INTERPRET=1, HYPOTHESIS_PROFILE=ci and a fresh Hypothesis database
+
+Outcomes: "killed" (pytest exit code 1 with a failing test whose error is an assertion,
+a `pytest.raises` that did not raise, or a Hypothesis failure group), "survived" (exit
+code 0), "error" (anything else: collection errors, crashes, timeouts, or a failure
+that is not an assertion such as a Triton compile error; a mutant must produce wrong
+numbers or accept bad input, not break the build). Mutants that only a GPU can expose
+(int32 offset overflow, tf32) are listed with the reason and skipped on the CPU; with
+--gpu (on a CUDA machine) only those run, against the GPU tests named with them.
+
+Before the mutants, the unmutated copy runs the same test files ("baseline"): a suite
+that already fails would "kill" every mutant. The run prints one row per mutant as it
+finishes, a summary, and last the line `mutants: K killed of N` (N counts the mutants
+run, stale ones included). Exit code 0 only when every mutant run was killed and the
+baseline passed.
+
+Not part of the default pytest run (it takes minutes: see README.md, "Mutation score").
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Test files per kernel family (-x stops at the first failure; survivors run them all).
+TESTS = {
+    "prefill": ("tests/test_prefill.py",),
+    "decode": ("tests/test_decode.py",),
+    "paged": ("tests/test_decode.py::test_paged_decode",),
+    "sparse": ("tests/test_sparse.py",),
+    # _jit.py helpers used by every kernel: the fastest file that runs them all.
+    "shared": ("tests/test_prefill.py",),
+    "combine": ("tests/test_decode.py",),
+    "validation": ("tests/test_errors.py",),
+}
+
+GPU_INT64 = "tests/test_gpu.py::"
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    family: str  # a key of TESTS
+    path: str  # file, relative to the repository root
+    original: str  # exact snippet; must occur exactly once in the file
+    replacement: str
+    description: str
+    gpu_only: str = ""  # why only a GPU run can kill it (then it is skipped on the CPU)
+    gpu_tests: tuple = ()  # the GPU tests that kill it (with --gpu)
+
+    @property
+    def tests(self) -> tuple:
+        return self.gpu_tests if self.gpu_only else TESTS[self.family]
+
+
+PRE = "kernels/prefill.py"
+DEC = "kernels/decode.py"
+JIT = "kernels/_jit.py"
+SPA = "kernels/sparse.py"
+VAL = "kernels/_validate.py"
+
+# h % Hkv instead of h // group: same as the right head for MHA (group 1) or one KV head.
+_MOD_HKV = "(first_head % (num_head_programs * heads_per_program // group_size))"
+
+MUTANTS: tuple[Mutant, ...] = (
+    # ---------------------------------------------------------------- prefill
+    Mutant("causal_off_by_one", "prefill", PRE,
+           "ok = ok & (offs_n[None, :] <= offs_m[:, None] + causal_shift)",
+           "ok = ok & (offs_n[None, :] < offs_m[:, None] + causal_shift)",
+           "causal mask excludes the diagonal key (<= becomes <)"),
+    Mutant("causal_top_left", "prefill", PRE,
+           "    causal_shift = kv_len - q_len\n",
+           "    causal_shift = (kv_len - q_len) * 0\n",
+           "causal mask aligned top-left (torch SDPA) instead of bottom-right"),
+    Mutant("prefill_gqa_h_mod_hkv", "prefill", PRE,
+           "off_kvh = off_h // group_size",
+           "off_kvh = off_h % (num_q_heads // group_size)",
+           "query head h reads KV head h % Hkv instead of h // group"),
+    Mutant("prefill_last_partial_tile_dropped", "prefill", PRE,
+           "    hi = tl.maximum(hi, 0)\n",
+           "    hi = tl.maximum(tl.minimum(hi, kv_len // BLOCK_N * BLOCK_N), 0)\n",
+           "key range rounded down to whole tiles: the last partial key tile is dropped"),
+    Mutant("prefill_kv_lens_ignored", "prefill", PRE,
+           "kv_len = tl.load(kv_lens_ptr + off_b)\n",
+           "kv_len = n_k\n",
+           "padded var-len: kv_seq_lens ignored, keys run to the padded length Nk"),
+    Mutant("prefill_padding_rows_not_zeroed", "prefill", PRE,
+           "out = tl.where(row_ok[:, None], out, 0.0)",
+           "out = out",
+           "padding query rows (>= seq_lens) are stored as computed, not as 0"),
+    Mutant("prefill_lse_padding_rows", "prefill", PRE,
+           'lse = tl.where(row_ok, lse, float("-inf"))',
+           "lse = lse",
+           "query row mask dropped on the LSE: padding rows get a finite LSE"),
+    Mutant("prefill_unmasked_tile_crosses_diagonal", "prefill", PRE,
+           "full_hi = tl.maximum(start_m + causal_shift + 1, 0) // BLOCK_N * BLOCK_N",
+           "full_hi = tl.cdiv(tl.maximum(start_m + causal_shift + 1, 0), BLOCK_N) * BLOCK_N",
+           "full_hi rounded up: the unmasked loop runs a tile that crosses the diagonal"),
+    Mutant("prefill_v_padding_read", "prefill", PRE,
+           "v = tl.load(v_ptrs, mask=n_ok[:, None] & d_ok[None, :], other=0.0)",
+           "v = tl.load(v_ptrs, mask=d_ok[None, :], other=0.0)",
+           "masked tile loads V rows past kv_len (0 * NaN when padding holds NaN)"),
+    Mutant("prefill_sm_scale_twice", "prefill", PRE,
+           "qk_scale=sm_scale * 1.4426950408889634",
+           "qk_scale=sm_scale * sm_scale * 1.4426950408889634",
+           "sm_scale applied twice"),
+    Mutant("prefill_q_rows_with_k_stride", "prefill", PRE,
+           "q = tl.load(q_base + offs_m[:, None] * stride_q_seq + offs_d[None, :],",
+           "q = tl.load(q_base + offs_m[:, None] * stride_k_seq + offs_d[None, :],",
+           "stride swapped: q rows addressed with k's sequence stride"),
+    Mutant("prefill_k_rows_with_v_stride", "prefill", PRE,
+           "k_ptrs = k_base_ptr + offs_n[None, :] * stride_k_seq",
+           "k_ptrs = k_base_ptr + offs_n[None, :] * stride_v_seq",
+           "stride swapped: k rows addressed with v's sequence stride"),
+    Mutant("prefill_head_dim_tile_rounded_down", "prefill", PRE,
+           "head_dim_pad = max(16, triton.next_power_of_2(head_dim))",
+           "head_dim_pad = max(16, triton.next_power_of_2(head_dim + 1) // 2)",
+           "non-power-of-two D: head-dim tile rounded down, columns past it never done"),
+    Mutant("varlen_keys_at_query_offsets", "prefill", PRE,
+           "k_start = tl.load(kv_lens_ptr + off_b)",
+           "k_start = tl.load(q_lens_ptr + off_b)",
+           "prefill_varlen: keys located with cu_seqlens_q instead of cu_seqlens_k"),
+    # ---------------------------------------------------------------- decode (dense)
+    Mutant("decode_gqa_h_mod_hkv", "decode", DEC,
+           "off_kvh = first_head // group_size",
+           f"off_kvh = {_MOD_HKV}",
+           "query head h reads KV head h % Hkv instead of h // group"),
+    Mutant("decode_seq_lens_ignored", "decode", DEC,
+           "seq_len = tl.load(seq_lens_ptr + off_b) if HAS_LENS else n_ctx",
+           "seq_len = tl.load(seq_lens_ptr + off_b) if (HAS_LENS and IS_PAGED) else n_ctx",
+           "dense decode: seq_lens ignored, keys past the length are read"),
+    Mutant("decode_last_partial_tile_dropped", "decode", DEC,
+           "per_split = tl.cdiv(tl.cdiv(list_len, NUM_SPLITS), BLOCK_N) * BLOCK_N",
+           "per_split = tl.cdiv(list_len, NUM_SPLITS) // BLOCK_N * BLOCK_N",
+           "split size rounded down to whole tiles: the last partial key tile is dropped"),
+    Mutant("decode_splits_overlap", "decode", DEC,
+           "hi = tl.minimum(lo + per_split, list_len)",
+           "hi = tl.minimum(lo + per_split + BLOCK_N, list_len)",
+           "split boundaries overlap by a tile: keys counted twice"),
+    Mutant("decode_head_dim_tile_rounded_down", "decode", DEC,
+           "head_dim_pad = max(16, triton.next_power_of_2(head_dim))",
+           "head_dim_pad = max(16, triton.next_power_of_2(head_dim + 1) // 2)",
+           "non-power-of-two D: head-dim tile rounded down, columns past it never done"),
+    Mutant("combine_unweighted_mean", "combine", DEC,
+           "w = tl.exp(lse_s - m_safe)  # 0 for empty splits",
+           'w = tl.where(lse_s == float("-inf"), 0.0, 1.0)',
+           "split combine: plain mean of the non-empty splits, not LSE-weighted"),
+    Mutant("combine_empty_row_nan", "combine", DEC,
+           'm_safe = tl.where(m == float("-inf"), 0.0, m)',
+           "m_safe = m",
+           "split combine: no guard for a row whose splits are all empty (-inf - -inf)"),
+    # ---------------------------------------------------------------- paged
+    Mutant("paged_page_and_slot_swapped", "paged", JIT,
+           "    page = tl.load(table_row_ptr + t // PAGE_SIZE, mask=mask, other=0)\n"
+           "    return page.to(tl.int64), (t % PAGE_SIZE).to(tl.int64)\n",
+           "    page = tl.load(table_row_ptr + t % PAGE_SIZE, mask=mask, other=0)\n"
+           "    return page.to(tl.int64), (t // PAGE_SIZE).to(tl.int64)\n",
+           "page lookup swaps t // P and t % P"),
+    Mutant("paged_last_partial_page_dropped", "paged", DEC,
+           "seq_len = tl.load(seq_lens_ptr + off_b) if HAS_LENS else n_ctx",
+           "seq_len = tl.load(seq_lens_ptr + off_b) // PAGE_SIZE * PAGE_SIZE if HAS_LENS "
+           "else n_ctx",
+           "sequence length rounded down to whole pages: the last partial page is dropped"),
+    Mutant("paged_last_page_read_past_length", "paged", DEC,
+           "seq_len = tl.load(seq_lens_ptr + off_b) if HAS_LENS else n_ctx",
+           "seq_len = tl.cdiv(tl.load(seq_lens_ptr + off_b), PAGE_SIZE) * PAGE_SIZE "
+           "if HAS_LENS else n_ctx",
+           "sequence length rounded up to whole pages: stale slots of the last page read"),
+    Mutant("paged_gqa_h_mod_hkv", "paged", DEC,
+           "        k_base = k_ptr + off_kvh.to(tl.int64) * stride_k_head\n"
+           "        v_base = v_ptr + off_kvh.to(tl.int64) * stride_v_head\n",
+           f"        k_base = k_ptr + {_MOD_HKV}.to(tl.int64) * stride_k_head\n"
+           f"        v_base = v_ptr + {_MOD_HKV}.to(tl.int64) * stride_v_head\n",
+           "paged cache: query head h reads KV head h % Hkv instead of h // group"),
+    # ---------------------------------------------------------------- sparse
+    Mutant("sparse_minus_one_as_token_0", "sparse", DEC,
+           "            t = tl.load(idx_row + pos.to(tl.int64) * stride_idx_k, mask=pos_ok, "
+           "other=-1)\n"
+           "            t_ok = pos_ok & (t >= 0) & (t < seq_len)  # -1 = unused slot\n",
+           "            t = tl.load(idx_row + pos.to(tl.int64) * stride_idx_k, mask=pos_ok, "
+           "other=-1)\n"
+           "            t = tl.maximum(t, 0)\n"
+           "            t_ok = pos_ok & (t < seq_len)\n",
+           "-1 (unused slot) clamped to 0 and attended as token 0"),
+    Mutant("sparse_kv_head_row_for_every_query_head", "sparse", DEC,
+           "+ off_hp.to(tl.int64) * stride_idx_head",
+           "+ off_kvh.to(tl.int64) * stride_idx_head",
+           "per-query-head index rows: every query head of a group reads its KV head's row"),
+    Mutant("sparse_list_clipped_to_seq_len", "sparse", DEC,
+           "list_len = n_list if HAS_INDICES else seq_len",
+           "list_len = tl.minimum(n_list, seq_len) if HAS_INDICES else seq_len",
+           "index list walked only up to min(K, seq_len) entries"),
+    # ---------------------------------------------------------------- shared helpers
+    Mutant("softmax_max_not_subtracted", "shared", JIT,
+           "m_new = tl.maximum(m_i, tl.max(s, 1))",
+           'm_new = tl.where(tl.maximum(m_i, tl.max(s, 1)) == float("-inf"), '
+           'float("-inf"), 0.0)',
+           "online softmax without max subtraction (exact maths; overflows on large logits)"),
+    Mutant("softmax_acc_not_rescaled", "shared", JIT,
+           "acc = acc * alpha[:, None]",
+           "acc = acc",
+           "online softmax: rescale factor alpha not applied to the accumulator"),
+    Mutant("softmax_sum_not_rescaled", "shared", JIT,
+           "l_i = l_i * alpha + tl.sum(p, 1)",
+           "l_i = l_i + tl.sum(p, 1)",
+           "online softmax: rescale factor alpha not applied to the running sum"),
+    Mutant("softmax_masked_tile_nan", "shared", JIT,
+           'm_safe = tl.where(m_new == float("-inf"), 0.0, m_new)',
+           "m_safe = m_new",
+           "online softmax: a fully masked tile before any key gives exp2(-inf - -inf)"),
+    Mutant("finalize_empty_row_nan", "shared", JIT,
+           "l_safe = tl.where(empty, 1.0, l_i)",
+           "l_safe = l_i",
+           "finalize: a row (or split) that saw no key divides 0 by 0"),
+    Mutant("lse_in_log2", "shared", JIT,
+           "(m_i + tl.log2(l_safe)) * LN2)",
+           "(m_i + tl.log2(l_safe)))",
+           "LSE returned in base 2 (the * ln 2 dropped)"),
+    Mutant("acc_half_precision", "shared", JIT,
+           "acc = mm(p.to(v.dtype), v, acc, FP32)",
+           "acc = mm(p.to(v.dtype), v, acc, FP32).to(tl.float16).to(tl.float32)",
+           "accumulator rounded to fp16 after every tile (fp32 accumulation lost)"),
+    # ---------------------------------------------------------------- validation
+    Mutant("negative_length_accepted", "validation", VAL,
+           "if lo < 0:",
+           "if lo < -1:",
+           "a length of -1 passes the seq_lens check"),
+    Mutant("index_equal_to_seq_len_accepted", "validation", SPA,
+           "bad = (indices < -1) | (indices >= limit)",
+           "bad = (indices < -1) | (indices > limit)",
+           "sparse check: an index equal to seq_len is accepted (>= becomes >)"),
+    Mutant("table_entry_upper_bound_off_by_one", "validation", DEC,
+           "(block_table >= num_pages)",
+           "(block_table > num_pages)",
+           "paged check: a used table entry equal to num_pages is accepted"),
+    Mutant("table_last_partial_page_unchecked", "validation", DEC,
+           "< ((seq_lens.long() + page_size - 1) // page_size)[:, None]",
+           "< (seq_lens.long() // page_size)[:, None]",
+           "paged check: the table entry of a last partial page is not range-checked"),
+    # ---------------------------------------------------------------- GPU only
+    Mutant("page_offset_int32", "paged", JIT,
+           "return page.to(tl.int64), (t % PAGE_SIZE).to(tl.int64)",
+           "return page, (t % PAGE_SIZE).to(tl.int64)",
+           "page id * page stride computed in int32",
+           gpu_only="overflows only past 2**31 cache elements; CPU caches are tiny",
+           gpu_tests=(GPU_INT64 + "test_paged_pages_past_2_31_elements",)),
+    Mutant("decode_batch_offset_int32", "decode", DEC,
+           "k_base = k_ptr + off_b.to(tl.int64) * stride_k_batch",
+           "k_base = k_ptr + off_b * stride_k_batch",
+           "dense decode: batch index * batch stride computed in int32",
+           gpu_only="overflows only past 2**31 cache elements; CPU caches are tiny",
+           gpu_tests=(GPU_INT64 + "test_dense_batch_offsets_past_2_31_elements",)),
+    Mutant("varlen_key_offset_int32", "prefill", PRE,
+           "+ k_start.to(tl.int64) * stride_k_seq",
+           "+ k_start * stride_k_seq",
+           "prefill_varlen: first key row * row stride computed in int32",
+           gpu_only="overflows only past 2**31 packed elements; CPU tensors are tiny",
+           gpu_tests=(GPU_INT64 + "test_varlen_rows_past_2_31_elements",)),
+    Mutant("fp32_dot_in_tf32", "shared", JIT,
+           'return tl.dot(a, b, acc, input_precision="ieee")',
+           'return tl.dot(a, b, acc, input_precision="tf32")',
+           "fp32 inputs multiplied in tf32",
+           gpu_only="the interpreter's tl.dot is numpy matmul and ignores input_precision",
+           gpu_tests=("tests/test_prefill.py::test_prefill",)),
+)
+
+
+# ------------------------------------------------------------------------ running
+
+
+@dataclass
+class Result:
+    name: str
+    status: str  # killed | survived | error | stale | baseline-ok | baseline-failed
+    detail: str
+    seconds: float
+    tmp: str = ""
+
+
+_GUARD = '''\
+"""Written by tests/mutants.py into each mutated copy: fail the run unless the kernels
+under test are the copy's own (not an installed or editable checkout elsewhere)."""
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_finish(session):
+    mod = sys.modules.get("kernels")
+    where = Path(getattr(mod, "__file__", "") or "/").resolve()
+    if mod is None or HERE not in where.parents:
+        raise pytest.UsageError(f"kernels imported from {where}, not from {HERE}")
+'''
+
+FAILED = re.compile(r"^FAILED (\S+)(?: - (.*))?$", re.M)
+ERRORED = re.compile(r"^ERROR (\S+)", re.M)
+# A failure counts as a kill when the test asserted something (or pytest.raises saw no
+# error, or Hypothesis reports several failures). Compile or name errors are "error".
+KILL_REASONS = ("AssertionError", "Failed:", "ExceptionGroup", "BaseExceptionGroup",
+                "hypothesis.errors.Flaky", "FlakyFailure")
+
+
+def repo_files() -> list[Path]:
+    """Files of the copy: git's tracked files (working-tree contents) + tests/corpus/."""
+    try:
+        out = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, check=True,
+                             capture_output=True).stdout.decode()
+        files = [Path(p) for p in out.split("\0") if p]
+    except (OSError, subprocess.CalledProcessError):  # not a git checkout: copy all
+        skip = {".git", ".hypothesis", "__pycache__", ".pytest_cache", ".ruff_cache",
+                ".venv", "build"}
+        files = [p.relative_to(ROOT) for p in ROOT.rglob("*")
+                 if p.is_file() and not skip.intersection(p.relative_to(ROOT).parts)]
+    files += [p.relative_to(ROOT) for p in (ROOT / "tests" / "corpus").glob("*")
+              if p.is_file()]
+    return sorted({f for f in files if (ROOT / f).is_file()})
+
+
+def make_copy(files: list[Path], prefix: str) -> Path:
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    for f in files:
+        (tmp / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / f, tmp / f)
+    (tmp / "_mutants_guard.py").write_text(_GUARD)
+    return tmp
+
+
+def snippet_count(m: Mutant, root: Path = ROOT) -> int:
+    path = root / m.path
+    return path.read_text().count(m.original) if path.is_file() else 0
+
+
+def child_env(tmp: Path, gpu: bool) -> dict:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("HYPOTHESIS_MAX_EXAMPLES", "PYTEST_ADDOPTS", "PYTEST_XDIST_WORKER",
+                        "TRITON_INTERPRET", "HYPOTHESIS_STORAGE_DIRECTORY")}
+    env.update(PYTHONPATH=str(tmp), PYTHONDONTWRITEBYTECODE="1", COLUMNS="240",
+               PYTHONUNBUFFERED="1")
+    if gpu:
+        env["HYPOTHESIS_PROFILE"] = "dev"
+    else:
+        env.update(TRITON_INTERPRET="1", HYPOTHESIS_PROFILE="ci", CUDA_VISIBLE_DEVICES="")
+    # The ci profile's database is .hypothesis/examples under the working directory, i.e.
+    # inside the fresh copy; this keeps any other Hypothesis storage there as well.
+    env["HYPOTHESIS_STORAGE_DIRECTORY"] = str(tmp / ".hypothesis")
+    return env
+
+
+def run_pytest(tmp: Path, tests: tuple, gpu: bool, timeout: float) -> tuple[int, str]:
+    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-rfE", "-p", "no:cacheprovider",
+           "-p", "_mutants_guard", *tests]
+    log = tmp / "mutant-pytest.log"
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(cmd, cwd=tmp, env=child_env(tmp, gpu), stdout=fh,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            rc = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # the session this run started
+            proc.wait()
+            rc = None
+    text = log.read_text(errors="replace")
+    return (-999 if rc is None else rc), text
+
+
+def classify(rc: int, out: str) -> tuple[str, str]:
+    failed = FAILED.search(out)
+    if rc == 0:
+        return "survived", "all tests passed"
+    if rc == -999:
+        return "error", "timed out"
+    if rc == 1 and failed:
+        test, reason = failed.group(1), (failed.group(2) or "").strip()
+        if reason.startswith(KILL_REASONS):
+            return "killed", test
+        return "error", f"{test} failed without an assertion: {reason[:120]}"
+    errored = ERRORED.search(out)
+    tail = " | ".join(line for line in out.strip().splitlines()[-3:])
+    what = f"ERROR {errored.group(1)}" if errored else tail[-160:]
+    return "error", f"pytest exit code {rc}: {what}"
+
+
+def run_one(m: Mutant | None, files: list[Path], tests: tuple, gpu: bool, timeout: float,
+            keep: bool) -> Result:
+    start = time.monotonic()
+    name = m.name if m else "(baseline)"
+    tmp = make_copy(files, prefix=f"mutant-{name.strip('()')}-")
+    try:
+        if m is not None:
+            path = tmp / m.path
+            text = path.read_text()
+            if text.count(m.original) != 1:
+                return Result(name, "stale", f"snippet found {text.count(m.original)} times "
+                              f"in {m.path}", time.monotonic() - start, str(tmp))
+            path.write_text(text.replace(m.original, m.replacement))
+        rc, out = run_pytest(tmp, tests, gpu, timeout)
+        if m is None:
+            status = "baseline-ok" if rc == 0 else "baseline-failed"
+            detail = "unmutated suite passes" if rc == 0 else classify(rc, out)[1]
+        else:
+            status, detail = classify(rc, out)
+        return Result(name, status, detail, time.monotonic() - start, str(tmp))
+    finally:
+        if not keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def row(r: Result, m: Mutant | None, keep: bool) -> str:
+    family = m.family if m else "-"
+    line = f"{r.status:<15} {r.name:<40} {family:<10} {r.seconds:7.1f}s  {r.detail}"
+    return line + (f"  [{r.tmp}]" if keep and r.tmp else "")
+
+
+def list_mutants(mutants) -> None:
+    for m in mutants:
+        n = snippet_count(m)
+        state = "ok" if n == 1 else f"STALE ({n} matches)"
+        where = f"GPU only: {m.gpu_only}" if m.gpu_only else " ".join(m.tests)
+        print(f"{m.name:<40} {m.family:<10} {m.path:<20} {state:<8} {m.description}\n"
+              f"{'':<40} -> {where}")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m tests.mutants", description=__doc__.split(
+        "\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", default="", help="comma-separated mutant names")
+    ap.add_argument("--list", action="store_true", help="list the mutants and exit")
+    ap.add_argument("--jobs", type=int, default=1, help="mutants run in parallel")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary copies")
+    ap.add_argument("--no-baseline", action="store_true",
+                    help="skip the unmutated run of the same test files")
+    ap.add_argument("--timeout", type=float, default=900.0, help="seconds per pytest run")
+    ap.add_argument("--gpu", action="store_true",
+                    help="run the GPU-only mutants against their GPU tests (needs CUDA)")
+    args = ap.parse_args(argv)
+
+    mutants = list(MUTANTS)
+    if args.only:
+        wanted = [w.strip() for w in args.only.split(",") if w.strip()]
+        unknown = sorted(set(wanted) - {m.name for m in mutants})
+        if unknown:
+            ap.error(f"unknown mutant(s): {', '.join(unknown)} (see --list)")
+        mutants = [m for m in mutants if m.name in wanted]
+    if args.list:
+        list_mutants(mutants)
+        return 0
+    if args.gpu:
+        import torch
+
+        if not torch.cuda.is_available():
+            ap.error("--gpu needs a CUDA device")
+    to_run = [m for m in mutants if bool(m.gpu_only) == args.gpu]
+    skipped = [m for m in mutants if bool(m.gpu_only) != args.gpu]
+
+    files = repo_files()
+    by_name = {m.name: m for m in to_run}
+    baseline_tests = tuple(dict.fromkeys(t for m in to_run for t in m.tests))
+    where = "GPU (dev profile)" if args.gpu else "CPU (TRITON_INTERPRET=1, ci profile)"
+    print(f"mutation run: {len(to_run)} mutants on {where}, {args.jobs} at a time; "
+          f"{len(skipped)} listed but not run here", flush=True)
+    print(f"{'status':<15} {'mutant':<40} {'family':<10} {'time':>8}  killed by / detail",
+          flush=True)
+
+    start = time.monotonic()
+    results: dict[str, Result] = {}
+    baseline: Result | None = None
+    lock = threading.Lock()
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        futures = {}
+        if not args.no_baseline and to_run:
+            futures[pool.submit(run_one, None, files, baseline_tests, args.gpu,
+                                args.timeout, args.keep)] = None
+        for m in to_run:
+            if snippet_count(m) != 1:  # report before spending any time on it
+                results[m.name] = Result(m.name, "stale", f"snippet found "
+                                         f"{snippet_count(m)} times in {m.path}", 0.0)
+                print(row(results[m.name], m, False), flush=True)
+                continue
+            futures[pool.submit(run_one, m, files, m.tests, args.gpu, args.timeout,
+                                args.keep)] = m
+        for fut in as_completed(futures):
+            m = futures[fut]
+            r = fut.result()
+            with lock:
+                if m is None:
+                    baseline = r
+                else:
+                    results[m.name] = r
+                print(row(r, m, args.keep), flush=True)
+    total = time.monotonic() - start
+
+    ordered = [results[m.name] for m in to_run]
+    count = {s: sum(r.status == s for r in ordered)
+             for s in ("killed", "survived", "error", "stale")}
+    print("\nsummary")
+    print(f"  total time {total:.0f}s ({total / 60:.1f} min) with --jobs {args.jobs}")
+    if baseline is not None:
+        print(f"  baseline: {baseline.status} ({baseline.detail}, {baseline.seconds:.0f}s)")
+    print("  " + ", ".join(f"{v} {k}" for k, v in count.items()))
+    for r in ordered:
+        if r.status != "killed":
+            print(f"  {r.status.upper()}: {r.name} [{by_name[r.name].family}] "
+                  f"{by_name[r.name].description}: {r.detail}")
+    for m in skipped:
+        why = f"GPU only ({m.gpu_only}); killed by {' '.join(m.gpu_tests)}" if m.gpu_only \
+            else "CPU mutant (run without --gpu)"
+        print(f"  not run here: {m.name}: {why}")
+    ok = count["killed"] == len(ordered) and (baseline is None or
+                                              baseline.status == "baseline-ok")
+    if baseline is not None and baseline.status != "baseline-ok":
+        print("  the unmutated suite fails: kills above mean nothing until it passes")
+    print(f"mutants: {count['killed']} killed of {len(ordered)}", flush=True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
