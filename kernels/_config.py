@@ -32,12 +32,13 @@ def interpreting() -> bool:
 INTERPRETER = Config(block_m=16, block_n=16, num_warps=1, num_stages=1)
 
 # Prefill on Hopper, keyed by (HEAD_DIM_PAD, element bytes). Shared memory bounds the
-# tile: Q tile + num_stages x (K tile + V tile) must fit in 228 KB.
+# tile: Q tile + num_stages x (K tile + V tile) must fit in 228 KB. D64 and D128 fp16:
+# best of a 36-config sweep on an H100 (benchmarks/NOTES.md, 2026-11-25).
 PREFILL = {
-    (16, 2): Config(128, 64, 4, 3),
-    (32, 2): Config(128, 64, 4, 3),
-    (64, 2): Config(128, 64, 4, 3),
-    (128, 2): Config(128, 64, 8, 3),
+    (16, 2): Config(64, 64, 4, 3),
+    (32, 2): Config(64, 64, 4, 3),
+    (64, 2): Config(64, 64, 4, 3),
+    (128, 2): Config(64, 64, 4, 3),
     (256, 2): Config(64, 32, 4, 2),
     (16, 4): Config(64, 32, 4, 2),
     (32, 4): Config(64, 32, 4, 2),
@@ -47,10 +48,12 @@ PREFILL = {
 }
 
 # Decode on Hopper, keyed by (HEAD_DIM_PAD, element bytes); block_m is unused there.
+# D64: N32 w2 s3 was best at the seed shape; D128: N64 w4 s3 at the long context; D256
+# (sparse seed): N32 w4 s3.
 DECODE = {
-    (16, 2): Config(16, 64, 4, 3),
-    (32, 2): Config(16, 64, 4, 3),
-    (64, 2): Config(16, 64, 4, 3),
+    (16, 2): Config(16, 32, 2, 3),
+    (32, 2): Config(16, 32, 2, 3),
+    (64, 2): Config(16, 32, 2, 3),
     (128, 2): Config(16, 64, 4, 3),
     (256, 2): Config(16, 32, 4, 3),
     (16, 4): Config(16, 32, 4, 2),

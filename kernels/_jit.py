@@ -28,19 +28,26 @@ def mm(a, b, acc, FP32: tl.constexpr):
 
 
 @triton.jit
-def online_softmax_step(acc, m_i, l_i, s, v, FP32: tl.constexpr):
+def online_softmax_step(acc, m_i, l_i, s, v, qk_scale, MAY_BE_EMPTY: tl.constexpr,
+                        FP32: tl.constexpr):
     """Fold one key tile into the running state.
 
-    acc: [M, D] fp32   m_i, l_i: [M] fp32 (running max, base 2; running sum)
-    s:   [M, N] fp32 scaled scores in base 2, -inf where masked
+    acc: [M, D] fp32   m_i, l_i: [M] fp32 (running max of scaled base-2 logits; sum)
+    s:   [M, N] fp32 raw scores q.k, -inf where masked
     v:   [N, D] input dtype
+    qk_scale = sm_scale * log2(e) > 0 is applied here, fused into the exponent's
+    multiply-add (the exp is the costly part of the loop, not the matmuls).
+    MAY_BE_EMPTY: the tile may hold rows with no valid key so far.
     """
-    m_new = tl.maximum(m_i, tl.max(s, 1))
-    # A row that has seen only masked keys keeps m = -inf; subtracting 0 instead of
-    # -inf keeps exp2 at exp2(-inf) = 0 rather than exp2(nan).
-    m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-    alpha = tl.exp2(m_i - m_safe)  # [M]
-    p = tl.exp2(s - m_safe[:, None])  # [M, N] fp32
+    m_new = tl.maximum(m_i, tl.max(s, 1) * qk_scale)
+    if MAY_BE_EMPTY:
+        # A row that has seen only masked keys keeps m = -inf; subtracting 0 instead of
+        # -inf keeps exp2 at exp2(-inf) = 0 rather than exp2(nan).
+        m_sub = tl.where(m_new == float("-inf"), 0.0, m_new)
+    else:
+        m_sub = m_new
+    alpha = tl.exp2(m_i - m_sub)  # [M]
+    p = tl.exp2(s * qk_scale - m_sub[:, None])  # [M, N] fp32
     l_i = l_i * alpha + tl.sum(p, 1)
     acc = acc * alpha[:, None]
     acc = mm(p.to(v.dtype), v, acc, FP32)
@@ -58,12 +65,13 @@ def finalize(acc, m_i, l_i):
 
 
 @triton.jit
-def page_lookup(table_row_ptr, t, mask, PAGE_SIZE: tl.constexpr):
+def page_lookup(table_row_ptr, t, mask, page_size):
     """Physical (page, slot) of logical tokens ``t`` in a paged cache, both int64.
 
     table_row_ptr: block_table[b, :] (int32); t: [N] int32 logical positions.
-    Token t lives at cache[table[t // PAGE_SIZE], t % PAGE_SIZE]. Masked lanes read no
+    Token t lives at cache[table[t // page_size], t % page_size]. Masked lanes read no
     table entry and get page 0, so table slots past a sequence's end are never read.
+    page_size is a runtime value: a constexpr would compile a variant per page size.
     """
-    page = tl.load(table_row_ptr + t // PAGE_SIZE, mask=mask, other=0)
-    return page.to(tl.int64), (t % PAGE_SIZE).to(tl.int64)
+    page = tl.load(table_row_ptr + t // page_size, mask=mask, other=0)
+    return page.to(tl.int64), (t % page_size).to(tl.int64)

@@ -31,28 +31,34 @@ from . import _validate as val
 from ._config import decode_config, interpreting
 from ._jit import finalize, mm, online_softmax_step, page_lookup
 
+# Split-KV heuristic (measured on an H100, benchmarks/NOTES.md): about 1024 programs in
+# flight hid memory latency best at the seed decode shape (8 splits of 128 programs) and
+# the sparse seed (8 splits of 32); long single sequences liked 32-64 splits.
+TARGET_PROGRAMS = 1024
 # A split should cover at least this many key-list entries, so that its fixed cost
 # (loading q, writing a partial row, the merge) stays small against its loads.
-MIN_KEYS_PER_SPLIT = 128
-# Upper bound on the split count: the merge reads NUM_SPLITS partial rows per head.
-MAX_SPLITS = 128
+MIN_KEYS_PER_SPLIT = 64
+# Upper bound on the default split count: the merge reads num_splits partial rows per head.
+MAX_SPLITS = 64
 
 
-# Sizes vary from call to call: specialising on them would compile a variant per shape.
-@triton.jit(do_not_specialize=["n_ctx", "n_list", "num_head_programs", "heads_per_program",
-                               "group_size", "head_dim"])
+@triton.jit(do_not_specialize=["n_ctx", "n_list", "num_splits", "page_size",
+                               "num_head_programs", "heads_per_program", "group_size",
+                               "head_dim"])
 def _decode_kernel(
     q_ptr,  # [B, Hq, D]
-    k_ptr, v_ptr,  # dense: [B, Hkv, N, D]; paged: [num_pages, PAGE_SIZE, Hkv, D]
+    k_ptr, v_ptr,  # dense: [B, Hkv, N, D]; paged: [num_pages, page_size, Hkv, D]
     block_table_ptr,  # [B, max_pages] int32 (IS_PAGED)
     seq_lens_ptr,  # [B] int32 (HAS_LENS)
     indices_ptr,  # [B, H_idx, K] int32 (HAS_INDICES); H_idx = Hq // heads_per_program
-    out_ptr,  # [B, Hq, D]            (NUM_SPLITS == 1)
-    lse_ptr,  # [B, Hq] fp32          (NUM_SPLITS == 1 and WRITE_LSE)
-    part_out_ptr,  # [B, Hq, NUM_SPLITS, D] fp32 (NUM_SPLITS > 1)
-    part_lse_ptr,  # [B, Hq, NUM_SPLITS] fp32    (NUM_SPLITS > 1)
+    out_ptr,  # [B, Hq, D]            (not SPLIT_KV)
+    lse_ptr,  # [B, Hq] fp32          (not SPLIT_KV and WRITE_LSE)
+    part_out_ptr,  # [B, Hq, num_splits, D] fp32 (SPLIT_KV)
+    part_lse_ptr,  # [B, Hq, num_splits] fp32    (SPLIT_KV)
     n_ctx,  # dense: N, the length when there are no seq_lens
     n_list,  # sparse: K, the key-list length
+    num_splits,  # split-KV count (grid axis 1)
+    page_size,  # paged: tokens per page
     num_head_programs, heads_per_program, group_size, head_dim, qk_scale,
     stride_q_batch, stride_q_head,
     stride_k_batch, stride_k_seq, stride_k_page, stride_k_slot, stride_k_head,
@@ -65,8 +71,7 @@ def _decode_kernel(
     HAS_LENS: tl.constexpr,
     HAS_INDICES: tl.constexpr,
     WRITE_LSE: tl.constexpr,
-    NUM_SPLITS: tl.constexpr,
-    PAGE_SIZE: tl.constexpr,
+    SPLIT_KV: tl.constexpr,  # num_splits > 1: write fp32 partials for _combine_kernel
     BLOCK_H: tl.constexpr,  # >= heads_per_program, >= 16 for tl.dot
     BLOCK_N: tl.constexpr,
     HEAD_DIM_PAD: tl.constexpr,
@@ -90,7 +95,7 @@ def _decode_kernel(
     seq_len = tl.load(seq_lens_ptr + off_b) if HAS_LENS else n_ctx
     list_len = n_list if HAS_INDICES else seq_len
     # Split boundaries, in whole tiles.
-    per_split = tl.cdiv(tl.cdiv(list_len, NUM_SPLITS), BLOCK_N) * BLOCK_N
+    per_split = tl.cdiv(tl.cdiv(list_len, num_splits), BLOCK_N) * BLOCK_N
     lo = split * per_split
     hi = tl.minimum(lo + per_split, list_len)
 
@@ -118,7 +123,7 @@ def _decode_kernel(
             t = pos
             t_ok = pos_ok
         if IS_PAGED:
-            page, slot = page_lookup(table_row, t, t_ok, PAGE_SIZE)
+            page, slot = page_lookup(table_row, t, t_ok, page_size)
             k_off = page * stride_k_page + slot * stride_k_slot
             v_off = page * stride_v_page + slot * stride_v_slot
         else:
@@ -128,11 +133,12 @@ def _decode_kernel(
         k = tl.load(k_base + k_off[:, None] + offs_d[None, :], mask=kv_mask, other=0.0)
         v = tl.load(v_base + v_off[:, None] + offs_d[None, :], mask=kv_mask, other=0.0)
         s = mm(q, tl.trans(k), tl.zeros([BLOCK_H, BLOCK_N], dtype=tl.float32), FP32)
-        s = tl.where(t_ok[None, :], s * qk_scale, float("-inf"))  # [BLOCK_H, BLOCK_N]
-        acc, m_i, l_i = online_softmax_step(acc, m_i, l_i, s, v, FP32)
+        s = tl.where(t_ok[None, :], s, float("-inf"))  # [BLOCK_H, BLOCK_N] raw scores
+        acc, m_i, l_i = online_softmax_step(acc, m_i, l_i, s, v, qk_scale,
+                                            MAY_BE_EMPTY=True, FP32=FP32)
 
     out, lse = finalize(acc, m_i, l_i)  # [BLOCK_H, HEAD_DIM_PAD], [BLOCK_H]
-    if NUM_SPLITS == 1:
+    if not SPLIT_KV:
         tl.store(out_ptr + off_b.to(tl.int64) * stride_o_batch
                  + offs_h[:, None].to(tl.int64) * stride_o_head + offs_d[None, :],
                  out.to(out_ptr.dtype.element_ty), mask=h_ok[:, None] & d_ok[None, :])
@@ -141,24 +147,23 @@ def _decode_kernel(
                      + offs_h.to(tl.int64) * stride_lse_head, lse, mask=h_ok)
     else:
         row = (off_b.to(tl.int64) * (num_head_programs * heads_per_program) + offs_h) \
-            * NUM_SPLITS + split  # [BLOCK_H] rows of the [B * Hq * NUM_SPLITS] partials
+            * num_splits + split  # [BLOCK_H] rows of the [B * Hq * num_splits] partials
         tl.store(part_out_ptr + row[:, None] * head_dim + offs_d[None, :], out,
                  mask=h_ok[:, None] & d_ok[None, :])
         tl.store(part_lse_ptr + row, lse, mask=h_ok)
 
 
-@triton.jit(do_not_specialize=["num_q_heads", "head_dim"])
+@triton.jit(do_not_specialize=["num_splits", "num_q_heads", "head_dim"])
 def _combine_kernel(
-    part_out_ptr,  # [B * Hq, NUM_SPLITS, D] fp32
-    part_lse_ptr,  # [B * Hq, NUM_SPLITS] fp32
+    part_out_ptr,  # [B * Hq, num_splits, D] fp32
+    part_lse_ptr,  # [B * Hq, num_splits] fp32
     out_ptr,  # [B, Hq, D]
     lse_ptr,  # [B, Hq] fp32 (WRITE_LSE)
-    num_q_heads, head_dim,
+    num_splits, num_q_heads, head_dim,
     stride_o_batch, stride_o_head,
     stride_lse_batch, stride_lse_head,
     WRITE_LSE: tl.constexpr,
-    NUM_SPLITS: tl.constexpr,
-    SPLITS_PAD: tl.constexpr,
+    SPLITS_PAD: tl.constexpr,  # next power of two >= num_splits
     HEAD_DIM_PAD: tl.constexpr,
 ):
     """out = sum_s w_s o_s / sum_s w_s with w_s = exp(lse_s - max lse): the exact merge
@@ -167,15 +172,15 @@ def _combine_kernel(
     off_b = row // num_q_heads
     off_h = row % num_q_heads
     offs_s = tl.arange(0, SPLITS_PAD)
-    s_ok = offs_s < NUM_SPLITS
+    s_ok = offs_s < num_splits
     offs_d = tl.arange(0, HEAD_DIM_PAD)
     d_ok = offs_d < head_dim
-    lse_s = tl.load(part_lse_ptr + row * NUM_SPLITS + offs_s, mask=s_ok,
+    lse_s = tl.load(part_lse_ptr + row * num_splits + offs_s, mask=s_ok,
                     other=float("-inf"))  # [SPLITS_PAD]
     m = tl.max(lse_s, 0)
     m_safe = tl.where(m == float("-inf"), 0.0, m)
     w = tl.exp(lse_s - m_safe)  # 0 for empty splits
-    o_s = tl.load(part_out_ptr + (row * NUM_SPLITS + offs_s[:, None]) * head_dim
+    o_s = tl.load(part_out_ptr + (row * num_splits + offs_s[:, None]) * head_dim
                   + offs_d[None, :], mask=s_ok[:, None] & d_ok[None, :], other=0.0)
     total = tl.sum(w, 0)
     total_safe = tl.where(total == 0.0, 1.0, total)
@@ -187,23 +192,19 @@ def _combine_kernel(
         tl.store(lse_ptr + off_b * stride_lse_batch + off_h * stride_lse_head, lse)
 
 
-def _num_sms(device: torch.device) -> int:
-    if interpreting() or device.type != "cuda":
-        return 4  # small, so that CPU-sized cases still exercise splitting
-    return torch.cuda.get_device_properties(device).multi_processor_count
-
-
 def default_num_splits(num_programs: int, list_capacity: int, device: torch.device) -> int:
-    """Enough splits to give every SM about two programs, none shorter than
+    """Enough splits for about TARGET_PROGRAMS programs, none shorter than
     MIN_KEYS_PER_SPLIT entries. Uses capacities (N, pages x P, K), never the lengths on
     the device, so choosing it needs no sync."""
-    sms = _num_sms(device)
-    min_keys = 8 if interpreting() else MIN_KEYS_PER_SPLIT
-    if num_programs == 0 or num_programs >= sms:
+    if num_programs == 0:
         return 1
-    by_sms = triton.cdiv(2 * sms, num_programs)
+    if interpreting() or device.type != "cuda":
+        target, min_keys = 16, 8  # CPU-sized cases still exercise splitting
+    else:
+        target, min_keys = TARGET_PROGRAMS, MIN_KEYS_PER_SPLIT
+    by_programs = triton.cdiv(target, num_programs)
     by_len = max(1, list_capacity // min_keys)
-    return max(1, min(by_sms, by_len, MAX_SPLITS))
+    return max(1, min(by_programs, by_len, MAX_SPLITS))
 
 
 def launch(q, k, v, out, lse, *, seq_lens, block_table, indices, n_ctx, num_splits,
@@ -239,7 +240,8 @@ def launch(q, k, v, out, lse, *, seq_lens, block_table, indices, n_ctx, num_spli
         indices_ptr=indices if indices is not None else dummy,
         out_ptr=out, lse_ptr=lse if lse is not None else out,
         part_out_ptr=part_out, part_lse_ptr=part_lse,
-        n_ctx=n_ctx, n_list=n_list, num_head_programs=num_head_programs,
+        n_ctx=n_ctx, n_list=n_list, num_splits=num_splits,
+        page_size=k.shape[1] if paged else 1, num_head_programs=num_head_programs,
         heads_per_program=heads_per_program, group_size=group_size, head_dim=head_dim,
         qk_scale=sm_scale * 1.4426950408889634,
         stride_q_batch=q.stride(0), stride_q_head=q.stride(1),
@@ -257,8 +259,7 @@ def launch(q, k, v, out, lse, *, seq_lens, block_table, indices, n_ctx, num_spli
         stride_lse_batch=lse.stride(0) if lse is not None else 0,
         stride_lse_head=lse.stride(1) if lse is not None else 0,
         IS_PAGED=paged, HAS_LENS=seq_lens is not None, HAS_INDICES=indices is not None,
-        WRITE_LSE=lse is not None, NUM_SPLITS=num_splits,
-        PAGE_SIZE=k.shape[1] if paged else 1,
+        WRITE_LSE=lse is not None, SPLIT_KV=num_splits > 1,
         BLOCK_H=max(16, triton.next_power_of_2(heads_per_program)), BLOCK_N=cfg.block_n,
         HEAD_DIM_PAD=head_dim_pad, FP32=q.dtype == torch.float32,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
@@ -266,11 +267,12 @@ def launch(q, k, v, out, lse, *, seq_lens, block_table, indices, n_ctx, num_spli
     if num_splits > 1:
         _combine_kernel[(batch * num_q_heads,)](
             part_out_ptr=part_out, part_lse_ptr=part_lse, out_ptr=out,
-            lse_ptr=lse if lse is not None else out, num_q_heads=num_q_heads,
+            lse_ptr=lse if lse is not None else out, num_splits=num_splits,
+            num_q_heads=num_q_heads,
             head_dim=head_dim, stride_o_batch=out.stride(0), stride_o_head=out.stride(1),
             stride_lse_batch=lse.stride(0) if lse is not None else 0,
             stride_lse_head=lse.stride(1) if lse is not None else 0,
-            WRITE_LSE=lse is not None, NUM_SPLITS=num_splits,
+            WRITE_LSE=lse is not None,
             SPLITS_PAD=triton.next_power_of_2(num_splits), HEAD_DIM_PAD=head_dim_pad,
             num_warps=4 if head_dim_pad >= 128 else 2,
         )

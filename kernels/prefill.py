@@ -61,13 +61,14 @@ def _attend_key_tiles(
             kt = tl.load(k_ptrs, mask=d_ok[:, None], other=0.0)
             v = tl.load(v_ptrs, mask=d_ok[None, :], other=0.0)
         s = mm(q, kt, tl.zeros([q.shape[0], BLOCK_N], dtype=tl.float32), FP32)
-        s = s * qk_scale  # s: [BLOCK_M, BLOCK_N] fp32, base-2 logits
+        # s: [BLOCK_M, BLOCK_N] fp32 raw scores
         if MASKED:
             ok = offs_n[None, :] < kv_len
             if IS_CAUSAL:
                 ok = ok & (offs_n[None, :] <= offs_m[:, None] + causal_shift)
             s = tl.where(ok, s, float("-inf"))
-        acc, m_i, l_i = online_softmax_step(acc, m_i, l_i, s, v, FP32)
+        acc, m_i, l_i = online_softmax_step(acc, m_i, l_i, s, v, qk_scale,
+                                            MAY_BE_EMPTY=MASKED, FP32=FP32)
     return acc, m_i, l_i
 
 

@@ -16,10 +16,12 @@ python3 -c "import torch, triton, numpy, hypothesis; print('torch', torch.__vers
 rc=0
 if [[ $what == tests || $what == all ]]; then
   start=$(date +%s)
-  timeout "${TEST_TIMEOUT:-420}" python3 -m pytest -n 8 -q -p no:cacheprovider \
+  # SIGINT at the limit: pytest still prints its summary and the slowest tests
+  timeout -s INT -k 30 "${TEST_TIMEOUT:-420}" python3 -m pytest -n 8 -q -p no:cacheprovider \
       --durations=15 "$@" 2>&1 | tee "$OUT/tests.log"
   rc=${PIPESTATUS[0]}
-  echo "tests: exit $rc in $(( $(date +%s) - start )) s" | tee -a "$OUT/tests.log"
+  echo "tests: exit $rc in $(( $(date +%s) - start )) s; compiled kernel variants in the" \
+       "triton cache: $(ls ~/.triton/cache 2>/dev/null | wc -l)" | tee -a "$OUT/tests.log"
   # shrunk failures land in tests/corpus/: bring them back
   git status --porcelain tests/corpus | tee "$OUT/new_corpus.txt"
   new=$(git status --porcelain --untracked-files=all tests/corpus | awk '{print $2}')

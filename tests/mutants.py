@@ -176,12 +176,11 @@ MUTANTS: tuple[Mutant, ...] = (
            "m_safe = m",
            "split combine: no guard for a row whose splits are all empty (-inf - -inf)"),
     # ---------------------------------------------------------------- paged
-    Mutant("paged_page_and_slot_swapped", "paged", JIT,
-           "    page = tl.load(table_row_ptr + t // PAGE_SIZE, mask=mask, other=0)\n"
-           "    return page.to(tl.int64), (t % PAGE_SIZE).to(tl.int64)\n",
-           "    page = tl.load(table_row_ptr + t % PAGE_SIZE, mask=mask, other=0)\n"
-           "    return page.to(tl.int64), (t // PAGE_SIZE).to(tl.int64)\n",
-           "page lookup swaps t // P and t % P"),
+    Mutant("paged_one_page_per_tile", "paged", JIT,
+           "page = tl.load(table_row_ptr + t // PAGE_SIZE, mask=mask, other=0)",
+           "page = tl.load(table_row_ptr + tl.min(t, 0) // PAGE_SIZE + 0 * t, mask=mask, "
+           "other=0)",
+           "page lookup assumes a key tile lies in one page (the page of its first token)"),
     Mutant("paged_last_partial_page_dropped", "paged", DEC,
            "seq_len = tl.load(seq_lens_ptr + off_b) if HAS_LENS else n_ctx",
            "seq_len = tl.load(seq_lens_ptr + off_b) // PAGE_SIZE * PAGE_SIZE if HAS_LENS "
@@ -306,12 +305,25 @@ class Result:
 _GUARD = '''\
 """Written by tests/mutants.py into each mutated copy: fail the run unless the kernels
 under test are the copy's own (not an installed or editable checkout elsewhere)."""
+import os
 import sys
 from pathlib import Path
 
 import pytest
 
 HERE = Path(__file__).resolve().parent
+
+
+def pytest_configure(config):
+    # conftest.py has loaded the profile (ci here); keep all of it but the shrink phase
+    # (and the explain phase that follows it) unless the mutation run asked for them.
+    from hypothesis import Phase, settings
+
+    if os.environ.get("MUTANTS_SHRINK") != "1":
+        name = settings._current_profile + "-noshrink"
+        settings.register_profile(name, settings.default, phases=[
+            Phase.explicit, Phase.reuse, Phase.generate, Phase.target])
+        settings.load_profile(name)
 
 
 def pytest_collection_finish(session):
@@ -359,12 +371,12 @@ def snippet_count(m: Mutant, root: Path = ROOT) -> int:
     return path.read_text().count(m.original) if path.is_file() else 0
 
 
-def child_env(tmp: Path, gpu: bool) -> dict:
+def child_env(tmp: Path, gpu: bool, shrink: bool) -> dict:
     env = {k: v for k, v in os.environ.items()
            if k not in ("HYPOTHESIS_MAX_EXAMPLES", "PYTEST_ADDOPTS", "PYTEST_XDIST_WORKER",
                         "TRITON_INTERPRET", "HYPOTHESIS_STORAGE_DIRECTORY")}
     env.update(PYTHONPATH=str(tmp), PYTHONDONTWRITEBYTECODE="1", COLUMNS="240",
-               PYTHONUNBUFFERED="1")
+               PYTHONUNBUFFERED="1", MUTANTS_SHRINK="1" if shrink else "0")
     if gpu:
         env["HYPOTHESIS_PROFILE"] = "dev"
     else:
@@ -375,12 +387,13 @@ def child_env(tmp: Path, gpu: bool) -> dict:
     return env
 
 
-def run_pytest(tmp: Path, tests: tuple, gpu: bool, timeout: float) -> tuple[int, str]:
+def run_pytest(tmp: Path, tests: tuple, gpu: bool, shrink: bool,
+               timeout: float) -> tuple[int, str]:
     cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-rfE", "-p", "no:cacheprovider",
            "-p", "_mutants_guard", *tests]
     log = tmp / "mutant-pytest.log"
     with open(log, "w") as fh:
-        proc = subprocess.Popen(cmd, cwd=tmp, env=child_env(tmp, gpu), stdout=fh,
+        proc = subprocess.Popen(cmd, cwd=tmp, env=child_env(tmp, gpu, shrink), stdout=fh,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         try:
             rc = proc.wait(timeout=timeout)
@@ -398,6 +411,10 @@ def classify(rc: int, out: str) -> tuple[str, str]:
         return "survived", "all tests passed"
     if rc == -999:
         return "error", "timed out"
+    if rc < 0:  # killed by a signal: a crash (e.g. an out-of-bounds access), not a verdict
+        frames = re.findall(r'(tests/test_\w+\.py)", line \d+ in (\w+)', out)
+        where = f" in {frames[-1][0]}::{frames[-1][1]}" if frames else ""
+        return "error", f"crashed with signal {-rc}{where}"
     if rc == 1 and failed:
         test, reason = failed.group(1), (failed.group(2) or "").strip()
         if reason.startswith(KILL_REASONS):
@@ -409,8 +426,7 @@ def classify(rc: int, out: str) -> tuple[str, str]:
     return "error", f"pytest exit code {rc}: {what}"
 
 
-def run_one(m: Mutant | None, files: list[Path], tests: tuple, gpu: bool, timeout: float,
-            keep: bool) -> Result:
+def run_one(m: Mutant | None, files: list[Path], tests: tuple, opts) -> Result:
     start = time.monotonic()
     name = m.name if m else "(baseline)"
     tmp = make_copy(files, prefix=f"mutant-{name.strip('()')}-")
@@ -422,7 +438,7 @@ def run_one(m: Mutant | None, files: list[Path], tests: tuple, gpu: bool, timeou
                 return Result(name, "stale", f"snippet found {text.count(m.original)} times "
                               f"in {m.path}", time.monotonic() - start, str(tmp))
             path.write_text(text.replace(m.original, m.replacement))
-        rc, out = run_pytest(tmp, tests, gpu, timeout)
+        rc, out = run_pytest(tmp, tests, opts.gpu, opts.shrink, opts.timeout)
         if m is None:
             status = "baseline-ok" if rc == 0 else "baseline-failed"
             detail = "unmutated suite passes" if rc == 0 else classify(rc, out)[1]
@@ -430,7 +446,7 @@ def run_one(m: Mutant | None, files: list[Path], tests: tuple, gpu: bool, timeou
             status, detail = classify(rc, out)
         return Result(name, status, detail, time.monotonic() - start, str(tmp))
     finally:
-        if not keep:
+        if not opts.keep:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -459,6 +475,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-baseline", action="store_true",
                     help="skip the unmutated run of the same test files")
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds per pytest run")
+    ap.add_argument("--shrink", action="store_true",
+                    help="keep Hypothesis's shrink phase (slower; minimal cases with --keep)")
     ap.add_argument("--gpu", action="store_true",
                     help="run the GPU-only mutants against their GPU tests (needs CUDA)")
     args = ap.parse_args(argv)
@@ -497,16 +515,14 @@ def main(argv=None) -> int:
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         futures = {}
         if not args.no_baseline and to_run:
-            futures[pool.submit(run_one, None, files, baseline_tests, args.gpu,
-                                args.timeout, args.keep)] = None
+            futures[pool.submit(run_one, None, files, baseline_tests, args)] = None
         for m in to_run:
             if snippet_count(m) != 1:  # report before spending any time on it
                 results[m.name] = Result(m.name, "stale", f"snippet found "
                                          f"{snippet_count(m)} times in {m.path}", 0.0)
                 print(row(results[m.name], m, False), flush=True)
                 continue
-            futures[pool.submit(run_one, m, files, m.tests, args.gpu, args.timeout,
-                                args.keep)] = m
+            futures[pool.submit(run_one, m, files, m.tests, args)] = m
         for fut in as_completed(futures):
             m = futures[fut]
             r = fut.result()
