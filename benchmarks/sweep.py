@@ -192,6 +192,10 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="four configs per shape")
     p.add_argument("--splits", default="auto",
                    help="decode split counts to cross with each config, e.g. auto,1,8,32")
+    p.add_argument("--configs", default=None,
+                   help="explicit grid, 'BN,W,S;...' (decode) or 'BM,BN,W,S;...' (prefill)")
+    p.add_argument("--shapes", default=None,
+                   help="comma-separated substrings: only shapes whose label contains one")
     p.add_argument("--budget-s", type=float, default=None,
                    help="time budget for the whole sweep (default 170, quick 40)")
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
@@ -226,6 +230,9 @@ def main(argv=None) -> int:
             log(f"{kind}: skipped, {why}")
             continue
         shapes = PREFILL_SHAPES if kind == "prefill" else DECODE_SHAPES
+        if args.shapes:
+            wanted = [w.strip() for w in args.shapes.split(",")]
+            shapes = [sh for sh in shapes if any(w in sh[0] for w in wanted)]
         jobs += [(kind, *shape) for shape in shapes]
     log(f"sweep on {card.name}: {len(jobs)} shapes, budget {budget:.0f} s")
 
@@ -234,8 +241,12 @@ def main(argv=None) -> int:
         now = time.monotonic()
         shape_deadline = now + (start + budget - now) / (len(jobs) - i)  # equal shares
         default_key = _key(_default(kind, d))
-        grid = _ordered_grid(prefill_grid(args.quick) if kind == "prefill"
-                             else decode_grid(args.quick), default_key)
+        if args.configs:
+            explicit = [tuple(int(x) for x in c.split(",")) for c in args.configs.split(";")]
+            grid = [c if kind == "prefill" else (16, *c) for c in explicit]
+        else:
+            grid = _ordered_grid(prefill_grid(args.quick) if kind == "prefill"
+                                 else decode_grid(args.quick), default_key)
         log(f"== {kind} {label}: {len(grid) * (len(splits) if kind == 'decode' else 1)} runs")
         try:
             if kind == "prefill":

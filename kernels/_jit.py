@@ -6,6 +6,8 @@
   rows that saw no key give output 0 and LSE -inf (never NaN).
 * ``page_lookup``: logical token -> (page, slot) of a paged cache.
 * ``mm``: the one matrix product every kernel uses; exact fp32 (no tf32) for fp32 tiles.
+* ``aligned``: marks a stride as a multiple of 16 (one flag instead of per-value
+  specialisation).
 
 Reference: Dao, "FlashAttention-2" (2023), Algorithm 1; Triton tutorial 06.
 """
@@ -16,6 +18,20 @@ import triton.language as tl
 # log2(e) and ln(2): scores are scaled into base 2 once so the inner loop uses exp2.
 LOG2E = tl.constexpr(1.4426950408889634)
 LN2 = tl.constexpr(0.6931471805599453)
+
+
+@triton.jit
+def aligned(stride, ALIGNED: tl.constexpr):
+    """The stride, marked a multiple of 16 elements when the host checked that it is.
+
+    Strides are not specialised per value (that compiles a variant for every new mix of
+    divisible and non-divisible strides); this one flag restores what vectorised,
+    16-byte loads need to know."""
+    if ALIGNED:
+        # tl.multiple_of is dropped on scalars; (x // 16) * 16 carries the same fact
+        # through the compiler's divisibility analysis at the cost of two scalar ops.
+        stride = (stride // 16) * 16
+    return stride
 
 
 @triton.jit

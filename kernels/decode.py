@@ -29,22 +29,32 @@ import triton.language as tl
 
 from . import _validate as val
 from ._config import decode_config, interpreting
-from ._jit import finalize, mm, online_softmax_step, page_lookup
+from ._jit import aligned, finalize, mm, online_softmax_step, page_lookup
 
 # Split-KV heuristic (measured on an H100, benchmarks/NOTES.md): about 1024 programs in
 # flight hid memory latency best at the seed decode shape (8 splits of 128 programs) and
-# the sparse seed (8 splits of 32); long single sequences liked 32-64 splits.
+# the sparse seed (8 splits of 32); a long single sequence liked 32 (64 was slower).
 TARGET_PROGRAMS = 1024
 # A split should cover at least this many key-list entries, so that its fixed cost
 # (loading q, writing a partial row, the merge) stays small against its loads.
 MIN_KEYS_PER_SPLIT = 64
 # Upper bound on the default split count: the merge reads num_splits partial rows per head.
-MAX_SPLITS = 64
+MAX_SPLITS = 32
+
+
+# Sizes and strides vary from call to call: specialising on each value would compile a
+# variant per shape; the q/k/v/out strides get one flag instead (ALIGNED). The index
+# row's stride stays specialised (it is 1, for vector loads of indices).
+_STRIDES = ["stride_q_batch", "stride_q_head", "stride_k_batch", "stride_k_seq",
+            "stride_k_page", "stride_k_slot", "stride_k_head", "stride_v_batch",
+            "stride_v_seq", "stride_v_page", "stride_v_slot", "stride_v_head",
+            "stride_table_batch", "stride_idx_batch", "stride_idx_head", "stride_o_batch",
+            "stride_o_head", "stride_lse_batch", "stride_lse_head"]
 
 
 @triton.jit(do_not_specialize=["n_ctx", "n_list", "num_splits", "page_size",
                                "num_head_programs", "heads_per_program", "group_size",
-                               "head_dim"])
+                               "head_dim", *_STRIDES])
 def _decode_kernel(
     q_ptr,  # [B, Hq, D]
     k_ptr, v_ptr,  # dense: [B, Hkv, N, D]; paged: [num_pages, page_size, Hkv, D]
@@ -76,7 +86,22 @@ def _decode_kernel(
     BLOCK_N: tl.constexpr,
     HEAD_DIM_PAD: tl.constexpr,
     FP32: tl.constexpr,
+    ALIGNED: tl.constexpr,  # every q/k/v/out stride is a multiple of 16 elements
 ):
+    stride_q_batch = aligned(stride_q_batch, ALIGNED)
+    stride_q_head = aligned(stride_q_head, ALIGNED)
+    stride_k_batch = aligned(stride_k_batch, ALIGNED)
+    stride_k_seq = aligned(stride_k_seq, ALIGNED)
+    stride_k_page = aligned(stride_k_page, ALIGNED)
+    stride_k_slot = aligned(stride_k_slot, ALIGNED)
+    stride_k_head = aligned(stride_k_head, ALIGNED)
+    stride_v_batch = aligned(stride_v_batch, ALIGNED)
+    stride_v_seq = aligned(stride_v_seq, ALIGNED)
+    stride_v_page = aligned(stride_v_page, ALIGNED)
+    stride_v_slot = aligned(stride_v_slot, ALIGNED)
+    stride_v_head = aligned(stride_v_head, ALIGNED)
+    stride_o_batch = aligned(stride_o_batch, ALIGNED)
+    stride_o_head = aligned(stride_o_head, ALIGNED)
     pid = tl.program_id(0)
     off_b = pid // num_head_programs
     off_hp = pid % num_head_programs  # also the index row when HAS_INDICES
@@ -233,6 +258,8 @@ def launch(q, k, v, out, lse, *, seq_lens, block_table, indices, n_ctx, num_spli
     else:
         part_out = part_lse = out  # unused
     dummy = q
+    aligned_strides = all(st % 16 == 0 for st in (*q.stride()[:2], *k.stride()[:3],
+                                                  *v.stride()[:3], *out.stride()[:2]))
     _decode_kernel[(batch * num_head_programs, num_splits)](
         q_ptr=q, k_ptr=k, v_ptr=v,
         block_table_ptr=block_table if paged else dummy,
@@ -261,7 +288,7 @@ def launch(q, k, v, out, lse, *, seq_lens, block_table, indices, n_ctx, num_spli
         IS_PAGED=paged, HAS_LENS=seq_lens is not None, HAS_INDICES=indices is not None,
         WRITE_LSE=lse is not None, SPLIT_KV=num_splits > 1,
         BLOCK_H=max(16, triton.next_power_of_2(heads_per_program)), BLOCK_N=cfg.block_n,
-        HEAD_DIM_PAD=head_dim_pad, FP32=q.dtype == torch.float32,
+        HEAD_DIM_PAD=head_dim_pad, FP32=q.dtype == torch.float32, ALIGNED=aligned_strides,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )
     if num_splits > 1:

@@ -25,7 +25,7 @@ import triton.language as tl
 
 from . import _validate as val
 from ._config import prefill_config
-from ._jit import finalize, mm, online_softmax_step
+from ._jit import aligned, finalize, mm, online_softmax_step
 
 
 @triton.jit
@@ -72,9 +72,14 @@ def _attend_key_tiles(
     return acc, m_i, l_i
 
 
-# Sizes vary from call to call: specialising on them (divisible by 16, equal to 1) would
-# compile a new variant per shape for no gain. Strides stay specialised (vector loads).
-@triton.jit(do_not_specialize=["n_q", "n_k", "num_q_heads", "group_size", "head_dim"])
+# Sizes and strides vary from call to call: specialising on each (divisible by 16, equal
+# to 1) compiles a new variant per shape. Strides get one flag instead (ALIGNED).
+_STRIDES = [f"stride_{t}_{a}" for t in ("q", "k", "v", "o", "lse")
+            for a in ("batch", "head", "seq")]
+
+
+@triton.jit(do_not_specialize=["n_q", "n_k", "num_q_heads", "group_size", "head_dim",
+                               *_STRIDES])
 def _prefill_kernel(
     q_ptr,  # [B, Hq, Nq, D] (padded) or [Tq, Hq, D] (varlen, batch stride 0)
     k_ptr, v_ptr,  # [B, Hkv, Nk, D] or [Tk, Hkv, D]
@@ -97,7 +102,20 @@ def _prefill_kernel(
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     FP32: tl.constexpr,
+    ALIGNED: tl.constexpr,  # every q/k/v/out stride is a multiple of 16 elements
 ):
+    stride_q_batch = aligned(stride_q_batch, ALIGNED)
+    stride_q_head = aligned(stride_q_head, ALIGNED)
+    stride_q_seq = aligned(stride_q_seq, ALIGNED)
+    stride_k_batch = aligned(stride_k_batch, ALIGNED)
+    stride_k_head = aligned(stride_k_head, ALIGNED)
+    stride_k_seq = aligned(stride_k_seq, ALIGNED)
+    stride_v_batch = aligned(stride_v_batch, ALIGNED)
+    stride_v_head = aligned(stride_v_head, ALIGNED)
+    stride_v_seq = aligned(stride_v_seq, ALIGNED)
+    stride_o_batch = aligned(stride_o_batch, ALIGNED)
+    stride_o_head = aligned(stride_o_head, ALIGNED)
+    stride_o_seq = aligned(stride_o_seq, ALIGNED)
     # Heaviest causal tiles (last rows) first: better tail balance.
     start_m = (tl.num_programs(0) - 1 - tl.program_id(0)) * BLOCK_M
     pid_bh = tl.program_id(1)
@@ -192,6 +210,8 @@ def _launch(q, k, v, out, lse, q_lens, kv_lens, *, n_q, n_k, max_q, num_batch, c
     has_lens = q_lens is not None
     # varlen: every sequence starts at row cu_seqlens[b] of one packed batch
     bs = (lambda t: 0) if varlen else (lambda t: t.stride(0))
+    strides = [bs(q), q.stride(1), q.stride(2), bs(k), k.stride(1), k.stride(2),
+               bs(v), v.stride(1), v.stride(2), bs(out), out.stride(1), out.stride(2)]
     _prefill_kernel[grid](
         q_ptr=q, k_ptr=k, v_ptr=v, out_ptr=out, lse_ptr=lse_arg,
         q_lens_ptr=q_lens if has_lens else q, kv_lens_ptr=kv_lens if has_lens else q,
@@ -206,7 +226,8 @@ def _launch(q, k, v, out, lse, q_lens, kv_lens, *, n_q, n_k, max_q, num_batch, c
         IS_CAUSAL=causal, HAS_LENS=has_lens and not varlen, IS_VARLEN=varlen,
         WRITE_LSE=lse is not None, HEAD_DIM_PAD=head_dim_pad,
         EVEN_D=head_dim == head_dim_pad, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
-        FP32=q.dtype == torch.float32, num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+        FP32=q.dtype == torch.float32, ALIGNED=all(st % 16 == 0 for st in strides),
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )
 
 

@@ -126,6 +126,10 @@ MUTANTS: tuple[Mutant, ...] = (
            "v = tl.load(v_ptrs, mask=n_ok[:, None] & d_ok[None, :], other=0.0)",
            "v = tl.load(v_ptrs, mask=d_ok[None, :], other=0.0)",
            "masked tile loads V rows past kv_len (0 * NaN when padding holds NaN)"),
+    Mutant("prefill_k_head_dim_mask_dropped", "prefill", PRE,
+           "kt = tl.load(k_ptrs, mask=d_ok[:, None], other=0.0)",
+           "kt = tl.load(k_ptrs)",
+           "non-power-of-two D: unmasked tiles load K columns past D (the next row's)"),
     Mutant("prefill_sm_scale_twice", "prefill", PRE,
            "qk_scale=sm_scale * 1.4426950408889634",
            "qk_scale=sm_scale * sm_scale * 1.4426950408889634",
@@ -156,8 +160,8 @@ MUTANTS: tuple[Mutant, ...] = (
            "seq_len = tl.load(seq_lens_ptr + off_b) if (HAS_LENS and IS_PAGED) else n_ctx",
            "dense decode: seq_lens ignored, keys past the length are read"),
     Mutant("decode_last_partial_tile_dropped", "decode", DEC,
-           "per_split = tl.cdiv(tl.cdiv(list_len, NUM_SPLITS), BLOCK_N) * BLOCK_N",
-           "per_split = tl.cdiv(list_len, NUM_SPLITS) // BLOCK_N * BLOCK_N",
+           "per_split = tl.cdiv(tl.cdiv(list_len, num_splits), BLOCK_N) * BLOCK_N",
+           "per_split = tl.cdiv(list_len, num_splits) // BLOCK_N * BLOCK_N",
            "split size rounded down to whole tiles: the last partial key tile is dropped"),
     Mutant("decode_splits_overlap", "decode", DEC,
            "hi = tl.minimum(lo + per_split, list_len)",
@@ -177,18 +181,18 @@ MUTANTS: tuple[Mutant, ...] = (
            "split combine: no guard for a row whose splits are all empty (-inf - -inf)"),
     # ---------------------------------------------------------------- paged
     Mutant("paged_one_page_per_tile", "paged", JIT,
-           "page = tl.load(table_row_ptr + t // PAGE_SIZE, mask=mask, other=0)",
-           "page = tl.load(table_row_ptr + tl.min(t, 0) // PAGE_SIZE + 0 * t, mask=mask, "
+           "page = tl.load(table_row_ptr + t // page_size, mask=mask, other=0)",
+           "page = tl.load(table_row_ptr + tl.min(t, 0) // page_size + 0 * t, mask=mask, "
            "other=0)",
            "page lookup assumes a key tile lies in one page (the page of its first token)"),
     Mutant("paged_last_partial_page_dropped", "paged", DEC,
            "seq_len = tl.load(seq_lens_ptr + off_b) if HAS_LENS else n_ctx",
-           "seq_len = tl.load(seq_lens_ptr + off_b) // PAGE_SIZE * PAGE_SIZE if HAS_LENS "
+           "seq_len = tl.load(seq_lens_ptr + off_b) // page_size * page_size if HAS_LENS "
            "else n_ctx",
            "sequence length rounded down to whole pages: the last partial page is dropped"),
     Mutant("paged_last_page_read_past_length", "paged", DEC,
            "seq_len = tl.load(seq_lens_ptr + off_b) if HAS_LENS else n_ctx",
-           "seq_len = tl.cdiv(tl.load(seq_lens_ptr + off_b), PAGE_SIZE) * PAGE_SIZE "
+           "seq_len = tl.cdiv(tl.load(seq_lens_ptr + off_b), page_size) * page_size "
            "if HAS_LENS else n_ctx",
            "sequence length rounded up to whole pages: stale slots of the last page read"),
     Mutant("paged_gqa_h_mod_hkv", "paged", DEC,
@@ -211,14 +215,18 @@ MUTANTS: tuple[Mutant, ...] = (
            "+ off_hp.to(tl.int64) * stride_idx_head",
            "+ off_kvh.to(tl.int64) * stride_idx_head",
            "per-query-head index rows: every query head of a group reads its KV head's row"),
+    Mutant("sparse_empty_tile_unguarded", "sparse", DEC,
+           "MAY_BE_EMPTY=True, FP32=FP32)",
+           "MAY_BE_EMPTY=False, FP32=FP32)",
+           "decode tiles treated as never empty: a tile of only -1 slots gives NaN"),
     Mutant("sparse_list_clipped_to_seq_len", "sparse", DEC,
            "list_len = n_list if HAS_INDICES else seq_len",
            "list_len = tl.minimum(n_list, seq_len) if HAS_INDICES else seq_len",
            "index list walked only up to min(K, seq_len) entries"),
     # ---------------------------------------------------------------- shared helpers
     Mutant("softmax_max_not_subtracted", "shared", JIT,
-           "m_new = tl.maximum(m_i, tl.max(s, 1))",
-           'm_new = tl.where(tl.maximum(m_i, tl.max(s, 1)) == float("-inf"), '
+           "m_new = tl.maximum(m_i, tl.max(s, 1) * qk_scale)",
+           'm_new = tl.where(tl.maximum(m_i, tl.max(s, 1) * qk_scale) == float("-inf"), '
            'float("-inf"), 0.0)',
            "online softmax without max subtraction (exact maths; overflows on large logits)"),
     Mutant("softmax_acc_not_rescaled", "shared", JIT,
@@ -230,8 +238,8 @@ MUTANTS: tuple[Mutant, ...] = (
            "l_i = l_i + tl.sum(p, 1)",
            "online softmax: rescale factor alpha not applied to the running sum"),
     Mutant("softmax_masked_tile_nan", "shared", JIT,
-           'm_safe = tl.where(m_new == float("-inf"), 0.0, m_new)',
-           "m_safe = m_new",
+           'm_sub = tl.where(m_new == float("-inf"), 0.0, m_new)',
+           "m_sub = m_new",
            "online softmax: a fully masked tile before any key gives exp2(-inf - -inf)"),
     Mutant("finalize_empty_row_nan", "shared", JIT,
            "l_safe = tl.where(empty, 1.0, l_i)",
@@ -264,8 +272,8 @@ MUTANTS: tuple[Mutant, ...] = (
            "paged check: the table entry of a last partial page is not range-checked"),
     # ---------------------------------------------------------------- GPU only
     Mutant("page_offset_int32", "paged", JIT,
-           "return page.to(tl.int64), (t % PAGE_SIZE).to(tl.int64)",
-           "return page, (t % PAGE_SIZE).to(tl.int64)",
+           "return page.to(tl.int64), (t % page_size).to(tl.int64)",
+           "return page, (t % page_size).to(tl.int64)",
            "page id * page stride computed in int32",
            gpu_only="overflows only past 2**31 cache elements; CPU caches are tiny",
            gpu_tests=(GPU_INT64 + "test_paged_pages_past_2_31_elements",)),
@@ -286,7 +294,7 @@ MUTANTS: tuple[Mutant, ...] = (
            'return tl.dot(a, b, acc, input_precision="tf32")',
            "fp32 inputs multiplied in tf32",
            gpu_only="the interpreter's tl.dot is numpy matmul and ignores input_precision",
-           gpu_tests=("tests/test_prefill.py::test_prefill",)),
+           gpu_tests=("tests/test_prefill.py::test_prefill[accuracy]",)),
 )
 
 
@@ -349,7 +357,7 @@ def repo_files() -> list[Path]:
         files = [Path(p) for p in out.split("\0") if p]
     except (OSError, subprocess.CalledProcessError):  # not a git checkout: copy all
         skip = {".git", ".hypothesis", "__pycache__", ".pytest_cache", ".ruff_cache",
-                ".venv", "build"}
+                ".venv", "build", ".whl", ".out"}
         files = [p.relative_to(ROOT) for p in ROOT.rglob("*")
                  if p.is_file() and not skip.intersection(p.relative_to(ROOT).parts)]
     files += [p.relative_to(ROOT) for p in (ROOT / "tests" / "corpus").glob("*")
@@ -375,7 +383,8 @@ def child_env(tmp: Path, gpu: bool, shrink: bool) -> dict:
     env = {k: v for k, v in os.environ.items()
            if k not in ("HYPOTHESIS_MAX_EXAMPLES", "PYTEST_ADDOPTS", "PYTEST_XDIST_WORKER",
                         "TRITON_INTERPRET", "HYPOTHESIS_STORAGE_DIRECTORY")}
-    env.update(PYTHONPATH=str(tmp), PYTHONDONTWRITEBYTECODE="1", COLUMNS="240",
+    path = [str(tmp)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
+    env.update(PYTHONPATH=os.pathsep.join(path), PYTHONDONTWRITEBYTECODE="1", COLUMNS="240",
                PYTHONUNBUFFERED="1", MUTANTS_SHRINK="1" if shrink else "0")
     if gpu:
         env["HYPOTHESIS_PROFILE"] = "dev"
@@ -501,7 +510,9 @@ def main(argv=None) -> int:
 
     files = repo_files()
     by_name = {m.name: m for m in to_run}
-    baseline_tests = tuple(dict.fromkeys(t for m in to_run for t in m.tests))
+    wanted_tests = list(dict.fromkeys(t for m in to_run for t in m.tests))
+    baseline_tests = tuple(t for t in wanted_tests  # a node id inside a listed file: once
+                           if "::" not in t or t.split("::")[0] not in wanted_tests)
     where = "GPU (dev profile)" if args.gpu else "CPU (TRITON_INTERPRET=1, ci profile)"
     print(f"mutation run: {len(to_run)} mutants on {where}, {args.jobs} at a time; "
           f"{len(skipped)} listed but not run here", flush=True)
