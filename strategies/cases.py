@@ -71,6 +71,7 @@ class PrefillCase:
     transposed: bool  # tensors are [B, N, H, D] storage viewed as [B, H, N, D]
     slack_rows: int  # varlen: packed rows past the last sequence
     seed: int
+    v_transposed: bool = False  # v laid out unlike k (k and v strides differ)
 
     @property
     def num_q_heads(self) -> int:
@@ -110,7 +111,7 @@ def prefill_cases(draw, *, min_batch=1, max_batch=3, max_kv_heads=3, max_group=5
         n_q=n_q, n_k=n_k, dtype=dtype, causal=is_causal, q_lens=q_lens, kv_lens=kv_lens,
         scale=draw(scales()), transposed=draw(st.booleans()),
         slack_rows=draw(st.sampled_from((0, 0, 1, 3))) if varlen else 0,
-        seed=draw(st.integers(0, 2**31 - 1)))
+        seed=draw(st.integers(0, 2**31 - 1)), v_transposed=draw(st.booleans()))
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,8 @@ class DecodeCase:
     index_kind: str | None = None  # None: not sparse
     num_indices: int = 0
     per_query_head: bool = False
+    v_transposed: bool = False  # v laid out unlike k (k and v strides differ)
+    q_transposed: bool = False  # q is a [Hq, B, D] storage seen as [B, Hq, D]
 
     @property
     def num_q_heads(self) -> int:
@@ -207,7 +210,8 @@ def decode_cases(draw, *, min_batch=1, max_batch=4, max_kv_heads=3, max_group=5,
         batch=batch, num_kv_heads=num_kv_heads, group_size=group, head_dim=head_dim,
         n_ctx=n_ctx, dtype=dtype, seq_lens=seq_lens, scale=draw(scales()),
         seed=draw(st.integers(0, 2**31 - 1)), num_splits=splits, q_rank4=draw(st.booleans()),
-        transposed=draw(st.booleans()), **extra)
+        transposed=draw(st.booleans()), v_transposed=draw(st.booleans()),
+        q_transposed=draw(st.booleans()), **extra)
 
 
 def case_from_dict(d: dict):

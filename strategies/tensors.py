@@ -31,15 +31,15 @@ def prefill_inputs(case: PrefillCase, device) -> dict:
     g = torch.Generator().manual_seed(case.seed)
     dt = torch_dtype(case.dtype)
     b, hq, hkv, d = case.batch, case.num_q_heads, case.num_kv_heads, case.head_dim
-    if case.transposed:
-        perm = (0, 2, 1, 3)
-        q = _randn(g, (b, case.n_q, hq, d), scale=case.scale, dtype=dt, device=device, perm=perm)
-        k = _randn(g, (b, case.n_k, hkv, d), dtype=dt, device=device, perm=perm)
-        v = _randn(g, (b, case.n_k, hkv, d), dtype=dt, device=device, perm=perm)
-    else:
-        q = _randn(g, (b, hq, case.n_q, d), scale=case.scale, dtype=dt, device=device)
-        k = _randn(g, (b, hkv, case.n_k, d), dtype=dt, device=device)
-        v = _randn(g, (b, hkv, case.n_k, d), dtype=dt, device=device)
+    def make(h, n, transposed, scale=1.0):  # [B, H, N, D], from [B, N, H, D] storage if asked
+        if transposed:
+            return _randn(g, (b, n, h, d), scale=scale, dtype=dt, device=device,
+                          perm=(0, 2, 1, 3))
+        return _randn(g, (b, h, n, d), scale=scale, dtype=dt, device=device)
+
+    q = make(hq, case.n_q, case.transposed, case.scale)
+    k = make(hkv, case.n_k, case.transposed)
+    v = make(hkv, case.n_k, case.transposed != case.v_transposed)
     args = dict(q=q, k=k, v=v, causal=case.causal)
     if case.q_lens is not None:
         args["seq_lens"] = _lens(case.q_lens, device)
@@ -57,14 +57,14 @@ def prefill_varlen_inputs(case: PrefillCase, device) -> dict:
     tq = sum(q_lens) + case.slack_rows
     tk = sum(kv_lens) + case.slack_rows
     hq, hkv, d = case.num_q_heads, case.num_kv_heads, case.head_dim
-    perm = (1, 0, 2) if case.transposed else None
+    def make(t, h, transposed, scale=1.0):  # [T, H, D], from [H, T, D] storage if asked
+        if transposed:
+            return _randn(g, (h, t, d), scale=scale, dtype=dt, device=device, perm=(1, 0, 2))
+        return _randn(g, (t, h, d), scale=scale, dtype=dt, device=device)
 
-    def shape(t, h):
-        return (h, t, d) if case.transposed else (t, h, d)
-
-    q = _randn(g, shape(tq, hq), scale=case.scale, dtype=dt, device=device, perm=perm)
-    k = _randn(g, shape(tk, hkv), dtype=dt, device=device, perm=perm)
-    v = _randn(g, shape(tk, hkv), dtype=dt, device=device, perm=perm)
+    q = make(tq, hq, case.transposed, case.scale)
+    k = make(tk, hkv, case.transposed)
+    v = make(tk, hkv, case.transposed != case.v_transposed)
 
     def cu(lens):
         return _lens([0] + torch.tensor(lens, dtype=torch.int64).cumsum(0).tolist(), device)
@@ -148,25 +148,33 @@ def decode_inputs(case: DecodeCase, device) -> dict:
     g = torch.Generator().manual_seed(case.seed)
     dt = torch_dtype(case.dtype)
     b, hq, hkv, d = case.batch, case.num_q_heads, case.num_kv_heads, case.head_dim
-    q_shape = (b, hq, 1, d) if case.q_rank4 else (b, hq, d)
-    args = dict(q=_randn(g, q_shape, scale=case.scale, dtype=dt, device=device))
+    if case.q_transposed:  # [Hq, B, (1,) D] storage: q's batch and head strides swap roles
+        q_shape, q_perm = ((hq, b, 1, d), (1, 0, 2, 3)) if case.q_rank4 else \
+            ((hq, b, d), (1, 0, 2))
+    else:
+        q_shape, q_perm = ((b, hq, 1, d) if case.q_rank4 else (b, hq, d)), None
+    args = dict(q=_randn(g, q_shape, scale=case.scale, dtype=dt, device=device, perm=q_perm))
     if case.page_size is None:
-        if case.transposed:
-            shape, perm = (b, case.n_ctx, hkv, d), (0, 2, 1, 3)
-        else:
-            shape, perm = (b, hkv, case.n_ctx, d), None
-        args["k"] = _randn(g, shape, dtype=dt, device=device, perm=perm)
-        args["v"] = _randn(g, shape, dtype=dt, device=device, perm=perm)
+        def dense(transposed):
+            if transposed:
+                return _randn(g, (b, case.n_ctx, hkv, d), dtype=dt, device=device,
+                              perm=(0, 2, 1, 3))
+            return _randn(g, (b, hkv, case.n_ctx, d), dtype=dt, device=device)
+
+        args["k"] = dense(case.transposed)
+        args["v"] = dense(case.transposed != case.v_transposed)
         if case.seq_lens is not None:
             args["seq_lens"] = _lens(case.seq_lens, device)
     else:
         table, num_pages = page_table(case, g)
-        if case.transposed:  # [num_pages, Hkv, P, D] storage seen as [num_pages, P, Hkv, D]
-            shape, perm = (num_pages, hkv, case.page_size, d), (0, 2, 1, 3)
-        else:
-            shape, perm = (num_pages, case.page_size, hkv, d), None
-        args["k_cache"] = _randn(g, shape, dtype=dt, device=device, perm=perm)
-        args["v_cache"] = _randn(g, shape, dtype=dt, device=device, perm=perm)
+        def cache(transposed):  # [num_pages, Hkv, P, D] storage seen as [pages, P, Hkv, D]
+            if transposed:
+                return _randn(g, (num_pages, hkv, case.page_size, d), dtype=dt, device=device,
+                              perm=(0, 2, 1, 3))
+            return _randn(g, (num_pages, case.page_size, hkv, d), dtype=dt, device=device)
+
+        args["k_cache"] = cache(case.transposed)
+        args["v_cache"] = cache(case.transposed != case.v_transposed)
         args["block_table"] = table.to(device)
         args["seq_lens"] = _lens(_seq_lens(case), device)
     if case.index_kind is not None:

@@ -3,12 +3,17 @@
 The accuracy rule (FlashAttention's and PyTorch's): a kernel may be off the float64
 oracle by at most
 
-    tol(dtype) * magnitude + K * max|ref_lowp - oracle|
+    tol(dtype) * magnitude + K * max|ref_lowp - oracle| + LOGIT_EPS * max|logit|
 
 where ref_lowp is the oracle's own formula computed in the input dtype. `magnitude` is 1
 for outputs and max(1, max|lse|) for LSE (a log of large logits carries their
-absolute rounding). A failure prints the case, max error, bound, ratio, worst index and
-the NaN/Inf positions.
+absolute rounding). The last term is the fp32 accumulation of q.k itself: a kernel sums
+D products in one fp32 chain (cuBLAS, behind ref_lowp, sums in blocks), so a logit L
+carries an absolute error of a few ulps of L times sqrt(D); an output moves by at most
+that much (|d softmax(s) v| <= |ds| max|v|, with |v| ~ 1 here). Seen on an H100: fp32,
+D=254, logits ~90, error 4.3e-5 against a torch-fp32 reference error of 5.3e-6
+(tests/corpus/paged_decode-accuracy-dd6ed716b8.json). A failure prints the case, max
+error, bound, ratio, worst index and the NaN/Inf positions.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from hypothesis.control import currently_in_test_context
 # an output of magnitude 1 (fp16 2^-10, bf16 2^-7); fp32 is computed without tf32.
 TOL = {torch.float16: 2e-3, torch.bfloat16: 1.6e-2, torch.float32: 2e-5}
 K_LOWP = 3.0
+# Relative error of an fp32-accumulated logit: ~8 ulps (2^-23 each) for D up to 256.
+LOGIT_EPS = 1e-6
 
 
 def nonfinite_report(name: str, t: torch.Tensor, allow_neg_inf: torch.Tensor | None = None):
@@ -45,7 +52,8 @@ def _abs_err(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.nan_to_num(err, nan=float("inf"), posinf=float("inf"))
 
 
-def assert_close_to_oracle(what: str, got, oracle, lowp, dtype, *, case, lse=False) -> float:
+def assert_close_to_oracle(what: str, got, oracle, lowp, dtype, *, case, lse=False,
+                           max_logit: float = 0.0) -> float:
     """Assert the accuracy rule; return the error ratio (err / bound, <= 1 to pass)."""
     if got.shape != oracle.shape:
         raise AssertionError(f"{what}: shape {tuple(got.shape)} != oracle "
@@ -56,7 +64,7 @@ def assert_close_to_oracle(what: str, got, oracle, lowp, dtype, *, case, lse=Fal
         bool(torch.isfinite(lowp_err).any()) else 0.0
     finite_ref = oracle[torch.isfinite(oracle)]
     magnitude = max(1.0, float(finite_ref.abs().max())) if lse and finite_ref.numel() else 1.0
-    bound = TOL[dtype] * magnitude + K_LOWP * lowp_max
+    bound = TOL[dtype] * magnitude + K_LOWP * lowp_max + LOGIT_EPS * max_logit
     max_err = float(err.max()) if err.numel() else 0.0
     ratio = max_err / bound
     if currently_in_test_context():  # the fuzz profile steers toward large ratios
@@ -68,7 +76,8 @@ def assert_close_to_oracle(what: str, got, oracle, lowp, dtype, *, case, lse=Fal
             f"{what} is off the float64 oracle",
             f"case: {case}",
             f"max error {max_err:.4g} > bound {bound:.4g} (tol {TOL[dtype]:g} x {magnitude:.3g}"
-            f" + {K_LOWP:g} x lowp error {lowp_max:.4g}); ratio {ratio:.3g}",
+            f" + {K_LOWP:g} x lowp error {lowp_max:.4g} + {LOGIT_EPS:g} x max logit "
+            f"{max_logit:.3g}); ratio {ratio:.3g}",
             f"worst at {worst}: got {float(got[worst]) if worst else 'n/a'}, "
             f"oracle {float(oracle[worst]) if worst else 'n/a'}",
         ]

@@ -2,7 +2,7 @@
 catches it.
 
     python -m tests.mutants [--jobs J] [--only NAME[,NAME]] [--list] [--keep]
-                            [--no-baseline] [--timeout S] [--gpu]
+                            [--no-baseline] [--timeout S] [--shrink] [--gpu]
 
 Each mutant is one exact textual replacement in one source file. The runner copies the
 repository (the files git tracks, as they are in the working tree, plus tests/corpus/)
@@ -12,6 +12,11 @@ source), and runs the mutant family's test files in that copy on the CPU:
 
     python -m pytest -x -q -p no:cacheprovider <test files>
     with TRITON_INTERPRET=1, HYPOTHESIS_PROFILE=ci and a fresh Hypothesis database
+
+The ci profile is kept as it is (examples, fixed seed) except for Hypothesis's shrink
+phase, which a small plugin written into the copy turns off: a kill needs one failing
+example, not the smallest, and shrinking under the interpreter can take minutes
+(--shrink keeps it, for a minimal case in the copy's tests/corpus/ with --keep).
 
 Outcomes: "killed" (pytest exit code 1 with a failing test whose error is an assertion,
 a `pytest.raises` that did not raise, or a Hypothesis failure group), "survived" (exit
@@ -146,6 +151,10 @@ MUTANTS: tuple[Mutant, ...] = (
            "head_dim_pad = max(16, triton.next_power_of_2(head_dim))",
            "head_dim_pad = max(16, triton.next_power_of_2(head_dim + 1) // 2)",
            "non-power-of-two D: head-dim tile rounded down, columns past it never done"),
+    Mutant("prefill_aligned_flag_always_set", "prefill", PRE,
+           "ALIGNED=all(st % 16 == 0 for st in strides)",
+           "ALIGNED=True",
+           "strides marked multiples of 16 when they are not (rounded down in the kernel)"),
     Mutant("varlen_keys_at_query_offsets", "prefill", PRE,
            "k_start = tl.load(kv_lens_ptr + off_b)",
            "k_start = tl.load(q_lens_ptr + off_b)",
@@ -171,6 +180,10 @@ MUTANTS: tuple[Mutant, ...] = (
            "head_dim_pad = max(16, triton.next_power_of_2(head_dim))",
            "head_dim_pad = max(16, triton.next_power_of_2(head_dim + 1) // 2)",
            "non-power-of-two D: head-dim tile rounded down, columns past it never done"),
+    Mutant("decode_aligned_flag_always_set", "decode", DEC,
+           "ALIGNED=aligned_strides",
+           "ALIGNED=True",
+           "strides marked multiples of 16 when they are not (rounded down in the kernel)"),
     Mutant("combine_unweighted_mean", "combine", DEC,
            "w = tl.exp(lse_s - m_safe)  # 0 for empty splits",
            'w = tl.where(lse_s == float("-inf"), 0.0, 1.0)',
@@ -350,12 +363,17 @@ KILL_REASONS = ("AssertionError", "Failed:", "ExceptionGroup", "BaseExceptionGro
 
 
 def repo_files() -> list[Path]:
-    """Files of the copy: git's tracked files (working-tree contents) + tests/corpus/."""
+    """Files of the copy: git's tracked files (working-tree contents) + tests/corpus/.
+    Without a usable git checkout (no git, or an index that lacks the sources, as in a
+    bare copy of the tree), every file but caches and virtual environments."""
+    needed = {Path("conftest.py")} | {Path(m.path) for m in MUTANTS}
     try:
         out = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, check=True,
                              capture_output=True).stdout.decode()
         files = [Path(p) for p in out.split("\0") if p]
-    except (OSError, subprocess.CalledProcessError):  # not a git checkout: copy all
+    except (OSError, subprocess.CalledProcessError):
+        files = []
+    if not needed <= set(files):
         skip = {".git", ".hypothesis", "__pycache__", ".pytest_cache", ".ruff_cache",
                 ".venv", "build", ".whl", ".out"}
         files = [p.relative_to(ROOT) for p in ROOT.rglob("*")
@@ -442,7 +460,7 @@ def run_one(m: Mutant | None, files: list[Path], tests: tuple, opts) -> Result:
     try:
         if m is not None:
             path = tmp / m.path
-            text = path.read_text()
+            text = path.read_text() if path.is_file() else ""
             if text.count(m.original) != 1:
                 return Result(name, "stale", f"snippet found {text.count(m.original)} times "
                               f"in {m.path}", time.monotonic() - start, str(tmp))
@@ -558,8 +576,8 @@ def main(argv=None) -> int:
             print(f"  {r.status.upper()}: {r.name} [{by_name[r.name].family}] "
                   f"{by_name[r.name].description}: {r.detail}")
     for m in skipped:
-        why = f"GPU only ({m.gpu_only}); killed by {' '.join(m.gpu_tests)}" if m.gpu_only \
-            else "CPU mutant (run without --gpu)"
+        why = f"GPU only ({m.gpu_only}); --gpu runs it against {' '.join(m.gpu_tests)}" \
+            if m.gpu_only else "CPU mutant (run without --gpu)"
         print(f"  not run here: {m.name}: {why}")
     ok = count["killed"] == len(ordered) and (baseline is None or
                                               baseline.status == "baseline-ok")
