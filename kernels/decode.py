@@ -305,6 +305,18 @@ def launch(q, k, v, out, lse, *, seq_lens, block_table, indices, n_ctx, num_spli
         )
 
 
+def run(q3, out_shape, k, v, *, out, return_lse, sm_scale, **launch_kw):
+    """The common tail of every decode-family wrapper, after its own checks: allocate or
+    check out= (q's shape), allocate the LSE, launch, return what was asked for."""
+    sm_scale = val.check_sm_scale(sm_scale, q3.shape[2])
+    out = val.check_out(out, q3, out_shape)
+    out3 = out[:, :, 0] if out.dim() == 4 else out
+    lse = torch.empty(q3.shape[:2], device=q3.device, dtype=torch.float32) \
+        if return_lse else None
+    launch(q3, k, v, out3, lse, sm_scale=sm_scale, **launch_kw)
+    return (out, lse) if return_lse else out
+
+
 def check_decode_query(q) -> tuple[torch.Tensor, tuple]:
     """q [B, Hq, D] or [B, Hq, 1, D] -> (a [B, Hq, D] view, the output shape)."""
     val.tensor("q", q)
@@ -400,14 +412,9 @@ def decode(
     val.check_num_splits(num_splits)
     if seq_lens is not None:
         val.check_lengths("seq_lens", seq_lens, q3.shape[0], k.shape[2], q3.device, validate)
-    sm_scale = val.check_sm_scale(sm_scale, q3.shape[2])
-    out = val.check_out(out, q3, out_shape)
-    out3 = out[:, :, 0] if out.dim() == 4 else out
-    lse = torch.empty(q3.shape[:2], device=q3.device, dtype=torch.float32) \
-        if return_lse else None
-    launch(q3, k, v, out3, lse, seq_lens=seq_lens, block_table=None, indices=None,
-           n_ctx=k.shape[2], num_splits=num_splits, sm_scale=sm_scale)
-    return (out, lse) if return_lse else out
+    return run(q3, out_shape, k, v, out=out, return_lse=return_lse, sm_scale=sm_scale,
+               seq_lens=seq_lens, block_table=None, indices=None, n_ctx=k.shape[2],
+               num_splits=num_splits)
 
 
 def paged_decode(
@@ -433,15 +440,9 @@ def paged_decode(
     q3, out_shape = check_decode_query(q)
     check_paged_cache(q3, k_cache, v_cache, block_table, seq_lens, validate)
     val.check_num_splits(num_splits)
-    sm_scale = val.check_sm_scale(sm_scale, q3.shape[2])
-    out = val.check_out(out, q3, out_shape)
-    out3 = out[:, :, 0] if out.dim() == 4 else out
-    lse = torch.empty(q3.shape[:2], device=q3.device, dtype=torch.float32) \
-        if return_lse else None
-    launch(q3, k_cache, v_cache, out3, lse, seq_lens=seq_lens, block_table=block_table,
-           indices=None, n_ctx=block_table.shape[1] * k_cache.shape[1],
-           num_splits=num_splits, sm_scale=sm_scale)
-    return (out, lse) if return_lse else out
+    return run(q3, out_shape, k_cache, v_cache, out=out, return_lse=return_lse,
+               sm_scale=sm_scale, seq_lens=seq_lens, block_table=block_table, indices=None,
+               n_ctx=block_table.shape[1] * k_cache.shape[1], num_splits=num_splits)
 
 
 __all__ = ["decode", "paged_decode"]

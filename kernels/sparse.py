@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from . import _validate as val
-from .decode import check_decode_query, check_dense_cache, check_paged_cache, launch
+from .decode import check_decode_query, check_dense_cache, check_paged_cache, run
 
 
 def check_indices(indices, q3, num_kv_heads: int, seq_lens, n_ctx: int, validate: bool):
@@ -65,14 +65,9 @@ def sparse_decode(
     if seq_lens is not None:
         val.check_lengths("seq_lens", seq_lens, q3.shape[0], k.shape[2], q3.device, validate)
     check_indices(indices, q3, k.shape[1], seq_lens, k.shape[2], validate)
-    sm_scale = val.check_sm_scale(sm_scale, q3.shape[2])
-    out = val.check_out(out, q3, out_shape)
-    out3 = out[:, :, 0] if out.dim() == 4 else out
-    lse = torch.empty(q3.shape[:2], device=q3.device, dtype=torch.float32) \
-        if return_lse else None
-    launch(q3, k, v, out3, lse, seq_lens=seq_lens, block_table=None, indices=indices,
-           n_ctx=k.shape[2], num_splits=num_splits, sm_scale=sm_scale)
-    return (out, lse) if return_lse else out
+    return run(q3, out_shape, k, v, out=out, return_lse=return_lse, sm_scale=sm_scale,
+               seq_lens=seq_lens, block_table=None, indices=indices, n_ctx=k.shape[2],
+               num_splits=num_splits)
 
 
 def sparse_paged_decode(
@@ -95,15 +90,9 @@ def sparse_paged_decode(
     check_paged_cache(q3, k_cache, v_cache, block_table, seq_lens, validate)
     val.check_num_splits(num_splits)
     check_indices(indices, q3, k_cache.shape[2], seq_lens, 0, validate)
-    sm_scale = val.check_sm_scale(sm_scale, q3.shape[2])
-    out = val.check_out(out, q3, out_shape)
-    out3 = out[:, :, 0] if out.dim() == 4 else out
-    lse = torch.empty(q3.shape[:2], device=q3.device, dtype=torch.float32) \
-        if return_lse else None
-    launch(q3, k_cache, v_cache, out3, lse, seq_lens=seq_lens, block_table=block_table,
-           indices=indices, n_ctx=block_table.shape[1] * k_cache.shape[1],
-           num_splits=num_splits, sm_scale=sm_scale)
-    return (out, lse) if return_lse else out
+    return run(q3, out_shape, k_cache, v_cache, out=out, return_lse=return_lse,
+               sm_scale=sm_scale, seq_lens=seq_lens, block_table=block_table, indices=indices,
+               n_ctx=block_table.shape[1] * k_cache.shape[1], num_splits=num_splits)
 
 
 __all__ = ["sparse_decode", "sparse_paged_decode"]
