@@ -18,7 +18,7 @@ import torch
 
 @dataclass(frozen=True)
 class Config:
-    block_m: int  # query rows per tile (prefill); query heads per tile floor (decode)
+    block_m: int  # query rows per tile (prefill); unused by decode (tile = the query group)
     block_n: int  # keys per tile
     num_warps: int
     num_stages: int

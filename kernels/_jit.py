@@ -16,7 +16,7 @@ import triton
 import triton.language as tl
 
 # log2(e) and ln(2): scores are scaled into base 2 once so the inner loop uses exp2.
-LOG2E = tl.constexpr(1.4426950408889634)
+LOG2E_HOST = 1.4426950408889634  # the wrappers fold it into qk_scale
 LN2 = tl.constexpr(0.6931471805599453)
 
 

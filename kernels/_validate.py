@@ -56,6 +56,8 @@ def head_dim(d: int) -> None:
 
 
 def gqa(num_q_heads: int, num_kv_heads: int) -> None:
+    if num_q_heads < 1:
+        raise ValueError(f"q must have at least one head, got Hq={num_q_heads}")
     if num_kv_heads < 1 or num_q_heads % num_kv_heads != 0:
         raise ValueError(f"Hq % Hkv must be 0 (query heads {num_q_heads}, KV heads "
                          f"{num_kv_heads})")
@@ -75,9 +77,7 @@ def check_qkv(q, k, v, *, rank: int, layout: str) -> None:
     if k.shape[-1] != q.shape[-1]:
         raise ValueError(f"k must have head dim {q.shape[-1]} like q, got {k.shape[-1]}")
     head_dim(q.shape[-1])
-    q_heads_axis = 1 if rank == 4 else -2
-    kv_heads_axis = 1 if rank == 4 else -2
-    gqa(q.shape[q_heads_axis], k.shape[kv_heads_axis])
+    gqa(q.shape[-3 if rank == 4 else -2], k.shape[-3 if rank == 4 else -2])
 
 
 def int32_vector(name: str, t, length: int, device: torch.device) -> torch.Tensor:
@@ -88,6 +88,8 @@ def int32_vector(name: str, t, length: int, device: torch.device) -> torch.Tenso
         raise ValueError(f"{name} must have shape ({length},), got {tuple(t.shape)}")
     if t.device != device:
         raise ValueError(f"{name} must be on {device} like q, got {t.device}")
+    if length > 1 and t.stride(0) != 1:  # the kernels index it as a plain array
+        raise ValueError(f"{name} must be contiguous, got stride {t.stride(0)}")
     return t
 
 
@@ -111,6 +113,8 @@ def check_cu_seqlens(name: str, cu, total: int, device, validate: bool) -> int:
         raise ValueError(f"{name} must have shape (B + 1,), got {tuple(cu.shape)}")
     if cu.device != device:
         raise ValueError(f"{name} must be on {device} like q, got {cu.device}")
+    if cu.shape[0] > 1 and cu.stride(0) != 1:  # the kernel indexes it as a plain array
+        raise ValueError(f"{name} must be contiguous, got stride {cu.stride(0)}")
     if validate:
         vals = cu.cpu()
         if int(vals[0]) != 0:

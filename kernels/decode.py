@@ -29,7 +29,7 @@ import triton.language as tl
 
 from . import _validate as val
 from ._config import decode_config, interpreting
-from ._jit import aligned, finalize, mm, online_softmax_step, page_lookup
+from ._jit import LOG2E_HOST, aligned, finalize, mm, online_softmax_step, page_lookup
 
 # Split-KV heuristic (measured on an H100, benchmarks/NOTES.md): about 1024 programs in
 # flight hid memory latency best at the seed decode shape (8 splits of 128 programs) and
@@ -85,6 +85,7 @@ def _decode_kernel(
     BLOCK_H: tl.constexpr,  # >= heads_per_program, >= 16 for tl.dot
     BLOCK_N: tl.constexpr,
     HEAD_DIM_PAD: tl.constexpr,
+    EVEN_D: tl.constexpr,  # head_dim == HEAD_DIM_PAD: no mask along D
     FP32: tl.constexpr,
     ALIGNED: tl.constexpr,  # every q/k/v/out stride is a multiple of 16 elements
 ):
@@ -117,7 +118,10 @@ def _decode_kernel(
                 + offs_h[:, None].to(tl.int64) * stride_q_head + offs_d[None, :],
                 mask=h_ok[:, None] & d_ok[None, :], other=0.0)  # [BLOCK_H, HEAD_DIM_PAD]
 
-    seq_len = tl.load(seq_lens_ptr + off_b) if HAS_LENS else n_ctx
+    if HAS_LENS:  # clamped: with validate=False a bad length must not read past capacity
+        seq_len = tl.minimum(tl.maximum(tl.load(seq_lens_ptr + off_b), 0), n_ctx)
+    else:
+        seq_len = n_ctx
     list_len = n_list if HAS_INDICES else seq_len
     # Split boundaries, in whole tiles.
     per_split = tl.cdiv(tl.cdiv(list_len, num_splits), BLOCK_N) * BLOCK_N
@@ -154,7 +158,10 @@ def _decode_kernel(
         else:
             k_off = t.to(tl.int64) * stride_k_seq
             v_off = t.to(tl.int64) * stride_v_seq
-        kv_mask = t_ok[:, None] & d_ok[None, :]
+        if EVEN_D:  # a mask constant along D keeps the loads 16-byte vectors (cp.async)
+            kv_mask = t_ok[:, None]
+        else:
+            kv_mask = t_ok[:, None] & d_ok[None, :]
         k = tl.load(k_base + k_off[:, None] + offs_d[None, :], mask=kv_mask, other=0.0)
         v = tl.load(v_base + v_off[:, None] + offs_d[None, :], mask=kv_mask, other=0.0)
         s = mm(q, tl.trans(k), tl.zeros([BLOCK_H, BLOCK_N], dtype=tl.float32), FP32)
@@ -270,7 +277,7 @@ def launch(q, k, v, out, lse, *, seq_lens, block_table, indices, n_ctx, num_spli
         n_ctx=n_ctx, n_list=n_list, num_splits=num_splits,
         page_size=k.shape[1] if paged else 1, num_head_programs=num_head_programs,
         heads_per_program=heads_per_program, group_size=group_size, head_dim=head_dim,
-        qk_scale=sm_scale * 1.4426950408889634,
+        qk_scale=sm_scale * LOG2E_HOST,
         stride_q_batch=q.stride(0), stride_q_head=q.stride(1),
         stride_k_batch=0 if paged else k.stride(0), stride_k_seq=0 if paged else k.stride(2),
         stride_k_page=k.stride(0) if paged else 0, stride_k_slot=k.stride(1) if paged else 0,
@@ -288,7 +295,8 @@ def launch(q, k, v, out, lse, *, seq_lens, block_table, indices, n_ctx, num_spli
         IS_PAGED=paged, HAS_LENS=seq_lens is not None, HAS_INDICES=indices is not None,
         WRITE_LSE=lse is not None, SPLIT_KV=num_splits > 1,
         BLOCK_H=max(16, triton.next_power_of_2(heads_per_program)), BLOCK_N=cfg.block_n,
-        HEAD_DIM_PAD=head_dim_pad, FP32=q.dtype == torch.float32, ALIGNED=aligned_strides,
+        HEAD_DIM_PAD=head_dim_pad, EVEN_D=head_dim == head_dim_pad,
+        FP32=q.dtype == torch.float32, ALIGNED=aligned_strides,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )
     if num_splits > 1:
@@ -376,6 +384,9 @@ def check_paged_cache(q3, k_cache, v_cache, block_table, seq_lens, validate: boo
                          f"{tuple(block_table.shape)}")
     if block_table.device != q3.device:
         raise ValueError(f"block_table must be on {q3.device} like q, got {block_table.device}")
+    if block_table.shape[1] > 1 and block_table.stride(1) != 1:  # rows are read as arrays
+        raise ValueError(f"block_table must be contiguous along its pages, got strides "
+                         f"{block_table.stride()}")
     max_pages = block_table.shape[1]
     val.check_lengths("seq_lens", seq_lens, batch, max_pages * page_size, q3.device, validate)
     if validate and batch and max_pages:

@@ -25,7 +25,7 @@ import triton.language as tl
 
 from . import _validate as val
 from ._config import prefill_config
-from ._jit import aligned, finalize, mm, online_softmax_step
+from ._jit import LOG2E_HOST, aligned, finalize, mm, online_softmax_step
 
 
 @triton.jit
@@ -48,8 +48,12 @@ def _attend_key_tiles(
     for start_n in range(lo, hi, BLOCK_N):
         start_n = tl.multiple_of(start_n, BLOCK_N)
         offs_n = start_n + offs_n0
-        k_ptrs = k_base_ptr + offs_n[None, :] * stride_k_seq + offs_d[:, None]  # [D, N]
-        v_ptrs = v_base_ptr + offs_n[:, None] * stride_v_seq + offs_d[None, :]  # [N, D]
+        # 64-bit tile start, 32-bit offsets inside the tile: start_n * stride can pass
+        # 2**31 in a long sequence, BLOCK_N * stride cannot.
+        k_tile = k_base_ptr + start_n.to(tl.int64) * stride_k_seq
+        v_tile = v_base_ptr + start_n.to(tl.int64) * stride_v_seq
+        k_ptrs = k_tile + offs_n0[None, :] * stride_k_seq + offs_d[:, None]  # [D, N]
+        v_ptrs = v_tile + offs_n0[:, None] * stride_v_seq + offs_d[None, :]  # [N, D]
         if MASKED:
             n_ok = offs_n < kv_len
             kt = tl.load(k_ptrs, mask=n_ok[None, :] & d_ok[:, None], other=0.0)
@@ -132,9 +136,9 @@ def _prefill_kernel(
     else:
         q_start = 0
         k_start = 0
-        if HAS_LENS:
-            q_len = tl.load(q_lens_ptr + off_b)
-            kv_len = tl.load(kv_lens_ptr + off_b)
+        if HAS_LENS:  # clamped: with validate=False a bad length must not read past N
+            q_len = tl.minimum(tl.maximum(tl.load(q_lens_ptr + off_b), 0), n_q)
+            kv_len = tl.minimum(tl.maximum(tl.load(kv_lens_ptr + off_b), 0), n_k)
         else:
             q_len = n_q
             kv_len = n_k
@@ -149,11 +153,14 @@ def _prefill_kernel(
     o_base = out_ptr + off_b.to(tl.int64) * stride_o_batch + off_h.to(tl.int64) * stride_o_head \
         + q_start.to(tl.int64) * stride_o_seq
 
-    offs_m = start_m + tl.arange(0, BLOCK_M)
+    rows = tl.arange(0, BLOCK_M)  # within the tile; start_m is added in 64 bits
+    offs_m = start_m + rows
     offs_d = tl.arange(0, HEAD_DIM_PAD)
     row_ok = offs_m < q_len
     d_ok = offs_d < head_dim
-    q = tl.load(q_base + offs_m[:, None] * stride_q_seq + offs_d[None, :],
+    q_base += start_m.to(tl.int64) * stride_q_seq
+    o_base += start_m.to(tl.int64) * stride_o_seq
+    q = tl.load(q_base + rows[:, None] * stride_q_seq + offs_d[None, :],
                 mask=row_ok[:, None] & d_ok[None, :], other=0.0)  # [BLOCK_M, HEAD_DIM_PAD]
 
     # Key ranges: [0, full_hi) needs no mask; [full_hi, hi) is masked.
@@ -186,13 +193,14 @@ def _prefill_kernel(
     out, lse = finalize(acc, m_i, l_i)
     out = tl.where(row_ok[:, None], out, 0.0)
     store_ok = offs_m < store_rows
-    tl.store(o_base + offs_m[:, None] * stride_o_seq + offs_d[None, :],
+    tl.store(o_base + rows[:, None] * stride_o_seq + offs_d[None, :],
              out.to(out_ptr.dtype.element_ty), mask=store_ok[:, None] & d_ok[None, :])
     if WRITE_LSE:
         lse = tl.where(row_ok, lse, float("-inf"))
         lse_base = lse_ptr + off_b.to(tl.int64) * stride_lse_batch \
-            + off_h.to(tl.int64) * stride_lse_head + q_start.to(tl.int64) * stride_lse_seq
-        tl.store(lse_base + offs_m * stride_lse_seq, lse, mask=store_ok)
+            + off_h.to(tl.int64) * stride_lse_head \
+            + (q_start + start_m).to(tl.int64) * stride_lse_seq
+        tl.store(lse_base + rows * stride_lse_seq, lse, mask=store_ok)
 
 
 def _launch(q, k, v, out, lse, q_lens, kv_lens, *, n_q, n_k, max_q, num_batch, causal,
@@ -205,28 +213,31 @@ def _launch(q, k, v, out, lse, q_lens, kv_lens, *, n_q, n_k, max_q, num_batch, c
     grid = (triton.cdiv(max_q, cfg.block_m), num_batch * num_q_heads)
     if grid[0] == 0 or grid[1] == 0:
         return
+    if grid[1] > 65535:  # CUDA's limit on grid axis 1
+        raise ValueError(f"batch x query heads must be <= 65535 for now, got {grid[1]} "
+                         f"({num_batch} x {num_q_heads})")
     lse_arg = lse if lse is not None else out
     lse_strides = (lse.stride(0), lse.stride(1), lse.stride(2)) if lse is not None else (0, 0, 0)
     has_lens = q_lens is not None
     # varlen: every sequence starts at row cu_seqlens[b] of one packed batch
     bs = (lambda t: 0) if varlen else (lambda t: t.stride(0))
-    strides = [bs(q), q.stride(1), q.stride(2), bs(k), k.stride(1), k.stride(2),
-               bs(v), v.stride(1), v.stride(2), bs(out), out.stride(1), out.stride(2)]
+    strides = dict(
+        stride_q_batch=bs(q), stride_q_head=q.stride(1), stride_q_seq=q.stride(2),
+        stride_k_batch=bs(k), stride_k_head=k.stride(1), stride_k_seq=k.stride(2),
+        stride_v_batch=bs(v), stride_v_head=v.stride(1), stride_v_seq=v.stride(2),
+        stride_o_batch=bs(out), stride_o_head=out.stride(1), stride_o_seq=out.stride(2))
     _prefill_kernel[grid](
         q_ptr=q, k_ptr=k, v_ptr=v, out_ptr=out, lse_ptr=lse_arg,
         q_lens_ptr=q_lens if has_lens else q, kv_lens_ptr=kv_lens if has_lens else q,
         n_q=n_q, n_k=n_k, num_q_heads=num_q_heads, group_size=group_size,
-        head_dim=head_dim, qk_scale=sm_scale * 1.4426950408889634,
-        stride_q_batch=bs(q), stride_q_head=q.stride(1), stride_q_seq=q.stride(2),
-        stride_k_batch=bs(k), stride_k_head=k.stride(1), stride_k_seq=k.stride(2),
-        stride_v_batch=bs(v), stride_v_head=v.stride(1), stride_v_seq=v.stride(2),
-        stride_o_batch=bs(out), stride_o_head=out.stride(1), stride_o_seq=out.stride(2),
+        head_dim=head_dim, qk_scale=sm_scale * LOG2E_HOST,
+        **strides,
         stride_lse_batch=0 if varlen else lse_strides[0], stride_lse_head=lse_strides[1],
         stride_lse_seq=lse_strides[2],
         IS_CAUSAL=causal, HAS_LENS=has_lens and not varlen, IS_VARLEN=varlen,
         WRITE_LSE=lse is not None, HEAD_DIM_PAD=head_dim_pad,
         EVEN_D=head_dim == head_dim_pad, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
-        FP32=q.dtype == torch.float32, ALIGNED=all(st % 16 == 0 for st in strides),
+        FP32=q.dtype == torch.float32, ALIGNED=all(st % 16 == 0 for st in strides.values()),
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )
 
@@ -263,10 +274,13 @@ def prefill(
     if seq_lens is None and kv_seq_lens is not None:
         raise ValueError("kv_seq_lens needs seq_lens (the query lengths) as well")
     if seq_lens is not None:
-        if kv_seq_lens is None:
-            kv_seq_lens = seq_lens
         val.check_lengths("seq_lens", seq_lens, batch, n_q, q.device, validate)
-        val.check_lengths("kv_seq_lens", kv_seq_lens, batch, n_k, q.device, validate)
+        if kv_seq_lens is None:  # self-attention: the key lengths are the query lengths
+            val.check_lengths("seq_lens (also the key lengths, kv_seq_lens not given)",
+                              seq_lens, batch, n_k, q.device, validate)
+            kv_seq_lens = seq_lens
+        else:
+            val.check_lengths("kv_seq_lens", kv_seq_lens, batch, n_k, q.device, validate)
     sm_scale = val.check_sm_scale(sm_scale, head_dim)
     out = val.check_out(out, q, tuple(q.shape))
     lse = torch.empty((batch, num_q_heads, n_q), device=q.device, dtype=torch.float32) \
@@ -298,6 +312,8 @@ def prefill_varlen(
     keys likewise with cu_seqlens_k (defaults to cu_seqlens_q). max_seqlen_q must bound
     every query length (it sizes the grid). Returns out [Tq, Hq, D] (and lse [Hq, Tq]).
     max_seqlen_k is accepted for FlashAttention compatibility; it is only checked.
+    Packed rows past cu_seqlens_q[-1] belong to no sequence and are left as they are
+    (not written; uninitialised when out= is not given), as in FlashAttention.
     """
     val.check_qkv(q, k, v, rank=3, layout="[T, H, D]")
     total_q, num_q_heads, head_dim = q.shape

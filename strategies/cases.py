@@ -55,6 +55,11 @@ def scales():
     return st.one_of(st.just(1.0), st.sampled_from(SCALES))
 
 
+def sm_scales():
+    """An explicit softmax scale half the time (else the default 1/sqrt(D))."""
+    return st.one_of(st.none(), st.sampled_from((0.03, 0.125, 0.5, 1.0)))
+
+
 @dataclass(frozen=True)
 class PrefillCase:
     batch: int
@@ -72,6 +77,7 @@ class PrefillCase:
     slack_rows: int  # varlen: packed rows past the last sequence
     seed: int
     v_transposed: bool = False  # v laid out unlike k (k and v strides differ)
+    sm_scale: float | None = None  # None: the default 1/sqrt(D)
 
     @property
     def num_q_heads(self) -> int:
@@ -111,7 +117,8 @@ def prefill_cases(draw, *, min_batch=1, max_batch=3, max_kv_heads=3, max_group=5
         n_q=n_q, n_k=n_k, dtype=dtype, causal=is_causal, q_lens=q_lens, kv_lens=kv_lens,
         scale=draw(scales()), transposed=draw(st.booleans()),
         slack_rows=draw(st.sampled_from((0, 0, 1, 3))) if varlen else 0,
-        seed=draw(st.integers(0, 2**31 - 1)), v_transposed=draw(st.booleans()))
+        seed=draw(st.integers(0, 2**31 - 1)), v_transposed=draw(st.booleans()),
+        sm_scale=draw(sm_scales()))
 
 
 @dataclass(frozen=True)
@@ -121,8 +128,9 @@ class DecodeCase:
     Paged: each sequence's pages are a random permutation slice of `num_pages`
     (`extra_pages` unused pages beyond those needed); `shared_pages` makes sequences
     share some pages; table slots past a sequence's end hold `tail` ("garbage": random
-    ints incl. -1 and out-of-range, or "valid" page ids); `page_id_offset` puts the used
-    pages at the end of a larger cache (int64 offsets).
+    ints incl. -1 and out-of-range, or "valid" page ids); `page_id_offset` leaves the
+    first pages of the cache unused (the used ones sit at the end). Offsets past 2**31
+    elements are tested by tests/test_gpu.py, not here.
     Sparse: `index_kind` picks how rows of `num_indices` positions are built.
     """
     batch: int
@@ -147,6 +155,7 @@ class DecodeCase:
     per_query_head: bool = False
     v_transposed: bool = False  # v laid out unlike k (k and v strides differ)
     q_transposed: bool = False  # q is a [Hq, B, D] storage seen as [B, Hq, D]
+    sm_scale: float | None = None  # None: the default 1/sqrt(D)
 
     @property
     def num_q_heads(self) -> int:
@@ -211,7 +220,7 @@ def decode_cases(draw, *, min_batch=1, max_batch=4, max_kv_heads=3, max_group=5,
         n_ctx=n_ctx, dtype=dtype, seq_lens=seq_lens, scale=draw(scales()),
         seed=draw(st.integers(0, 2**31 - 1)), num_splits=splits, q_rank4=draw(st.booleans()),
         transposed=draw(st.booleans()), v_transposed=draw(st.booleans()),
-        q_transposed=draw(st.booleans()), **extra)
+        q_transposed=draw(st.booleans()), sm_scale=draw(sm_scales()), **extra)
 
 
 def case_from_dict(d: dict):

@@ -41,6 +41,8 @@ def prefill_inputs(case: PrefillCase, device) -> dict:
     k = make(hkv, case.n_k, case.transposed)
     v = make(hkv, case.n_k, case.transposed != case.v_transposed)
     args = dict(q=q, k=k, v=v, causal=case.causal)
+    if case.sm_scale is not None:
+        args["sm_scale"] = case.sm_scale
     if case.q_lens is not None:
         args["seq_lens"] = _lens(case.q_lens, device)
         if case.kv_lens is not None:
@@ -73,6 +75,8 @@ def prefill_varlen_inputs(case: PrefillCase, device) -> dict:
                 causal=case.causal)
     if case.kv_lens is not None:
         args["cu_seqlens_k"] = cu(kv_lens)
+    if case.sm_scale is not None:
+        args["sm_scale"] = case.sm_scale
     return args
 
 
@@ -181,4 +185,6 @@ def decode_inputs(case: DecodeCase, device) -> dict:
         args["indices"] = index_rows(case, g).to(device)
     if case.num_splits is not None:
         args["num_splits"] = case.num_splits
+    if case.sm_scale is not None:
+        args["sm_scale"] = case.sm_scale
     return args

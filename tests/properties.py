@@ -230,7 +230,8 @@ def decode_equals_prefill_last_row(runner, case, device):
     b, n = q.shape[0], args["k"].shape[2]
     lens = args.get("seq_lens", torch.full((b,), n, dtype=torch.int32, device=device))
     pre = kernels.prefill(q, args["k"], args["v"], causal=True,
-                          seq_lens=torch.ones_like(lens), kv_seq_lens=lens)
+                          seq_lens=torch.ones_like(lens), kv_seq_lens=lens,
+                          sm_scale=args.get("sm_scale"))
     assert_close_pair("decode vs prefill's last row", out.reshape(pre.shape), pre,
                       _bound(runner, args), case=case)
 
@@ -245,7 +246,8 @@ def paged_one_page_per_sequence_equals_decode(runner, case, device):
     lens = args.get("seq_lens", torch.full((b,), n, dtype=torch.int32, device=device))
     table = torch.arange(b, dtype=torch.int32, device=device).view(b, 1)
     out_p = kernels.paged_decode(args["q"], args["k"].transpose(1, 2), args["v"].transpose(1, 2),
-                                 table, lens, num_splits=args.get("num_splits"))
+                                 table, lens, num_splits=args.get("num_splits"),
+                                 sm_scale=args.get("sm_scale"))
     assert_close_pair("paged (one page per sequence) vs decode", out_p, out,
                       _bound(runner, args), case=case)
 
@@ -327,7 +329,8 @@ def sparse_dense_equals_paged(runner, case, device):
     table = perm.view(b, pages).to(torch.int32)
     lens = args.get("seq_lens", torch.full((b,), n, dtype=torch.int32, device=device))
     out_p = kernels.sparse_paged_decode(args["q"], to_pages(k), to_pages(v), table, lens,
-                                        args["indices"], num_splits=args.get("num_splits"))
+                                        args["indices"], num_splits=args.get("num_splits"),
+                                        sm_scale=args.get("sm_scale"))
     assert_close_pair("paged vs dense sparse decode", out_p, out, _bound(runner, args),
                       case=case)
 
@@ -355,7 +358,7 @@ def varlen_equals_padded(runner, case, device):
                           device=device)
     padded = kernels.prefill(pad(args["q"], cu_q, max(n_q, 1)), pad(args["k"], cu_k, n_k),
                              pad(args["v"], cu_k, n_k), causal=args["causal"],
-                             seq_lens=q_lens, kv_seq_lens=k_lens)
+                             seq_lens=q_lens, kv_seq_lens=k_lens, sm_scale=args.get("sm_scale"))
     bound = _bound(runner, args)
     for i in range(b):
         rows = out[cu_q[i]:cu_q[i + 1]]

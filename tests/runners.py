@@ -26,7 +26,6 @@ class Runner:
     oracle_fn: Callable
     build: Callable  # (case, device) -> kwargs
     poison_fn: Callable  # kwargs -> kwargs with NaN in every element the kernel must not read
-    written_fn: Callable = None  # (kwargs, out) -> bool mask of elements the kernel defines
 
     def inputs(self, case, device) -> dict:
         return self.build(case, device)
@@ -40,11 +39,6 @@ class Runner:
 
     def poison(self, args: dict) -> dict:
         return self.poison_fn(dict(args))
-
-    def written(self, args: dict, out: torch.Tensor) -> torch.Tensor:
-        if self.written_fn is None:
-            return torch.ones(out.shape, dtype=torch.bool, device=out.device)
-        return self.written_fn(args, out)
 
 
 NAN = float("nan")
@@ -79,11 +73,6 @@ def _poison_varlen(a):
     return a
 
 
-def _varlen_written(a, out):
-    rows = torch.arange(out.shape[0], device=out.device) < int(a["cu_seqlens_q"][-1])
-    return rows.view(-1, *([1] * (out.dim() - 1))).expand(out.shape)
-
-
 def _poison_decode(a):
     if "seq_lens" in a:
         a["k"] = _nan_past(a["k"], a["seq_lens"], 2)
@@ -91,7 +80,7 @@ def _poison_decode(a):
     return a
 
 
-def _selected(indices: torch.Tensor, seq_lens, num_kv_heads: int, n: int) -> torch.Tensor:
+def _selected(indices: torch.Tensor, num_kv_heads: int, n: int) -> torch.Tensor:
     """bool [B, Hkv, n]: token t of KV head h is listed by some index row of h."""
     b, h_idx, _ = indices.shape
     group = h_idx // num_kv_heads
@@ -102,7 +91,7 @@ def _selected(indices: torch.Tensor, seq_lens, num_kv_heads: int, n: int) -> tor
 
 
 def _poison_sparse(a):
-    keep = _selected(a["indices"], a.get("seq_lens"), a["k"].shape[1], a["k"].shape[2])
+    keep = _selected(a["indices"], a["k"].shape[1], a["k"].shape[2])
     for name in ("k", "v"):
         a[name] = a[name].masked_fill(~keep.unsqueeze(-1), NAN)
     return a
@@ -142,13 +131,13 @@ def _poison_paged(a):
 def _poison_sparse_paged(a):
     table, kc = a["block_table"], a["k_cache"]
     cap = table.shape[1] * kc.shape[1]
-    return _poison_pages(a, _selected(a["indices"], a["seq_lens"], kc.shape[2], cap))
+    return _poison_pages(a, _selected(a["indices"], kc.shape[2], cap))
 
 
 PREFILL = Runner("prefill", kernels.prefill, oracles.prefill_ref, strategies.prefill_inputs,
                  _poison_prefill)
 PREFILL_VARLEN = Runner("prefill_varlen", kernels.prefill_varlen, oracles.prefill_varlen_ref,
-                        strategies.prefill_varlen_inputs, _poison_varlen, _varlen_written)
+                        strategies.prefill_varlen_inputs, _poison_varlen)
 DECODE = Runner("decode", kernels.decode, oracles.decode_ref, strategies.decode_inputs,
                 _poison_decode)
 PAGED_DECODE = Runner("paged_decode", kernels.paged_decode, oracles.paged_decode_ref,

@@ -398,7 +398,8 @@ def test_prefill_seq_lens_default_kv_beyond_nk(device):
         call.args["out"] = torch.full_like(call.args["q"], SENTINEL)
         call.args["seq_lens"] = _i32([7, 2], dev)
         return call
-    _check("prefill", device, mutate, ValueError, r"kv_seq_lens must be <= 6")
+    _check("prefill", device, mutate, ValueError,
+           r"seq_lens \(also the key lengths, kv_seq_lens not given\) must be <= 6")
 
 
 # ------------------------------------------------------------------------ varlen
