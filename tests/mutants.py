@@ -201,7 +201,8 @@ MUTANTS: tuple[Mutant, ...] = (
            "page lookup assumes a key tile lies in one page (the page of its first token)"),
     Mutant("paged_last_partial_page_dropped", "paged", DEC,
            "seq_len = tl.minimum(tl.maximum(tl.load(seq_lens_ptr + off_b), 0), n_ctx)",
-           "seq_len = tl.minimum(tl.maximum(tl.load(seq_lens_ptr + off_b), 0), n_ctx) // page_size * page_size",
+           "seq_len = tl.minimum(tl.maximum(tl.load(seq_lens_ptr + off_b), 0), n_ctx) "
+           "// page_size * page_size",
            "sequence length rounded down to whole pages: the last partial page is dropped"),
     Mutant("paged_last_page_read_past_length", "paged", DEC,
            "seq_len = tl.minimum(tl.maximum(tl.load(seq_lens_ptr + off_b), 0), n_ctx)",
