@@ -744,3 +744,31 @@ def test_device_mismatch(fn_name, mutation, match):
     call = mutation(build(fn_name, torch.device("cuda")), None)
     assert call.args["q"].is_cuda
     assert_rejects(call, ValueError, match.format(k=call.k, v=call.v))
+
+
+# ------------------------------------------------- integer tensors the kernels index as arrays
+def test_integer_tensors_must_be_contiguous(device):
+    """The kernels read lengths, cu_seqlens and table rows as plain arrays: a strided view
+    (which validation would read correctly) must be refused, not silently misread."""
+    q = torch.randn(2, 2, 8, 16, device=device, dtype=torch.float16)
+    k = torch.randn(2, 1, 8, 16, device=device, dtype=torch.float16)
+    strided = torch.tensor([[3, 99], [5, 99]], dtype=torch.int32, device=device)[:, 0]
+    with pytest.raises(ValueError, match=r"^seq_lens must be contiguous"):
+        kernels.prefill(q, k, k, seq_lens=strided)
+    with pytest.raises(ValueError, match=r"^seq_lens must be contiguous"):
+        kernels.decode(q[:, :, 0], k, k, seq_lens=strided)
+    cu = torch.tensor([[0, 9], [4, 9], [8, 9]], dtype=torch.int32, device=device)[:, 0]
+    with pytest.raises(ValueError, match=r"^cu_seqlens_q must be contiguous"):
+        kernels.prefill_varlen(q[0].transpose(0, 1), k[0].transpose(0, 1),
+                               k[0].transpose(0, 1), cu, max_seqlen_q=4)
+    cache = torch.randn(6, 4, 1, 16, device=device, dtype=torch.float16)
+    table = torch.arange(6, dtype=torch.int32, device=device).view(3, 2).t()  # strides (1, 2)
+    with pytest.raises(ValueError, match=r"^block_table must be contiguous"):
+        kernels.paged_decode(q[:, :, 0], cache, cache, table, _i32([5, 6], device))
+
+
+def test_zero_query_heads(device):
+    q = torch.randn(1, 0, 16, device=device, dtype=torch.float16)
+    k = torch.randn(1, 1, 8, 16, device=device, dtype=torch.float16)
+    with pytest.raises(ValueError, match=r"at least one head"):
+        kernels.decode(q, k, k)
