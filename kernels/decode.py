@@ -359,6 +359,26 @@ def check_dense_cache(q3, k, v) -> None:
     val.gqa(q3.shape[1], k.shape[1])
 
 
+def check_dense_call(q, k, v, seq_lens, num_splits, validate: bool):
+    """Every check of a dense-cache decode call (decode, sparse_decode) but the indices;
+    returns (q as [B, Hq, D], the output shape)."""
+    q3, out_shape = check_decode_query(q)
+    check_dense_cache(q3, k, v)
+    val.check_num_splits(num_splits)
+    if seq_lens is not None:
+        val.check_lengths("seq_lens", seq_lens, q3.shape[0], k.shape[2], q3.device, validate)
+    return q3, out_shape
+
+
+def check_paged_call(q, k_cache, v_cache, block_table, seq_lens, num_splits, validate: bool):
+    """Every check of a paged-cache decode call (paged_decode, sparse_paged_decode) but
+    the indices; returns (q as [B, Hq, D], the output shape)."""
+    q3, out_shape = check_decode_query(q)
+    check_paged_cache(q3, k_cache, v_cache, block_table, seq_lens, validate)
+    val.check_num_splits(num_splits)
+    return q3, out_shape
+
+
 def check_paged_cache(q3, k_cache, v_cache, block_table, seq_lens, validate: bool) -> None:
     """Caches [num_pages, P, Hkv, D]; block_table int32 [B, max_pages]; seq_lens int32 [B].
     With validate, lengths fit the table row and every *used* table entry is a page id."""
@@ -418,11 +438,7 @@ def decode(
     num_splits: split-KV count (default: a heuristic from B x Hkv and N).
     Returns out (and lse [B, Hq] float32, natural log; -inf for a length-0 row).
     """
-    q3, out_shape = check_decode_query(q)
-    check_dense_cache(q3, k, v)
-    val.check_num_splits(num_splits)
-    if seq_lens is not None:
-        val.check_lengths("seq_lens", seq_lens, q3.shape[0], k.shape[2], q3.device, validate)
+    q3, out_shape = check_dense_call(q, k, v, seq_lens, num_splits, validate)
     return run(q3, out_shape, k, v, out=out, return_lse=return_lse, sm_scale=sm_scale,
                seq_lens=seq_lens, block_table=None, indices=None, n_ctx=k.shape[2],
                num_splits=num_splits)
@@ -448,9 +464,8 @@ def paged_decode(
     seq_lens: int32 [B]. Token t of sequence b is cache[block_table[b, t // P], t % P];
     table entries past a sequence's last page are never read and may hold anything.
     """
-    q3, out_shape = check_decode_query(q)
-    check_paged_cache(q3, k_cache, v_cache, block_table, seq_lens, validate)
-    val.check_num_splits(num_splits)
+    q3, out_shape = check_paged_call(q, k_cache, v_cache, block_table, seq_lens, num_splits,
+                                     validate)
     return run(q3, out_shape, k_cache, v_cache, out=out, return_lse=return_lse,
                sm_scale=sm_scale, seq_lens=seq_lens, block_table=block_table, indices=None,
                n_ctx=block_table.shape[1] * k_cache.shape[1], num_splits=num_splits)

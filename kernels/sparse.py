@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from . import _validate as val
-from .decode import check_decode_query, check_dense_cache, check_paged_cache, run
+from .decode import check_dense_call, check_paged_call, run
 
 
 def check_indices(indices, q3, num_kv_heads: int, seq_lens, n_ctx: int, validate: bool):
@@ -59,11 +59,7 @@ def sparse_decode(
     k, v: [B, Hkv, N, D]; indices: int32 [B, H_idx, K] with H_idx in {Hkv, Hq};
     seq_lens: int32 [B] (default N) bounds the valid positions. With validate=False,
     positions outside [0, seq_len) are skipped, never read."""
-    q3, out_shape = check_decode_query(q)
-    check_dense_cache(q3, k, v)
-    val.check_num_splits(num_splits)
-    if seq_lens is not None:
-        val.check_lengths("seq_lens", seq_lens, q3.shape[0], k.shape[2], q3.device, validate)
+    q3, out_shape = check_dense_call(q, k, v, seq_lens, num_splits, validate)
     check_indices(indices, q3, k.shape[1], seq_lens, k.shape[2], validate)
     return run(q3, out_shape, k, v, out=out, return_lse=return_lse, sm_scale=sm_scale,
                seq_lens=seq_lens, block_table=None, indices=indices, n_ctx=k.shape[2],
@@ -86,9 +82,8 @@ def sparse_paged_decode(
 ):
     """Sparse decode over a paged cache ([num_pages, page_size, Hkv, D], as
     ``paged_decode``); indices hold logical positions, looked up through block_table."""
-    q3, out_shape = check_decode_query(q)
-    check_paged_cache(q3, k_cache, v_cache, block_table, seq_lens, validate)
-    val.check_num_splits(num_splits)
+    q3, out_shape = check_paged_call(q, k_cache, v_cache, block_table, seq_lens, num_splits,
+                                     validate)
     check_indices(indices, q3, k_cache.shape[2], seq_lens, 0, validate)
     return run(q3, out_shape, k_cache, v_cache, out=out, return_lse=return_lse,
                sm_scale=sm_scale, seq_lens=seq_lens, block_table=block_table, indices=indices,
