@@ -56,6 +56,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "(default 300, quick 45)")
     p.add_argument("--warmup-ms", type=int, default=None, help="do_bench warm-up (25; quick 5)")
     p.add_argument("--rep-ms", type=int, default=None, help="do_bench repetitions (100; quick 20)")
+    p.add_argument("--tag", default="", help="suffix for the result files (a second run on one day)")
     p.add_argument("--no-plot", action="store_true", help="write no PNG plots")
     p.add_argument("--list", action="store_true", help="print the cases and exit (no GPU)")
     args = p.parse_args(argv)
@@ -109,7 +110,8 @@ def main(argv=None) -> int:
     start = time.monotonic()
     timer = Timer(warmup_ms=args.warmup_ms, rep_ms=args.rep_ms)
     card = card_info()
-    stem = f"{card.slug}-{date.today().isoformat()}" + ("-quick" if args.quick else "")
+    stem = f"{card.slug}-{date.today().isoformat()}" + ("-quick" if args.quick else "") + (
+        f"-{args.tag}" if args.tag else "")
     meta = {"card": card.name, "date": date.today().isoformat(), "torch": torch.__version__,
             "triton": triton.__version__, "cuda": torch.version.cuda,
             "device": card.as_dict(), "quick": args.quick,

@@ -3,7 +3,7 @@
 # Usage (through the device tool): bash scripts/gpu_run.sh [tests|bench|sweep|all] [pytest args...]
 # Logs and results go under $OUT (default ./.out). Environment knobs:
 #   HYPOTHESIS_PROFILE (default dev), HYPOTHESIS_MAX_EXAMPLES (cap for smoke runs),
-#   TEST_TIMEOUT (s, default 420), BENCH_ARGS / SWEEP_ARGS (extra args for
+#   TEST_TIMEOUT (s, default 420), TEST_WORKERS (pytest-xdist workers, default 8), BENCH_ARGS / SWEEP_ARGS (extra args for
 #   python -m benchmarks / python -m benchmarks.sweep). Benchmark results come back as
 #   $OUT/bench_results.tgz (the device tool returns at most 8 files).
 set -uo pipefail
@@ -17,7 +17,7 @@ rc=0
 if [[ $what == tests || $what == all ]]; then
   start=$(date +%s)
   # SIGINT at the limit: pytest still prints its summary and the slowest tests
-  timeout -s INT -k 30 "${TEST_TIMEOUT:-420}" python3 -m pytest -n 8 -q -p no:cacheprovider \
+  timeout -s INT -k 30 "${TEST_TIMEOUT:-420}" python3 -m pytest -n "${TEST_WORKERS:-8}" -q -p no:cacheprovider \
       --durations=15 "$@" 2>&1 | tee "$OUT/tests.log"
   rc=${PIPESTATUS[0]}
   echo "tests: exit $rc in $(( $(date +%s) - start )) s; compiled kernel variants in the" \
