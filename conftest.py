@@ -88,3 +88,35 @@ def pytest_report_header(config):
     prof = settings._current_profile
     where = f"cuda ({torch.cuda.get_device_name()})" if HAS_CUDA else "cpu (TRITON_INTERPRET=1)"
     return [f"device: {where}; pinned GPU: {PINNED_GPU}; hypothesis profile: {prof}"]
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Each process (an xdist worker or a plain run) saves its worst error ratios when
+    ERROR_RATIOS_DIR is set."""
+    out = os.environ.get("ERROR_RATIOS_DIR")
+    if out:
+        from tests.checks import dump_ratios
+
+        os.makedirs(out, exist_ok=True)
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        dump_ratios(os.path.join(out, f"ratios-{worker}.json"))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """The worst oracle error ratios (error / bound; a test fails above 1) of the run."""
+    import glob
+
+    from tests.checks import WORST_RATIOS, load_ratios
+
+    out = os.environ.get("ERROR_RATIOS_DIR")
+    ratios = load_ratios(glob.glob(os.path.join(out, "ratios-*.json"))) if out else {}
+    for key, val in WORST_RATIOS.items():  # this process's own (no xdist)
+        if val[0] > ratios.get(key, (-1.0, ""))[0]:
+            ratios[key] = val
+    if not ratios:
+        return
+    worst = sorted(ratios.items(), key=lambda kv: -kv[1][0])
+    terminalreporter.section("worst error ratios (error / bound)")
+    for key, (ratio, case) in worst[:12]:
+        terminalreporter.write_line(f"{ratio:8.3f}  {key}")
+    terminalreporter.write_line(f"worst case: {worst[0][1][1]}")

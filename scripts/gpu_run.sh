@@ -16,6 +16,7 @@ python3 -c "import torch, triton, numpy, hypothesis; print('torch', torch.__vers
 rc=0
 if [[ $what == tests || $what == all ]]; then
   start=$(date +%s)
+  export ERROR_RATIOS_DIR=${ERROR_RATIOS_DIR:-$(mktemp -d)}  # worst ratios per worker
   # SIGINT at the limit: pytest still prints its summary and the slowest tests
   timeout -s INT -k 30 "${TEST_TIMEOUT:-420}" python3 -m pytest -n "${TEST_WORKERS:-8}" -q -p no:cacheprovider \
       --durations=15 "$@" 2>&1 | tee "$OUT/tests.log"
