@@ -117,6 +117,6 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         return
     worst = sorted(ratios.items(), key=lambda kv: -kv[1][0])
     terminalreporter.section("worst error ratios (error / bound)")
-    for key, (ratio, case) in worst[:12]:
+    for key, (ratio, _case) in worst[:12]:
         terminalreporter.write_line(f"{ratio:8.3f}  {key}")
     terminalreporter.write_line(f"worst case: {worst[0][1][1]}")

@@ -56,7 +56,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "(default 300, quick 45)")
     p.add_argument("--warmup-ms", type=int, default=None, help="do_bench warm-up (25; quick 5)")
     p.add_argument("--rep-ms", type=int, default=None, help="do_bench repetitions (100; quick 20)")
-    p.add_argument("--tag", default="", help="suffix for the result files (a second run on one day)")
+    p.add_argument("--tag", default="", help="suffix for the result files (another run that day)")
     p.add_argument("--no-plot", action="store_true", help="write no PNG plots")
     p.add_argument("--list", action="store_true", help="print the cases and exit (no GPU)")
     args = p.parse_args(argv)

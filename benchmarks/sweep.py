@@ -3,6 +3,7 @@
     python -m benchmarks.sweep                     # prefill + decode grids (~3 min, H100)
     python -m benchmarks.sweep --quick             # a handful of configs per shape
     python -m benchmarks.sweep --kernel decode --splits auto,1,8,32
+    python -m benchmarks.sweep --kernel prefill --tma on,off
 
 Every config is pinned with ``kernels._config.override(kind, Config(...))`` around the
 check call and the timing (and the graph capture for decode). Shapes, fp16:
@@ -33,6 +34,7 @@ from .report import _table
 PREFILL_SHAPES = [  # (label, batch, Hq, Hkv, N, D)
     ("B8 Hq64 Hkv16 N1024 D64", 8, 64, 16, 1024, 64),
     ("B4 Hq32 Hkv8 N4096 D128", 4, 32, 8, 4096, 128),
+    ("B1 Hq32 Hkv8 N16384 D128", 1, 32, 8, 16384, 128),
 ]
 DECODE_SHAPES = [
     ("B8 Hq64 Hkv16 N1024 D64", 8, 64, 16, 1024, 64),
@@ -92,8 +94,9 @@ def _parse_splits(text: str) -> list[int | None]:
 def sweep_shape(kind: str, label: str, fn_for_split, reference, grid, splits, timer,
                 work: float, deadline: float, log, default_key=None) -> list[dict]:
     """Time fn under every (config, split) of the grid. fn_for_split(split) -> callable.
-    work: FLOPs (prefill) or bytes (decode) of one call."""
-    from kernels._config import Config, override
+    For prefill the "splits" are the load paths: "tma" (the default where the layout
+    allows it) or "ptr" (pointer loads forced). work: FLOPs (prefill) or bytes (decode)."""
+    from kernels._config import Config, override, tma
 
     from .runner import FATAL_MARKERS, max_error
     from .timing import capture_graph, sync
@@ -102,7 +105,7 @@ def sweep_shape(kind: str, label: str, fn_for_split, reference, grid, splits, ti
     for cfg_tuple, split in itertools.product(grid, splits):
         cfg = Config(*cfg_tuple)
         row = {"kind": kind, "shape": label, "config": list(cfg_tuple), "num_splits": split,
-               "default": cfg_tuple == default_key and split is None, "ms": None,
+               "default": cfg_tuple == default_key and split in (None, "tma"), "ms": None,
                "throughput": None, "max_err": None, "status": None, "note": ""}
         rows.append(row)
         if time.monotonic() > deadline:
@@ -111,7 +114,7 @@ def sweep_shape(kind: str, label: str, fn_for_split, reference, grid, splits, ti
         fn = fn_for_split(split)
         graph = None
         try:
-            with override(kind, cfg):
+            with override(kind, cfg), tma(split != "ptr"):
                 out = fn()
                 sync()
                 err, finite = max_error(out, reference)
@@ -133,7 +136,8 @@ def sweep_shape(kind: str, label: str, fn_for_split, reference, grid, splits, ti
             row.update(status="failed", note=f"{type(exc).__name__}: {text[:160]}")
         finally:
             del graph
-        tag = f"{cfg_tuple}" + ("" if split is None else f" splits={split}")
+        tag = f"{cfg_tuple}" + ("" if split is None else f" {split}" if isinstance(split, str)
+                                else f" splits={split}")
         result = f"{row['ms']:.4f} ms" if row["ms"] is not None else \
             f"{row['status']} {row['note']}"
         log(f"  {kind} {label} {tag}: {result}")
@@ -143,7 +147,9 @@ def sweep_shape(kind: str, label: str, fn_for_split, reference, grid, splits, ti
 def _config_label(row: dict) -> str:
     bm, bn, warps, stages = row["config"]
     text = (f"M{bm} " if row["kind"] == "prefill" else "") + f"N{bn} w{warps} s{stages}"
-    if row["num_splits"] is not None:
+    if isinstance(row["num_splits"], str):  # prefill: the load path
+        text += f" {row['num_splits']}"
+    elif row["num_splits"] is not None:
         text += f" splits={row['num_splits']}"
     return text + (" *" if row["default"] else "")
 
@@ -192,6 +198,8 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="four configs per shape")
     p.add_argument("--splits", default="auto",
                    help="decode split counts to cross with each config, e.g. auto,1,8,32")
+    p.add_argument("--tma", default="on",
+                   help="prefill load paths to cross with each config: on, off or on,off")
     p.add_argument("--configs", default=None,
                    help="explicit grid, 'BN,W,S;...' (decode) or 'BM,BN,W,S;...' (prefill)")
     p.add_argument("--shapes", default=None,
@@ -247,13 +255,15 @@ def main(argv=None) -> int:
         else:
             grid = _ordered_grid(prefill_grid(args.quick) if kind == "prefill"
                                  else decode_grid(args.quick), default_key)
-        log(f"== {kind} {label}: {len(grid) * (len(splits) if kind == 'decode' else 1)} runs")
+        per = len(splits) if kind == "decode" else len(args.tma.split(","))
+        log(f"== {kind} {label}: {len(grid) * per} runs")
         try:
             if kind == "prefill":
                 problem = cases.prefill_case(batch, hq, hkv, n, d)(torch.float16)
                 fn = problem.impls[0].make()
+                paths = [{"on": "tma", "off": "ptr"}[t.strip()] for t in args.tma.split(",")]
                 rows += sweep_shape(kind, label, lambda split, fn=fn: fn, problem.reference(),
-                                    grid, [None], timer, problem.flops, shape_deadline, log,
+                                    grid, paths, timer, problem.flops, shape_deadline, log,
                                     default_key)
             else:
                 import kernels

@@ -28,6 +28,26 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET") == "1"
 
 
+_tma_enabled = [True]
+
+
+def use_tma_globally() -> bool:
+    """Whether prefill may load key tiles through TMA descriptors (see prefill._tma_ok)."""
+    return _tma_enabled[0]
+
+
+@contextlib.contextmanager
+def tma(enabled: bool):
+    """Force the pointer path (False) or allow TMA (True) inside a block: the tests run
+    both paths, the sweep times both."""
+    old = _tma_enabled[0]
+    _tma_enabled[0] = enabled
+    try:
+        yield
+    finally:
+        _tma_enabled[0] = old
+
+
 # Interpreter: 16 is the smallest tile tl.dot accepts.
 INTERPRETER = Config(block_m=16, block_n=16, num_warps=1, num_stages=1)
 

@@ -22,9 +22,10 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+from triton.tools.tensor_descriptor import TensorDescriptor
 
 from . import _validate as val
-from ._config import prefill_config
+from ._config import interpreting, prefill_config, use_tma_globally
 from ._jit import LOG2E_HOST, aligned, finalize, mm, online_softmax_step
 
 
@@ -33,6 +34,8 @@ def _attend_key_tiles(
     acc, m_i, l_i,
     q,  # [BLOCK_M, HEAD_DIM_PAD] input dtype
     k_base_ptr, v_base_ptr,  # K/V of this (batch, kv head), first valid row
+    k_desc, v_desc,  # TMA descriptors of the 4-D K/V (USE_TMA), else unused
+    desc_b, desc_h, desc_row0,  # this (batch, kv head)'s coordinates in them
     stride_k_seq, stride_v_seq,
     offs_m,  # [BLOCK_M] query row indices within the sequence
     offs_d,  # [HEAD_DIM_PAD]
@@ -42,6 +45,7 @@ def _attend_key_tiles(
     EVEN_D: tl.constexpr,
     BLOCK_N: tl.constexpr,
     FP32: tl.constexpr,
+    USE_TMA: tl.constexpr,  # unmasked tiles come through the tensor-memory accelerator
 ):
     offs_n0 = tl.arange(0, BLOCK_N)
     d_ok = offs_d < head_dim
@@ -54,7 +58,14 @@ def _attend_key_tiles(
         v_tile = v_base_ptr + start_n.to(tl.int64) * stride_v_seq
         k_ptrs = k_tile + offs_n0[None, :] * stride_k_seq + offs_d[:, None]  # [D, N]
         v_ptrs = v_tile + offs_n0[:, None] * stride_v_seq + offs_d[None, :]  # [N, D]
-        if MASKED:
+        if USE_TMA and not MASKED:
+            # Whole tiles of valid keys: one bulk copy each, no address arithmetic. The
+            # masked tiles keep pointer loads so no key past kv_len is ever read.
+            row = desc_row0 + start_n
+            kt = tl.trans(
+                k_desc.load([desc_b, desc_h, row, 0]).reshape(BLOCK_N, offs_d.shape[0]))
+            v = v_desc.load([desc_b, desc_h, row, 0]).reshape(BLOCK_N, offs_d.shape[0])
+        elif MASKED:
             n_ok = offs_n < kv_len
             kt = tl.load(k_ptrs, mask=n_ok[None, :] & d_ok[:, None], other=0.0)
             v = tl.load(v_ptrs, mask=n_ok[:, None] & d_ok[None, :], other=0.0)
@@ -87,6 +98,7 @@ _STRIDES = [f"stride_{t}_{a}" for t in ("q", "k", "v", "o", "lse")
 def _prefill_kernel(
     q_ptr,  # [B, Hq, Nq, D] (padded) or [Tq, Hq, D] (varlen, batch stride 0)
     k_ptr, v_ptr,  # [B, Hkv, Nk, D] or [Tk, Hkv, D]
+    q_desc, k_desc, v_desc,  # TMA descriptors of q/k/v as 4-D [B, H, N, D] views (USE_TMA)
     out_ptr,  # like q
     lse_ptr,  # [B, Hq, Nq] or [Hq, Tq] fp32 (unused unless WRITE_LSE)
     q_lens_ptr, kv_lens_ptr,  # int32 [B] lengths (HAS_LENS) or cu_seqlens [B+1] (IS_VARLEN)
@@ -107,6 +119,7 @@ def _prefill_kernel(
     BLOCK_N: tl.constexpr,
     FP32: tl.constexpr,
     ALIGNED: tl.constexpr,  # every q/k/v/out stride is a multiple of 16 elements
+    USE_TMA: tl.constexpr,
 ):
     stride_q_batch = aligned(stride_q_batch, ALIGNED)
     stride_q_head = aligned(stride_q_head, ALIGNED)
@@ -160,8 +173,16 @@ def _prefill_kernel(
     d_ok = offs_d < head_dim
     q_base += start_m.to(tl.int64) * stride_q_seq
     o_base += start_m.to(tl.int64) * stride_o_seq
-    q = tl.load(q_base + rows[:, None] * stride_q_seq + offs_d[None, :],
-                mask=row_ok[:, None] & d_ok[None, :], other=0.0)  # [BLOCK_M, HEAD_DIM_PAD]
+    desc_b = 0 if IS_VARLEN else off_b  # varlen: one packed batch, rows from q/k_start
+    if USE_TMA:
+        # A whole box: rows past q_len hold padding or the next packed sequence (or TMA's
+        # zeros past the tensor). Rows never mix in attention, and those rows' outputs
+        # are masked below, so they cannot reach a valid row. In shared memory, q feeds
+        # the tensor cores without taking registers.
+        q = q_desc.load([desc_b, off_h, q_start + start_m, 0]).reshape(BLOCK_M, HEAD_DIM_PAD)
+    else:
+        q = tl.load(q_base + rows[:, None] * stride_q_seq + offs_d[None, :],
+                    mask=row_ok[:, None] & d_ok[None, :], other=0.0)  # [BLOCK_M, HEAD_DIM_PAD]
 
     # Key ranges: [0, full_hi) needs no mask; [full_hi, hi) is masked.
     causal_shift = kv_len - q_len
@@ -182,13 +203,17 @@ def _prefill_kernel(
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     acc = tl.zeros([BLOCK_M, HEAD_DIM_PAD], dtype=tl.float32)
     acc, m_i, l_i = _attend_key_tiles(
-        acc, m_i, l_i, q, k_base, v_base, stride_k_seq, stride_v_seq, offs_m, offs_d,
+        acc, m_i, l_i, q, k_base, v_base, k_desc, v_desc, desc_b, off_kvh, k_start,
+        stride_k_seq, stride_v_seq, offs_m, offs_d,
         0, full_hi, kv_len, causal_shift, head_dim, qk_scale,
-        MASKED=False, IS_CAUSAL=IS_CAUSAL, EVEN_D=EVEN_D, BLOCK_N=BLOCK_N, FP32=FP32)
+        MASKED=False, IS_CAUSAL=IS_CAUSAL, EVEN_D=EVEN_D, BLOCK_N=BLOCK_N, FP32=FP32,
+        USE_TMA=USE_TMA)
     acc, m_i, l_i = _attend_key_tiles(
-        acc, m_i, l_i, q, k_base, v_base, stride_k_seq, stride_v_seq, offs_m, offs_d,
+        acc, m_i, l_i, q, k_base, v_base, k_desc, v_desc, desc_b, off_kvh, k_start,
+        stride_k_seq, stride_v_seq, offs_m, offs_d,
         full_hi, hi, kv_len, causal_shift, head_dim, qk_scale,
-        MASKED=True, IS_CAUSAL=IS_CAUSAL, EVEN_D=EVEN_D, BLOCK_N=BLOCK_N, FP32=FP32)
+        MASKED=True, IS_CAUSAL=IS_CAUSAL, EVEN_D=EVEN_D, BLOCK_N=BLOCK_N, FP32=FP32,
+        USE_TMA=USE_TMA)
 
     out, lse = finalize(acc, m_i, l_i)
     out = tl.where(row_ok[:, None], out, 0.0)
@@ -201,6 +226,19 @@ def _prefill_kernel(
             + off_h.to(tl.int64) * stride_lse_head \
             + (q_start + start_m).to(tl.int64) * stride_lse_seq
         tl.store(lse_base + rows * stride_lse_seq, lse, mask=store_ok)
+
+
+def _tma_ok(q, k, v, even_d: bool, is_aligned: bool) -> bool:
+    """Q and the unmasked key tiles go through TMA when the hardware can address K/V as boxes:
+    a Hopper-or-later GPU (or the interpreter), fp16/bf16 (fp32 runs without tensor
+    cores; it gains nothing), a power-of-two head dim (a box is a power-of-two tile),
+    16-byte aligned base and strides (is_aligned: every stride a multiple of 16
+    elements). Other layouts keep the pointer path."""
+    if not (use_tma_globally() and even_d and is_aligned and q.element_size() == 2):
+        return False
+    if not all(t.data_ptr() % 16 == 0 for t in (q, k, v)):
+        return False
+    return interpreting() or torch.cuda.get_device_capability(k.device)[0] >= 9
 
 
 def _launch(q, k, v, out, lse, q_lens, kv_lens, *, n_q, n_k, max_q, num_batch, causal,
@@ -226,8 +264,17 @@ def _launch(q, k, v, out, lse, q_lens, kv_lens, *, n_q, n_k, max_q, num_batch, c
         stride_k_batch=bs(k), stride_k_head=k.stride(1), stride_k_seq=k.stride(2),
         stride_v_batch=bs(v), stride_v_head=v.stride(1), stride_v_seq=v.stride(2),
         stride_o_batch=bs(out), stride_o_head=out.stride(1), stride_o_seq=out.stride(2))
+    is_aligned = all(st % 16 == 0 for st in strides.values())
+    use_tma = _tma_ok(q, k, v, head_dim == head_dim_pad, is_aligned)
+    if use_tma:
+        box = [1, 1, cfg.block_n, head_dim_pad]
+        q_desc = TensorDescriptor.from_tensor(q, [1, 1, cfg.block_m, head_dim_pad])
+        k_desc, v_desc = TensorDescriptor.from_tensor(k, box), TensorDescriptor.from_tensor(v, box)
+    else:
+        q_desc, k_desc, v_desc = q, k, v
     _prefill_kernel[grid](
-        q_ptr=q, k_ptr=k, v_ptr=v, out_ptr=out, lse_ptr=lse_arg,
+        q_ptr=q, k_ptr=k, v_ptr=v, q_desc=q_desc, k_desc=k_desc, v_desc=v_desc,
+        out_ptr=out, lse_ptr=lse_arg,
         q_lens_ptr=q_lens if has_lens else q, kv_lens_ptr=kv_lens if has_lens else q,
         n_q=n_q, n_k=n_k, num_q_heads=num_q_heads, group_size=group_size,
         head_dim=head_dim, qk_scale=sm_scale * LOG2E_HOST,
@@ -237,7 +284,7 @@ def _launch(q, k, v, out, lse, q_lens, kv_lens, *, n_q, n_k, max_q, num_batch, c
         IS_CAUSAL=causal, HAS_LENS=has_lens and not varlen, IS_VARLEN=varlen,
         WRITE_LSE=lse is not None, HEAD_DIM_PAD=head_dim_pad,
         EVEN_D=head_dim == head_dim_pad, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
-        FP32=q.dtype == torch.float32, ALIGNED=all(st % 16 == 0 for st in strides.values()),
+        FP32=q.dtype == torch.float32, ALIGNED=is_aligned, USE_TMA=use_tma,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )
 

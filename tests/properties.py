@@ -192,6 +192,24 @@ def splits_agree(runner, case, device):
                           case=case)
 
 
+@prop
+def load_paths_agree(runner, case, device):
+    """Prefill through TMA descriptors (where the layout allows them) equals prefill with
+    pointer loads forced, within the accuracy rule's bound."""
+    from kernels._config import tma
+
+    args = runner.inputs(case, device)
+    bound = _bound(runner, args)
+    with tma(True):
+        out, lse = _restrict(runner, args, *runner.call(args))
+    with tma(False):
+        ref, ref_lse = _restrict(runner, args, *runner.call(args))
+    assert_close_pair("TMA vs pointer loads", out, ref, bound, case=case)
+    finite = ref_lse.isfinite()
+    scale = max(1.0, float(ref_lse[finite].abs().max())) if bool(finite.any()) else 1.0
+    assert_close_pair("lse, TMA vs pointer loads", lse, ref_lse, bound * scale, case=case)
+
+
 def _permute_pages(args, seed):
     """Move page i to perm[i] (caches) and rewrite the table: same logical content."""
     g = torch.Generator().manual_seed(seed)

@@ -8,7 +8,7 @@ from tests import sizes
 from tests.properties import check
 
 COMMON = ["accuracy", "finite", "unread_memory", "every_element_written", "inputs_untouched",
-          "deterministic", "gqa_equals_mha"]
+          "deterministic", "gqa_equals_mha", "load_paths_agree"]
 
 
 @pytest.mark.parametrize("prop", COMMON + ["batch_equals_one_by_one"])
