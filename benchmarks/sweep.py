@@ -206,6 +206,7 @@ def main(argv=None) -> int:
                    help="comma-separated substrings: only shapes whose label contains one")
     p.add_argument("--budget-s", type=float, default=None,
                    help="time budget for the whole sweep (default 170, quick 40)")
+    p.add_argument("--tag", default="", help="suffix for the result files (another sweep that day)")
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     args = p.parse_args(argv)
     kinds = [k.strip() for k in args.kernel.split(",") if k.strip()]
@@ -308,7 +309,8 @@ def main(argv=None) -> int:
 
     text = render(rows)
     print("\n" + text, flush=True)
-    stem = f"{card.slug}-{date.today().isoformat()}-sweep" + ("-quick" if args.quick else "")
+    stem = f"{card.slug}-{date.today().isoformat()}-sweep" + ("-quick" if args.quick else "") \
+        + (f"-{args.tag}" if args.tag else "")
     args.out.mkdir(parents=True, exist_ok=True)
     meta = {"card": card.name, "date": date.today().isoformat(), "torch": torch.__version__,
             "elapsed_s": round(time.monotonic() - start, 1), "rows": rows}

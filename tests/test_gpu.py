@@ -107,3 +107,26 @@ def test_varlen_rows_past_2_31_elements():
                               dtype=torch.float16)
     _accurate("prefill_varlen, rows past 2**31",
               (got[0].transpose(0, 1)[None], got[1][None]), ref, low)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_prefill_long_config(dtype):
+    """Query lengths >= LONG_PREFILL take the long-sequence tile config (M128 N128 at
+    D128); padded lengths that are not tile multiples put a whole-tile TMA diagonal and
+    a pointer-loaded tail tile in one program. Keys past each length are NaN."""
+    from kernels._config import LONG_PREFILL, PREFILL_LONG, prefill_config
+
+    n, d = LONG_PREFILL + 37, 128
+    assert prefill_config(d, dtype, True, n) == PREFILL_LONG[(d, 2)]
+    g = torch.Generator(device="cuda").manual_seed(3)
+    q = torch.randn((2, 4, n, d), generator=g, device="cuda").to(dtype)
+    k = torch.randn((2, 2, n, d), generator=g, device="cuda").to(dtype)
+    v = torch.randn((2, 2, n, d), generator=g, device="cuda").to(dtype)
+    lens = torch.tensor([n, 5000], dtype=torch.int32, device="cuda")
+    for t in (k, v):
+        t[1, :, 5000:] = float("nan")
+    got = kernels.prefill(q, k, v, causal=True, seq_lens=lens, return_lse=True)
+    _accurate(f"prefill N={n} {dtype}", got,
+              oracles.prefill_ref(q, k, v, causal=True, seq_lens=lens),
+              oracles.prefill_ref(q, k, v, causal=True, seq_lens=lens, dtype=dtype))
