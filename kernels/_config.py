@@ -63,8 +63,13 @@ PREFILL = {
     (16, 4): Config(64, 32, 4, 2),
     (32, 4): Config(64, 32, 4, 2),
     (64, 4): Config(64, 32, 4, 2),
-    (128, 4): Config(64, 32, 4, 2),
-    (256, 4): Config(32, 32, 4, 1),
+    # fp32 (no tensor cores: exact IEEE products): a correctness path, not tuned. Configs
+    # whose sm_90 compile shows ptxas's 32-register, 30+ KB-spill fallback are avoided:
+    # (256, 4) at M32 N32 w4 s1 with WRITE_LSE gave wrong rows on an H100 (deterministic,
+    # any other config right; tests/corpus/prefill_varlen-accuracy-dde7c50d3a.json,
+    # scripts/repro_case.py), and (128, 4) at M64 N32 w4 s2 compiles the same way.
+    (128, 4): Config(64, 32, 8, 2),
+    (256, 4): Config(32, 16, 4, 1),
 }
 
 # Decode on Hopper, keyed by (HEAD_DIM_PAD, element bytes); block_m is unused there.

@@ -2,16 +2,15 @@
 
 Algorithm (FlashAttention-2 forward): one program per (query tile of BLOCK_M rows,
 batch x query head). It streams key tiles of BLOCK_N rows through the online softmax
-in ``_jit.online_softmax_step``. The key range is split in three: tiles that need no
-mask at all (fully inside the valid length and fully below the causal diagonal) run a
-loop without masks; tiles on the causal diagonal but inside the valid length run a
-masked loop; the one tile that crosses the valid length runs a masked loop with masked
-loads. Tiles past the valid length or fully above the diagonal are never visited, so
-the cost follows the valid lengths, not the padded size. On Hopper, with 16-bit inputs
-and a layout TMA can address (``_tma_ok``), q and every whole key tile arrive through
-tensor descriptors (bulk copies into shared memory, no address arithmetic); the tile
-that crosses the valid length always uses masked pointer loads, so no key past it is
-read.
+in ``_jit.online_softmax_step``. The key range is split in two: tiles that need no mask
+at all (fully inside the valid length and fully below the causal diagonal) run a loop
+without masks; the few tiles on the diagonal or at the length's end run a masked loop.
+Tiles past the valid length or fully above the diagonal are never visited, so the cost
+follows the valid lengths, not the padded size. On Hopper, with 16-bit inputs and a
+layout TMA can address (``_tma_ok``), q and the unmasked key tiles arrive through
+tensor descriptors (bulk copies into shared memory, no address arithmetic); the masked
+tiles keep masked pointer loads, so no key past the valid length is read. (Masked
+diagonal tiles through TMA too were measured and reverted: benchmarks/NOTES.md, v5.)
 
 Shapes:
   prefill:        q [B, Hq, Nq, D], k/v [B, Hkv, Nk, D], out like q, lse [B, Hq, Nq]
@@ -50,8 +49,7 @@ def _attend_key_tiles(
     EVEN_D: tl.constexpr,
     BLOCK_N: tl.constexpr,
     FP32: tl.constexpr,
-    TMA_LOADS: tl.constexpr,  # every tile in [lo, hi) is whole and inside kv_len: the
-    # K/V tiles come through the tensor-memory accelerator (else pointer loads)
+    USE_TMA: tl.constexpr,  # unmasked tiles come through the tensor-memory accelerator
 ):
     offs_n0 = tl.arange(0, BLOCK_N)
     d_ok = offs_d < head_dim
@@ -64,9 +62,9 @@ def _attend_key_tiles(
         v_tile = v_base_ptr + start_n.to(tl.int64) * stride_v_seq
         k_ptrs = k_tile + offs_n0[None, :] * stride_k_seq + offs_d[:, None]  # [D, N]
         v_ptrs = v_tile + offs_n0[:, None] * stride_v_seq + offs_d[None, :]  # [N, D]
-        if TMA_LOADS:
+        if USE_TMA and not MASKED:
             # Whole tiles of valid keys: one bulk copy each, no address arithmetic. The
-            # tile that crosses kv_len keeps pointer loads: no key past it is ever read.
+            # masked tiles keep pointer loads so no key past kv_len is ever read.
             row = desc_row0 + start_n
             kt = tl.trans(
                 k_desc.load([desc_b, desc_h, row, 0]).reshape(BLOCK_N, offs_d.shape[0]))
@@ -213,23 +211,13 @@ def _prefill_kernel(
         stride_k_seq, stride_v_seq, offs_m, offs_d,
         0, full_hi, kv_len, causal_shift, head_dim, qk_scale,
         MASKED=False, IS_CAUSAL=IS_CAUSAL, EVEN_D=EVEN_D, BLOCK_N=BLOCK_N, FP32=FP32,
-        TMA_LOADS=USE_TMA)
-    if USE_TMA:  # masked tiles that lie inside kv_len (the causal diagonal) by TMA too
-        tma_hi = tl.maximum(full_hi, tl.minimum(hi, kv_len // BLOCK_N * BLOCK_N))
-        acc, m_i, l_i = _attend_key_tiles(
-            acc, m_i, l_i, q, k_base, v_base, k_desc, v_desc, desc_b, off_kvh, k_start,
-            stride_k_seq, stride_v_seq, offs_m, offs_d,
-            full_hi, tma_hi, kv_len, causal_shift, head_dim, qk_scale,
-            MASKED=True, IS_CAUSAL=IS_CAUSAL, EVEN_D=EVEN_D, BLOCK_N=BLOCK_N, FP32=FP32,
-            TMA_LOADS=True)
-    else:
-        tma_hi = full_hi
+        USE_TMA=USE_TMA)
     acc, m_i, l_i = _attend_key_tiles(
         acc, m_i, l_i, q, k_base, v_base, k_desc, v_desc, desc_b, off_kvh, k_start,
         stride_k_seq, stride_v_seq, offs_m, offs_d,
-        tma_hi, hi, kv_len, causal_shift, head_dim, qk_scale,
+        full_hi, hi, kv_len, causal_shift, head_dim, qk_scale,
         MASKED=True, IS_CAUSAL=IS_CAUSAL, EVEN_D=EVEN_D, BLOCK_N=BLOCK_N, FP32=FP32,
-        TMA_LOADS=False)
+        USE_TMA=USE_TMA)
 
     out, lse = finalize(acc, m_i, l_i)
     out = tl.where(row_ok[:, None], out, 0.0)

@@ -113,8 +113,8 @@ def test_varlen_rows_past_2_31_elements():
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_prefill_long_config(dtype):
     """Query lengths >= LONG_PREFILL take the long-sequence tile config (M128 N128 at
-    D128); padded lengths that are not tile multiples put a whole-tile TMA diagonal and
-    a pointer-loaded tail tile in one program. Keys past each length are NaN."""
+    D128), with TMA for the unmasked tiles and masked pointer loads for the diagonal
+    and the tile crossing a padded length. Keys past each length are NaN."""
     from kernels._config import LONG_PREFILL, PREFILL_LONG, prefill_config
 
     n, d = LONG_PREFILL + 37, 128
