@@ -269,7 +269,10 @@ def _launch(q, k, v, out, lse, q_lens, kv_lens, *, n_q, n_k, max_q, num_batch, c
         stride_v_batch=bs(v), stride_v_head=v.stride(1), stride_v_seq=v.stride(2),
         stride_o_batch=bs(out), stride_o_head=out.stride(1), stride_o_seq=out.stride(2))
     is_aligned = all(st % 16 == 0 for st in strides.values())
-    use_tma = _tma_ok(q, k, v, head_dim == head_dim_pad, is_aligned)
+    # Padded var-len keeps pointer loads: with TMA it measured 0.271 ms against 0.181 ms
+    # with pointer loads at the seed lengths (H100, benchmarks/NOTES.md, v6 vs v4).
+    use_tma = not (has_lens and not varlen) and \
+        _tma_ok(q, k, v, head_dim == head_dim_pad, is_aligned)
     if use_tma:
         box = [1, 1, cfg.block_n, head_dim_pad]
         q_desc = TensorDescriptor.from_tensor(q, [1, 1, cfg.block_m, head_dim_pad])

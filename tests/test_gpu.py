@@ -110,11 +110,12 @@ def test_varlen_rows_past_2_31_elements():
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("padded", [False, True], ids=["fixed-tma", "padded-pointer"])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_prefill_long_config(dtype):
+def test_prefill_long_config(dtype, padded):
     """Query lengths >= LONG_PREFILL take the long-sequence tile config (M128 N128 at
-    D128), with TMA for the unmasked tiles and masked pointer loads for the diagonal
-    and the tile crossing a padded length. Keys past each length are NaN."""
+    D128): fixed length through TMA, padded lengths (not tile multiples; keys past each
+    length NaN) through pointer loads."""
     from kernels._config import LONG_PREFILL, PREFILL_LONG, prefill_config
 
     n, d = LONG_PREFILL + 37, 128
@@ -123,10 +124,12 @@ def test_prefill_long_config(dtype):
     q = torch.randn((2, 4, n, d), generator=g, device="cuda").to(dtype)
     k = torch.randn((2, 2, n, d), generator=g, device="cuda").to(dtype)
     v = torch.randn((2, 2, n, d), generator=g, device="cuda").to(dtype)
-    lens = torch.tensor([n, 5000], dtype=torch.int32, device="cuda")
-    for t in (k, v):
-        t[1, :, 5000:] = float("nan")
+    lens = None
+    if padded:
+        lens = torch.tensor([n, 5000], dtype=torch.int32, device="cuda")
+        for t in (k, v):
+            t[1, :, 5000:] = float("nan")
     got = kernels.prefill(q, k, v, causal=True, seq_lens=lens, return_lse=True)
-    _accurate(f"prefill N={n} {dtype}", got,
+    _accurate(f"prefill N={n} {dtype} padded={padded}", got,
               oracles.prefill_ref(q, k, v, causal=True, seq_lens=lens),
               oracles.prefill_ref(q, k, v, causal=True, seq_lens=lens, dtype=dtype))
