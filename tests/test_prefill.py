@@ -1,9 +1,10 @@
 """Properties of prefill and prefill_varlen, each over cases drawn by Hypothesis."""
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 
 from strategies import prefill_cases
+from strategies.cases import PrefillCase
 from tests import sizes
 from tests.properties import check
 
@@ -24,7 +25,15 @@ def test_prefill_padded(prop, case, device):
     check("prefill", prop, case, device)
 
 
+# Packed sequences that take the TMA path (fp16, power-of-two D, aligned strides) with
+# sequences past the first, partial tiles and slack rows: always run, on the CPU too.
+TMA_VARLEN = PrefillCase(batch=3, num_kv_heads=1, group_size=2, head_dim=32, n_q=40, n_k=40,
+                         dtype="float16", causal=True, q_lens=(17, 40, 33), kv_lens=None,
+                         scale=1.0, transposed=False, slack_rows=3, seed=1)
+
+
 @pytest.mark.parametrize("prop", COMMON + ["varlen_equals_padded"])
 @given(case=prefill_cases(**sizes.prefill(), varlen=True))
+@example(case=TMA_VARLEN)
 def test_prefill_varlen(prop, case, device):
     check("prefill_varlen", prop, case, device)
