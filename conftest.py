@@ -90,6 +90,17 @@ def pytest_report_header(config):
     return [f"device: {where}; pinned GPU: {PINNED_GPU}; hypothesis profile: {prof}"]
 
 
+def pytest_configure(config):
+    """The controller (or a plain run) clears ratio files a previous run left in
+    ERROR_RATIOS_DIR, so the report covers this run alone."""
+    out = os.environ.get("ERROR_RATIOS_DIR")
+    if out and not os.environ.get("PYTEST_XDIST_WORKER"):
+        import glob
+
+        for path in glob.glob(os.path.join(out, "ratios-*.json")):
+            os.remove(path)
+
+
 def pytest_sessionfinish(session, exitstatus):
     """Each process (an xdist worker or a plain run) saves its worst error ratios when
     ERROR_RATIOS_DIR is set."""

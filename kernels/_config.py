@@ -10,6 +10,7 @@ cross several tile boundaries.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 from dataclasses import dataclass
 
@@ -28,24 +29,24 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET") == "1"
 
 
-_tma_enabled = [True]
+# Per thread / task (a ContextVar): one thread's `with tma(False)` leaves others alone.
+_tma_enabled: contextvars.ContextVar[bool] = contextvars.ContextVar("tma_enabled", default=True)
 
 
 def use_tma_globally() -> bool:
     """Whether prefill may load key tiles through TMA descriptors (see prefill._tma_ok)."""
-    return _tma_enabled[0]
+    return _tma_enabled.get()
 
 
 @contextlib.contextmanager
 def tma(enabled: bool):
     """Force the pointer path (False) or allow TMA (True) inside a block: the tests run
     both paths, the sweep times both."""
-    old = _tma_enabled[0]
-    _tma_enabled[0] = enabled
+    token = _tma_enabled.set(enabled)
     try:
         yield
     finally:
-        _tma_enabled[0] = old
+        _tma_enabled.reset(token)
 
 
 # Interpreter: 16 is the smallest tile tl.dot accepts.
@@ -121,11 +122,13 @@ PREFILL_LONG = {(128, 2): Config(128, 128, 8, 3)}
 
 
 def prefill_config(head_dim_pad: int, dtype: torch.dtype, causal: bool,
-                   max_q: int = 0) -> Config:
+                   max_q: int = 0, hopper: bool = True) -> Config:
+    """hopper: the GPU has Hopper's 228 KB of shared memory per SM, which the long
+    config's M128 N128 x 3 stages needs (other GPUs keep the PREFILL table)."""
     del causal  # same table for both today; kept in the key for the sweep
     key = (head_dim_pad, torch.empty((), dtype=dtype).element_size())
     if max_q >= LONG_PREFILL and key in PREFILL_LONG and "prefill" not in _overrides \
-            and not interpreting():
+            and hopper and not interpreting():
         return PREFILL_LONG[key]
     return _pick("prefill", PREFILL, head_dim_pad, dtype)
 

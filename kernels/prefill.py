@@ -237,12 +237,25 @@ def _tma_ok(q, k, v, even_d: bool, is_aligned: bool) -> bool:
     a Hopper-or-later GPU (or the interpreter), fp16/bf16 (fp32 runs without tensor
     cores; it gains nothing), a power-of-two head dim (a box is a power-of-two tile),
     16-byte aligned base and strides (is_aligned: every stride a multiple of 16
-    elements). Other layouts keep the pointer path."""
+    elements), no empty tensor (a tensor map needs every dimension >= 1) and no
+    broadcast (stride 0) dimension. Other layouts keep the pointer path."""
     if not (use_tma_globally() and even_d and is_aligned and q.element_size() == 2):
         return False
-    if not all(t.data_ptr() % 16 == 0 for t in (q, k, v)):
-        return False
-    return interpreting() or torch.cuda.get_device_capability(k.device)[0] >= 9
+    for t in (q, k, v):
+        if t.numel() == 0 or t.data_ptr() % 16 != 0:
+            return False
+        if any(st == 0 and n > 1 for st, n in zip(t.stride(), t.shape, strict=True)):
+            return False
+    return interpreting() or _is_hopper_or_later(k.device)
+
+
+def _is_hopper_or_later(device: torch.device) -> bool:
+    return device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 9
+
+
+def _has_228kb_smem(device: torch.device) -> bool:
+    """Data-centre Hopper and Blackwell (sm_90, sm_100): 228 KB of shared memory per SM."""
+    return device.type == "cuda" and torch.cuda.get_device_capability(device)[0] in (9, 10)
 
 
 def _launch(q, k, v, out, lse, q_lens, kv_lens, *, n_q, n_k, max_q, num_batch, causal,
@@ -251,7 +264,8 @@ def _launch(q, k, v, out, lse, q_lens, kv_lens, *, n_q, n_k, max_q, num_batch, c
     num_q_heads, head_dim = q.shape[1], q.shape[3]
     group_size = num_q_heads // k.shape[1]
     head_dim_pad = max(16, triton.next_power_of_2(head_dim))
-    cfg = prefill_config(head_dim_pad, q.dtype, causal, max_q)
+    cfg = prefill_config(head_dim_pad, q.dtype, causal, max_q,
+                         hopper=_has_228kb_smem(q.device))
     grid = (triton.cdiv(max_q, cfg.block_m), num_batch * num_q_heads)
     if grid[0] == 0 or grid[1] == 0:
         return

@@ -41,6 +41,8 @@ WORST_RATIOS: dict[str, tuple[float, str]] = {}
 def _record_ratio(what: str, dtype, ratio: float, case) -> None:
     test = os.environ.get("PYTEST_CURRENT_TEST", "?").split(" (")[0]
     key = f"{test} | {what} | {str(dtype).replace('torch.', '')}"
+    if ratio != ratio:  # NaN (a NaN error): the worst there is
+        ratio = float("inf")
     if ratio > WORST_RATIOS.get(key, (-1.0, ""))[0]:
         WORST_RATIOS[key] = (ratio, str(case))
 

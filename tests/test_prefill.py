@@ -32,8 +32,20 @@ TMA_VARLEN = PrefillCase(batch=3, num_kv_heads=1, group_size=2, head_dim=32, n_q
                          scale=1.0, transposed=False, slack_rows=3, seed=1)
 
 
+# Empty packed tensors on a TMA-eligible layout (a tensor map cannot have a 0 dimension):
+# no keys at all, and no queries at all.
+NO_KEYS = PrefillCase(batch=2, num_kv_heads=1, group_size=2, head_dim=32, n_q=5, n_k=0,
+                      dtype="float16", causal=False, q_lens=(5, 3), kv_lens=(0, 0),
+                      scale=1.0, transposed=False, slack_rows=0, seed=2)
+NO_QUERIES = PrefillCase(batch=2, num_kv_heads=1, group_size=2, head_dim=32, n_q=0, n_k=0,
+                         dtype="float16", causal=True, q_lens=(0, 0), kv_lens=None,
+                         scale=1.0, transposed=False, slack_rows=0, seed=3)
+
+
 @pytest.mark.parametrize("prop", COMMON + ["varlen_equals_padded"])
 @given(case=prefill_cases(**sizes.prefill(), varlen=True))
 @example(case=TMA_VARLEN)
+@example(case=NO_KEYS)
+@example(case=NO_QUERIES)
 def test_prefill_varlen(prop, case, device):
     check("prefill_varlen", prop, case, device)
