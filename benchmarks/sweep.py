@@ -7,7 +7,8 @@
 
 Every config is pinned with ``kernels._config.override(kind, Config(...))`` around the
 check call and the timing (and the graph capture for decode). Shapes, fp16:
-  prefill (causal): B8 Hq64 Hkv16 N1024 D64 (the seed's), B4 Hq32 Hkv8 N4096 D128
+  prefill (causal): B8 Hq64 Hkv16 N1024 D64 (the seed's), B4 Hq32 Hkv8 N4096 D128,
+    B1 Hq32 Hkv8 N16384 D128 (each config crossed with --tma paths)
   decode: B8 Hq64 Hkv16 N1024 D64, B32 Hq32 Hkv8 N4096 D128, B1 Hq32 Hkv8 N65536 D128
 Each result is checked against the float64 oracle first (wrong -> not timed). A config
 that fails to compile (e.g. out of shared memory) is reported and skipped. The grid runs
