@@ -117,13 +117,12 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     """The worst oracle error ratios (error / bound; a test fails above 1) of the run."""
     import glob
 
-    from tests.checks import WORST_RATIOS, load_ratios
+    from tests.checks import WORST_RATIOS, keep_worse, load_ratios
 
     out = os.environ.get("ERROR_RATIOS_DIR")
     ratios = load_ratios(glob.glob(os.path.join(out, "ratios-*.json"))) if out else {}
-    for key, val in WORST_RATIOS.items():  # this process's own (no xdist)
-        if val[0] > ratios.get(key, (-1.0, ""))[0]:
-            ratios[key] = val
+    for key, (ratio, case) in WORST_RATIOS.items():  # this process's own (no xdist)
+        keep_worse(ratios, key, ratio, case)
     if not ratios:
         return
     worst = sorted(ratios.items(), key=lambda kv: -kv[1][0])

@@ -126,11 +126,8 @@ def prefill_config(head_dim_pad: int, dtype: torch.dtype, causal: bool,
     """hopper: the GPU has Hopper's 228 KB of shared memory per SM, which the long
     config's M128 N128 x 3 stages needs (other GPUs keep the PREFILL table)."""
     del causal  # same table for both today; kept in the key for the sweep
-    key = (head_dim_pad, torch.empty((), dtype=dtype).element_size())
-    if max_q >= LONG_PREFILL and key in PREFILL_LONG and "prefill" not in _overrides \
-            and hopper and not interpreting():
-        return PREFILL_LONG[key]
-    return _pick("prefill", PREFILL, head_dim_pad, dtype)
+    table = {**PREFILL, **PREFILL_LONG} if max_q >= LONG_PREFILL and hopper else PREFILL
+    return _pick("prefill", table, head_dim_pad, dtype)
 
 
 def decode_config(head_dim_pad: int, dtype: torch.dtype) -> Config:

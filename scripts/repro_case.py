@@ -7,6 +7,7 @@ configs and paths fail. Prints one line per (config, path): ok or the error's fi
 """
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -40,12 +41,9 @@ def main() -> int:
     for cfg in configs:
         for path in ((True, False) if kind == "prefill" else (True,)):
             try:
-                if cfg is None:
-                    with tma(path):
-                        PROPERTIES[data["property"]](RUNNERS[data["kernel"]], case, device)
-                else:
-                    with override(kind, cfg), tma(path):
-                        PROPERTIES[data["property"]](RUNNERS[data["kernel"]], case, device)
+                pinned = override(kind, cfg) if cfg else contextlib.nullcontext()
+                with pinned, tma(path):
+                    PROPERTIES[data["property"]](RUNNERS[data["kernel"]], case, device)
                 result = "ok"
             except Exception as exc:  # a wrong result, or a config that cannot launch
                 failures += 1

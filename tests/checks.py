@@ -38,13 +38,18 @@ LOGIT_EPS = 1e-6
 WORST_RATIOS: dict[str, tuple[float, str]] = {}
 
 
-def _record_ratio(what: str, dtype, ratio: float, case) -> None:
-    test = os.environ.get("PYTEST_CURRENT_TEST", "?").split(" (")[0]
-    key = f"{test} | {what} | {str(dtype).replace('torch.', '')}"
+def keep_worse(table: dict, key: str, ratio: float, case: str) -> None:
+    """table[key] = (ratio, case) if this ratio is the larger (NaN counts as inf)."""
     if ratio != ratio:  # NaN (a NaN error): the worst there is
         ratio = float("inf")
-    if ratio > WORST_RATIOS.get(key, (-1.0, ""))[0]:
-        WORST_RATIOS[key] = (ratio, str(case))
+    if ratio > table.get(key, (-1.0, ""))[0]:
+        table[key] = (ratio, case)
+
+
+def _record_ratio(what: str, dtype, ratio: float, case) -> None:
+    test = os.environ.get("PYTEST_CURRENT_TEST", "?").split(" (")[0]
+    keep_worse(WORST_RATIOS, f"{test} | {what} | {str(dtype).replace('torch.', '')}", ratio,
+               str(case))
 
 
 def dump_ratios(path: str) -> None:
@@ -57,8 +62,7 @@ def load_ratios(paths) -> dict[str, tuple[float, str]]:
     for path in paths:
         with open(path) as f:
             for key, (ratio, case) in json.load(f).items():
-                if ratio > merged.get(key, (-1.0, ""))[0]:
-                    merged[key] = (ratio, case)
+                keep_worse(merged, key, ratio, case)
     return merged
 
 
