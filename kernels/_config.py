@@ -30,23 +30,30 @@ def interpreting() -> bool:
 
 
 # Per thread / task (a ContextVar): one thread's `with tma(False)` leaves others alone.
-_tma_enabled: contextvars.ContextVar[bool] = contextvars.ContextVar("tma_enabled", default=True)
+# None: the tuned choice below; True / False: TMA wherever the layout allows / never.
+_tma_mode: contextvars.ContextVar[bool | None] = contextvars.ContextVar("tma_mode", default=None)
+
+# Padded var-len prefill (seq_lens on the [B, H, N, D] layout) through TMA. Measured at
+# the seed lengths on an H100: see benchmarks/NOTES.md (v6: 0.271 ms with TMA against
+# 0.181 ms with pointer loads).
+PADDED_TMA = False
 
 
-def use_tma_globally() -> bool:
-    """Whether prefill may load key tiles through TMA descriptors (see prefill._tma_ok)."""
-    return _tma_enabled.get()
+def tma_mode() -> bool | None:
+    """Whether prefill loads through TMA descriptors (see prefill._tma_ok): None = the
+    tuned default, True = wherever the layout allows, False = never."""
+    return _tma_mode.get()
 
 
 @contextlib.contextmanager
 def tma(enabled: bool):
-    """Force the pointer path (False) or allow TMA (True) inside a block: the tests run
-    both paths, the sweep times both."""
-    token = _tma_enabled.set(enabled)
+    """Force the pointer path (False) or TMA wherever the layout allows (True) inside a
+    block: the tests run both paths, the sweep times both."""
+    token = _tma_mode.set(bool(enabled))
     try:
         yield
     finally:
-        _tma_enabled.reset(token)
+        _tma_mode.reset(token)
 
 
 # Interpreter: 16 is the smallest tile tl.dot accepts.

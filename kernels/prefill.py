@@ -29,7 +29,8 @@ import triton.language as tl
 from triton.tools.tensor_descriptor import TensorDescriptor
 
 from . import _validate as val
-from ._config import interpreting, prefill_config, use_tma_globally
+from . import _config
+from ._config import interpreting, prefill_config
 from ._jit import LOG2E_HOST, aligned, finalize, mm, online_softmax_step
 
 
@@ -43,17 +44,20 @@ def _attend_key_tiles(
     stride_k_seq, stride_v_seq,
     offs_m,  # [BLOCK_M] query row indices within the sequence
     offs_d,  # [HEAD_DIM_PAD]
-    lo, hi, kv_len, causal_shift, head_dim, qk_scale,
-    MASKED: tl.constexpr,  # False: every key in [lo, hi) is valid for every row
+    lo, hi,  # the key tiles [lo, hi) to visit
+    mask_from,  # tiles from here on get the score mask (the causal diagonal, the length's end)
+    kv_len, causal_shift, head_dim, qk_scale,
+    BOUNDED: tl.constexpr,  # tiles may reach past kv_len: masked pointer loads, no TMA
     IS_CAUSAL: tl.constexpr,
     EVEN_D: tl.constexpr,
     BLOCK_N: tl.constexpr,
     FP32: tl.constexpr,
-    USE_TMA: tl.constexpr,  # unmasked tiles come through the tensor-memory accelerator
+    USE_TMA: tl.constexpr,  # the loads come through the tensor-memory accelerator
+    STAGES: tl.constexpr,  # software-pipelining depth of this loop (None: the launch's)
 ):
     offs_n0 = tl.arange(0, BLOCK_N)
     d_ok = offs_d < head_dim
-    for start_n in range(lo, hi, BLOCK_N):
+    for start_n in tl.range(lo, hi, BLOCK_N, num_stages=STAGES):
         start_n = tl.multiple_of(start_n, BLOCK_N)
         offs_n = start_n + offs_n0
         # 64-bit tile start, 32-bit offsets inside the tile: start_n * stride can pass
@@ -62,14 +66,14 @@ def _attend_key_tiles(
         v_tile = v_base_ptr + start_n.to(tl.int64) * stride_v_seq
         k_ptrs = k_tile + offs_n0[None, :] * stride_k_seq + offs_d[:, None]  # [D, N]
         v_ptrs = v_tile + offs_n0[:, None] * stride_v_seq + offs_d[None, :]  # [N, D]
-        if USE_TMA and not MASKED:
-            # Whole tiles of valid keys: one bulk copy each, no address arithmetic. The
-            # masked tiles keep pointer loads so no key past kv_len is ever read.
+        if USE_TMA and not BOUNDED:
+            # One bulk copy per tile, no address arithmetic. Rows past the tensor's end
+            # arrive as zeros (TMA bounds every dimension); their scores are masked below.
             row = desc_row0 + start_n
             kt = tl.trans(
                 k_desc.load([desc_b, desc_h, row, 0]).reshape(BLOCK_N, offs_d.shape[0]))
             v = v_desc.load([desc_b, desc_h, row, 0]).reshape(BLOCK_N, offs_d.shape[0])
-        elif MASKED:
+        elif BOUNDED:
             n_ok = offs_n < kv_len
             kt = tl.load(k_ptrs, mask=n_ok[None, :] & d_ok[:, None], other=0.0)
             v = tl.load(v_ptrs, mask=n_ok[:, None] & d_ok[None, :], other=0.0)
@@ -80,14 +84,16 @@ def _attend_key_tiles(
             kt = tl.load(k_ptrs, mask=d_ok[:, None], other=0.0)
             v = tl.load(v_ptrs, mask=d_ok[None, :], other=0.0)
         s = mm(q, kt, tl.zeros([q.shape[0], BLOCK_N], dtype=tl.float32), FP32)
-        # s: [BLOCK_M, BLOCK_N] fp32 raw scores
-        if MASKED:
+        # s: [BLOCK_M, BLOCK_N] fp32 raw scores. The mask is a branch on a scalar, so
+        # the tiles below the diagonal pay nothing for it and the diagonal tiles stay in
+        # the same software pipeline as the rest.
+        if start_n >= mask_from:
             ok = offs_n[None, :] < kv_len
             if IS_CAUSAL:
                 ok = ok & (offs_n[None, :] <= offs_m[:, None] + causal_shift)
             s = tl.where(ok, s, float("-inf"))
         acc, m_i, l_i = online_softmax_step(acc, m_i, l_i, s, v, qk_scale,
-                                            MAY_BE_EMPTY=MASKED, FP32=FP32)
+                                            MAY_BE_EMPTY=True, FP32=FP32)
     return acc, m_i, l_i
 
 
@@ -188,20 +194,28 @@ def _prefill_kernel(
         q = tl.load(q_base + rows[:, None] * stride_q_seq + offs_d[None, :],
                     mask=row_ok[:, None] & d_ok[None, :], other=0.0)  # [BLOCK_M, HEAD_DIM_PAD]
 
-    # Key ranges: [0, full_hi) needs no mask; [full_hi, hi) is masked.
+    # Key tiles [0, hi) in one loop; from mask_from on, scores are masked (the causal
+    # diagonal; keys past kv_len). Loads: [0, whole_hi) are whole tiles of valid keys;
+    # the one tile that crosses kv_len, [whole_hi, hi), takes masked pointer loads in a
+    # second loop so no key past the length is read. With TMA on the fixed layout
+    # (kv_len == the tensor's N) there is no such tile: TMA reads zeros past N.
     causal_shift = kv_len - q_len
     if IS_CAUSAL:
         hi = tl.minimum(kv_len, start_m + BLOCK_M + causal_shift)
         # every row of the tile sees key j iff j <= start_m + causal_shift
-        full_hi = tl.maximum(start_m + causal_shift + 1, 0) // BLOCK_N * BLOCK_N
-        full_hi = tl.minimum(full_hi, kv_len // BLOCK_N * BLOCK_N)
+        mask_from = tl.maximum(start_m + causal_shift + 1, 0) // BLOCK_N * BLOCK_N
+        mask_from = tl.minimum(mask_from, kv_len // BLOCK_N * BLOCK_N)
     else:
         hi = kv_len
-        full_hi = kv_len // BLOCK_N * BLOCK_N
+        mask_from = kv_len // BLOCK_N * BLOCK_N
     if start_m >= q_len:
         hi = 0
     hi = tl.maximum(hi, 0)
-    full_hi = tl.minimum(full_hi, hi)
+    TMA_BOUNDS: tl.constexpr = USE_TMA and not HAS_LENS and not IS_VARLEN
+    if TMA_BOUNDS:
+        whole_hi = hi
+    else:
+        whole_hi = tl.minimum(hi, kv_len // BLOCK_N * BLOCK_N)
 
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
@@ -209,15 +223,16 @@ def _prefill_kernel(
     acc, m_i, l_i = _attend_key_tiles(
         acc, m_i, l_i, q, k_base, v_base, k_desc, v_desc, desc_b, off_kvh, k_start,
         stride_k_seq, stride_v_seq, offs_m, offs_d,
-        0, full_hi, kv_len, causal_shift, head_dim, qk_scale,
-        MASKED=False, IS_CAUSAL=IS_CAUSAL, EVEN_D=EVEN_D, BLOCK_N=BLOCK_N, FP32=FP32,
-        USE_TMA=USE_TMA)
-    acc, m_i, l_i = _attend_key_tiles(
-        acc, m_i, l_i, q, k_base, v_base, k_desc, v_desc, desc_b, off_kvh, k_start,
-        stride_k_seq, stride_v_seq, offs_m, offs_d,
-        full_hi, hi, kv_len, causal_shift, head_dim, qk_scale,
-        MASKED=True, IS_CAUSAL=IS_CAUSAL, EVEN_D=EVEN_D, BLOCK_N=BLOCK_N, FP32=FP32,
-        USE_TMA=USE_TMA)
+        0, whole_hi, mask_from, kv_len, causal_shift, head_dim, qk_scale,
+        BOUNDED=False, IS_CAUSAL=IS_CAUSAL, EVEN_D=EVEN_D, BLOCK_N=BLOCK_N, FP32=FP32,
+        USE_TMA=USE_TMA, STAGES=None)
+    if not TMA_BOUNDS:  # at most one tile: no pipelining, no buffers for it
+        acc, m_i, l_i = _attend_key_tiles(
+            acc, m_i, l_i, q, k_base, v_base, k_desc, v_desc, desc_b, off_kvh, k_start,
+            stride_k_seq, stride_v_seq, offs_m, offs_d,
+            whole_hi, hi, whole_hi, kv_len, causal_shift, head_dim, qk_scale,
+            BOUNDED=True, IS_CAUSAL=IS_CAUSAL, EVEN_D=EVEN_D, BLOCK_N=BLOCK_N, FP32=FP32,
+            USE_TMA=USE_TMA, STAGES=1)
 
     out, lse = finalize(acc, m_i, l_i)
     out = tl.where(row_ok[:, None], out, 0.0)
@@ -233,13 +248,13 @@ def _prefill_kernel(
 
 
 def _tma_ok(q, k, v, even_d: bool, is_aligned: bool) -> bool:
-    """Q and the unmasked key tiles go through TMA when the hardware can address K/V as boxes:
+    """Q and the whole key tiles go through TMA when the hardware can address K/V as boxes:
     a Hopper-or-later GPU (or the interpreter), fp16/bf16 (fp32 runs without tensor
     cores; it gains nothing), a power-of-two head dim (a box is a power-of-two tile),
     16-byte aligned base and strides (is_aligned: every stride a multiple of 16
     elements), no empty tensor (a tensor map needs every dimension >= 1) and no
     broadcast (stride 0) dimension. Other layouts keep the pointer path."""
-    if not (use_tma_globally() and even_d and is_aligned and q.element_size() == 2):
+    if not (even_d and is_aligned and q.element_size() == 2):
         return False
     for t in (q, k, v):
         if t.numel() == 0 or t.data_ptr() % 16 != 0:
@@ -283,10 +298,11 @@ def _launch(q, k, v, out, lse, q_lens, kv_lens, *, n_q, n_k, max_q, num_batch, c
         stride_v_batch=bs(v), stride_v_head=v.stride(1), stride_v_seq=v.stride(2),
         stride_o_batch=bs(out), stride_o_head=out.stride(1), stride_o_seq=out.stride(2))
     is_aligned = all(st % 16 == 0 for st in strides.values())
-    # Padded var-len keeps pointer loads: with TMA it measured 0.271 ms against 0.181 ms
-    # with pointer loads at the seed lengths (H100, benchmarks/NOTES.md, v6 vs v4).
-    use_tma = not (has_lens and not varlen) and \
-        _tma_ok(q, k, v, head_dim == head_dim_pad, is_aligned)
+    padded = has_lens and not varlen
+    want_tma = _config.tma_mode()
+    if want_tma is None:  # the tuned default: padded var-len has its own switch
+        want_tma = _config.PADDED_TMA if padded else True
+    use_tma = want_tma and _tma_ok(q, k, v, head_dim == head_dim_pad, is_aligned)
     if use_tma:
         box = [1, 1, cfg.block_n, head_dim_pad]
         q_desc = TensorDescriptor.from_tensor(q, [1, 1, cfg.block_m, head_dim_pad])

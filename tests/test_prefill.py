@@ -18,8 +18,18 @@ def test_prefill(prop, case, device):
     check("prefill", prop, case, device)
 
 
+# Padded var-len on a TMA-eligible layout (fp16, power-of-two D, aligned strides) with
+# key lengths that end inside a tile: the tile crossing each length must not be read
+# through TMA (unread_memory runs the TMA path too). Always run, on the CPU too.
+TMA_PADDED = PrefillCase(batch=3, num_kv_heads=1, group_size=2, head_dim=32, n_q=40, n_k=40,
+                         dtype="float16", causal=True, q_lens=(17, 40, 33),
+                         kv_lens=(23, 40, 35), scale=1.0, transposed=False, slack_rows=0,
+                         seed=4)
+
+
 @pytest.mark.parametrize("prop", ["accuracy", "unread_memory"])
 @given(case=prefill_cases(**sizes.prefill(), padded=True))
+@example(case=TMA_PADDED)
 def test_prefill_padded(prop, case, device):
     """Padded var-len drawn every time (the general test draws it half the time)."""
     check("prefill", prop, case, device)
