@@ -33,10 +33,10 @@ def interpreting() -> bool:
 # None: the tuned choice below; True / False: TMA wherever the layout allows / never.
 _tma_mode: contextvars.ContextVar[bool | None] = contextvars.ContextVar("tma_mode", default=None)
 
-# Padded var-len prefill (seq_lens on the [B, H, N, D] layout) through TMA. Measured at
-# the seed lengths on an H100: see benchmarks/NOTES.md (v6: 0.271 ms with TMA against
-# 0.181 ms with pointer loads).
-PADDED_TMA = False
+# Padded var-len prefill (seq_lens on the [B, H, N, D] layout) through TMA. Seed lengths on
+# an H100 (benchmarks/NOTES.md, v7): 0.169 ms with TMA, 0.205 ms with pointer loads (v6's
+# kernel, two key loops: 0.271 with TMA, 0.181 with pointers).
+PADDED_TMA = True
 
 
 def tma_mode() -> bool | None:
@@ -61,11 +61,12 @@ INTERPRETER = Config(block_m=16, block_n=16, num_warps=1, num_stages=1)
 
 # Prefill on Hopper, keyed by (HEAD_DIM_PAD, element bytes). Shared memory bounds the
 # tile: Q tile + num_stages x (K tile + V tile) must fit in 228 KB. D64 and D128 fp16:
-# best of a 36-config sweep on an H100 (benchmarks/NOTES.md, 2026-11-25).
+# best of a 36-config sweep on an H100 (benchmarks/NOTES.md, 2026-11-25); D64 re-measured
+# with the one-loop kernel (v7): s2 0.250 ms vs s3 0.263 at the seed shape.
 PREFILL = {
-    (16, 2): Config(64, 64, 4, 3),
-    (32, 2): Config(64, 64, 4, 3),
-    (64, 2): Config(64, 64, 4, 3),
+    (16, 2): Config(64, 64, 4, 2),
+    (32, 2): Config(64, 64, 4, 2),
+    (64, 2): Config(64, 64, 4, 2),
     (128, 2): Config(64, 64, 4, 3),
     (256, 2): Config(64, 32, 4, 2),
     (16, 4): Config(64, 32, 4, 2),

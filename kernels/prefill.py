@@ -2,15 +2,17 @@
 
 Algorithm (FlashAttention-2 forward): one program per (query tile of BLOCK_M rows,
 batch x query head). It streams key tiles of BLOCK_N rows through the online softmax
-in ``_jit.online_softmax_step``. The key range is split in two: tiles that need no mask
-at all (fully inside the valid length and fully below the causal diagonal) run a loop
-without masks; the few tiles on the diagonal or at the length's end run a masked loop.
-Tiles past the valid length or fully above the diagonal are never visited, so the cost
-follows the valid lengths, not the padded size. On Hopper, with 16-bit inputs and a
-layout TMA can address (``_tma_ok``), q and the unmasked key tiles arrive through
-tensor descriptors (bulk copies into shared memory, no address arithmetic); the masked
-tiles keep masked pointer loads, so no key past the valid length is read. (Masked
-diagonal tiles through TMA too were measured and reverted: benchmarks/NOTES.md, v5.)
+in ``_jit.online_softmax_step``, in one software-pipelined loop over the key tiles:
+tiles on the causal diagonal (or at the length's end) apply the score mask under a
+branch on a scalar, so the tiles below the diagonal pay nothing for it and the diagonal
+stays in the same pipeline (a separate masked loop cost 5-13%: benchmarks/NOTES.md, v7).
+Tiles past the valid length or fully above the diagonal are never visited, and a query
+tile past its sequence's length loads nothing, so the cost follows the valid lengths,
+not the padded size. On Hopper, with 16-bit inputs and a layout TMA can address
+(``_tma_ok``), q and the key tiles arrive through tensor descriptors (bulk copies into
+shared memory, no address arithmetic). With var-len lengths the one key tile that
+crosses a length takes masked pointer loads instead, so no key past the valid length
+is read; on the fixed layout TMA itself returns zeros past the tensor's end.
 
 Shapes:
   prefill:        q [B, Hq, Nq, D], k/v [B, Hkv, Nk, D], out like q, lse [B, Hq, Nq]
@@ -28,10 +30,12 @@ import triton
 import triton.language as tl
 from triton.tools.tensor_descriptor import TensorDescriptor
 
-from . import _validate as val
 from . import _config
+from . import _validate as val
 from ._config import interpreting, prefill_config
 from ._jit import LOG2E_HOST, aligned, finalize, mm, online_softmax_step
+
+FLT_MAX_NEG = tl.constexpr(-3.4028234663852886e38)  # the most negative finite float32
 
 
 @triton.jit
@@ -92,8 +96,10 @@ def _attend_key_tiles(
             if IS_CAUSAL:
                 ok = ok & (offs_n[None, :] <= offs_m[:, None] + causal_shift)
             s = tl.where(ok, s, float("-inf"))
+        # m_i starts at -FLT_MAX, not -inf: a row whose keys so far are all masked keeps a
+        # finite max, so the step needs no -inf guard (exp2(-inf - m) = 0, alpha = 1).
         acc, m_i, l_i = online_softmax_step(acc, m_i, l_i, s, v, qk_scale,
-                                            MAY_BE_EMPTY=True, FP32=FP32)
+                                            MAY_BE_EMPTY=False, FP32=FP32)
     return acc, m_i, l_i
 
 
@@ -183,56 +189,55 @@ def _prefill_kernel(
     d_ok = offs_d < head_dim
     q_base += start_m.to(tl.int64) * stride_q_seq
     o_base += start_m.to(tl.int64) * stride_o_seq
-    desc_b = 0 if IS_VARLEN else off_b  # varlen: one packed batch, rows from q/k_start
-    if USE_TMA:
-        # A whole box: rows past q_len hold padding or the next packed sequence (or TMA's
-        # zeros past the tensor). Rows never mix in attention, and those rows' outputs
-        # are masked below, so they cannot reach a valid row. In shared memory, q feeds
-        # the tensor cores without taking registers.
-        q = q_desc.load([desc_b, off_h, q_start + start_m, 0]).reshape(BLOCK_M, HEAD_DIM_PAD)
-    else:
-        q = tl.load(q_base + rows[:, None] * stride_q_seq + offs_d[None, :],
-                    mask=row_ok[:, None] & d_ok[None, :], other=0.0)  # [BLOCK_M, HEAD_DIM_PAD]
-
-    # Key tiles [0, hi) in one loop; from mask_from on, scores are masked (the causal
-    # diagonal; keys past kv_len). Loads: [0, whole_hi) are whole tiles of valid keys;
-    # the one tile that crosses kv_len, [whole_hi, hi), takes masked pointer loads in a
-    # second loop so no key past the length is read. With TMA on the fixed layout
-    # (kv_len == the tensor's N) there is no such tile: TMA reads zeros past N.
-    causal_shift = kv_len - q_len
-    if IS_CAUSAL:
-        hi = tl.minimum(kv_len, start_m + BLOCK_M + causal_shift)
-        # every row of the tile sees key j iff j <= start_m + causal_shift
-        mask_from = tl.maximum(start_m + causal_shift + 1, 0) // BLOCK_N * BLOCK_N
-        mask_from = tl.minimum(mask_from, kv_len // BLOCK_N * BLOCK_N)
-    else:
-        hi = kv_len
-        mask_from = kv_len // BLOCK_N * BLOCK_N
-    if start_m >= q_len:
-        hi = 0
-    hi = tl.maximum(hi, 0)
-    TMA_BOUNDS: tl.constexpr = USE_TMA and not HAS_LENS and not IS_VARLEN
-    if TMA_BOUNDS:
-        whole_hi = hi
-    else:
-        whole_hi = tl.minimum(hi, kv_len // BLOCK_N * BLOCK_N)
-
-    m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+    m_i = tl.full([BLOCK_M], FLT_MAX_NEG, dtype=tl.float32)  # finite: see _attend_key_tiles
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     acc = tl.zeros([BLOCK_M, HEAD_DIM_PAD], dtype=tl.float32)
-    acc, m_i, l_i = _attend_key_tiles(
-        acc, m_i, l_i, q, k_base, v_base, k_desc, v_desc, desc_b, off_kvh, k_start,
-        stride_k_seq, stride_v_seq, offs_m, offs_d,
-        0, whole_hi, mask_from, kv_len, causal_shift, head_dim, qk_scale,
-        BOUNDED=False, IS_CAUSAL=IS_CAUSAL, EVEN_D=EVEN_D, BLOCK_N=BLOCK_N, FP32=FP32,
-        USE_TMA=USE_TMA, STAGES=None)
-    if not TMA_BOUNDS:  # at most one tile: no pipelining, no buffers for it
+    if start_m < q_len:  # else: padding rows (or none) only: no load, zeros are written
+        desc_b = 0 if IS_VARLEN else off_b  # varlen: one packed batch, rows from q/k_start
+        if USE_TMA:
+            # A whole box: rows past q_len hold padding or the next packed sequence (or TMA's
+            # zeros past the tensor). Rows never mix in attention, and those rows' outputs
+            # are masked below, so they cannot reach a valid row. In shared memory, q feeds
+            # the tensor cores without taking registers.
+            q = q_desc.load([desc_b, off_h, q_start + start_m, 0]).reshape(BLOCK_M, HEAD_DIM_PAD)
+        else:
+            q = tl.load(q_base + rows[:, None] * stride_q_seq + offs_d[None, :],
+                        mask=row_ok[:, None] & d_ok[None, :], other=0.0)  # [BLOCK_M, HEAD_DIM_PAD]
+
+        # Key tiles [0, hi) in one loop; from mask_from on, scores are masked (the causal
+        # diagonal; keys past kv_len). Loads: [0, whole_hi) are whole tiles of valid keys;
+        # the one tile that crosses kv_len, [whole_hi, hi), takes masked pointer loads in a
+        # second loop so no key past the length is read. With TMA on the fixed layout
+        # (kv_len == the tensor's N) there is no such tile: TMA reads zeros past N.
+        causal_shift = kv_len - q_len
+        if IS_CAUSAL:
+            hi = tl.minimum(kv_len, start_m + BLOCK_M + causal_shift)
+            # every row of the tile sees key j iff j <= start_m + causal_shift
+            mask_from = tl.maximum(start_m + causal_shift + 1, 0) // BLOCK_N * BLOCK_N
+            mask_from = tl.minimum(mask_from, kv_len // BLOCK_N * BLOCK_N)
+        else:
+            hi = kv_len
+            mask_from = kv_len // BLOCK_N * BLOCK_N
+        hi = tl.maximum(hi, 0)
+        TMA_BOUNDS: tl.constexpr = USE_TMA and not HAS_LENS and not IS_VARLEN
+        if TMA_BOUNDS:
+            whole_hi = hi
+        else:
+            whole_hi = tl.minimum(hi, kv_len // BLOCK_N * BLOCK_N)
+
         acc, m_i, l_i = _attend_key_tiles(
             acc, m_i, l_i, q, k_base, v_base, k_desc, v_desc, desc_b, off_kvh, k_start,
             stride_k_seq, stride_v_seq, offs_m, offs_d,
-            whole_hi, hi, whole_hi, kv_len, causal_shift, head_dim, qk_scale,
-            BOUNDED=True, IS_CAUSAL=IS_CAUSAL, EVEN_D=EVEN_D, BLOCK_N=BLOCK_N, FP32=FP32,
-            USE_TMA=USE_TMA, STAGES=1)
+            0, whole_hi, mask_from, kv_len, causal_shift, head_dim, qk_scale,
+            BOUNDED=False, IS_CAUSAL=IS_CAUSAL, EVEN_D=EVEN_D, BLOCK_N=BLOCK_N,
+            FP32=FP32, USE_TMA=USE_TMA, STAGES=None)
+        if not TMA_BOUNDS:  # at most one tile: no pipelining, no buffers for it
+            acc, m_i, l_i = _attend_key_tiles(
+                acc, m_i, l_i, q, k_base, v_base, k_desc, v_desc, desc_b, off_kvh, k_start,
+                stride_k_seq, stride_v_seq, offs_m, offs_d,
+                whole_hi, hi, whole_hi, kv_len, causal_shift, head_dim, qk_scale,
+                BOUNDED=True, IS_CAUSAL=IS_CAUSAL, EVEN_D=EVEN_D, BLOCK_N=BLOCK_N,
+                FP32=FP32, USE_TMA=USE_TMA, STAGES=1)
 
     out, lse = finalize(acc, m_i, l_i)
     out = tl.where(row_ok[:, None], out, 0.0)
