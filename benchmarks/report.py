@@ -7,10 +7,11 @@ Files, in the output folder, named after the card and the date:
 (--quick runs add "-quick" to the stem so they never overwrite a full run.)
 
 Record fields: ms is the headline time (CUDA-graph replay for the decode families when
-capture worked, else the eager do_bench median; ``timing`` says which), eager_ms and
-graph_ms both; tflops or gbps from ms; pct_ceiling against the same run's matmul
-(prefill) or copy (decode) ceiling; speedup = this implementation's ms / ours' ms
-(how many times faster ours is); max_err against the float64 oracle.
+capture worked, else the eager median GPU time; ``timing`` says which), eager_ms and
+graph_ms both; host_ms the host time per eager call (Python and launch); tflops or
+gbps from ms; pct_ceiling against the same run's matmul (prefill) or copy (decode)
+ceiling; speedup = this implementation's ms / ours' ms (how many times faster ours
+is); max_err against the float64 oracle.
 """
 
 from __future__ import annotations
@@ -92,14 +93,14 @@ def summary_table(records: list[dict], family: str) -> str:
 
 def detail_table(records: list[dict], family: str) -> str:
     unit = "TFLOP/s" if family in COMPUTE_BOUND else "GB/s"
-    header = ["case", "dtype", "impl", "ms", "eager ms", "graph ms", unit, "% ceiling",
-              "ours ×", "max err", "note"]
+    header = ["case", "dtype", "impl", "ms", "eager ms", "graph ms", "host ms", unit,
+              "% ceiling", "ours ×", "max err", "note"]
     rows = []
     for r in (r for r in records if r["kernel"] == family):
         note = r["note"] if r["status"] == "ok" else f"{r['status']}: {r['note']}"
         rows.append([
             r["case"], r["dtype"], r["impl"], _ms(r["ms"]), _ms(r["eager_ms"]),
-            _ms(r["graph_ms"]), _throughput(r), _num(r["pct_ceiling"], 1),
+            _ms(r["graph_ms"]), _ms(r.get("host_ms")), _throughput(r), _num(r["pct_ceiling"], 1),
             "—" if r["speedup"] is None else f"{r['speedup']:.2f}",
             "—" if r["max_err"] is None else f"{r['max_err']:.1e}", note])
     return _table(header, rows)
@@ -119,7 +120,10 @@ def render_markdown(meta: dict, records: list[dict], *, details: bool = True) ->
         f"fp16 {_num(c.get('matmul_tflops_fp16'))} TFLOP/s, "
         f"bf16 {_num(c.get('matmul_tflops_bf16'))} TFLOP/s.",
         "",
-        "Times are medians of `triton.testing.do_bench` (L2 flushed before every call). "
+        "Times are median GPU times, L2 flushed before every call as `triton.testing."
+        "do_bench` does, with a GPU spin queued before each call so that host launch work "
+        "never shows as GPU idle time (benchmarks/timing.py); `host ms` is the host time "
+        "per eager call. "
         "`(g)`: CUDA-graph replay, the headline for decode families. `ours ×` = that "
         "implementation's time / ours. Every output was checked against the float64 "
         "oracle before timing; a wrong one is reported, not timed.",

@@ -22,7 +22,7 @@ import torch
 
 from . import peers
 from .cases import COMPUTE_BOUND, DTYPE_NAMES, FUNCTION, TOLERANCE, Case, Reference
-from .timing import Timer, capture_graph, sync
+from .timing import Timer, capture_graph, host_time_ms, sync
 
 FATAL_MARKERS = ("illegal memory access", "device-side assert", "unspecified launch failure",
                  "illegal instruction", "misaligned address")
@@ -93,7 +93,8 @@ def _free() -> None:
 
 def new_record(case: Case, dtype: torch.dtype, impl: str) -> dict:
     return {"kernel": case.family, "case": case.name, "dtype": DTYPE_NAMES[dtype], "impl": impl,
-            "status": None, "ms": None, "eager_ms": None, "graph_ms": None, "timing": None,
+            "status": None, "ms": None, "eager_ms": None, "graph_ms": None, "host_ms": None,
+            "timing": None,
             "tflops": None, "gbps": None, "pct_ceiling": None, "speedup": None,
             "max_err": None, "tolerance": TOLERANCE[dtype], "checked_against": None,
             "note": ""}
@@ -200,6 +201,8 @@ def _run_impl(rec: dict, case: Case, impl, ref: Reference | None, ref_note: str,
         del out
         rec["eager_ms"] = opts.timer.eager(fn)
         rec["ms"], rec["timing"] = rec["eager_ms"], "eager"
+        if rec["eager_ms"] < 5.0:  # a few calls of the slow peers would take seconds
+            rec["host_ms"] = host_time_ms(fn, calls=20)
         if case.graph and impl.graph:
             try:
                 graph, static_out = capture_graph(fn)
