@@ -70,7 +70,11 @@ def _default(kind: str, head_dim: int):
 
 
 def _key(config) -> tuple | None:
-    return None if config is None else tuple(asdict(config).values())
+    """(block_m, block_n, num_warps, num_stages[, maxnreg when set])."""
+    if config is None:
+        return None
+    values = tuple(asdict(config).values())
+    return values if values[-1] is not None else values[:-1]
 
 
 def _ordered_grid(grid, default_key) -> list[tuple]:
@@ -79,7 +83,7 @@ def _ordered_grid(grid, default_key) -> list[tuple]:
     if default_key is None:
         return list(grid)
     rest = [c for c in grid if c != default_key]
-    rest.sort(key=lambda c: sum(a != b for a, b in zip(c, default_key, strict=True)))
+    rest.sort(key=lambda c: sum(a != b for a, b in zip(c, default_key, strict=False)))
     return [default_key, *rest]
 
 
@@ -146,8 +150,10 @@ def sweep_shape(kind: str, label: str, fn_for_split, reference, grid, splits, ti
 
 
 def _config_label(row: dict) -> str:
-    bm, bn, warps, stages = row["config"]
+    bm, bn, warps, stages, *cap = row["config"]
     text = (f"M{bm} " if row["kind"] == "prefill" else "") + f"N{bn} w{warps} s{stages}"
+    if cap and cap[0] is not None:
+        text += f" r{cap[0]}"
     if isinstance(row["num_splits"], str):  # prefill: the load path
         text += f" {row['num_splits']}"
     elif row["num_splits"] is not None:
@@ -202,7 +208,8 @@ def main(argv=None) -> int:
     p.add_argument("--tma", default="on",
                    help="prefill load paths to cross with each config: on, off or on,off")
     p.add_argument("--configs", default=None,
-                   help="explicit grid, 'BN,W,S;...' (decode) or 'BM,BN,W,S;...' (prefill)")
+                   help="explicit grid, 'BN,W,S;...' (decode) or "
+                        "'BM,BN,W,S[,MAXNREG];...' (prefill)")
     p.add_argument("--shapes", default=None,
                    help="comma-separated substrings: only shapes whose label contains one")
     p.add_argument("--budget-s", type=float, default=None,

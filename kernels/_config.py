@@ -23,6 +23,16 @@ class Config:
     block_n: int  # keys per tile
     num_warps: int
     num_stages: int
+    # ptxas register cap per thread (None: the compiler's choice). A cap that lets one
+    # more program fit on an SM can pay for itself (see PREFILL's D64 entry).
+    maxnreg: int | None = None
+
+    def launch_options(self) -> dict:
+        """The launch keywords of this config (maxnreg only when set)."""
+        opts = {"num_warps": self.num_warps, "num_stages": self.num_stages}
+        if self.maxnreg is not None:
+            opts["maxnreg"] = self.maxnreg
+        return opts
 
 
 def interpreting() -> bool:
@@ -62,11 +72,14 @@ INTERPRETER = Config(block_m=16, block_n=16, num_warps=1, num_stages=1)
 # Prefill on Hopper, keyed by (HEAD_DIM_PAD, element bytes). Shared memory bounds the
 # tile: Q tile + num_stages x (K tile + V tile) must fit in 228 KB. D64 and D128 fp16:
 # best of a 36-config sweep on an H100 (benchmarks/NOTES.md, 2026-11-25); D64 re-measured
-# with the one-loop kernel (v7): s2 0.250 ms vs s3 0.263 at the seed shape.
+# with the one-loop kernel (v7): s2 0.250 ms vs s3 0.263 at the seed shape. D64 M64 N64
+# s2 compiles to 108 registers (4 programs per SM by registers, 5 by shared memory); a
+# cap of 96 lets the fifth in: 0.2365 ms vs 0.2463 at the seed (v9 A/B; a cap of 80
+# spills: 1.46 ms).
 PREFILL = {
     (16, 2): Config(64, 64, 4, 2),
     (32, 2): Config(64, 64, 4, 2),
-    (64, 2): Config(64, 64, 4, 2),
+    (64, 2): Config(64, 64, 4, 2, maxnreg=96),
     (128, 2): Config(64, 64, 4, 3),
     (256, 2): Config(64, 32, 4, 2),
     (16, 4): Config(64, 32, 4, 2),

@@ -297,7 +297,7 @@ def launch(q, k, v, out, lse, *, seq_lens, block_table, indices, n_ctx, num_spli
         BLOCK_H=max(16, triton.next_power_of_2(heads_per_program)), BLOCK_N=cfg.block_n,
         HEAD_DIM_PAD=head_dim_pad, EVEN_D=head_dim == head_dim_pad,
         FP32=q.dtype == torch.float32, ALIGNED=aligned_strides,
-        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+        **cfg.launch_options(),
     )
     if num_splits > 1:
         _combine_kernel[(batch * num_q_heads,)](

@@ -267,10 +267,12 @@ MUTANTS: tuple[Mutant, ...] = (
            "l_i = l_i * alpha + tl.sum(p, 1)",
            "l_i = l_i + tl.sum(p, 1)",
            "online softmax: rescale factor alpha not applied to the running sum"),
-    Mutant("softmax_masked_tile_nan", "shared", JIT,
+    # The -inf guard is the decode family's (prefill starts m at -FLT_MAX and needs
+    # none); a sparse row whose first tile is all -1 slots reaches it.
+    Mutant("softmax_masked_tile_nan", "sparse", JIT,
            'm_sub = tl.where(m_new == float("-inf"), 0.0, m_new)',
            "m_sub = m_new",
-           "online softmax: a fully masked tile before any key gives exp2(-inf - -inf)"),
+           "online softmax (decode): a fully masked tile before any key gives exp2(-inf - -inf)"),
     Mutant("finalize_empty_row_nan", "shared", JIT,
            "l_safe = tl.where(empty, 1.0, l_i)",
            "l_safe = l_i",
