@@ -22,7 +22,7 @@ import torch
 
 from . import peers
 from .cases import COMPUTE_BOUND, DTYPE_NAMES, FUNCTION, TOLERANCE, Case, Reference
-from .timing import Timer, capture_graph, host_time_ms, sync
+from .timing import SPIN_MS, Timer, capture_graph, host_time_ms, sync
 
 FATAL_MARKERS = ("illegal memory access", "device-side assert", "unspecified launch failure",
                  "illegal instruction", "misaligned address")
@@ -203,6 +203,10 @@ def _run_impl(rec: dict, case: Case, impl, ref: Reference | None, ref_note: str,
         rec["ms"], rec["timing"] = rec["eager_ms"], "eager"
         if rec["eager_ms"] < 5.0:  # a few calls of the slow peers would take seconds
             rec["host_ms"] = host_time_ms(fn, calls=20)
+            if rec["host_ms"] > 0.8 * SPIN_MS:  # the host could fall behind the spin
+                rec["note"] = "; ".join(x for x in (rec["note"], (
+                    f"host {rec['host_ms']:.2f} ms per call, near the {SPIN_MS:.1f} ms GPU "
+                    "spin: the GPU time may include idle time")) if x)
         if case.graph and impl.graph:
             try:
                 graph, static_out = capture_graph(fn)

@@ -93,6 +93,7 @@ def capture_graph(fn: Callable[[], torch.Tensor]):
 # GPU cycles of the spin queued before each timed call (~1 ms at the H100's clocks):
 # longer than any implementation's host work per call, so the GPU never waits for it.
 SPIN_CYCLES = 2_000_000
+SPIN_MS = 1.0  # about SPIN_CYCLES at 1.98 GHz; the runner warns when host time nears it
 MAX_REPS = 400  # enough for a stable median; bounds the run time of tiny kernels
 
 
@@ -141,7 +142,8 @@ def host_time_ms(fn: Callable[[], object], calls: int = 50) -> float:
 
 @dataclass(frozen=True)
 class Timer:
-    """Warm-up and timed-repetition budgets, in milliseconds of GPU time."""
+    """Warm-up and timed-repetition budgets, in milliseconds of the timed call's GPU time
+    (the wall time per repetition adds the flush and the ~1 ms spin)."""
 
     warmup_ms: int = 25
     rep_ms: int = 100

@@ -24,7 +24,9 @@ class Config:
     num_warps: int
     num_stages: int
     # ptxas register cap per thread (None: the compiler's choice). A cap that lets one
-    # more program fit on an SM can pay for itself (see PREFILL's D64 entry).
+    # more program fit on an SM can pay for itself (see PREFILL's D64 entry). Prefill
+    # applies it on the TMA path only, where it was measured: the pointer path needs
+    # ~210 registers at D64 and would spill.
     maxnreg: int | None = None
 
     def launch_options(self) -> dict:
@@ -44,8 +46,8 @@ def interpreting() -> bool:
 _tma_mode: contextvars.ContextVar[bool | None] = contextvars.ContextVar("tma_mode", default=None)
 
 # Padded var-len prefill (seq_lens on the [B, H, N, D] layout) through TMA. Seed lengths on
-# an H100 (benchmarks/NOTES.md, v7): 0.169 ms with TMA, 0.205 ms with pointer loads (v6's
-# kernel, two key loops: 0.271 with TMA, 0.181 with pointers).
+# an H100 (benchmarks/NOTES.md, v7 A/B): 0.169 ms with TMA, 0.205 ms with pointer loads
+# (v6's kernel, two key loops: 0.271 with TMA, 0.181 with pointers); run v9: 0.157 ms.
 PADDED_TMA = True
 
 

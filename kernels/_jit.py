@@ -57,8 +57,9 @@ def online_softmax_step(acc, m_i, l_i, s, v, qk_scale, MAY_BE_EMPTY: tl.constexp
     """
     m_new = tl.maximum(m_i, tl.max(s, 1) * qk_scale)
     if MAY_BE_EMPTY:
-        # A row that has seen only masked keys keeps m = -inf; subtracting 0 instead of
-        # -inf keeps exp2 at exp2(-inf) = 0 rather than exp2(nan).
+        # A row that has seen only masked keys keeps m = -inf (decode starts m there;
+        # prefill starts at -FLT_MAX and needs no guard); subtracting 0 instead of -inf
+        # keeps exp2 at exp2(-inf) = 0 rather than exp2(nan).
         m_sub = tl.where(m_new == float("-inf"), 0.0, m_new)
     else:
         m_sub = m_new

@@ -308,6 +308,9 @@ def _launch(q, k, v, out, lse, q_lens, kv_lens, *, n_q, n_k, max_q, num_batch, c
     if want_tma is None:  # the tuned default: padded var-len has its own switch
         want_tma = _config.PADDED_TMA if padded else True
     use_tma = want_tma and _tma_ok(q, k, v, head_dim == head_dim_pad, is_aligned)
+    launch_options = cfg.launch_options()
+    if not use_tma:  # the register cap was measured on the TMA path; pointers need more
+        launch_options.pop("maxnreg", None)
     if use_tma:
         box = [1, 1, cfg.block_n, head_dim_pad]
         q_desc = TensorDescriptor.from_tensor(q, [1, 1, cfg.block_m, head_dim_pad])
@@ -327,7 +330,7 @@ def _launch(q, k, v, out, lse, q_lens, kv_lens, *, n_q, n_k, max_q, num_batch, c
         WRITE_LSE=lse is not None, HEAD_DIM_PAD=head_dim_pad,
         EVEN_D=head_dim == head_dim_pad, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
         FP32=q.dtype == torch.float32, ALIGNED=is_aligned, USE_TMA=use_tma,
-        **cfg.launch_options(),
+        **launch_options,
     )
 
 

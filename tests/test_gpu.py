@@ -110,12 +110,13 @@ def test_varlen_rows_past_2_31_elements():
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("padded", [False, True], ids=["fixed-tma", "padded-pointer"])
+@pytest.mark.parametrize("padded", [False, True], ids=["fixed", "padded"])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_prefill_long_config(dtype, padded):
     """Query lengths >= LONG_PREFILL take the long-sequence tile config (M128 N128 at
-    D128): fixed length through TMA, padded lengths (not tile multiples; keys past each
-    length NaN) through pointer loads."""
+    D128): fixed length, and padded lengths that are not tile multiples with the keys
+    past each length NaN (the tile crossing a length takes masked pointer loads; the
+    rest comes through TMA on Hopper)."""
     from kernels._config import LONG_PREFILL, PREFILL_LONG, prefill_config
 
     n, d = LONG_PREFILL + 37, 128

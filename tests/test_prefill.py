@@ -25,11 +25,18 @@ TMA_PADDED = PrefillCase(batch=3, num_kv_heads=1, group_size=2, head_dim=32, n_q
                          dtype="float16", causal=True, q_lens=(17, 40, 33),
                          kv_lens=(23, 40, 35), scale=1.0, transposed=False, slack_rows=0,
                          seed=4)
+# The same with keys shorter than queries (negative causal shift: the first rows of
+# sequences 0 and 2 see no key at all).
+TMA_PADDED_SHORT_KEYS = PrefillCase(batch=3, num_kv_heads=1, group_size=2, head_dim=32,
+                                    n_q=40, n_k=40, dtype="float16", causal=True,
+                                    q_lens=(17, 40, 33), kv_lens=(5, 40, 12), scale=1.0,
+                                    transposed=False, slack_rows=0, seed=5)
 
 
 @pytest.mark.parametrize("prop", ["accuracy", "unread_memory"])
 @given(case=prefill_cases(**sizes.prefill(), padded=True))
 @example(case=TMA_PADDED)
+@example(case=TMA_PADDED_SHORT_KEYS)
 def test_prefill_padded(prop, case, device):
     """Padded var-len drawn every time (the general test draws it half the time)."""
     check("prefill", prop, case, device)
