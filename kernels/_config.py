@@ -136,7 +136,7 @@ def _pick(kind: str, table: dict, head_dim_pad: int, dtype: torch.dtype) -> Conf
         return _overrides[kind]
     if interpreting():
         return INTERPRETER
-    return table[(head_dim_pad, torch.empty((), dtype=dtype).element_size())]
+    return table[(head_dim_pad, dtype.itemsize)]
 
 
 # Long sequences (query length >= LONG_PREFILL) at D128, 16-bit: larger tiles amortise

@@ -25,6 +25,8 @@ References: Dao 2023 (FlashAttention-2); Triton tutorial 06-fused-attention.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import triton
 import triton.language as tl
@@ -269,13 +271,19 @@ def _tma_ok(q, k, v, even_d: bool, is_aligned: bool) -> bool:
     return interpreting() or _is_hopper_or_later(k.device)
 
 
+@functools.cache
+def _cc_major(device: torch.device) -> int:
+    """The compute capability's major number (0 off CUDA); looked up once per device."""
+    return torch.cuda.get_device_capability(device)[0] if device.type == "cuda" else 0
+
+
 def _is_hopper_or_later(device: torch.device) -> bool:
-    return device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 9
+    return _cc_major(device) >= 9
 
 
 def _has_228kb_smem(device: torch.device) -> bool:
     """Data-centre Hopper and Blackwell (sm_90, sm_100): 228 KB of shared memory per SM."""
-    return device.type == "cuda" and torch.cuda.get_device_capability(device)[0] in (9, 10)
+    return _cc_major(device) in (9, 10)
 
 
 def _launch(q, k, v, out, lse, q_lens, kv_lens, *, n_q, n_k, max_q, num_batch, causal,
@@ -309,14 +317,14 @@ def _launch(q, k, v, out, lse, q_lens, kv_lens, *, n_q, n_k, max_q, num_batch, c
         want_tma = _config.PADDED_TMA if padded else True
     use_tma = want_tma and _tma_ok(q, k, v, head_dim == head_dim_pad, is_aligned)
     launch_options = cfg.launch_options()
-    if not use_tma:  # the register cap was measured on the TMA path; pointers need more
-        launch_options.pop("maxnreg", None)
     if use_tma:
         box = [1, 1, cfg.block_n, head_dim_pad]
         q_desc = TensorDescriptor.from_tensor(q, [1, 1, cfg.block_m, head_dim_pad])
         k_desc, v_desc = TensorDescriptor.from_tensor(k, box), TensorDescriptor.from_tensor(v, box)
     else:
         q_desc, k_desc, v_desc = q, k, v
+        # the register cap was measured on the TMA path; pointer loads need more
+        launch_options.pop("maxnreg", None)
     _prefill_kernel[grid](
         q_ptr=q, k_ptr=k, v_ptr=v, q_desc=q_desc, k_desc=k_desc, v_desc=v_desc,
         out_ptr=out, lse_ptr=lse_arg,
