@@ -68,7 +68,9 @@ def exclusive_gpu():
     import fcntl
     import tempfile
 
-    path = os.path.join(tempfile.gettempdir(), "attention_kernel_triton.gpu.lock")
+    # one lock per GPU: workers pinned to other GPUs do not wait
+    gpu = os.environ.get("CUDA_VISIBLE_DEVICES", "all").replace(",", "_")
+    path = os.path.join(tempfile.gettempdir(), f"attention_kernel_triton.gpu{gpu}.lock")
     with open(path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
@@ -91,19 +93,41 @@ def pytest_report_header(config):
 
 
 def pytest_configure(config):
-    """The controller (or a plain run) clears ratio files a previous run left in
-    ERROR_RATIOS_DIR, so the report covers this run alone."""
-    out = os.environ.get("ERROR_RATIOS_DIR")
-    if out and not os.environ.get("PYTEST_XDIST_WORKER"):
-        import glob
+    """The controller (or a plain run) clears ratio and GPU-use files a previous run left
+    in ERROR_RATIOS_DIR / GPU_REPORT_DIR, so the reports cover this run alone."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    import glob
 
-        for path in glob.glob(os.path.join(out, "ratios-*.json")):
-            os.remove(path)
+    for var, pattern in (("ERROR_RATIOS_DIR", "ratios-*.json"), ("GPU_REPORT_DIR", "gpu-*.json")):
+        if os.environ.get(var):
+            for path in glob.glob(os.path.join(os.environ[var], pattern)):
+                os.remove(path)
+
+
+_TESTS_RUN = 0
+
+
+def pytest_runtest_logreport(report):
+    global _TESTS_RUN
+    if report.when == "call":  # tests that ran (a skip in setup never gets here)
+        _TESTS_RUN += 1
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """Each process (an xdist worker or a plain run) saves its worst error ratios when
-    ERROR_RATIOS_DIR is set."""
+    """Each process that ran tests (an xdist worker or a plain run) saves its worst error
+    ratios when ERROR_RATIOS_DIR is set, and the GPU it used when GPU_REPORT_DIR is set."""
+    controller = session.config.pluginmanager.has_plugin("dsession")
+    gpu_out = os.environ.get("GPU_REPORT_DIR")
+    if gpu_out and not controller:
+        import json
+
+        from tests.gpu_pinning import worker_report
+
+        os.makedirs(gpu_out, exist_ok=True)
+        rep = worker_report(_TESTS_RUN)
+        with open(os.path.join(gpu_out, f"gpu-{rep['worker']}.json"), "w") as f:
+            json.dump(rep, f)
     out = os.environ.get("ERROR_RATIOS_DIR")
     if out:
         from tests.checks import dump_ratios
@@ -123,6 +147,13 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     ratios = load_ratios(glob.glob(os.path.join(out, "ratios-*.json"))) if out else {}
     for key, (ratio, case) in WORST_RATIOS.items():  # this process's own (no xdist)
         keep_worse(ratios, key, ratio, case)
+    gpu_out = os.environ.get("GPU_REPORT_DIR")
+    if gpu_out:
+        from tests.gpu_pinning import summarize_reports
+
+        terminalreporter.section("GPU used by each worker")
+        for line in summarize_reports(sorted(glob.glob(os.path.join(gpu_out, "gpu-*.json")))):
+            terminalreporter.write_line(line)
     if not ratios:
         return
     worst = sorted(ratios.items(), key=lambda kv: -kv[1][0])

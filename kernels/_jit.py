@@ -6,6 +6,7 @@
   rows that saw no key give output 0 and LSE -inf (never NaN).
 * ``page_lookup``: logical token -> (page, slot) of a paged cache.
 * ``mm``: the one matrix product every kernel uses; exact fp32 (no tf32) for fp32 tiles.
+* ``dim_ok``: the head-dim column mask, a compile-time constant when D is a power of two.
 * ``aligned``: marks a stride as a multiple of 16 (one flag instead of per-value
   specialisation).
 
@@ -32,6 +33,21 @@ def aligned(stride, ALIGNED: tl.constexpr):
         # through the compiler's divisibility analysis at the cost of two scalar ops.
         stride = (stride // 16) * 16
     return stride
+
+
+@triton.jit
+def dim_ok(offs_d, head_dim, EVEN_D: tl.constexpr):
+    """[HEAD_DIM_PAD] mask of the head-dim columns that exist.
+
+    With EVEN_D (head_dim == HEAD_DIM_PAD) it is a constant all-true mask: the compiler
+    then knows every 8 neighbouring columns share one mask value and keeps loads and
+    stores as 16-byte vectors (cp.async, st.global.v4). ``offs_d < head_dim`` with a
+    runtime head_dim gives it no such fact, and each element becomes its own 2-byte
+    access."""
+    if EVEN_D:
+        return tl.full([offs_d.shape[0]], 1, tl.int1)
+    else:
+        return offs_d < head_dim
 
 
 @triton.jit

@@ -29,7 +29,7 @@ import triton.language as tl
 
 from . import _validate as val
 from ._config import decode_config, interpreting
-from ._jit import LOG2E_HOST, aligned, finalize, mm, online_softmax_step, page_lookup
+from ._jit import LOG2E_HOST, aligned, dim_ok, finalize, mm, online_softmax_step, page_lookup
 
 # Split-KV heuristic (measured on an H100, benchmarks/NOTES.md): about 1024 programs in
 # flight hid memory latency best at the seed decode shape (8 splits of 128 programs) and
@@ -113,7 +113,7 @@ def _decode_kernel(
     offs_h = first_head + tl.arange(0, BLOCK_H)  # [BLOCK_H] query heads
     h_ok = offs_h < first_head + heads_per_program
     offs_d = tl.arange(0, HEAD_DIM_PAD)
-    d_ok = offs_d < head_dim
+    d_ok = dim_ok(offs_d, head_dim, EVEN_D)  # constant with EVEN_D: 16-byte accesses
     q = tl.load(q_ptr + off_b.to(tl.int64) * stride_q_batch
                 + offs_h[:, None].to(tl.int64) * stride_q_head + offs_d[None, :],
                 mask=h_ok[:, None] & d_ok[None, :], other=0.0)  # [BLOCK_H, HEAD_DIM_PAD]
@@ -180,7 +180,11 @@ def _decode_kernel(
     else:
         row = (off_b.to(tl.int64) * (num_head_programs * heads_per_program) + offs_h) \
             * num_splits + split  # [BLOCK_H] rows of the [B * Hq * num_splits] partials
-        tl.store(part_out_ptr + row[:, None] * head_dim + offs_d[None, :], out,
+        if EVEN_D:  # a constant row length keeps the partial stores 16-byte vectors
+            part_row = row * HEAD_DIM_PAD
+        else:
+            part_row = row * head_dim
+        tl.store(part_out_ptr + part_row[:, None] + offs_d[None, :], out,
                  mask=h_ok[:, None] & d_ok[None, :])
         tl.store(part_lse_ptr + row, lse, mask=h_ok)
 
@@ -197,6 +201,7 @@ def _combine_kernel(
     WRITE_LSE: tl.constexpr,
     SPLITS_PAD: tl.constexpr,  # next power of two >= num_splits
     HEAD_DIM_PAD: tl.constexpr,
+    EVEN_D: tl.constexpr,  # head_dim == HEAD_DIM_PAD
 ):
     """out = sum_s w_s o_s / sum_s w_s with w_s = exp(lse_s - max lse): the exact merge
     of softmax partials. All splits empty -> out 0, lse -inf."""
@@ -206,14 +211,18 @@ def _combine_kernel(
     offs_s = tl.arange(0, SPLITS_PAD)
     s_ok = offs_s < num_splits
     offs_d = tl.arange(0, HEAD_DIM_PAD)
-    d_ok = offs_d < head_dim
+    d_ok = dim_ok(offs_d, head_dim, EVEN_D)
     lse_s = tl.load(part_lse_ptr + row * num_splits + offs_s, mask=s_ok,
                     other=float("-inf"))  # [SPLITS_PAD]
     m = tl.max(lse_s, 0)
     m_safe = tl.where(m == float("-inf"), 0.0, m)
     w = tl.exp(lse_s - m_safe)  # 0 for empty splits
-    o_s = tl.load(part_out_ptr + (row * num_splits + offs_s[:, None]) * head_dim
-                  + offs_d[None, :], mask=s_ok[:, None] & d_ok[None, :], other=0.0)
+    if EVEN_D:
+        part_rows = (row * num_splits + offs_s[:, None]) * HEAD_DIM_PAD
+    else:
+        part_rows = (row * num_splits + offs_s[:, None]) * head_dim
+    o_s = tl.load(part_out_ptr + part_rows + offs_d[None, :],
+                  mask=s_ok[:, None] & d_ok[None, :], other=0.0)
     total = tl.sum(w, 0)
     total_safe = tl.where(total == 0.0, 1.0, total)
     out = tl.sum(o_s * w[:, None], 0) / total_safe  # [HEAD_DIM_PAD]
@@ -309,6 +318,7 @@ def launch(q, k, v, out, lse, *, seq_lens, block_table, indices, n_ctx, num_spli
             stride_lse_head=lse.stride(1) if lse is not None else 0,
             WRITE_LSE=lse is not None,
             SPLITS_PAD=triton.next_power_of_2(num_splits), HEAD_DIM_PAD=head_dim_pad,
+            EVEN_D=head_dim == head_dim_pad,
             num_warps=4 if head_dim_pad >= 128 else 2,
         )
 

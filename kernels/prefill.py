@@ -35,7 +35,7 @@ from triton.tools.tensor_descriptor import TensorDescriptor
 from . import _config
 from . import _validate as val
 from ._config import interpreting, prefill_config
-from ._jit import LOG2E_HOST, aligned, finalize, mm, online_softmax_step
+from ._jit import LOG2E_HOST, aligned, dim_ok, finalize, mm, online_softmax_step
 
 FLT_MAX_NEG = tl.constexpr(-3.4028234663852886e38)  # the most negative finite float32
 
@@ -62,7 +62,7 @@ def _attend_key_tiles(
     STAGES: tl.constexpr,  # software-pipelining depth of this loop (None: the launch's)
 ):
     offs_n0 = tl.arange(0, BLOCK_N)
-    d_ok = offs_d < head_dim
+    d_ok = dim_ok(offs_d, head_dim, EVEN_D)
     for start_n in tl.range(lo, hi, BLOCK_N, num_stages=STAGES):
         start_n = tl.multiple_of(start_n, BLOCK_N)
         offs_n = start_n + offs_n0
@@ -188,7 +188,7 @@ def _prefill_kernel(
     offs_m = start_m + rows
     offs_d = tl.arange(0, HEAD_DIM_PAD)
     row_ok = offs_m < q_len
-    d_ok = offs_d < head_dim
+    d_ok = dim_ok(offs_d, head_dim, EVEN_D)  # constant with EVEN_D: 16-byte stores
     q_base += start_m.to(tl.int64) * stride_q_seq
     o_base += start_m.to(tl.int64) * stride_o_seq
     m_i = tl.full([BLOCK_M], FLT_MAX_NEG, dtype=tl.float32)  # finite: see _attend_key_tiles

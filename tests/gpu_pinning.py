@@ -8,9 +8,11 @@ longer has any effect in this process.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+from collections import defaultdict
 
 
 def gpu_for_worker(worker: str | None, visible: str | None, count: int) -> str | None:
@@ -51,3 +53,40 @@ def pin_xdist_worker() -> str | None:
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     return gpu
+
+
+def worker_report(tests_run: int) -> dict:
+    """What this process ran on: its worker id, the CUDA_VISIBLE_DEVICES it was pinned
+    to, how many tests it ran, and the physical GPU (uuid, PCI bus) behind CUDA device 0,
+    or None when it never initialised CUDA."""
+    import torch
+
+    rep = {"worker": os.environ.get("PYTEST_XDIST_WORKER", "main"),
+           "visible": os.environ.get("CUDA_VISIBLE_DEVICES"), "tests": tests_run,
+           "device": None}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        props = torch.cuda.get_device_properties(torch.cuda.current_device())
+        bus = [getattr(props, f"pci_{x}_id", None) for x in ("domain", "bus", "device")]
+        rep["device"] = {"name": props.name, "uuid": str(getattr(props, "uuid", "")),
+                         "pci": None if None in bus else f"{bus[0]:04x}:{bus[1]:02x}:{bus[2]:02x}"}
+    return rep
+
+
+def summarize_reports(paths: list[str]) -> list[str]:
+    """One line per physical GPU (or "no CUDA"): the workers that used it and the tests
+    they ran, from the files worker_report() left."""
+    per_gpu: dict[str, list[dict]] = defaultdict(list)
+    for path in paths:
+        with open(path) as f:
+            rep = json.load(f)
+        dev = rep["device"]
+        key = f"{dev['name']} uuid {dev['uuid']} pci {dev['pci']}" if dev else "no CUDA"
+        per_gpu[key].append(rep)
+    lines = []
+    for key, reps in sorted(per_gpu.items()):
+        workers = sorted(reps, key=lambda r: int(r["worker"][2:]) if r["worker"][2:].isdigit()
+                         else -1)
+        lines.append(f"{key}: {len(reps)} workers "
+                     f"({', '.join(r['worker'] + '=' + str(r['visible']) for r in workers)}), "
+                     f"{sum(r['tests'] for r in reps)} tests")
+    return lines

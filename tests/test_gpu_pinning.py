@@ -33,48 +33,40 @@ def test_gpu_for_worker(worker, visible, count, want):
     assert gpu_for_worker(worker, visible, count) == want
 
 
-REPORTER = textwrap.dedent('''
-    import json, os
+TOUCH_GPU = textwrap.dedent('''
     import torch
 
-    def test_report(tmp_path_factory):
-        dev = None
+    def test_touch():  # initialise CUDA on this worker's GPU, if there is one
         if torch.cuda.is_available():
-            dev = torch.cuda.get_device_properties(0).uuid if hasattr(
-                torch.cuda.get_device_properties(0), "uuid") else None
-            dev = str(dev)
-        out = os.environ["PIN_REPORT_DIR"]
-        worker = os.environ.get("PYTEST_XDIST_WORKER", "none")
-        with open(os.path.join(out, worker + ".json"), "w") as f:
-            json.dump({"worker": worker,
-                       "visible": os.environ.get("CUDA_VISIBLE_DEVICES"),
-                       "device": dev}, f)
+            assert torch.ones(4, device="cuda").sum().item() == 4
 ''')
 
 
 def test_workers_report_their_gpu(tmp_path):
+    """Every worker writes what it ran on (conftest's GPU_REPORT_DIR hook); with as many
+    workers as GPUs, each worker holds a different physical GPU and all are used."""
     gpus = physical_gpu_count()
     workers = max(2, gpus)
-    (tmp_path / "test_report_a.py").write_text(REPORTER)
-    (tmp_path / "test_report_b.py").write_text(REPORTER.replace("test_report", "test_report_b"))
-    for i in range(2, workers):  # at least one test per worker
-        (tmp_path / f"test_report_{i}.py").write_text(
-            REPORTER.replace("test_report", f"test_report_{i}"))
+    for i in range(workers):  # at least one test per worker
+        (tmp_path / f"test_touch_{i}.py").write_text(TOUCH_GPU.replace("test_touch", f"test_{i}"))
     reports = tmp_path / "reports"
-    reports.mkdir()
-    env = {**os.environ, "PIN_REPORT_DIR": str(reports), "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "GPU_REPORT_DIR": str(reports), "PYTHONPATH": str(ROOT)}
     env.pop("PYTEST_XDIST_WORKER", None)
     env.pop("CUDA_VISIBLE_DEVICES", None)
     # the repository's conftest.py does the pinning: load it as a plugin for tmp files
     res = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "conftest",
-         "-n", str(workers), "--rootdir", str(tmp_path), str(tmp_path)],
+         "-n", str(workers), "--dist", "load", "--rootdir", str(tmp_path), str(tmp_path)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    got = [json.loads(p.read_text()) for p in reports.glob("gw*.json")]
-    assert len(got) >= 2, f"expected reports from >= 2 workers, got {got}"
+    got = [json.loads(p.read_text()) for p in reports.glob("gpu-*.json")]
+    assert sorted(r["worker"] for r in got) == sorted(f"gw{i}" for i in range(workers)), got
+    assert sum(r["tests"] for r in got) == workers, got
+    assert "GPU used by each worker" in res.stdout, res.stdout[-3000:]
     if gpus == 0:
-        assert all(r["visible"] is None for r in got), got
+        assert all(r["visible"] is None and r["device"] is None for r in got), got
     else:
-        pinned = {r["visible"] for r in got}
-        assert pinned == {str(i) for i in range(gpus)}, f"GPUs used: {pinned} of {gpus}"
+        for r in got:
+            assert r["visible"] == str(int(r["worker"][2:]) % gpus), r
+        used = {r["device"]["uuid"] for r in got if r["tests"] and r["device"]}
+        assert len(used) == gpus, f"physical GPUs used: {used} of {gpus}; reports {got}"
