@@ -30,7 +30,7 @@ for phase in "$@"; do
   wall=$(python3 -c "import time; print(f'{time.time() - $start:.1f}')")
   summary=$(grep -E '^[=]* ?[0-9]+ (passed|failed)' "$log" | tail -1)
   echo "$name gpus=$gpus workers=$workers exit=$prc wall=${wall}s $summary" | tee -a "$OUT/scaling.txt"
-  sed -n '/GPU used by each worker/,/^=/p' "$log" | tee -a "$OUT/scaling.txt"
+  sed -n '/^=.* GPU used by each worker/,/^=.* \(worst\|slowest\)/p' "$log" | tee -a "$OUT/scaling.txt"
   [[ $prc != 0 ]] && rc=$prc
 done
 unset CUDA_VISIBLE_DEVICES

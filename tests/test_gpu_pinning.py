@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.gpu_pinning import gpu_for_worker, physical_gpu_count
+from tests.gpu_pinning import gpu_for_worker
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,14 +45,18 @@ TOUCH_GPU = textwrap.dedent('''
 def test_workers_report_their_gpu(tmp_path):
     """Every worker writes what it ran on (conftest's GPU_REPORT_DIR hook); with as many
     workers as GPUs, each worker holds a different physical GPU and all are used."""
-    gpus = physical_gpu_count()
-    workers = max(2, gpus)
-    for i in range(workers):  # at least one test per worker
-        (tmp_path / f"test_touch_{i}.py").write_text(TOUCH_GPU.replace("test_touch", f"test_{i}"))
     reports = tmp_path / "reports"
     env = {**os.environ, "GPU_REPORT_DIR": str(reports), "PYTHONPATH": str(ROOT)}
     env.pop("PYTEST_XDIST_WORKER", None)
-    env.pop("CUDA_VISIBLE_DEVICES", None)
+    env.pop("CUDA_VISIBLE_DEVICES", None)  # this process may itself be a pinned worker
+    # the GPUs the subprocess will see (NVML honours CUDA_VISIBLE_DEVICES: not ours)
+    count = subprocess.run(
+        [sys.executable, "-c", "from tests.gpu_pinning import physical_gpu_count as n; print(n())"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=True)
+    gpus = int(count.stdout.strip())
+    workers = max(2, gpus)
+    for i in range(workers):  # at least one test per worker
+        (tmp_path / f"test_touch_{i}.py").write_text(TOUCH_GPU.replace("test_touch", f"test_{i}"))
     # the repository's conftest.py does the pinning: load it as a plugin for tmp files
     res = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "conftest",
