@@ -8,7 +8,8 @@
 Every config is pinned with ``kernels._config.override(kind, Config(...))`` around the
 check call and the timing (and the graph capture for decode). Shapes, fp16:
   prefill (causal): B8 Hq64 Hkv16 N1024 D64 (the seed's), B4 Hq32 Hkv8 N4096 D128,
-    B1 Hq32 Hkv8 N16384 D128 (each config crossed with --tma paths)
+    B1 Hq32 Hkv8 N16384 D128, padded var-len B8 Hq64 Hkv16 N1024 D64 at the seed's lengths
+    (each config crossed with --tma paths)
   decode: B8 Hq64 Hkv16 N1024 D64, B32 Hq32 Hkv8 N4096 D128, B1 Hq32 Hkv8 N65536 D128
 Each result is checked against the float64 oracle first (wrong -> not timed). A config
 that fails to compile (e.g. out of shared memory) is reported and skipped. The grid runs
@@ -36,6 +37,8 @@ PREFILL_SHAPES = [  # (label, batch, Hq, Hkv, N, D)
     ("B8 Hq64 Hkv16 N1024 D64", 8, 64, 16, 1024, 64),
     ("B4 Hq32 Hkv8 N4096 D128", 4, 32, 8, 4096, 128),
     ("B1 Hq32 Hkv8 N16384 D128", 1, 32, 8, 16384, 128),
+    # padded var-len at the seed's lengths (cases.SEED_LENGTHS)
+    ("padded B8 Hq64 Hkv16 N1024 D64 seed lengths", 8, 64, 16, 1024, 64),
 ]
 DECODE_SHAPES = [
     ("B8 Hq64 Hkv16 N1024 D64", 8, 64, 16, 1024, 64),
@@ -268,7 +271,8 @@ def main(argv=None) -> int:
         log(f"== {kind} {label}: {len(grid) * per} runs")
         try:
             if kind == "prefill":
-                problem = cases.prefill_case(batch, hq, hkv, n, d)(torch.float16)
+                lengths = cases.SEED_LENGTHS if label.startswith("padded") else None
+                problem = cases.prefill_case(batch, hq, hkv, n, d, lengths=lengths)(torch.float16)
                 fn = problem.impls[0].make()
                 paths = [{"on": "tma", "off": "ptr"}[t.strip()] for t in args.tma.split(",")]
                 rows += sweep_shape(kind, label, lambda split, fn=fn: fn, problem.reference(),
