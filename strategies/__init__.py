@@ -17,11 +17,12 @@ from .tensors import (
     page_table,
     prefill_inputs,
     prefill_varlen_inputs,
+    relayout_like,
     torch_dtype,
 )
 
 __all__ = [
     "DTYPES", "INDEX_KINDS", "DecodeCase", "PrefillCase", "case_from_dict", "decode_cases",
     "head_dims", "lengths", "prefill_cases", "decode_inputs", "index_rows", "page_table",
-    "prefill_inputs", "prefill_varlen_inputs", "torch_dtype",
+    "prefill_inputs", "prefill_varlen_inputs", "relayout_like", "torch_dtype",
 ]

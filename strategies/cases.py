@@ -78,6 +78,7 @@ class PrefillCase:
     seed: int
     v_transposed: bool = False  # v laid out unlike k (k and v strides differ)
     sm_scale: float | None = None  # None: the default 1/sqrt(D)
+    row_gap: int = 0  # q/k/v rows stored D + row_gap apart, the gap NaN (ROW_GAPS)
 
     @property
     def num_q_heads(self) -> int:
@@ -85,6 +86,13 @@ class PrefillCase:
 
     def to_dict(self):
         return {"type": type(self).__name__, **asdict(self)}
+
+
+# Rows stored with NaN columns after their D values (a row stride above D): a kernel that
+# reads a column past D, even one it multiplies by a zero-padded q, gets NaN. 16 keeps
+# 16-element alignment when D is a multiple of 16 (TMA and vector loads stay eligible);
+# 3 breaks it.
+ROW_GAPS = (0, 0, 16, 3)
 
 
 @st.composite
@@ -118,7 +126,7 @@ def prefill_cases(draw, *, min_batch=1, max_batch=3, max_kv_heads=3, max_group=5
         scale=draw(scales()), transposed=draw(st.booleans()),
         slack_rows=draw(st.sampled_from((0, 0, 1, 3))) if varlen else 0,
         seed=draw(st.integers(0, 2**31 - 1)), v_transposed=draw(st.booleans()),
-        sm_scale=draw(sm_scales()))
+        sm_scale=draw(sm_scales()), row_gap=draw(st.sampled_from(ROW_GAPS)))
 
 
 @dataclass(frozen=True)
@@ -156,6 +164,7 @@ class DecodeCase:
     v_transposed: bool = False  # v laid out unlike k (k and v strides differ)
     q_transposed: bool = False  # q is a [Hq, B, D] storage seen as [B, Hq, D]
     sm_scale: float | None = None  # None: the default 1/sqrt(D)
+    row_gap: int = 0  # q and K/V (cache) rows stored D + row_gap apart, the gap NaN
 
     @property
     def num_q_heads(self) -> int:
@@ -220,7 +229,8 @@ def decode_cases(draw, *, min_batch=1, max_batch=4, max_kv_heads=3, max_group=5,
         n_ctx=n_ctx, dtype=dtype, seq_lens=seq_lens, scale=draw(scales()),
         seed=draw(st.integers(0, 2**31 - 1)), num_splits=splits, q_rank4=draw(st.booleans()),
         transposed=draw(st.booleans()), v_transposed=draw(st.booleans()),
-        q_transposed=draw(st.booleans()), sm_scale=draw(sm_scales()), **extra)
+        q_transposed=draw(st.booleans()), sm_scale=draw(sm_scales()),
+        row_gap=draw(st.sampled_from(ROW_GAPS)), **extra)
 
 
 def case_from_dict(d: dict):

@@ -16,10 +16,40 @@ def torch_dtype(name: str) -> torch.dtype:
             "float32": torch.float32}[name]
 
 
-def _randn(gen, shape, *, scale=1.0, dtype, device, perm=None):
-    """randn storage of `shape`, scaled, cast, moved, then viewed through `perm`."""
-    t = (torch.randn(shape, generator=gen, dtype=torch.float32) * scale).to(dtype).to(device)
+def _randn(gen, shape, *, scale=1.0, dtype, device, perm=None, gap=0):
+    """randn storage of `shape`, scaled, cast, moved, then viewed through `perm`. With
+    gap > 0 each row of the storage has `gap` NaN columns after its values (the view
+    hides them; the values are the same as without a gap)."""
+    t = (torch.randn(shape, generator=gen, dtype=torch.float32) * scale).to(dtype)
+    if gap:
+        store = torch.full((*shape[:-1], shape[-1] + gap), float("nan"), dtype=dtype)
+        store[..., :shape[-1]] = t
+        t = store.to(device)[..., :shape[-1]]
+    else:
+        t = t.to(device)
     return t.permute(*perm) if perm is not None else t
+
+
+def relayout_like(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """`values` (any layout) copied into storage laid out as `like`'s: the same order of
+    dimensions in memory and the same NaN gap after each row, if `like` has one.
+    Poisoned copies keep the layout of the tensors they replace (a layout change could
+    change the kernel's load path, and unread_memory compares bits)."""
+    if values.dim() < 2 or values.numel() == 0 or like.numel() == 0:
+        return values
+    order = sorted(range(like.dim()), key=lambda i: (like.stride(i), like.shape[i]),
+                   reverse=True)  # outermost dimension first; the last is the row
+    d = like.shape[-1]
+    row_strides = [like.stride(i) for i in range(like.dim() - 1) if like.shape[i] > 1]
+    gap = min(row_strides) - d if row_strides else 0  # the innermost row stride is D + gap
+    if order[-1] != like.dim() - 1 or like.stride(-1) != 1 or gap < 0:
+        return values
+    shape = [values.shape[i] for i in order]
+    store = torch.full((*shape[:-1], shape[-1] + gap), float("nan"), dtype=values.dtype,
+                       device=values.device)
+    out = store[..., :d].permute(*[order.index(i) for i in range(like.dim())])
+    out.copy_(values)
+    return out
 
 
 def _lens(values, device):
@@ -34,8 +64,8 @@ def prefill_inputs(case: PrefillCase, device) -> dict:
     def make(h, n, transposed, scale=1.0):  # [B, H, N, D], from [B, N, H, D] storage if asked
         if transposed:
             return _randn(g, (b, n, h, d), scale=scale, dtype=dt, device=device,
-                          perm=(0, 2, 1, 3))
-        return _randn(g, (b, h, n, d), scale=scale, dtype=dt, device=device)
+                          perm=(0, 2, 1, 3), gap=case.row_gap)
+        return _randn(g, (b, h, n, d), scale=scale, dtype=dt, device=device, gap=case.row_gap)
 
     q = make(hq, case.n_q, case.transposed, case.scale)
     k = make(hkv, case.n_k, case.transposed)
@@ -61,8 +91,9 @@ def prefill_varlen_inputs(case: PrefillCase, device) -> dict:
     hq, hkv, d = case.num_q_heads, case.num_kv_heads, case.head_dim
     def make(t, h, transposed, scale=1.0):  # [T, H, D], from [H, T, D] storage if asked
         if transposed:
-            return _randn(g, (h, t, d), scale=scale, dtype=dt, device=device, perm=(1, 0, 2))
-        return _randn(g, (t, h, d), scale=scale, dtype=dt, device=device)
+            return _randn(g, (h, t, d), scale=scale, dtype=dt, device=device, perm=(1, 0, 2),
+                          gap=case.row_gap)
+        return _randn(g, (t, h, d), scale=scale, dtype=dt, device=device, gap=case.row_gap)
 
     q = make(tq, hq, case.transposed, case.scale)
     k = make(tk, hkv, case.transposed)
@@ -157,13 +188,15 @@ def decode_inputs(case: DecodeCase, device) -> dict:
             ((hq, b, d), (1, 0, 2))
     else:
         q_shape, q_perm = ((b, hq, 1, d) if case.q_rank4 else (b, hq, d)), None
-    args = dict(q=_randn(g, q_shape, scale=case.scale, dtype=dt, device=device, perm=q_perm))
+    args = dict(q=_randn(g, q_shape, scale=case.scale, dtype=dt, device=device, perm=q_perm,
+                         gap=case.row_gap))
     if case.page_size is None:
         def dense(transposed):
             if transposed:
                 return _randn(g, (b, case.n_ctx, hkv, d), dtype=dt, device=device,
-                              perm=(0, 2, 1, 3))
-            return _randn(g, (b, hkv, case.n_ctx, d), dtype=dt, device=device)
+                              perm=(0, 2, 1, 3), gap=case.row_gap)
+            return _randn(g, (b, hkv, case.n_ctx, d), dtype=dt, device=device,
+                          gap=case.row_gap)
 
         args["k"] = dense(case.transposed)
         args["v"] = dense(case.transposed != case.v_transposed)
@@ -174,8 +207,9 @@ def decode_inputs(case: DecodeCase, device) -> dict:
         def cache(transposed):  # [num_pages, Hkv, P, D] storage seen as [pages, P, Hkv, D]
             if transposed:
                 return _randn(g, (num_pages, hkv, case.page_size, d), dtype=dt, device=device,
-                              perm=(0, 2, 1, 3))
-            return _randn(g, (num_pages, case.page_size, hkv, d), dtype=dt, device=device)
+                              perm=(0, 2, 1, 3), gap=case.row_gap)
+            return _randn(g, (num_pages, case.page_size, hkv, d), dtype=dt, device=device,
+                          gap=case.row_gap)
 
         args["k_cache"] = cache(case.transposed)
         args["v_cache"] = cache(case.transposed != case.v_transposed)

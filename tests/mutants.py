@@ -197,6 +197,11 @@ MUTANTS: tuple[Mutant, ...] = (
            "head_dim_pad = max(16, triton.next_power_of_2(head_dim))",
            "head_dim_pad = max(16, triton.next_power_of_2(head_dim + 1) // 2)",
            "non-power-of-two D: head-dim tile rounded down, columns past it never done"),
+    Mutant("decode_kv_head_dim_mask_dropped", "decode", DEC,
+           "kv_mask = t_ok[:, None] & d_ok[None, :]",
+           "kv_mask = t_ok[:, None]",
+           "non-power-of-two D: K/V loads read the columns past D (the next row's, or a "
+           "gap); a zero-padded q hides K's unless they hold NaN"),
     Mutant("decode_aligned_flag_always_set", "decode", DEC,
            "ALIGNED=aligned_strides",
            "ALIGNED=True",

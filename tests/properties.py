@@ -152,9 +152,21 @@ def deterministic(runner, case, device):
 
 @prop
 def gqa_equals_mha(runner, case, device):
-    """GQA equals MHA on repeat-interleaved K/V (dense layouts only)."""
+    """GQA equals MHA on repeat-interleaved K/V. A group-1 case is MHA already (repeating
+    K/V once changes nothing), so there the relation runs the other way: each query head
+    repeated twice is a GQA call with groups of 2 whose output is MHA's, each head twice
+    (the query head -> KV head map h // group, with a group the case did not draw)."""
     args = runner.inputs(case, device)
     group = case.group_size
+    if group == 1:
+        # heads are dim 1 of q and out in every layout; index rows (H_idx = Hkv = Hq here)
+        # stay per KV head
+        twice = {**args, "q": args["q"].repeat_interleave(2, 1)}
+        out, _ = _restrict(runner, args, *runner.call(args))
+        out_gqa, _ = _restrict(runner, twice, *runner.call(twice))
+        assert_close_pair("each query head twice (groups of 2) vs MHA", out_gqa,
+                          out.repeat_interleave(2, 1), _bound(runner, args), case=case)
+        return
     if runner.name == "prefill_varlen":  # [T, H, D]: heads on dim 1
         mha = {**args, "k": args["k"].repeat_interleave(group, 1),
                "v": args["v"].repeat_interleave(group, 1)}
