@@ -86,6 +86,8 @@ def sparse_gather(k, indices):
     used = indices >= 0
     src = k.repeat_interleave(group, dim=1)  # [B, H_idx, N, D]
     idx = indices.clamp(min=0).long().unsqueeze(-1).expand(-1, -1, -1, k.shape[-1])
+    if src.shape[2] == 0:  # no positions at all (every length 0): every index is -1
+        return src.new_zeros(idx.shape), used
     return torch.gather(src, 2, idx), used
 
 

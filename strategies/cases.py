@@ -205,7 +205,7 @@ def decode_cases(draw, *, min_batch=1, max_batch=4, max_kv_heads=3, max_group=5,
     lens = with_lens if with_lens is not None else (paged or draw(st.booleans()))
     seq_lens = None
     if lens:
-        min_len = 1 if sparse else 0  # sparse rows need a position to point at
+        min_len = 0  # sparse: a length-0 sequence has all -1 index rows (output 0)
         edge = [x for x in (page_size - 1, page_size, page_size + 1, 2 * page_size)
                 if min_len <= x <= n_ctx] if paged else []
         one_len = lengths(n_ctx, min_len=min_len)
