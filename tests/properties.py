@@ -332,13 +332,18 @@ def sparse_shuffle_invariant(runner, case, device):
 
 @prop
 def sparse_per_query_head_equals_per_kv_head(runner, case, device):
-    """Per-query-head rows that repeat their KV head's row equal the per-KV-head form."""
+    """Per-query-head rows that repeat their KV head's row equal the per-KV-head form. At
+    group 1 the two forms are one tensor, so there each query head is repeated twice
+    (groups of 2) first."""
     args = runner.inputs(case, device)
     idx = args["indices"]
     if idx.shape[1] == case.num_q_heads and case.group_size > 1:
         idx = idx[:, ::case.group_size].contiguous()  # make it per-KV-head first
+    if case.group_size == 1:
+        args = {**args, "q": args["q"].repeat_interleave(2, 1)}
+    num_q_heads = args["q"].shape[1]
     kv_form = {**args, "indices": idx}
-    q_form = {**args, "indices": idx.repeat_interleave(case.num_q_heads // idx.shape[1], 1)}
+    q_form = {**args, "indices": idx.repeat_interleave(num_q_heads // idx.shape[1], 1)}
     out_kv, _ = runner.call(kv_form)
     out_q, _ = runner.call(q_form)
     assert_close_pair("per-query-head rows vs per-KV-head rows", out_q, out_kv,
