@@ -37,6 +37,13 @@ def relayout_like(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     change the kernel's load path, and unread_memory compares bits)."""
     if values.dim() < 2 or values.numel() == 0 or like.numel() == 0:
         return values
+    if values.shape == like.shape:  # exactly like's strides, offset and storage size
+        store = torch.full((like.untyped_storage().nbytes() // like.element_size(),),
+                           float("nan"), dtype=values.dtype, device=values.device)
+        out = store.as_strided(like.shape, like.stride(), like.storage_offset())
+        out.copy_(values)
+        return out
+    # another leading size (the poisoned paged cache's extra page): rebuild the layout
     order = sorted(range(like.dim()), key=lambda i: (like.stride(i), like.shape[i]),
                    reverse=True)  # outermost dimension first; the last is the row
     d = like.shape[-1]

@@ -15,6 +15,7 @@ import contextlib
 import torch
 
 import kernels
+from strategies import relayout_like
 from tests import corpus_io
 from tests.checks import (
     K_LOWP,
@@ -242,7 +243,7 @@ def _permute_pages(args, seed):
     perm = torch.randperm(num_pages, generator=g).to(kc.device)
     new = dict(args)
     for name in ("k_cache", "v_cache"):
-        c = torch.empty_like(args[name])
+        c = relayout_like(torch.empty_like(args[name]), args[name])  # same strides and gaps
         c[perm] = args[name]
         new[name] = c
     t = args["block_table"]

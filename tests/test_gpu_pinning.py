@@ -49,6 +49,7 @@ def test_workers_report_their_gpu(tmp_path):
     env = {**os.environ, "GPU_REPORT_DIR": str(reports), "PYTHONPATH": str(ROOT)}
     env.pop("PYTEST_XDIST_WORKER", None)
     env.pop("CUDA_VISIBLE_DEVICES", None)  # this process may itself be a pinned worker
+    env.pop("ERROR_RATIOS_DIR", None)  # the inner run must not clear the outer run's files
     # the GPUs the subprocess will see (NVML honours CUDA_VISIBLE_DEVICES: not ours)
     count = subprocess.run(
         [sys.executable, "-c", "from tests.gpu_pinning import physical_gpu_count as n; print(n())"],

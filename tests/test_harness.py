@@ -42,6 +42,11 @@ def test_relayout_like_copies_strides_and_gap(perm, gap):
     assert torch.equal(got, values)
     assert got.stride() == like.stride()
     assert int(torch.isnan(_storage_view(got)).sum()) == like.numel() // 24 * gap
+    # a single row (every leading size 1): the strides, and so the gap, are kept too
+    one = _randn(torch.Generator().manual_seed(3), (1, 1, 1, 16), dtype=torch.float16,
+                 device="cpu", gap=gap)
+    got = relayout_like(torch.zeros(one.shape, dtype=torch.float16), one)
+    assert got.stride() == one.stride() and torch.equal(got, torch.zeros_like(one))
     # one more page in front (the poisoned paged cache appends an all-NaN page)
     more = torch.randn((5, *like.shape[1:])).to(torch.float16)
     got = relayout_like(more, like)
