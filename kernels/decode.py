@@ -52,6 +52,16 @@ _STRIDES = ["stride_q_batch", "stride_q_head", "stride_k_batch", "stride_k_seq",
             "stride_o_head", "stride_lse_batch", "stride_lse_head"]
 
 
+@triton.jit
+def _row_len(head_dim, HEAD_DIM_PAD: tl.constexpr, EVEN_D: tl.constexpr):
+    """A partial row's length (fp32 elements): the constexpr HEAD_DIM_PAD when it equals
+    head_dim, so the compiler sees 16-byte aligned rows and vectorises their accesses."""
+    if EVEN_D:
+        return HEAD_DIM_PAD
+    else:
+        return head_dim
+
+
 @triton.jit(do_not_specialize=["n_ctx", "n_list", "num_splits", "page_size",
                                "num_head_programs", "heads_per_program", "group_size",
                                "head_dim", *_STRIDES])
@@ -158,10 +168,7 @@ def _decode_kernel(
         else:
             k_off = t.to(tl.int64) * stride_k_seq
             v_off = t.to(tl.int64) * stride_v_seq
-        if EVEN_D:  # a mask constant along D keeps the loads 16-byte vectors (cp.async)
-            kv_mask = t_ok[:, None]
-        else:
-            kv_mask = t_ok[:, None] & d_ok[None, :]
+        kv_mask = t_ok[:, None] & d_ok[None, :]  # constant along D with EVEN_D: cp.async
         k = tl.load(k_base + k_off[:, None] + offs_d[None, :], mask=kv_mask, other=0.0)
         v = tl.load(v_base + v_off[:, None] + offs_d[None, :], mask=kv_mask, other=0.0)
         s = mm(q, tl.trans(k), tl.zeros([BLOCK_H, BLOCK_N], dtype=tl.float32), FP32)
@@ -180,10 +187,7 @@ def _decode_kernel(
     else:
         row = (off_b.to(tl.int64) * (num_head_programs * heads_per_program) + offs_h) \
             * num_splits + split  # [BLOCK_H] rows of the [B * Hq * num_splits] partials
-        if EVEN_D:  # a constant row length keeps the partial stores 16-byte vectors
-            part_row = row * HEAD_DIM_PAD
-        else:
-            part_row = row * head_dim
+        part_row = row * _row_len(head_dim, HEAD_DIM_PAD, EVEN_D)
         tl.store(part_out_ptr + part_row[:, None] + offs_d[None, :], out,
                  mask=h_ok[:, None] & d_ok[None, :])
         tl.store(part_lse_ptr + row, lse, mask=h_ok)
@@ -217,10 +221,7 @@ def _combine_kernel(
     m = tl.max(lse_s, 0)
     m_safe = tl.where(m == float("-inf"), 0.0, m)
     w = tl.exp(lse_s - m_safe)  # 0 for empty splits
-    if EVEN_D:
-        part_rows = (row * num_splits + offs_s[:, None]) * HEAD_DIM_PAD
-    else:
-        part_rows = (row * num_splits + offs_s[:, None]) * head_dim
+    part_rows = (row * num_splits + offs_s[:, None]) * _row_len(head_dim, HEAD_DIM_PAD, EVEN_D)
     o_s = tl.load(part_out_ptr + part_rows + offs_d[None, :],
                   mask=s_ok[:, None] & d_ok[None, :], other=0.0)
     total = tl.sum(w, 0)

@@ -83,10 +83,7 @@ def _attend_key_tiles(
             n_ok = offs_n < kv_len
             kt = tl.load(k_ptrs, mask=n_ok[None, :] & d_ok[:, None], other=0.0)
             v = tl.load(v_ptrs, mask=n_ok[:, None] & d_ok[None, :], other=0.0)
-        elif EVEN_D:
-            kt = tl.load(k_ptrs)
-            v = tl.load(v_ptrs)
-        else:
+        else:  # d_ok is a constant with EVEN_D: the mask folds away, the loads stay vectors
             kt = tl.load(k_ptrs, mask=d_ok[:, None], other=0.0)
             v = tl.load(v_ptrs, mask=d_ok[None, :], other=0.0)
         s = mm(q, kt, tl.zeros([q.shape[0], BLOCK_N], dtype=tl.float32), FP32)
