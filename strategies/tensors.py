@@ -31,30 +31,27 @@ def _randn(gen, shape, *, scale=1.0, dtype, device, perm=None, gap=0):
 
 
 def relayout_like(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """`values` (any layout) copied into storage laid out as `like`'s: the same order of
-    dimensions in memory and the same NaN gap after each row, if `like` has one.
+    """`values` (any layout) copied into fresh storage with `like`'s strides and storage
+    offset: the same order of dimensions in memory and the same NaN gap after each row.
     Poisoned copies keep the layout of the tensors they replace (a layout change could
-    change the kernel's load path, and unread_memory compares bits)."""
-    if values.dim() < 2 or values.numel() == 0 or like.numel() == 0:
+    change the kernel's load path, and unread_memory compares bits). `values` may have
+    another size along dim 0 when dim 0 is `like`'s outermost (the poisoned paged cache's
+    extra page)."""
+    if values.numel() == 0 or like.numel() == 0:
         return values
-    if values.shape == like.shape:  # exactly like's strides, offset and storage size
-        store = torch.full((like.untyped_storage().nbytes() // like.element_size(),),
-                           float("nan"), dtype=values.dtype, device=values.device)
-        out = store.as_strided(like.shape, like.stride(), like.storage_offset())
-        out.copy_(values)
-        return out
-    # another leading size (the poisoned paged cache's extra page): rebuild the layout
-    order = sorted(range(like.dim()), key=lambda i: (like.stride(i), like.shape[i]),
-                   reverse=True)  # outermost dimension first; the last is the row
-    d = like.shape[-1]
-    row_strides = [like.stride(i) for i in range(like.dim() - 1) if like.shape[i] > 1]
-    gap = min(row_strides) - d if row_strides else 0  # the innermost row stride is D + gap
-    if order[-1] != like.dim() - 1 or like.stride(-1) != 1 or gap < 0:
-        return values
-    shape = [values.shape[i] for i in order]
-    store = torch.full((*shape[:-1], shape[-1] + gap), float("nan"), dtype=values.dtype,
-                       device=values.device)
-    out = store[..., :d].permute(*[order.index(i) for i in range(like.dim())])
+    if values.shape[1:] != like.shape[1:] or (
+            values.shape[0] != like.shape[0] and like.stride(0) != max(like.stride())):
+        raise ValueError(f"cannot lay out {tuple(values.shape)} like {tuple(like.shape)} "
+                         f"with strides {like.stride()}")
+
+    def extent(shape):  # elements from the storage offset to the last one, inclusive
+        return sum((n - 1) * st for n, st in zip(shape, like.stride(), strict=True)) + 1
+
+    tail = like.untyped_storage().nbytes() // like.element_size() \
+        - like.storage_offset() - extent(like.shape)  # the last row's gap, and any slack
+    store = torch.full((like.storage_offset() + extent(values.shape) + tail,), float("nan"),
+                       dtype=values.dtype, device=values.device)
+    out = store.as_strided(values.shape, like.stride(), like.storage_offset())
     out.copy_(values)
     return out
 

@@ -1,5 +1,7 @@
 """Properties of prefill and prefill_varlen, each over cases drawn by Hypothesis."""
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import example, given
 
@@ -18,19 +20,22 @@ def test_prefill(prop, case, device):
     check("prefill", prop, case, device)
 
 
-# Padded var-len on a TMA-eligible layout (fp16, power-of-two D, aligned strides) with
-# key lengths that end inside a tile: the tile crossing each length must not be read
-# through TMA (unread_memory runs the TMA path too). Always run, on the CPU too.
-TMA_PADDED = PrefillCase(batch=3, num_kv_heads=1, group_size=2, head_dim=32, n_q=40, n_k=40,
-                         dtype="float16", causal=True, q_lens=(17, 40, 33),
-                         kv_lens=(23, 40, 35), scale=1.0, transposed=False, slack_rows=0,
-                         seed=4)
+# Packed sequences that take the TMA path (fp16, power-of-two D, aligned strides) with
+# sequences past the first, partial tiles and slack rows: always run, on the CPU too.
+TMA_VARLEN = PrefillCase(batch=3, num_kv_heads=1, group_size=2, head_dim=32, n_q=40, n_k=40,
+                         dtype="float16", causal=True, q_lens=(17, 40, 33), kv_lens=None,
+                         scale=1.0, transposed=False, slack_rows=3, seed=1)
+# Padded var-len on the same layout with key lengths that end inside a tile: the tile
+# crossing each length must not be read through TMA (unread_memory runs the TMA path too).
+TMA_PADDED = replace(TMA_VARLEN, kv_lens=(23, 40, 35), slack_rows=0, seed=4)
 # The same with keys shorter than queries (negative causal shift: the first rows of
 # sequences 0 and 2 see no key at all).
-TMA_PADDED_SHORT_KEYS = PrefillCase(batch=3, num_kv_heads=1, group_size=2, head_dim=32,
-                                    n_q=40, n_k=40, dtype="float16", causal=True,
-                                    q_lens=(17, 40, 33), kv_lens=(5, 40, 12), scale=1.0,
-                                    transposed=False, slack_rows=0, seed=5)
+TMA_PADDED_SHORT_KEYS = replace(TMA_PADDED, kv_lens=(5, 40, 12), seed=5)
+# Empty packed tensors on a TMA-eligible layout (a tensor map cannot have a 0 dimension):
+# no keys at all, and no queries at all.
+NO_KEYS = replace(TMA_VARLEN, batch=2, n_q=5, n_k=0, causal=False, q_lens=(5, 3),
+                  kv_lens=(0, 0), slack_rows=0, seed=2)
+NO_QUERIES = replace(TMA_VARLEN, batch=2, n_q=0, n_k=0, q_lens=(0, 0), slack_rows=0, seed=3)
 
 
 @pytest.mark.parametrize("prop", ["accuracy", "unread_memory"])
@@ -40,23 +45,6 @@ TMA_PADDED_SHORT_KEYS = PrefillCase(batch=3, num_kv_heads=1, group_size=2, head_
 def test_prefill_padded(prop, case, device):
     """Padded var-len drawn every time (the general test draws it half the time)."""
     check("prefill", prop, case, device)
-
-
-# Packed sequences that take the TMA path (fp16, power-of-two D, aligned strides) with
-# sequences past the first, partial tiles and slack rows: always run, on the CPU too.
-TMA_VARLEN = PrefillCase(batch=3, num_kv_heads=1, group_size=2, head_dim=32, n_q=40, n_k=40,
-                         dtype="float16", causal=True, q_lens=(17, 40, 33), kv_lens=None,
-                         scale=1.0, transposed=False, slack_rows=3, seed=1)
-
-
-# Empty packed tensors on a TMA-eligible layout (a tensor map cannot have a 0 dimension):
-# no keys at all, and no queries at all.
-NO_KEYS = PrefillCase(batch=2, num_kv_heads=1, group_size=2, head_dim=32, n_q=5, n_k=0,
-                      dtype="float16", causal=False, q_lens=(5, 3), kv_lens=(0, 0),
-                      scale=1.0, transposed=False, slack_rows=0, seed=2)
-NO_QUERIES = PrefillCase(batch=2, num_kv_heads=1, group_size=2, head_dim=32, n_q=0, n_k=0,
-                         dtype="float16", causal=True, q_lens=(0, 0), kv_lens=None,
-                         scale=1.0, transposed=False, slack_rows=0, seed=3)
 
 
 @pytest.mark.parametrize("prop", COMMON + ["varlen_equals_padded"])
