@@ -97,8 +97,10 @@ SPIN_MS = 1.0  # about SPIN_CYCLES at 1.98 GHz; the runner warns when host time 
 MAX_REPS = 400  # enough for a stable median; bounds the run time of tiny kernels
 
 
-def gpu_time_ms(fn: Callable[[], object], warmup_ms: float, rep_ms: float) -> float:
-    """Median GPU time of fn() in ms, L2 flushed before each call (see the module doc)."""
+def gpu_time_ms(fn: Callable[[], object], warmup_ms: float, rep_ms: float,
+                flush_l2: bool = True) -> float:
+    """Median GPU time of fn() in ms, L2 flushed before each call (see the module doc).
+    flush_l2=False leaves the L2 as the previous call left it (warm: for diagnostics)."""
     flush = torch.empty(256 * 1024 * 1024, dtype=torch.int8, device="cuda")
     fn()
     torch.cuda.synchronize()
@@ -116,7 +118,8 @@ def gpu_time_ms(fn: Callable[[], object], warmup_ms: float, rep_ms: float) -> fl
     starts = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
     ends = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
     for i in range(reps):
-        flush.zero_()
+        if flush_l2:
+            flush.zero_()
         torch.cuda._sleep(SPIN_CYCLES)
         starts[i].record()
         fn()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import os
 from dataclasses import dataclass
 
@@ -39,6 +40,12 @@ class Config:
 
 def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+@functools.cache
+def cc_major(device: torch.device) -> int:
+    """The compute capability's major number (0 off CUDA); looked up once per device."""
+    return torch.cuda.get_device_capability(device)[0] if device.type == "cuda" else 0
 
 
 # Per thread / task (a ContextVar): one thread's `with tma(False)` leaves others alone.
@@ -113,6 +120,51 @@ DECODE = {
     (128, 4): Config(16, 32, 4, 2),
     (256, 4): Config(16, 16, 4, 2),
 }
+
+# Prefill's program order: (batch, head) pairs in chunks whose K/V fit in this many bytes
+# (chunks of equal size: a short last chunk would run alone at the end), every chunk
+# heaviest causal tiles first across its pairs. 0: one pair per chunk (each pair's tiles
+# heaviest first, pair after pair: the order before v12). Probe on an H200 (60 MB of L2,
+# benchmarks/NOTES.md, v12), one pair per chunk vs one chunk of all pairs: padded
+# var-len seed 111.7 vs 103.5 us, full-length seed 220.5 vs 221.4 (its 33.5 MB of K/V
+# fit in L2), N4096 D128 1047 vs 1065 (67 MB of K/V do not; 8-16 MB chunks: 1041).
+PREFILL_CHUNK_BYTES = 40e6
+_chunk_pairs: contextvars.ContextVar[int | None] = contextvars.ContextVar("chunk_pairs",
+                                                                         default=None)
+
+
+@contextlib.contextmanager
+def prefill_chunk(pairs: int):
+    """Force the number of (batch, head) pairs per chunk of prefill's program order inside
+    a block (tests: the order must not change a bit of the result)."""
+    token = _chunk_pairs.set(pairs)
+    try:
+        yield
+    finally:
+        _chunk_pairs.reset(token)
+
+
+def prefill_chunk_pairs(kv_bytes_per_pair: float, num_pairs: int) -> int:
+    """(batch, head) pairs per chunk: the fewest chunks of at most PREFILL_CHUNK_BYTES of
+    K/V each, the pairs spread evenly over them; >= 1."""
+    forced = _chunk_pairs.get()
+    if forced is not None:
+        return max(1, min(num_pairs, forced))
+    most = max(1, int(PREFILL_CHUNK_BYTES // max(kv_bytes_per_pair, 1)))
+    chunks = -(-num_pairs // most)
+    return max(1, -(-num_pairs // max(chunks, 1)))
+
+
+# Programmatic dependent launch (sm_90 and later): decode's merge kernel is launched while
+# the split kernel still runs; its programs wait (griddepcontrol.wait) for the split
+# kernel's results, so the merge's launch latency hides behind the split kernel's tail.
+PDL = True
+
+
+def pdl(device: torch.device) -> bool:
+    """Whether decode launches its merge kernel as a programmatic dependent launch."""
+    return PDL and not interpreting() and cc_major(device) >= 9
+
 
 _overrides: dict[str, Config] = {}
 

@@ -26,9 +26,10 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
 
 from . import _validate as val
-from ._config import decode_config, interpreting
+from ._config import decode_config, interpreting, pdl
 from ._jit import LOG2E_HOST, aligned, dim_ok, finalize, mm, online_softmax_step, page_lookup
 
 # Split-KV heuristic (measured on an H100, benchmarks/NOTES.md): about 1024 programs in
@@ -39,7 +40,12 @@ TARGET_PROGRAMS = 1024
 # (loading q, writing a partial row, the merge) stays small against its loads.
 MIN_KEYS_PER_SPLIT = 64
 # Upper bound on the default split count: the merge reads num_splits partial rows per head.
+# A paged cache allows more: its tiles wait on a dependent chain of loads (table entry,
+# then rows), so it needs more programs in flight. Probe on an H200 (v12, B1 Hq32 Hkv8
+# N65536 D128, page 16): paged 102.7 us at 32 splits, 84.5 at 64, 88.3 at 128; dense
+# 79.4 / 86.6 / 82.2.
 MAX_SPLITS = 32
+MAX_SPLITS_PAGED = 64
 
 
 # Sizes and strides vary from call to call: specialising on each value would compile a
@@ -98,7 +104,10 @@ def _decode_kernel(
     EVEN_D: tl.constexpr,  # head_dim == HEAD_DIM_PAD: no mask along D
     FP32: tl.constexpr,
     ALIGNED: tl.constexpr,  # every q/k/v/out stride is a multiple of 16 elements
+    PDL: tl.constexpr,  # the merge kernel is a programmatic dependent launch
 ):
+    if PDL:  # every program has started: the merge grid may be scheduled (it waits)
+        gdc_launch_dependents()
     stride_q_batch = aligned(stride_q_batch, ALIGNED)
     stride_q_head = aligned(stride_q_head, ALIGNED)
     stride_k_batch = aligned(stride_k_batch, ALIGNED)
@@ -206,6 +215,7 @@ def _combine_kernel(
     SPLITS_PAD: tl.constexpr,  # next power of two >= num_splits
     HEAD_DIM_PAD: tl.constexpr,
     EVEN_D: tl.constexpr,  # head_dim == HEAD_DIM_PAD
+    PDL: tl.constexpr,  # launched as a programmatic dependent of the split kernel
 ):
     """out = sum_s w_s o_s / sum_s w_s with w_s = exp(lse_s - max lse): the exact merge
     of softmax partials. All splits empty -> out 0, lse -inf."""
@@ -216,6 +226,8 @@ def _combine_kernel(
     s_ok = offs_s < num_splits
     offs_d = tl.arange(0, HEAD_DIM_PAD)
     d_ok = dim_ok(offs_d, head_dim, EVEN_D)
+    if PDL:  # the split kernel has finished and its partials are visible
+        gdc_wait()
     lse_s = tl.load(part_lse_ptr + row * num_splits + offs_s, mask=s_ok,
                     other=float("-inf"))  # [SPLITS_PAD]
     m = tl.max(lse_s, 0)
@@ -234,10 +246,12 @@ def _combine_kernel(
         tl.store(lse_ptr + off_b * stride_lse_batch + off_h * stride_lse_head, lse)
 
 
-def default_num_splits(num_programs: int, list_capacity: int, device: torch.device) -> int:
+def default_num_splits(num_programs: int, list_capacity: int, device: torch.device,
+                       paged: bool = False) -> int:
     """Enough splits for about TARGET_PROGRAMS programs, none shorter than
-    MIN_KEYS_PER_SPLIT entries. Uses capacities (N, pages x P, K), never the lengths on
-    the device, so choosing it needs no sync."""
+    MIN_KEYS_PER_SPLIT entries, at most MAX_SPLITS (MAX_SPLITS_PAGED for a paged cache).
+    Uses capacities (N, pages x P, K), never the lengths on the device, so choosing it
+    needs no sync."""
     if num_programs == 0:
         return 1
     if interpreting() or device.type != "cuda":
@@ -246,7 +260,7 @@ def default_num_splits(num_programs: int, list_capacity: int, device: torch.devi
         target, min_keys = TARGET_PROGRAMS, MIN_KEYS_PER_SPLIT
     by_programs = triton.cdiv(target, num_programs)
     by_len = max(1, list_capacity // min_keys)
-    return max(1, min(by_programs, by_len, MAX_SPLITS))
+    return max(1, min(by_programs, by_len, MAX_SPLITS_PAGED if paged else MAX_SPLITS))
 
 
 def launch(q, k, v, out, lse, *, seq_lens, block_table, indices, n_ctx, num_splits,
@@ -262,7 +276,7 @@ def launch(q, k, v, out, lse, *, seq_lens, block_table, indices, n_ctx, num_spli
     num_head_programs = num_q_heads // heads_per_program
     n_list = indices.shape[2] if indices is not None else n_ctx
     if num_splits is None:
-        num_splits = default_num_splits(batch * num_head_programs, n_list, q.device)
+        num_splits = default_num_splits(batch * num_head_programs, n_list, q.device, paged)
     head_dim_pad = max(16, triton.next_power_of_2(head_dim))
     cfg = decode_config(head_dim_pad, q.dtype)
     if batch * num_q_heads == 0:
@@ -275,6 +289,7 @@ def launch(q, k, v, out, lse, *, seq_lens, block_table, indices, n_ctx, num_spli
     else:
         part_out = part_lse = out  # unused
     dummy = q
+    use_pdl = num_splits > 1 and pdl(q.device)
     aligned_strides = all(st % 16 == 0 for st in (*q.stride()[:2], *k.stride()[:3],
                                                   *v.stride()[:3], *out.stride()[:2]))
     _decode_kernel[(batch * num_head_programs, num_splits)](
@@ -306,7 +321,7 @@ def launch(q, k, v, out, lse, *, seq_lens, block_table, indices, n_ctx, num_spli
         WRITE_LSE=lse is not None, SPLIT_KV=num_splits > 1,
         BLOCK_H=max(16, triton.next_power_of_2(heads_per_program)), BLOCK_N=cfg.block_n,
         HEAD_DIM_PAD=head_dim_pad, EVEN_D=head_dim == head_dim_pad,
-        FP32=q.dtype == torch.float32, ALIGNED=aligned_strides,
+        FP32=q.dtype == torch.float32, ALIGNED=aligned_strides, PDL=use_pdl,
         **cfg.launch_options(),
     )
     if num_splits > 1:
@@ -319,8 +334,9 @@ def launch(q, k, v, out, lse, *, seq_lens, block_table, indices, n_ctx, num_spli
             stride_lse_head=lse.stride(1) if lse is not None else 0,
             WRITE_LSE=lse is not None,
             SPLITS_PAD=triton.next_power_of_2(num_splits), HEAD_DIM_PAD=head_dim_pad,
-            EVEN_D=head_dim == head_dim_pad,
+            EVEN_D=head_dim == head_dim_pad, PDL=use_pdl,
             num_warps=4 if head_dim_pad >= 128 else 2,
+            **({"launch_pdl": True} if use_pdl else {}),
         )
 
 

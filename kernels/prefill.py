@@ -25,8 +25,6 @@ References: Dao 2023 (FlashAttention-2); Triton tutorial 06-fused-attention.
 
 from __future__ import annotations
 
-import functools
-
 import torch
 import triton
 import triton.language as tl
@@ -34,7 +32,7 @@ from triton.tools.tensor_descriptor import TensorDescriptor
 
 from . import _config
 from . import _validate as val
-from ._config import interpreting, prefill_config
+from ._config import cc_major, interpreting, prefill_config
 from ._jit import LOG2E_HOST, aligned, dim_ok, finalize, mm, online_softmax_step
 
 FLT_MAX_NEG = tl.constexpr(-3.4028234663852886e38)  # the most negative finite float32
@@ -108,8 +106,8 @@ _STRIDES = [f"stride_{t}_{a}" for t in ("q", "k", "v", "o", "lse")
             for a in ("batch", "head", "seq")]
 
 
-@triton.jit(do_not_specialize=["n_q", "n_k", "num_q_heads", "group_size", "head_dim",
-                               *_STRIDES])
+@triton.jit(do_not_specialize=["n_q", "n_k", "num_m_tiles", "bh_per_chunk", "num_q_heads",
+                               "group_size", "head_dim", *_STRIDES])
 def _prefill_kernel(
     q_ptr,  # [B, Hq, Nq, D] (padded) or [Tq, Hq, D] (varlen, batch stride 0)
     k_ptr, v_ptr,  # [B, Hkv, Nk, D] or [Tk, Hkv, D]
@@ -118,6 +116,8 @@ def _prefill_kernel(
     lse_ptr,  # [B, Hq, Nq] or [Hq, Tq] fp32 (unused unless WRITE_LSE)
     q_lens_ptr, kv_lens_ptr,  # int32 [B] lengths (HAS_LENS) or cu_seqlens [B+1] (IS_VARLEN)
     n_q, n_k,  # padded lengths (fixed/padded layouts)
+    num_m_tiles,  # query tiles per (batch, head): cdiv(max_q, BLOCK_M)
+    bh_per_chunk,  # (batch, head) pairs per chunk of the program order
     num_q_heads, group_size, head_dim, qk_scale,
     stride_q_batch, stride_q_head, stride_q_seq,
     stride_k_batch, stride_k_head, stride_k_seq,
@@ -148,9 +148,17 @@ def _prefill_kernel(
     stride_o_batch = aligned(stride_o_batch, ALIGNED)
     stride_o_head = aligned(stride_o_head, ALIGNED)
     stride_o_seq = aligned(stride_o_seq, ALIGNED)
-    # Heaviest causal tiles (last rows) first: better tail balance.
-    start_m = (tl.num_programs(0) - 1 - tl.program_id(0)) * BLOCK_M
-    pid_bh = tl.program_id(1)
+    # Program order (one grid axis): the (batch, head) pairs in chunks of bh_per_chunk
+    # (sized on the host so that a chunk's K/V stays in L2); inside a chunk the heaviest
+    # causal tiles (last rows) of every pair first, then the next lighter ones: the long
+    # tiles start early and the short ones fill the tail.
+    num_bh = tl.num_programs(0) // num_m_tiles
+    pid = tl.program_id(0)
+    first_bh = (pid // (bh_per_chunk * num_m_tiles)) * bh_per_chunk
+    chunk_bh = tl.minimum(bh_per_chunk, num_bh - first_bh)  # the last chunk may be short
+    r = pid - first_bh * num_m_tiles
+    start_m = (num_m_tiles - 1 - r // chunk_bh) * BLOCK_M
+    pid_bh = first_bh + r % chunk_bh
     off_b = pid_bh // num_q_heads
     off_h = pid_bh % num_q_heads
     off_kvh = off_h // group_size
@@ -268,19 +276,13 @@ def _tma_ok(q, k, v, even_d: bool, is_aligned: bool) -> bool:
     return interpreting() or _is_hopper_or_later(k.device)
 
 
-@functools.cache
-def _cc_major(device: torch.device) -> int:
-    """The compute capability's major number (0 off CUDA); looked up once per device."""
-    return torch.cuda.get_device_capability(device)[0] if device.type == "cuda" else 0
-
-
 def _is_hopper_or_later(device: torch.device) -> bool:
-    return _cc_major(device) >= 9
+    return cc_major(device) >= 9
 
 
 def _has_228kb_smem(device: torch.device) -> bool:
     """Data-centre Hopper and Blackwell (sm_90, sm_100): 228 KB of shared memory per SM."""
-    return _cc_major(device) in (9, 10)
+    return cc_major(device) in (9, 10)
 
 
 def _launch(q, k, v, out, lse, q_lens, kv_lens, *, n_q, n_k, max_q, num_batch, causal,
@@ -291,12 +293,13 @@ def _launch(q, k, v, out, lse, q_lens, kv_lens, *, n_q, n_k, max_q, num_batch, c
     head_dim_pad = max(16, triton.next_power_of_2(head_dim))
     cfg = prefill_config(head_dim_pad, q.dtype, causal, max_q,
                          hopper=_has_228kb_smem(q.device))
-    grid = (triton.cdiv(max_q, cfg.block_m), num_batch * num_q_heads)
-    if grid[0] == 0 or grid[1] == 0:
+    num_m_tiles, num_bh = triton.cdiv(max_q, cfg.block_m), num_batch * num_q_heads
+    if num_m_tiles == 0 or num_bh == 0:
         return
-    if grid[1] > 65535:  # CUDA's limit on grid axis 1
-        raise ValueError(f"batch x query heads must be <= 65535 for now, got {grid[1]} "
-                         f"({num_batch} x {num_q_heads})")
+    # K/V bytes one (batch, head) pair reads (a KV head's, shared by its query group)
+    kv_per_bh = 2 * (k.shape[0] * k.shape[2] // num_batch) * head_dim * k.element_size() \
+        / group_size
+    bh_per_chunk = _config.prefill_chunk_pairs(kv_per_bh, num_bh)
     lse_arg = lse if lse is not None else out
     lse_strides = (lse.stride(0), lse.stride(1), lse.stride(2)) if lse is not None else (0, 0, 0)
     has_lens = q_lens is not None
@@ -322,11 +325,12 @@ def _launch(q, k, v, out, lse, q_lens, kv_lens, *, n_q, n_k, max_q, num_batch, c
         q_desc, k_desc, v_desc = q, k, v
         # the register cap was measured on the TMA path; pointer loads need more
         launch_options.pop("maxnreg", None)
-    _prefill_kernel[grid](
+    _prefill_kernel[(num_m_tiles * num_bh,)](
         q_ptr=q, k_ptr=k, v_ptr=v, q_desc=q_desc, k_desc=k_desc, v_desc=v_desc,
         out_ptr=out, lse_ptr=lse_arg,
         q_lens_ptr=q_lens if has_lens else q, kv_lens_ptr=kv_lens if has_lens else q,
-        n_q=n_q, n_k=n_k, num_q_heads=num_q_heads, group_size=group_size,
+        n_q=n_q, n_k=n_k, num_m_tiles=num_m_tiles, bh_per_chunk=bh_per_chunk,
+        num_q_heads=num_q_heads, group_size=group_size,
         head_dim=head_dim, qk_scale=sm_scale * LOG2E_HOST,
         **strides,
         stride_lse_batch=0 if varlen else lse_strides[0], stride_lse_head=lse_strides[1],

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # One device call: the GPU test suite at the dev profile, then the benchmarks.
-# Usage (through the device tool): bash scripts/gpu_run.sh [tests|bench|sweep|all] [pytest args...]
+# Usage (through the device tool): bash scripts/gpu_run.sh [tests|bench|sweep|probe|all] [pytest args...]
 # Logs and results go under $OUT (default ./.out). Environment knobs:
 #   HYPOTHESIS_PROFILE (default dev), HYPOTHESIS_MAX_EXAMPLES (cap for smoke runs),
-#   TEST_TIMEOUT (s, default 420), TEST_WORKERS (pytest-xdist workers, default 8), BENCH_ARGS / SWEEP_ARGS (extra args for
-#   python -m benchmarks / python -m benchmarks.sweep). Benchmark results come back as
+#   TEST_TIMEOUT (s, default 420), TEST_WORKERS (pytest-xdist workers, default 8),
+#   BENCH_ARGS / SWEEP_ARGS / PROBE_ARGS (extra args for python -m benchmarks /
+#   benchmarks.sweep / benchmarks.probe). Benchmark results come back as
 #   $OUT/bench_results.tgz (the device tool returns at most 8 files).
 set -uo pipefail
 what=${1:-all}; shift || true
@@ -32,6 +33,10 @@ if [[ $what == sweep ]]; then
   python3 -m benchmarks.sweep ${SWEEP_ARGS:-} 2>&1 | tee "$OUT/sweep.log"
   rc=${PIPESTATUS[0]}
   tar czf "$OUT/sweep.tgz" -C benchmarks results
+fi
+if [[ $what == probe ]]; then
+  python3 -m benchmarks.probe --out "$OUT" ${PROBE_ARGS:-} 2>&1 | tee "$OUT/probe.log"
+  rc=${PIPESTATUS[0]}
 fi
 if [[ $what == bench || $what == all ]]; then
   python3 -m benchmarks ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.log"

@@ -233,6 +233,23 @@ def load_paths_agree(runner, case, device):
     assert_close_pair("lse, TMA vs pointer loads", lse, ref_lse, bound * scale, case=case)
 
 
+@prop
+def program_order_agrees(runner, case, device):
+    """Prefill's program order (pairs of batch and head per chunk, see
+    _config.PREFILL_CHUNK_BYTES) moves work between programs' start times, never between
+    programs: every chunking gives the same bits, a short last chunk included."""
+    from kernels._config import prefill_chunk
+
+    args = runner.inputs(case, device)
+    with prefill_chunk(1):
+        ref, ref_lse = _restrict(runner, args, *runner.call(args))
+    for pairs in (2, 3, 1 << 30):
+        with prefill_chunk(pairs):
+            out, lse = _restrict(runner, args, *runner.call(args))
+        assert_same_bits(f"out ({pairs} pairs per chunk)", out, ref, case=case)
+        assert_same_bits(f"lse ({pairs} pairs per chunk)", lse, ref_lse, case=case)
+
+
 def _permute_pages(args, seed):
     """Move page i to perm[i] (caches) and rewrite the table: same logical content."""
     g = torch.Generator().manual_seed(seed)

@@ -11,7 +11,7 @@ from tests import sizes
 from tests.properties import check
 
 COMMON = ["accuracy", "finite", "unread_memory", "every_element_written", "inputs_untouched",
-          "deterministic", "gqa_equals_mha", "load_paths_agree"]
+          "deterministic", "gqa_equals_mha", "load_paths_agree", "program_order_agrees"]
 
 
 @pytest.mark.parametrize("prop", COMMON + ["batch_equals_one_by_one"])

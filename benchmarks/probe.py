@@ -1,0 +1,276 @@
+"""``python -m benchmarks.probe``: where the time of a small decode-type call goes.
+
+Each row is a CUDA-graph replay timed the benchmark's way (``timing.gpu_time_ms``: L2
+dirtied by the flush, "cold") and again without the flush ("warm": the inputs of the
+previous replay may still sit in L2). Shapes: the sparse seed (B4 Hq32 Hkv8 N32000 D256,
+640 positions per KV head) and the decode seed (B8 Hq64 Hkv16 N1024 D64), fp16.
+
+  empty        one program of an empty Triton kernel: what the method reads for no work
+  read         torch.sum over a contiguous tensor of the call's K/V bytes: a streaming read
+  gather       torch.gather of the selected K and V rows (sparse): read + write
+  split only   our split-KV kernel alone (the merge launch left out; output unused)
+  merge only   the merge kernel alone (partials left uncomputed)
+  ours         the whole call, at the default split count and at each of --splits, and
+               with the merge launched plainly instead of as a dependent launch (PDL)
+  sdpa-cudnn   the decode seed through SDPA-cuDNN
+
+The differences place the time: (ours - split only) is what the merge adds on the
+critical path, (split only - empty) the split kernel's own time. Writes
+<card>-<date>-probe.{json,md} into --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import json
+import sys
+from datetime import date
+from pathlib import Path
+
+import torch
+import triton
+
+from . import cases, peers
+from .timing import Timer, capture_graph, card_info, cuda_unavailable_reason, gpu_time_ms
+
+
+@triton.jit
+def _empty_kernel(x_ptr):
+    pass
+
+
+class _Skipped:
+    """Stands in for a jit kernel: launching it does nothing."""
+
+    def __getitem__(self, grid):
+        return lambda *args, **kwargs: None
+
+
+@contextlib.contextmanager
+def _patched(module_name: str, name: str, value):
+    module = importlib.import_module(module_name)
+    saved = getattr(module, name)
+    setattr(module, name, value)
+    try:
+        yield
+    finally:
+        setattr(module, name, saved)
+
+
+# How a row changes the call while it is captured: leave one of kernels.decode's two
+# launches out (timing only: output unused), or launch the merge without PDL.
+SETUPS = {
+    None: contextlib.nullcontext,
+    "no merge": lambda: _patched("kernels.decode", "_combine_kernel", _Skipped()),
+    "no split": lambda: _patched("kernels.decode", "_decode_kernel", _Skipped()),
+    "no pdl": lambda: _patched("kernels._config", "PDL", False),
+}
+
+
+def _time(fn, timer: Timer, setup: str | None = None) -> tuple[float, float]:
+    """(cold, warm) ms of a graph replay of fn."""
+    with SETUPS[setup]():
+        graph, _ = capture_graph(fn)
+    cold = gpu_time_ms(graph.replay, timer.warmup_ms, timer.rep_ms)
+    warm = gpu_time_ms(graph.replay, timer.warmup_ms, timer.rep_ms, flush_l2=False)
+    return cold, warm
+
+
+def probe_sparse(splits: list[int], timer: Timer) -> list[dict]:
+    import kernels
+
+    batch, hq, hkv, n, d, kept = 4, 32, 8, 32000, 256, 640
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    q = torch.randn(batch, hq, d, generator=gen, device="cuda", dtype=torch.float16)
+    k = torch.randn(batch, hkv, n, d, generator=gen, device="cuda", dtype=torch.float16)
+    v = torch.randn_like(k)
+    idx = torch.stack([torch.randperm(n, device="cuda", generator=gen)[:kept]
+                       for _ in range(batch * hkv)]).view(batch, hkv, kept).to(torch.int32)
+    nbytes = cases.kv_bytes(batch * kept, hkv, d, torch.float16)
+    flat = torch.randn(int(nbytes) // 2, generator=gen, device="cuda", dtype=torch.float16)
+    dummy = torch.empty(1, device="cuda")
+    shape = f"sparse B{batch} Hq{hq} Hkv{hkv} N{n} D{d} K{kept}"
+    rows = [("empty", lambda: _empty_kernel[(1,)](dummy), None),
+            ("read", lambda: flat.sum(), None),
+            ("gather", lambda: (peers.gather_sparse(k, idx), peers.gather_sparse(v, idx)), None)]
+
+    def ours(split=None):
+        return lambda: kernels.sparse_decode(q, k, v, idx, num_splits=split, validate=False)
+
+    rows += [("split only", ours(), "no merge"), ("merge only", ours(), "no split"),
+             ("ours", ours(), None), ("ours, merge without PDL", ours(), "no pdl")]
+    rows += [(f"ours, {s} splits", ours(s), None) for s in splits]
+    return [_row(shape, label, fn, setup, nbytes, timer) for label, fn, setup in rows]
+
+
+def probe_decode(timer: Timer) -> list[dict]:
+    import kernels
+
+    batch, hq, hkv, n, d = 8, 64, 16, 1024, 64
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    q = torch.randn(batch, hq, 1, d, generator=gen, device="cuda", dtype=torch.float16)
+    k = torch.randn(batch, hkv, n, d, generator=gen, device="cuda", dtype=torch.float16)
+    v = torch.randn_like(k)
+    nbytes = cases.kv_bytes(batch * n, hkv, d, torch.float16)
+    flat = torch.randn(int(nbytes) // 2, generator=gen, device="cuda", dtype=torch.float16)
+    shape = f"decode B{batch} Hq{hq} Hkv{hkv} N{n} D{d}"
+
+    def ours():
+        return kernels.decode(q, k, v, validate=False)
+
+    rows = [("read", lambda: flat.sum(), None), ("split only", ours, "no merge"),
+            ("merge only", ours, "no split"), ("ours", ours, None),
+            ("ours, merge without PDL", ours, "no pdl"),
+            ("sdpa-cudnn", peers.sdpa("cudnn", q, k, v), None)]
+    return [_row(shape, label, fn, setup, nbytes, timer) for label, fn, setup in rows]
+
+
+def probe_paged(splits: list[int], configs: list[tuple], timer: Timer) -> list[dict]:
+    """B1 Hq32 Hkv8 N65536 D128: paged (page 16) against dense, at several split counts."""
+    import kernels
+
+    batch, hq, hkv, n, d, page = 1, 32, 8, 65536, 128, 16
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    q = torch.randn(batch, hq, d, generator=gen, device="cuda", dtype=torch.float16)
+    k = torch.randn(batch, hkv, n, d, generator=gen, device="cuda", dtype=torch.float16)
+    v = torch.randn_like(k)
+    pages = batch * n // page
+    perm = torch.randperm(pages, device="cuda", generator=gen)
+    kc = k.transpose(1, 2).reshape(batch * n // page, page, hkv, d)[perm.argsort()].contiguous()
+    vc = v.transpose(1, 2).reshape(batch * n // page, page, hkv, d)[perm.argsort()].contiguous()
+    table = perm.view(batch, n // page).to(torch.int32)
+    lens = torch.full((batch,), n, dtype=torch.int32, device="cuda")
+    nbytes = cases.kv_bytes(batch * n, hkv, d, torch.float16)
+    shape = f"B{batch} Hq{hq} Hkv{hkv} N{n} D{d}"
+    rows = []
+    for split in [None, *splits]:
+        tag = "auto" if split is None else str(split)
+        rows.append((f"dense, {tag} splits",
+                     lambda s=split: kernels.decode(q, k, v, num_splits=s, validate=False)))
+        rows.append((f"paged P{page}, {tag} splits",
+                     lambda s=split: kernels.paged_decode(q, kc, vc, table, lens, num_splits=s,
+                                                          validate=False)))
+    out = [_row(shape, label, fn, None, nbytes, timer) for label, fn in rows]
+    from kernels._config import Config, override
+
+    for cfg in configs:
+        def call():
+            return kernels.paged_decode(q, kc, vc, table, lens, validate=False)
+        with override("decode", Config(*cfg)):
+            out.append(_row(shape, f"paged P{page}, auto splits, config {cfg}", call, None,
+                            nbytes, timer))
+    return out
+
+
+@contextlib.contextmanager
+def _chunk_bytes(value: float):
+    with _patched("kernels._config", "PREFILL_CHUNK_BYTES", value):
+        yield
+
+
+def probe_prefill(chunk_mb: list[float], timer: Timer) -> list[dict]:
+    """Prefill's program order (_config.PREFILL_CHUNK_BYTES) at the seed shape, full length
+    and padded to the seed lengths, and at N4096 and N16384 D128; eager calls (the
+    benchmark's way)."""
+    import kernels
+
+    rows = []
+    for batch, hq, hkv, n, d, lengths in ((8, 64, 16, 1024, 64, None),
+                                          (8, 64, 16, 1024, 64, cases.SEED_LENGTHS),
+                                          (4, 32, 8, 4096, 128, None),
+                                          (1, 32, 8, 16384, 128, None)):
+        gen = torch.Generator(device="cuda").manual_seed(0)
+        q = torch.randn(batch, hq, n, d, generator=gen, device="cuda", dtype=torch.float16)
+        k = torch.randn(batch, hkv, n, d, generator=gen, device="cuda", dtype=torch.float16)
+        v = torch.randn_like(k)
+        lens = None if lengths is None else torch.tensor(lengths, dtype=torch.int32,
+                                                         device="cuda")
+        shape = f"prefill B{batch} Hq{hq} Hkv{hkv} N{n} D{d}" + (" seed lengths" if lens
+                                                                 is not None else "")
+        flops = cases.causal_flops(lengths or [n] * batch, hq, d)
+        for mb in chunk_mb:
+            def call(lens=lens, q=q, k=k, v=v):
+                return kernels.prefill(q, k, v, causal=True, seq_lens=lens, validate=False)
+            with _chunk_bytes(mb * 1e6):
+                rows.append(_row(shape, f"chunks of {mb:g} MB of K/V", call, None, flops,
+                                 timer, graph=False))
+    return rows
+
+
+def _row(shape, label, fn, setup, nbytes, timer, graph: bool = True) -> dict:
+    """nbytes: bytes (GB/s column) or, for prefill rows, FLOPs (TFLOP/s x 1000)."""
+    try:
+        if graph:
+            cold, warm = _time(fn, timer, setup)
+        else:
+            cold = gpu_time_ms(fn, timer.warmup_ms, timer.rep_ms)
+            warm = gpu_time_ms(fn, timer.warmup_ms, timer.rep_ms, flush_l2=False)
+    except Exception as exc:  # a peer that cannot run here is reported, not fatal
+        print(f"  {shape} | {label}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return {"shape": shape, "what": label, "cold_us": None, "warm_us": None,
+                "note": f"{type(exc).__name__}: {str(exc)[:200]}"}
+    row = {"shape": shape, "what": label, "cold_us": cold * 1e3, "warm_us": warm * 1e3,
+           "cold_gbps": nbytes / (cold * 1e-3) / 1e9, "note": ""}
+    print(f"  {shape} | {label}: cold {row['cold_us']:.1f} us, warm {row['warm_us']:.1f} us",
+          flush=True)
+    return row
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--splits", default="1,4,8,16,32",
+                        help="split counts to time the sparse call at (comma-separated)")
+    parser.add_argument("--paged-splits", default="32,64",
+                        help="split counts to time the B1 N65536 dense/paged calls at")
+    parser.add_argument("--paged-configs", default="",
+                        help="decode configs BN,W,S to time the paged call at, ';'-separated")
+    parser.add_argument("--chunk-mb", default="0,40",
+                        help="prefill program-order chunk sizes (MB of K/V) to time")
+    parser.add_argument("--only", default="sparse,decode,paged,prefill",
+                        help="which probes to run (comma-separated)")
+    parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--tag", default="")
+    args = parser.parse_args(argv)
+    reason = cuda_unavailable_reason()
+    if reason:
+        print(f"benchmarks.probe: {reason}", file=sys.stderr)
+        return 2
+    timer = Timer()
+    card = card_info()
+    ints = lambda text: [int(x) for x in text.split(",") if x.strip()]  # noqa: E731
+    only = set(args.only.split(","))
+    rows = []
+    if "sparse" in only:
+        rows += probe_sparse(ints(args.splits), timer)
+    if "decode" in only:
+        rows += probe_decode(timer)
+    if "paged" in only:
+        configs = [(16, *ints(c)) for c in args.paged_configs.split(";") if c.strip()]
+        rows += probe_paged(ints(args.paged_splits), configs, timer)
+    if "prefill" in only:
+        rows += probe_prefill([float(x) for x in args.chunk_mb.split(",") if x.strip()], timer)
+    stem = f"{card.slug}-{date.today().isoformat()}-probe{'-' + args.tag if args.tag else ''}"
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {"card": card.as_dict(), "torch": torch.__version__, "triton": triton.__version__}
+    (out / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    lines = [f"# Time placement probe, {card.name}, {date.today().isoformat()}", "",
+             "CUDA-graph replays; cold = the benchmark's method (L2 dirtied by a flush), "
+             "warm = no flush. Prefill rows: eager calls, last column GFLOP/s.", "",
+             "| shape | what | cold us | warm us | cold GB/s |",
+             "|---|---|---|---|---|"]
+    for r in rows:
+        if r["cold_us"] is None:
+            lines.append(f"| {r['shape']} | {r['what']} | — | — | {r['note']} |")
+        else:
+            lines.append(f"| {r['shape']} | {r['what']} | {r['cold_us']:.1f} | "
+                         f"{r['warm_us']:.1f} | {r['cold_gbps']:.0f} |")
+    (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {out / stem}.{{json,md}}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
