@@ -1,22 +1,27 @@
-"""``python -m benchmarks.probe``: where the time of a small decode-type call goes.
+"""``python -m benchmarks.probe``: where the time of a call goes, and A/B of launch choices.
 
-Each row is a CUDA-graph replay timed the benchmark's way (``timing.gpu_time_ms``: L2
-dirtied by the flush, "cold") and again without the flush ("warm": the inputs of the
-previous replay may still sit in L2). Shapes: the sparse seed (B4 Hq32 Hkv8 N32000 D256,
-640 positions per KV head) and the decode seed (B8 Hq64 Hkv16 N1024 D64), fp16.
+Rows are CUDA-graph replays timed the benchmark's way (``timing.gpu_time_ms``: L2 dirtied
+by the flush, "cold") and again without the flush ("warm": the inputs of the previous
+replay may still sit in L2). fp16. Probes (--only):
 
+  sparse   the sparse seed (B4 Hq32 Hkv8 N32000 D256, 640 positions per KV head)
+  decode   the decode seed (B8 Hq64 Hkv16 N1024 D64) and B32 Hq32 Hkv8 N4096 D128
+  paged    B1 Hq32 Hkv8 N65536 D128, dense against page 16, over split counts and configs
+  prefill  the program order (_config.PREFILL_CHUNK_BYTES) over chunk sizes, eager calls
+
+Rows of the sparse and decode probes:
   empty        one program of an empty Triton kernel: what the method reads for no work
   read         torch.sum over a contiguous tensor of the call's K/V bytes: a streaming read
   gather       torch.gather of the selected K and V rows (sparse): read + write
   split only   our split-KV kernel alone (the merge launch left out; output unused)
   merge only   the merge kernel alone (partials left uncomputed)
-  ours         the whole call, at the default split count and at each of --splits, and
-               with the merge launched plainly instead of as a dependent launch (PDL)
-  sdpa-cudnn   the decode seed through SDPA-cuDNN
+  ours         the whole call at the default split count, and at other split counts
+  ours, merge without PDL   the merge launched plainly, not as a dependent launch
+  sdpa-cudnn   SDPA-cuDNN (decode)
 
 The differences place the time: (ours - split only) is what the merge adds on the
 critical path, (split only - empty) the split kernel's own time. Writes
-<card>-<date>-probe.{json,md} into --out.
+<card>-<date>-probe[-tag].{json,md} into --out.
 """
 
 from __future__ import annotations
@@ -105,26 +110,32 @@ def probe_sparse(splits: list[int], timer: Timer) -> list[dict]:
     return [_row(shape, label, fn, setup, nbytes, timer) for label, fn, setup in rows]
 
 
-def probe_decode(timer: Timer) -> list[dict]:
+def probe_decode(splits: list[int], timer: Timer) -> list[dict]:
+    """The decode seed (B8 Hq64 Hkv16 N1024 D64) and B32 Hq32 Hkv8 N4096 D128: read
+    floor, split and merge alone, PDL, cuDNN; B32 also at each of `splits`."""
     import kernels
 
-    batch, hq, hkv, n, d = 8, 64, 16, 1024, 64
-    gen = torch.Generator(device="cuda").manual_seed(0)
-    q = torch.randn(batch, hq, 1, d, generator=gen, device="cuda", dtype=torch.float16)
-    k = torch.randn(batch, hkv, n, d, generator=gen, device="cuda", dtype=torch.float16)
-    v = torch.randn_like(k)
-    nbytes = cases.kv_bytes(batch * n, hkv, d, torch.float16)
-    flat = torch.randn(int(nbytes) // 2, generator=gen, device="cuda", dtype=torch.float16)
-    shape = f"decode B{batch} Hq{hq} Hkv{hkv} N{n} D{d}"
+    rows = []
+    for batch, hq, hkv, n, d in ((8, 64, 16, 1024, 64), (32, 32, 8, 4096, 128)):
+        gen = torch.Generator(device="cuda").manual_seed(0)
+        q = torch.randn(batch, hq, 1, d, generator=gen, device="cuda", dtype=torch.float16)
+        k = torch.randn(batch, hkv, n, d, generator=gen, device="cuda", dtype=torch.float16)
+        v = torch.randn_like(k)
+        nbytes = cases.kv_bytes(batch * n, hkv, d, torch.float16)
+        flat = torch.randn(int(nbytes) // 2, generator=gen, device="cuda", dtype=torch.float16)
+        shape = f"decode B{batch} Hq{hq} Hkv{hkv} N{n} D{d}"
 
-    def ours():
-        return kernels.decode(q, k, v, validate=False)
+        def ours(split=None, q=q, k=k, v=v):
+            return lambda: kernels.decode(q, k, v, num_splits=split, validate=False)
 
-    rows = [("read", lambda: flat.sum(), None), ("split only", ours, "no merge"),
-            ("merge only", ours, "no split"), ("ours", ours, None),
-            ("ours, merge without PDL", ours, "no pdl"),
-            ("sdpa-cudnn", peers.sdpa("cudnn", q, k, v), None)]
-    return [_row(shape, label, fn, setup, nbytes, timer) for label, fn, setup in rows]
+        cases_ = [("read", lambda flat=flat: flat.sum(), None),
+                  ("split only", ours(), "no merge"), ("merge only", ours(), "no split"),
+                  ("ours", ours(), None), ("ours, merge without PDL", ours(), "no pdl"),
+                  ("sdpa-cudnn", peers.sdpa("cudnn", q, k, v), None)]
+        if batch == 32:
+            cases_ += [(f"ours, {s} splits", ours(s), None) for s in splits]
+        rows += [_row(shape, label, fn, setup, nbytes, timer) for label, fn, setup in cases_]
+    return rows
 
 
 def probe_paged(splits: list[int], configs: list[tuple], timer: Timer) -> list[dict]:
@@ -222,6 +233,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--splits", default="1,4,8,16,32",
                         help="split counts to time the sparse call at (comma-separated)")
+    parser.add_argument("--decode-splits", default="1,2,8",
+                        help="split counts to time the B32 N4096 decode at")
     parser.add_argument("--paged-splits", default="32,64",
                         help="split counts to time the B1 N65536 dense/paged calls at")
     parser.add_argument("--paged-configs", default="",
@@ -245,7 +258,7 @@ def main(argv=None) -> int:
     if "sparse" in only:
         rows += probe_sparse(ints(args.splits), timer)
     if "decode" in only:
-        rows += probe_decode(timer)
+        rows += probe_decode(ints(args.decode_splits), timer)
     if "paged" in only:
         configs = [(16, *ints(c)) for c in args.paged_configs.split(";") if c.strip()]
         rows += probe_paged(ints(args.paged_splits), configs, timer)
