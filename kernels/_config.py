@@ -123,11 +123,14 @@ DECODE = {
 
 # Prefill's program order: (batch, head) pairs in chunks whose K/V fit in this many bytes
 # (chunks of equal size: a short last chunk would run alone at the end), every chunk
-# heaviest causal tiles first across its pairs. 0: one pair per chunk (each pair's tiles
-# heaviest first, pair after pair: the order before v12). Probe on an H200 (60 MB of L2,
-# benchmarks/NOTES.md, v12), one pair per chunk vs one chunk of all pairs: padded
-# var-len seed 111.7 vs 103.5 us, full-length seed 220.5 vs 221.4 (its 33.5 MB of K/V
-# fit in L2), N4096 D128 1047 vs 1065 (67 MB of K/V do not; 8-16 MB chunks: 1041).
+# heaviest causal tiles first across its pairs, when the sequences' lengths differ
+# (padded var-len, packed var-len): then the long sequences' heavy tiles start first. With
+# one length for all, every pair has the same tiles, one pair per chunk (each pair's tiles
+# heaviest first, pair after pair: the order before v13) already mixes heavy and light
+# tiles and keeps the fewest pairs' K/V in L2. Probes on an H200 (60 MB of L2,
+# benchmarks/NOTES.md, session 5), one pair per chunk vs chunks of 40 MB: padded var-len
+# seed 112.0 vs 104.0 us (v12: one chunk of all pairs 103.5); full-length seed 220.4 vs
+# 223.6, N4096 D128 1051 vs 1051, N16384 D128 3661 vs 3742.
 PREFILL_CHUNK_BYTES = 40e6
 _chunk_pairs: contextvars.ContextVar[int | None] = contextvars.ContextVar("chunk_pairs",
                                                                          default=None)
@@ -144,12 +147,15 @@ def prefill_chunk(pairs: int):
         _chunk_pairs.reset(token)
 
 
-def prefill_chunk_pairs(kv_bytes_per_pair: float, num_pairs: int) -> int:
-    """(batch, head) pairs per chunk: the fewest chunks of at most PREFILL_CHUNK_BYTES of
-    K/V each, the pairs spread evenly over them; >= 1."""
+def prefill_chunk_pairs(kv_bytes_per_pair: float, num_pairs: int, lengths_vary: bool) -> int:
+    """(batch, head) pairs per chunk: 1 when every sequence has the same length; else the
+    fewest chunks of at most PREFILL_CHUNK_BYTES of K/V each, the pairs spread evenly over
+    them; >= 1."""
     forced = _chunk_pairs.get()
     if forced is not None:
         return max(1, min(num_pairs, forced))
+    if not lengths_vary:
+        return 1
     most = max(1, int(PREFILL_CHUNK_BYTES // max(kv_bytes_per_pair, 1)))
     chunks = -(-num_pairs // most)
     return max(1, -(-num_pairs // max(chunks, 1)))
