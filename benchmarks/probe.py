@@ -7,7 +7,7 @@ replay may still sit in L2). fp16. Probes (--only):
   sparse   the sparse seed (B4 Hq32 Hkv8 N32000 D256, 640 positions per KV head)
   decode   the decode seed (B8 Hq64 Hkv16 N1024 D64) and B32 Hq32 Hkv8 N4096 D128
   paged    B1 Hq32 Hkv8 N65536 D128, dense against page 16, over split counts and configs
-  prefill  the program order (_config.PREFILL_CHUNK_BYTES) over chunk sizes, eager calls
+  prefill  the program order (pairs per chunk, see _config.PREFILL_CHUNK_BYTES), eager calls
 
 Rows of the sparse and decode probes:
   empty        one program of an empty Triton kernel: what the method reads for no work
@@ -175,17 +175,13 @@ def probe_paged(splits: list[int], configs: list[tuple], timer: Timer) -> list[d
     return out
 
 
-@contextlib.contextmanager
-def _chunk_bytes(value: float):
-    with _patched("kernels._config", "PREFILL_CHUNK_BYTES", value):
-        yield
-
-
-def probe_prefill(chunk_mb: list[float], timer: Timer) -> list[dict]:
-    """Prefill's program order (_config.PREFILL_CHUNK_BYTES) at the seed shape, full length
-    and padded to the seed lengths, and at N4096 and N16384 D128; eager calls (the
-    benchmark's way)."""
+def probe_prefill(chunk_pairs: list[str], timer: Timer) -> list[dict]:
+    """Prefill's program order (_config.prefill_chunk: (batch, head) pairs per chunk, "all"
+    for one chunk, "default" for the host's choice) at the seed shape, full length and
+    padded to the seed lengths, and at N4096 and N16384 D128; eager calls (the benchmark's
+    way)."""
     import kernels
+    from kernels._config import prefill_chunk
 
     rows = []
     for batch, hq, hkv, n, d, lengths in ((8, 64, 16, 1024, 64, None),
@@ -201,11 +197,13 @@ def probe_prefill(chunk_mb: list[float], timer: Timer) -> list[dict]:
         shape = f"prefill B{batch} Hq{hq} Hkv{hkv} N{n} D{d}" + (" seed lengths" if lens
                                                                  is not None else "")
         flops = cases.causal_flops(lengths or [n] * batch, hq, d)
-        for mb in chunk_mb:
+        for pairs in chunk_pairs:
             def call(lens=lens, q=q, k=k, v=v):
                 return kernels.prefill(q, k, v, causal=True, seq_lens=lens, validate=False)
-            with _chunk_bytes(mb * 1e6):
-                rows.append(_row(shape, f"chunks of {mb:g} MB of K/V", call, None, flops,
+            order = (contextlib.nullcontext() if pairs == "default"
+                     else prefill_chunk(1 << 30 if pairs == "all" else int(pairs)))
+            with order:
+                rows.append(_row(shape, f"{pairs} pairs per chunk", call, None, flops,
                                  timer, graph=False))
     return rows
 
@@ -239,8 +237,9 @@ def main(argv=None) -> int:
                         help="split counts to time the B1 N65536 dense/paged calls at")
     parser.add_argument("--paged-configs", default="",
                         help="decode configs BN,W,S to time the paged call at, ';'-separated")
-    parser.add_argument("--chunk-mb", default="0,40",
-                        help="prefill program-order chunk sizes (MB of K/V) to time")
+    parser.add_argument("--chunk-pairs", default="default,1,all",
+                        help="prefill program orders to time: (batch, head) pairs per "
+                             "chunk, 'all' or 'default'")
     parser.add_argument("--only", default="sparse,decode,paged,prefill",
                         help="which probes to run (comma-separated)")
     parser.add_argument("--out", default="benchmarks/results")
@@ -263,7 +262,8 @@ def main(argv=None) -> int:
         configs = [(16, *ints(c)) for c in args.paged_configs.split(";") if c.strip()]
         rows += probe_paged(ints(args.paged_splits), configs, timer)
     if "prefill" in only:
-        rows += probe_prefill([float(x) for x in args.chunk_mb.split(",") if x.strip()], timer)
+        rows += probe_prefill([x.strip() for x in args.chunk_pairs.split(",") if x.strip()],
+                              timer)
     stem = f"{card.slug}-{date.today().isoformat()}-probe{'-' + args.tag if args.tag else ''}"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

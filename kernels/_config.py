@@ -121,16 +121,19 @@ DECODE = {
     (256, 4): Config(16, 16, 4, 2),
 }
 
-# Prefill's program order: (batch, head) pairs in chunks whose K/V fit in this many bytes
-# (chunks of equal size: a short last chunk would run alone at the end), every chunk
-# heaviest causal tiles first across its pairs, when the sequences' lengths differ
-# (padded var-len, packed var-len): then the long sequences' heavy tiles start first. With
-# one length for all, every pair has the same tiles, one pair per chunk (each pair's tiles
-# heaviest first, pair after pair: the order before v13) already mixes heavy and light
-# tiles and keeps the fewest pairs' K/V in L2. Probes on an H200 (60 MB of L2,
-# benchmarks/NOTES.md, session 5), one pair per chunk vs chunks of 40 MB: padded var-len
-# seed 112.0 vs 104.0 us (v12: one chunk of all pairs 103.5); full-length seed 220.4 vs
-# 223.6, N4096 D128 1051 vs 1051, N16384 D128 3661 vs 3742.
+# Prefill's program order. The kernel walks the (batch, head) pairs in chunks of
+# bh_per_chunk pairs, each chunk heaviest causal tiles first across its pairs. The host
+# picks one of two orders:
+#   all pairs in one chunk, when the sequences' lengths differ (padded or packed var-len)
+#     and the K/V of the whole call fits in PREFILL_CHUNK_BYTES (L2-sized): the long
+#     sequences' heavy tiles start first, the short ones fill the tail;
+#   else one pair per chunk (each pair's tiles heaviest first, pair after pair: the order
+#     before v13), which keeps the fewest pairs' K/V in L2 at a time.
+# H200 (60 MB of L2), benchmarks/NOTES.md session 5: padded var-len seed 111.7 -> 103.5 us
+# (probe v12), packed seed lengths 0.1084 -> 0.1018 ms (runs v12 -> v13); chunks of
+# 40 MB over calls whose K/V does not fit lost: N16384 D128 3661 -> 3742 us (probe v13),
+# packed 5 seqs T16384 D128 1.108 -> 1.154 ms (runs v12 -> v13); full-length seed 220.5
+# vs 221.4 (probe v12, no gain).
 PREFILL_CHUNK_BYTES = 40e6
 _chunk_pairs: contextvars.ContextVar[int | None] = contextvars.ContextVar("chunk_pairs",
                                                                          default=None)
@@ -147,18 +150,14 @@ def prefill_chunk(pairs: int):
         _chunk_pairs.reset(token)
 
 
-def prefill_chunk_pairs(kv_bytes_per_pair: float, num_pairs: int, lengths_vary: bool) -> int:
-    """(batch, head) pairs per chunk: 1 when every sequence has the same length; else the
-    fewest chunks of at most PREFILL_CHUNK_BYTES of K/V each, the pairs spread evenly over
-    them; >= 1."""
+def prefill_chunk_pairs(total_kv_bytes: float, num_pairs: int, lengths_vary: bool) -> int:
+    """(batch, head) pairs per chunk of prefill's program order (see PREFILL_CHUNK_BYTES)."""
     forced = _chunk_pairs.get()
     if forced is not None:
         return max(1, min(num_pairs, forced))
-    if not lengths_vary:
-        return 1
-    most = max(1, int(PREFILL_CHUNK_BYTES // max(kv_bytes_per_pair, 1)))
-    chunks = -(-num_pairs // most)
-    return max(1, -(-num_pairs // max(chunks, 1)))
+    if lengths_vary and total_kv_bytes <= PREFILL_CHUNK_BYTES:
+        return max(1, num_pairs)
+    return 1
 
 
 # Programmatic dependent launch (sm_90 and later): decode's merge kernel is launched while

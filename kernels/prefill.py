@@ -296,10 +296,7 @@ def _launch(q, k, v, out, lse, q_lens, kv_lens, *, n_q, n_k, max_q, num_batch, c
     num_m_tiles, num_bh = triton.cdiv(max_q, cfg.block_m), num_batch * num_q_heads
     if num_m_tiles == 0 or num_bh == 0:
         return
-    # K/V bytes one (batch, head) pair reads (a KV head's, shared by its query group)
-    kv_per_bh = 2 * (k.shape[0] * k.shape[2] // num_batch) * head_dim * k.element_size() \
-        / group_size
-    bh_per_chunk = _config.prefill_chunk_pairs(kv_per_bh, num_bh,
+    bh_per_chunk = _config.prefill_chunk_pairs(2 * k.numel() * k.element_size(), num_bh,
                                                lengths_vary=varlen or q_lens is not None)
     lse_arg = lse if lse is not None else out
     lse_strides = (lse.stride(0), lse.stride(1), lse.stride(2)) if lse is not None else (0, 0, 0)

@@ -54,3 +54,19 @@ def test_prefill_padded(prop, case, device):
 @example(case=NO_QUERIES)
 def test_prefill_varlen(prop, case, device):
     check("prefill_varlen", prop, case, device)
+
+
+def test_program_order_choice():
+    """The host's program order (kernels._config.PREFILL_CHUNK_BYTES): one chunk of all
+    pairs only when lengths differ and the call's K/V fits the budget; a forced chunk
+    size wins, clamped to [1, pairs]."""
+    from kernels import _config
+
+    budget = _config.PREFILL_CHUNK_BYTES
+    assert _config.prefill_chunk_pairs(budget, 512, lengths_vary=True) == 512
+    assert _config.prefill_chunk_pairs(budget + 1, 512, lengths_vary=True) == 1
+    assert _config.prefill_chunk_pairs(1.0, 512, lengths_vary=False) == 1
+    with _config.prefill_chunk(3):
+        assert _config.prefill_chunk_pairs(budget + 1, 512, lengths_vary=False) == 3
+    with _config.prefill_chunk(1 << 30):
+        assert _config.prefill_chunk_pairs(1.0, 7, lengths_vary=True) == 7
