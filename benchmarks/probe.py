@@ -47,7 +47,8 @@ def _empty_kernel(x_ptr):
 
 
 class _Skipped:
-    """Stands in for a jit kernel: launching it does nothing."""
+    """Stands in for a jit kernel: launching it does nothing. A row that leaves the split
+    kernel out lets the merge read uninitialised partials: a timing, not a result."""
 
     def __getitem__(self, grid):
         return lambda *args, **kwargs: None
@@ -55,6 +56,7 @@ class _Skipped:
 
 @contextlib.contextmanager
 def _patched(module_name: str, name: str, value):
+    """Set a module global inside a block (process-wide: this script is single-threaded)."""
     module = importlib.import_module(module_name)
     saved = getattr(module, name)
     setattr(module, name, value)
@@ -216,7 +218,7 @@ def _row(shape, label, fn, setup, nbytes, timer, graph: bool = True) -> dict:
         else:
             cold = gpu_time_ms(fn, timer.warmup_ms, timer.rep_ms)
             warm = gpu_time_ms(fn, timer.warmup_ms, timer.rep_ms, flush_l2=False)
-    except Exception as exc:  # a peer that cannot run here is reported, not fatal
+    except Exception as exc:  # reported in the row; main() exits 1 when any row failed
         print(f"  {shape} | {label}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return {"shape": shape, "what": label, "cold_us": None, "warm_us": None,
                 "note": f"{type(exc).__name__}: {str(exc)[:200]}"}
@@ -251,7 +253,7 @@ def main(argv=None) -> int:
         return 2
     timer = Timer()
     card = card_info()
-    ints = lambda text: [int(x) for x in text.split(",") if x.strip()]  # noqa: E731
+    ints = lambda text: [int(x) for x in text.split(",") if x.strip()]
     only = set(args.only.split(","))
     rows = []
     if "sparse" in only:
@@ -282,7 +284,11 @@ def main(argv=None) -> int:
                          f"{r['warm_us']:.1f} | {r['cold_gbps']:.0f} |")
     (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {out / stem}.{{json,md}}")
-    return 0
+    failed = [f"{r['shape']} | {r['what']}" for r in rows if r["cold_us"] is None]
+    if failed:
+        print(f"benchmarks.probe: {len(failed)} row(s) failed: {'; '.join(failed)}",
+              file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -124,9 +124,9 @@ DECODE = {
 # Prefill's program order. The kernel walks the (batch, head) pairs in chunks of
 # bh_per_chunk pairs, each chunk heaviest causal tiles first across its pairs. The host
 # picks one of two orders:
-#   all pairs in one chunk, when the sequences' lengths differ (padded or packed var-len)
-#     and the K/V of the whole call fits in PREFILL_CHUNK_BYTES (L2-sized): the long
-#     sequences' heavy tiles start first, the short ones fill the tail;
+#   all pairs in one chunk, when the call carries lengths (padded or packed var-len: they
+#     may differ) and the K/V of the whole call fits in PREFILL_CHUNK_BYTES (L2-sized):
+#     the long sequences' heavy tiles start first, the short ones fill the tail;
 #   else one pair per chunk (each pair's tiles heaviest first, pair after pair: the order
 #     before v13), which keeps the fewest pairs' K/V in L2 at a time.
 # H200 (60 MB of L2), benchmarks/NOTES.md session 5: padded var-len seed 111.7 -> 103.5 us
@@ -168,7 +168,7 @@ PDL = True
 
 def pdl(device: torch.device) -> bool:
     """Whether decode launches its merge kernel as a programmatic dependent launch."""
-    return PDL and not interpreting() and cc_major(device) >= 9
+    return PDL and not interpreting() and torch.version.hip is None and cc_major(device) >= 9
 
 
 _overrides: dict[str, Config] = {}

@@ -12,7 +12,9 @@ sequence's "key list" in tiles of BLOCK_N entries; a key-list entry is
 
 With more than one split, each split writes a normalised partial output and its LSE
 (fp32) and ``_combine_kernel`` merges them (flash-decoding). Splits that see no key
-write LSE -inf and weigh 0 in the merge.
+write LSE -inf and weigh 0 in the merge. On sm_90+ the merge is a programmatic dependent
+launch (``_config.PDL``): it is scheduled while the split kernel runs and waits
+(griddepcontrol.wait) for the split kernel's completion and memory before reading.
 
 The public wrappers here are ``decode`` and ``paged_decode``; ``kernels.sparse`` wraps
 the same launcher for index lists.

@@ -1,7 +1,9 @@
 """Prefill attention: causal or not, fixed, padded var-len and packed var-len, any GQA.
 
 Algorithm (FlashAttention-2 forward): one program per (query tile of BLOCK_M rows,
-batch x query head). It streams key tiles of BLOCK_N rows through the online softmax
+batch x query head), on one grid axis ordered heaviest causal tiles first (see
+``_config.PREFILL_CHUNK_BYTES``: across all pairs when lengths vary and the call's K/V
+fits in L2, else pair by pair). It streams key tiles of BLOCK_N rows through the online softmax
 in ``_jit.online_softmax_step``, in one software-pipelined loop over the key tiles:
 tiles on the causal diagonal (or at the length's end) apply the score mask under a
 branch on a scalar, so the tiles below the diagonal pay nothing for it and the diagonal
@@ -35,6 +37,7 @@ from . import _validate as val
 from ._config import cc_major, interpreting, prefill_config
 from ._jit import LOG2E_HOST, aligned, dim_ok, finalize, mm, online_softmax_step
 
+GRID_LIMIT = 2**31 - 1  # programs on one grid axis (CUDA's limit on gridDim.x)
 FLT_MAX_NEG = tl.constexpr(-3.4028234663852886e38)  # the most negative finite float32
 
 
@@ -149,7 +152,7 @@ def _prefill_kernel(
     stride_o_head = aligned(stride_o_head, ALIGNED)
     stride_o_seq = aligned(stride_o_seq, ALIGNED)
     # Program order (one grid axis): the (batch, head) pairs in chunks of bh_per_chunk
-    # (sized on the host so that a chunk's K/V stays in L2); inside a chunk the heaviest
+    # (the host's choice: _config.prefill_chunk_pairs); inside a chunk the heaviest
     # causal tiles (last rows) of every pair first, then the next lighter ones: the long
     # tiles start early and the short ones fill the tail.
     num_bh = tl.num_programs(0) // num_m_tiles
@@ -296,6 +299,11 @@ def _launch(q, k, v, out, lse, q_lens, kv_lens, *, n_q, n_k, max_q, num_batch, c
     num_m_tiles, num_bh = triton.cdiv(max_q, cfg.block_m), num_batch * num_q_heads
     if num_m_tiles == 0 or num_bh == 0:
         return
+    if num_m_tiles * num_bh > GRID_LIMIT:
+        raise ValueError(f"this call needs {num_m_tiles} query tiles x {num_bh} (batch, head) "
+                         f"pairs = {num_m_tiles * num_bh} programs, more than one CUDA grid "
+                         f"holds ({GRID_LIMIT}); split the batch (longest query length used: "
+                         f"{max_q})")
     bh_per_chunk = _config.prefill_chunk_pairs(2 * k.numel() * k.element_size(), num_bh,
                                                lengths_vary=varlen or q_lens is not None)
     lse_arg = lse if lse is not None else out
@@ -450,7 +458,7 @@ def prefill_varlen(
 
     lse4 = lse.unsqueeze(0) if lse is not None else None
     _launch(as4d(q), as4d(k), as4d(v), as4d(out), lse4, cu_seqlens_q, cu_seqlens_k,
-            n_q=total_q, n_k=k.shape[0], max_q=max_seqlen_q, num_batch=batch,
+            n_q=total_q, n_k=k.shape[0], max_q=min(max_seqlen_q, total_q), num_batch=batch,
             causal=causal, varlen=True, sm_scale=sm_scale)
     return (out, lse) if return_lse else out
 

@@ -236,16 +236,24 @@ def load_paths_agree(runner, case, device):
 @prop
 def program_order_agrees(runner, case, device):
     """Prefill's program order (pairs of batch and head per chunk, see
-    _config.PREFILL_CHUNK_BYTES) moves work between programs' start times, never between
-    programs: every chunking gives the same bits, a short last chunk included."""
+    _config.prefill_chunk_pairs) moves work between programs' start times, never between
+    programs: every chunking gives the same bits. Chunks of pairs - 1 leave a short last
+    chunk whenever there are 3 pairs or more; outputs start as NaN, so a tile that one
+    order skips cannot pass on memory another call left behind."""
     from kernels._config import prefill_chunk
 
     args = runner.inputs(case, device)
-    with prefill_chunk(1):
-        ref, ref_lse = _restrict(runner, args, *runner.call(args))
-    for pairs in (2, 3, 1 << 30):
+    like = args["q"]
+    pairs_total = case.batch * case.num_kv_heads * case.group_size
+
+    def run(pairs):
+        out = torch.full(like.shape, float("nan"), dtype=like.dtype, device=device)
         with prefill_chunk(pairs):
-            out, lse = _restrict(runner, args, *runner.call(args))
+            return _restrict(runner, args, *runner.call(args, out=out))
+
+    ref, ref_lse = run(1)
+    for pairs in sorted({2, 3, max(1, pairs_total - 1), 1 << 30}):
+        out, lse = run(pairs)
         assert_same_bits(f"out ({pairs} pairs per chunk)", out, ref, case=case)
         assert_same_bits(f"lse ({pairs} pairs per chunk)", lse, ref_lse, case=case)
 

@@ -445,6 +445,20 @@ def test_prefill_varlen_bad_cu_seqlens(case, device):
     _check("prefill_varlen", device, mutation, exc, match)
 
 
+def test_prefill_varlen_grid_limit(device):
+    """65536 one-token sequences x 64 heads with max_seqlen_q = 65536: over 2**31 programs
+    (query tiles x pairs) at any BLOCK_M <= 64. A ValueError that says so, not an
+    overflow in the launcher."""
+    import kernels
+
+    t, hq = 65536, 64
+    q = torch.zeros(t, hq, 16, dtype=torch.float16, device=device)
+    kv = torch.zeros(t, 1, 16, dtype=torch.float16, device=device)
+    cu = torch.arange(t + 1, dtype=torch.int32, device=device)
+    with pytest.raises(ValueError, match=r"programs, more than one CUDA grid holds"):
+        kernels.prefill_varlen(q, kv, kv, cu, max_seqlen_q=t, validate=False)
+
+
 @pytest.mark.parametrize("value", [2.5, "4"], ids=["float", "str"])
 @pytest.mark.parametrize("name", ["max_seqlen_q", "max_seqlen_k"])
 def test_prefill_varlen_max_seqlen_wrong_type(name, value, device):

@@ -14,8 +14,16 @@ COMMON = ["accuracy", "finite", "unread_memory", "every_element_written", "input
           "deterministic", "gqa_equals_mha", "load_paths_agree", "program_order_agrees"]
 
 
+# Five (batch, head) pairs and three query tiles (on the CPU's 16-row tiles): chunks of
+# 2, 3 and 4 pairs all end short (program_order_agrees).
+ODD_PAIRS = PrefillCase(batch=1, num_kv_heads=5, group_size=1, head_dim=16, n_q=40, n_k=40,
+                        dtype="float16", causal=True, q_lens=None, kv_lens=None, scale=1.0,
+                        transposed=False, slack_rows=0, seed=6)
+
+
 @pytest.mark.parametrize("prop", COMMON + ["batch_equals_one_by_one"])
 @given(case=prefill_cases(**sizes.prefill()))
+@example(case=ODD_PAIRS)
 def test_prefill(prop, case, device):
     check("prefill", prop, case, device)
 
@@ -58,7 +66,7 @@ def test_prefill_varlen(prop, case, device):
 
 def test_program_order_choice():
     """The host's program order (kernels._config.PREFILL_CHUNK_BYTES): one chunk of all
-    pairs only when lengths differ and the call's K/V fits the budget; a forced chunk
+    pairs only when the call carries lengths and its K/V fits the budget; a forced chunk
     size wins, clamped to [1, pairs]."""
     from kernels import _config
 
