@@ -8,6 +8,8 @@ replay may still sit in L2). fp16. Probes (--only):
   decode   the decode seed (B8 Hq64 Hkv16 N1024 D64) and B32 Hq32 Hkv8 N4096 D128
   paged    B1 Hq32 Hkv8 N65536 D128, dense against page 16, over split counts and configs
   prefill  the program order (pairs per chunk, see _config.PREFILL_CHUNK_BYTES), eager calls
+  splitrule  (not in the default set) dense decode Hq32 Hkv8 D128 at B4-B64 x N1024-16384:
+           default splits vs 1 and 2 vs cuDNN, data for the split rule
 
 Rows of the sparse and decode probes:
   empty        one program of an empty Triton kernel: what the method reads for no work
@@ -110,6 +112,32 @@ def probe_sparse(splits: list[int], timer: Timer) -> list[dict]:
              ("ours", ours(), None), ("ours, merge without PDL", ours(), "no pdl")]
     rows += [(f"ours, {s} splits", ours(s), None) for s in splits]
     return [_row(shape, label, fn, setup, nbytes, timer) for label, fn, setup in rows]
+
+
+def probe_split_rule(timer: Timer) -> list[dict]:
+    """Dense decode at Hq32 Hkv8 D128 over batch x context: the default split count
+    against 1 and 2 splits and cuDNN (data for a split rule that prefers 1 split once
+    batch x KV heads fills the GPU; probe v13b: B32 N4096 at 1 split ties cuDNN)."""
+    import kernels
+
+    rows = []
+    hq, hkv, d = 32, 8, 128
+    for batch in (4, 8, 16, 32, 64):
+        for n in (1024, 4096, 16384):
+            gen = torch.Generator(device="cuda").manual_seed(0)
+            q = torch.randn(batch, hq, 1, d, generator=gen, device="cuda", dtype=torch.float16)
+            k = torch.randn(batch, hkv, n, d, generator=gen, device="cuda", dtype=torch.float16)
+            v = torch.randn_like(k)
+            nbytes = cases.kv_bytes(batch * n, hkv, d, torch.float16)
+            shape = f"decode B{batch} Hq{hq} Hkv{hkv} N{n} D{d}"
+            calls = [(f"ours, {s or 'auto'} splits",
+                      lambda s=s, q=q, k=k, v=v: kernels.decode(q, k, v, num_splits=s,
+                                                                validate=False))
+                     for s in (None, 1, 2)]
+            calls.append(("sdpa-cudnn", peers.sdpa("cudnn", q, k, v)))
+            rows += [_row(shape, label, fn, None, nbytes, timer) for label, fn in calls]
+            del q, k, v
+    return rows
 
 
 def probe_decode(splits: list[int], timer: Timer) -> list[dict]:
@@ -243,7 +271,7 @@ def main(argv=None) -> int:
                         help="prefill program orders to time: (batch, head) pairs per "
                              "chunk, 'all' or 'default'")
     parser.add_argument("--only", default="sparse,decode,paged,prefill",
-                        help="which probes to run (comma-separated)")
+                        help="which probes to run (comma-separated; also: splitrule)")
     parser.add_argument("--out", default="benchmarks/results")
     parser.add_argument("--tag", default="")
     args = parser.parse_args(argv)
@@ -263,6 +291,8 @@ def main(argv=None) -> int:
     if "paged" in only:
         configs = [(16, *ints(c)) for c in args.paged_configs.split(";") if c.strip()]
         rows += probe_paged(ints(args.paged_splits), configs, timer)
+    if "splitrule" in only:
+        rows += probe_split_rule(timer)
     if "prefill" in only:
         rows += probe_prefill([x.strip() for x in args.chunk_pairs.split(",") if x.strip()],
                               timer)
