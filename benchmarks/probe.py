@@ -87,14 +87,21 @@ def _time(fn, timer: Timer, setup: str | None = None) -> tuple[float, float]:
     return cold, warm
 
 
+def _qkv(batch, hq, hkv, n, d, q_len=None):
+    """(generator, q, k, v), fp16, seeded: q [B, Hq, D] (q_len None) or [B, Hq, q_len, D];
+    k, v [B, Hkv, n, D]."""
+    gen = cases._gen(0)
+    q_shape = (batch, hq, d) if q_len is None else (batch, hq, q_len, d)
+    q = cases._randn(gen, q_shape, torch.float16)
+    k = cases._randn(gen, (batch, hkv, n, d), torch.float16)
+    return gen, q, k, torch.randn_like(k)
+
+
 def probe_sparse(splits: list[int], timer: Timer) -> list[dict]:
     import kernels
 
     batch, hq, hkv, n, d, kept = 4, 32, 8, 32000, 256, 640
-    gen = torch.Generator(device="cuda").manual_seed(0)
-    q = torch.randn(batch, hq, d, generator=gen, device="cuda", dtype=torch.float16)
-    k = torch.randn(batch, hkv, n, d, generator=gen, device="cuda", dtype=torch.float16)
-    v = torch.randn_like(k)
+    gen, q, k, v = _qkv(batch, hq, hkv, n, d)
     idx = torch.stack([torch.randperm(n, device="cuda", generator=gen)[:kept]
                        for _ in range(batch * hkv)]).view(batch, hkv, kept).to(torch.int32)
     nbytes = cases.kv_bytes(batch * kept, hkv, d, torch.float16)
@@ -124,10 +131,7 @@ def probe_split_rule(timer: Timer) -> list[dict]:
     hq, hkv, d = 32, 8, 128
     for batch in (4, 8, 16, 32, 64):
         for n in (1024, 4096, 16384):
-            gen = torch.Generator(device="cuda").manual_seed(0)
-            q = torch.randn(batch, hq, 1, d, generator=gen, device="cuda", dtype=torch.float16)
-            k = torch.randn(batch, hkv, n, d, generator=gen, device="cuda", dtype=torch.float16)
-            v = torch.randn_like(k)
+            _, q, k, v = _qkv(batch, hq, hkv, n, d, q_len=1)
             nbytes = cases.kv_bytes(batch * n, hkv, d, torch.float16)
             shape = f"decode B{batch} Hq{hq} Hkv{hkv} N{n} D{d}"
             calls = [(f"ours, {s or 'auto'} splits",
@@ -147,10 +151,7 @@ def probe_decode(splits: list[int], timer: Timer) -> list[dict]:
 
     rows = []
     for batch, hq, hkv, n, d in ((8, 64, 16, 1024, 64), (32, 32, 8, 4096, 128)):
-        gen = torch.Generator(device="cuda").manual_seed(0)
-        q = torch.randn(batch, hq, 1, d, generator=gen, device="cuda", dtype=torch.float16)
-        k = torch.randn(batch, hkv, n, d, generator=gen, device="cuda", dtype=torch.float16)
-        v = torch.randn_like(k)
+        gen, q, k, v = _qkv(batch, hq, hkv, n, d, q_len=1)
         nbytes = cases.kv_bytes(batch * n, hkv, d, torch.float16)
         flat = torch.randn(int(nbytes) // 2, generator=gen, device="cuda", dtype=torch.float16)
         shape = f"decode B{batch} Hq{hq} Hkv{hkv} N{n} D{d}"
@@ -173,16 +174,12 @@ def probe_paged(splits: list[int], configs: list[tuple], timer: Timer) -> list[d
     import kernels
 
     batch, hq, hkv, n, d, page = 1, 32, 8, 65536, 128, 16
-    gen = torch.Generator(device="cuda").manual_seed(0)
-    q = torch.randn(batch, hq, d, generator=gen, device="cuda", dtype=torch.float16)
-    k = torch.randn(batch, hkv, n, d, generator=gen, device="cuda", dtype=torch.float16)
-    v = torch.randn_like(k)
-    pages = batch * n // page
-    perm = torch.randperm(pages, device="cuda", generator=gen)
-    kc = k.transpose(1, 2).reshape(batch * n // page, page, hkv, d)[perm.argsort()].contiguous()
-    vc = v.transpose(1, 2).reshape(batch * n // page, page, hkv, d)[perm.argsort()].contiguous()
-    table = perm.view(batch, n // page).to(torch.int32)
-    lens = torch.full((batch,), n, dtype=torch.int32, device="cuda")
+    gen = cases._gen(0)
+    q = cases._randn(gen, (batch, hq, d), torch.float16)
+    kv = cases.make_paged(gen, [n] * batch, hkv, d, page, torch.float16)
+    kc, vc, table, lens = kv.k_cache, kv.v_cache, kv.block_table, kv.seq_lens
+    # the same tokens as a dense [B, Hkv, N, D] cache
+    k, v = (peers.gather_paged_dense(c, table, n).contiguous() for c in (kc, vc))
     nbytes = cases.kv_bytes(batch * n, hkv, d, torch.float16)
     shape = f"B{batch} Hq{hq} Hkv{hkv} N{n} D{d}"
     rows = []
@@ -218,10 +215,7 @@ def probe_prefill(chunk_pairs: list[str], timer: Timer) -> list[dict]:
                                           (8, 64, 16, 1024, 64, cases.SEED_LENGTHS),
                                           (4, 32, 8, 4096, 128, None),
                                           (1, 32, 8, 16384, 128, None)):
-        gen = torch.Generator(device="cuda").manual_seed(0)
-        q = torch.randn(batch, hq, n, d, generator=gen, device="cuda", dtype=torch.float16)
-        k = torch.randn(batch, hkv, n, d, generator=gen, device="cuda", dtype=torch.float16)
-        v = torch.randn_like(k)
+        _, q, k, v = _qkv(batch, hq, hkv, n, d, q_len=n)
         lens = None if lengths is None else torch.tensor(lengths, dtype=torch.int32,
                                                          device="cuda")
         shape = f"prefill B{batch} Hq{hq} Hkv{hkv} N{n} D{d}" + (" seed lengths" if lens

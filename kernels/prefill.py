@@ -304,11 +304,11 @@ def _launch(q, k, v, out, lse, q_lens, kv_lens, *, n_q, n_k, max_q, num_batch, c
                          f"pairs = {num_m_tiles * num_bh} programs, more than one CUDA grid "
                          f"holds ({GRID_LIMIT}); split the batch (longest query length used: "
                          f"{max_q})")
+    has_lens = q_lens is not None  # seq_lens (padded) or cu_seqlens (varlen)
     bh_per_chunk = _config.prefill_chunk_pairs(2 * k.numel() * k.element_size(), num_bh,
-                                               lengths_vary=varlen or q_lens is not None)
+                                               lengths_vary=has_lens)
     lse_arg = lse if lse is not None else out
     lse_strides = (lse.stride(0), lse.stride(1), lse.stride(2)) if lse is not None else (0, 0, 0)
-    has_lens = q_lens is not None
     # varlen: every sequence starts at row cu_seqlens[b] of one packed batch
     bs = (lambda t: 0) if varlen else (lambda t: t.stride(0))
     strides = dict(
