@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One device call: the GPU test suite at the dev profile, then the benchmarks.
 # Usage (through the device tool): bash scripts/gpu_run.sh [tests|bench|sweep|probe|all] [pytest args...]
+# Steps may be joined with commas (tests,probe); all = tests,bench.
 # Logs and results go under $OUT (default ./.out). Environment knobs:
 #   HYPOTHESIS_PROFILE (default dev), HYPOTHESIS_MAX_EXAMPLES (cap for smoke runs),
 #   TEST_TIMEOUT (s, default 420), TEST_WORKERS (pytest-xdist workers, default 8),
@@ -9,13 +10,15 @@
 #   $OUT/bench_results.tgz (the device tool returns at most 8 files).
 set -uo pipefail
 what=${1:-all}; shift || true
+[[ $what == all ]] && what=tests,bench
+wants() { [[ ",$what," == *",$1,"* ]]; }
 OUT=${OUT:-$PWD/.out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 HYPOTHESIS_PROFILE=${HYPOTHESIS_PROFILE:-dev}
 export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/card.txt"
 python3 -c "import torch, triton, numpy, hypothesis; print('torch', torch.__version__, 'triton', triton.__version__, 'numpy', numpy.__version__, 'hypothesis', hypothesis.__version__)" | tee -a "$OUT/card.txt"
 rc=0
-if [[ $what == tests || $what == all ]]; then
+if wants tests; then
   start=$(date +%s)
   export ERROR_RATIOS_DIR=${ERROR_RATIOS_DIR:-$(mktemp -d)}  # worst ratios per worker
   # SIGINT at the limit: pytest still prints its summary and the slowest tests
@@ -29,16 +32,18 @@ if [[ $what == tests || $what == all ]]; then
   new=$(git status --porcelain --untracked-files=all tests/corpus | awk '{print $2}')
   [[ -n $new ]] && tar czf "$OUT/new_corpus.tgz" $new
 fi
-if [[ $what == sweep ]]; then
+if wants sweep; then
   python3 -m benchmarks.sweep ${SWEEP_ARGS:-} 2>&1 | tee "$OUT/sweep.log"
-  rc=${PIPESTATUS[0]}
+  src=${PIPESTATUS[0]}
+  [[ $rc == 0 ]] && rc=$src
   tar czf "$OUT/sweep.tgz" -C benchmarks results
 fi
-if [[ $what == probe ]]; then
+if wants probe; then
   python3 -m benchmarks.probe --out "$OUT" ${PROBE_ARGS:-} 2>&1 | tee "$OUT/probe.log"
-  rc=${PIPESTATUS[0]}
+  prc=${PIPESTATUS[0]}
+  [[ $rc == 0 ]] && rc=$prc
 fi
-if [[ $what == bench || $what == all ]]; then
+if wants bench; then
   python3 -m benchmarks ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.log"
   brc=${PIPESTATUS[0]}
   tar czf "$OUT/bench_results.tgz" -C benchmarks results
