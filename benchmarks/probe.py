@@ -4,10 +4,13 @@ Rows are CUDA-graph replays timed the benchmark's way (``timing.gpu_time_ms``: L
 by the flush, "cold") and again without the flush ("warm": the inputs of the previous
 replay may still sit in L2). fp16. Probes (--only):
 
-  sparse   the sparse seed (B4 Hq32 Hkv8 N32000 D256, 640 positions per KV head)
+  sparse   the sparse seed (B4 Hq32 Hkv8 N32000 D256, 640 positions per KV head), dense
+           and in a page-16 cache
   decode   the decode seed (B8 Hq64 Hkv16 N1024 D64) and B32 Hq32 Hkv8 N4096 D128
   paged    B1 Hq32 Hkv8 N65536 D128, dense against page 16, over split counts and configs
   prefill  the program order (pairs per chunk, see _config.PREFILL_CHUNK_BYTES), eager calls
+  empty    (not in the default set) prefill's programs past their length: the seed shape
+           with every length 0, padded and packed, against seed and full lengths
   splitrule  (not in the default set) dense decode Hq32 Hkv8 D128 at B4-B64 x N1024-16384:
            default splits vs 1 and 2 vs cuDNN, data for the split rule
 
@@ -97,13 +100,18 @@ def _qkv(batch, hq, hkv, n, d, q_len=None):
     return gen, q, k, torch.randn_like(k)
 
 
-def probe_sparse(splits: list[int], timer: Timer) -> list[dict]:
+def probe_sparse(splits: list[int], configs: list[tuple], timer: Timer) -> list[dict]:
+    """The sparse seed, dense cache (read floor, gather, split and merge alone, PDL) and
+    the same tokens in a page-16 cache, at the default and each of `splits`, and the
+    paged call under each decode config of `configs`."""
     import kernels
+    from kernels._config import Config, override
 
-    batch, hq, hkv, n, d, kept = 4, 32, 8, 32000, 256, 640
+    batch, hq, hkv, n, d, kept, page = 4, 32, 8, 32000, 256, 640, 16
     gen, q, k, v = _qkv(batch, hq, hkv, n, d)
     idx = torch.stack([torch.randperm(n, device="cuda", generator=gen)[:kept]
                        for _ in range(batch * hkv)]).view(batch, hkv, kept).to(torch.int32)
+    paged = cases.make_paged(gen, [n] * batch, hkv, d, page, torch.float16)
     nbytes = cases.kv_bytes(batch * kept, hkv, d, torch.float16)
     flat = torch.randn(int(nbytes) // 2, generator=gen, device="cuda", dtype=torch.float16)
     dummy = torch.empty(1, device="cuda")
@@ -118,7 +126,20 @@ def probe_sparse(splits: list[int], timer: Timer) -> list[dict]:
     rows += [("split only", ours(), "no merge"), ("merge only", ours(), "no split"),
              ("ours", ours(), None), ("ours, merge without PDL", ours(), "no pdl")]
     rows += [(f"ours, {s} splits", ours(s), None) for s in splits]
-    return [_row(shape, label, fn, setup, nbytes, timer) for label, fn, setup in rows]
+
+    def ours_paged(split=None):
+        return lambda: kernels.sparse_paged_decode(
+            q, paged.k_cache, paged.v_cache, paged.block_table, paged.seq_lens, idx,
+            num_splits=split, validate=False)
+
+    rows += [(f"paged P{page}, {s or 'auto'} splits", ours_paged(s), None)
+             for s in (None, *splits)]
+    out = [_row(shape, label, fn, setup, nbytes, timer) for label, fn, setup in rows]
+    for cfg in configs:
+        with override("decode", Config(*cfg)):
+            out.append(_row(shape, f"paged P{page}, auto splits, config {cfg}", ours_paged(),
+                            None, nbytes, timer))
+    return out
 
 
 def probe_split_rule(timer: Timer) -> list[dict]:
@@ -232,6 +253,36 @@ def probe_prefill(chunk_pairs: list[str], timer: Timer) -> list[dict]:
     return rows
 
 
+def probe_empty_programs(timer: Timer) -> list[dict]:
+    """What prefill's programs past their sequence's length cost: the seed shape (B8 Hq64
+    Hkv16 D64, 16 query tiles per pair) as packed varlen with every length 0 (8192
+    programs that load their length and exit) and padded with every length 0 (each also
+    writes its tile of zeros, 67 MB in all), against the seed lengths (3776 such programs
+    among 8192) and the full length. Eager calls, last column GFLOP/s of the seed lengths."""
+    import kernels
+
+    batch, hq, hkv, n, d = 8, 64, 16, 1024, 64
+    _, q, k, v = _qkv(batch, hq, hkv, n, d, q_len=n)
+    flops = cases.causal_flops(cases.SEED_LENGTHS, hq, d)
+    lens = {"seed lengths": cases.SEED_LENGTHS, "full length": [n] * batch,
+            "every length 0": [0] * batch}
+    packed = [t.transpose(1, 2).reshape(batch * n, t.shape[1], d) for t in (q, k, v)]
+    rows = []
+    for name, lengths in lens.items():
+        seq_lens = torch.tensor(lengths, dtype=torch.int32, device="cuda")
+        cu = torch.tensor([0] * (batch + 1), dtype=torch.int32, device="cuda")
+        cu[1:] = torch.cumsum(seq_lens, 0)
+        rows.append(_row(f"prefill B{batch} Hq{hq} Hkv{hkv} N{n} D{d}", f"padded, {name}",
+                         lambda s=seq_lens: kernels.prefill(q, k, v, seq_lens=s,
+                                                            validate=False),
+                         None, flops, timer, graph=False))
+        rows.append(_row(f"prefill B{batch} Hq{hq} Hkv{hkv} N{n} D{d}", f"varlen, {name}",
+                         lambda c=cu: kernels.prefill_varlen(*packed, c, max_seqlen_q=n,
+                                                             validate=False),
+                         None, flops, timer, graph=False))
+    return rows
+
+
 def _row(shape, label, fn, setup, nbytes, timer, graph: bool = True) -> dict:
     """nbytes: bytes (GB/s column) or, for prefill rows, FLOPs (TFLOP/s x 1000)."""
     try:
@@ -259,6 +310,8 @@ def main(argv=None) -> int:
                         help="split counts to time the B32 N4096 decode at")
     parser.add_argument("--paged-splits", default="32,64",
                         help="split counts to time the B1 N65536 dense/paged calls at")
+    parser.add_argument("--sparse-configs", default="",
+                        help="decode configs 'N,warps,stages;...' for the paged sparse call")
     parser.add_argument("--paged-configs", default="",
                         help="decode configs BN,W,S to time the paged call at, ';'-separated")
     parser.add_argument("--chunk-pairs", default="default,1,all",
@@ -277,14 +330,19 @@ def main(argv=None) -> int:
     card = card_info()
     ints = lambda text: [int(x) for x in text.split(",") if x.strip()]
     only = set(args.only.split(","))
+
+    def configs(text):  # "N,warps,stages;..." -> decode Config fields (block_m 16)
+        return [(16, *ints(c)) for c in text.split(";") if c.strip()]
+
     rows = []
     if "sparse" in only:
-        rows += probe_sparse(ints(args.splits), timer)
+        rows += probe_sparse(ints(args.splits), configs(args.sparse_configs), timer)
     if "decode" in only:
         rows += probe_decode(ints(args.decode_splits), timer)
     if "paged" in only:
-        configs = [(16, *ints(c)) for c in args.paged_configs.split(";") if c.strip()]
-        rows += probe_paged(ints(args.paged_splits), configs, timer)
+        rows += probe_paged(ints(args.paged_splits), configs(args.paged_configs), timer)
+    if "empty" in only:
+        rows += probe_empty_programs(timer)
     if "splitrule" in only:
         rows += probe_split_rule(timer)
     if "prefill" in only:
