@@ -142,23 +142,24 @@ def probe_sparse(splits: list[int], configs: list[tuple], timer: Timer) -> list[
     return out
 
 
-def probe_split_rule(timer: Timer) -> list[dict]:
+def probe_split_rule(batches: list[int], ns: list[int], splits: list[int],
+                     timer: Timer) -> list[dict]:
     """Dense decode at Hq32 Hkv8 D128 over batch x context: the default split count
-    against 1 and 2 splits and cuDNN (data for a split rule that prefers 1 split once
-    batch x KV heads fills the GPU; probe v13b: B32 N4096 at 1 split ties cuDNN)."""
+    against each of `splits` and cuDNN (data for the split rule; probe splits, session 6:
+    B32 N4096 at 1 split ties cuDNN, 4 splits is 9% slower)."""
     import kernels
 
     rows = []
     hq, hkv, d = 32, 8, 128
-    for batch in (4, 8, 16, 32, 64):
-        for n in (1024, 4096, 16384):
+    for batch in batches:
+        for n in ns:
             _, q, k, v = _qkv(batch, hq, hkv, n, d, q_len=1)
             nbytes = cases.kv_bytes(batch * n, hkv, d, torch.float16)
             shape = f"decode B{batch} Hq{hq} Hkv{hkv} N{n} D{d}"
             calls = [(f"ours, {s or 'auto'} splits",
                       lambda s=s, q=q, k=k, v=v: kernels.decode(q, k, v, num_splits=s,
                                                                 validate=False))
-                     for s in (None, 1, 2)]
+                     for s in (None, *splits)]
             calls.append(("sdpa-cudnn", peers.sdpa("cudnn", q, k, v)))
             rows += [_row(shape, label, fn, None, nbytes, timer) for label, fn in calls]
             del q, k, v
@@ -312,6 +313,10 @@ def main(argv=None) -> int:
                         help="split counts to time the B1 N65536 dense/paged calls at")
     parser.add_argument("--sparse-configs", default="",
                         help="decode configs 'N,warps,stages;...' for the paged sparse call")
+    parser.add_argument("--rule-batches", default="4,8,16,32,64",
+                        help="splitrule: batch sizes")
+    parser.add_argument("--rule-ns", default="1024,4096,16384", help="splitrule: contexts")
+    parser.add_argument("--rule-splits", default="1,2", help="splitrule: split counts")
     parser.add_argument("--paged-configs", default="",
                         help="decode configs BN,W,S to time the paged call at, ';'-separated")
     parser.add_argument("--chunk-pairs", default="default,1,all",
@@ -344,7 +349,8 @@ def main(argv=None) -> int:
     if "empty" in only:
         rows += probe_empty_programs(timer)
     if "splitrule" in only:
-        rows += probe_split_rule(timer)
+        rows += probe_split_rule(ints(args.rule_batches), ints(args.rule_ns),
+                                 ints(args.rule_splits), timer)
     if "prefill" in only:
         rows += probe_prefill([x.strip() for x in args.chunk_pairs.split(",") if x.strip()],
                               timer)
