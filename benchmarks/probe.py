@@ -142,11 +142,12 @@ def probe_sparse(splits: list[int], configs: list[tuple], timer: Timer) -> list[
     return out
 
 
-def probe_split_rule(batches: list[int], ns: list[int], splits: list[int],
+def probe_split_rule(batches: list[int], ns: list[int], splits: list[int], paged: bool,
                      timer: Timer) -> list[dict]:
     """Dense decode at Hq32 Hkv8 D128 over batch x context: the default split count
     against each of `splits` and cuDNN (data for the split rule; probe splits, session 6:
-    B32 N4096 at 1 split ties cuDNN, 4 splits is 9% slower)."""
+    B32 N4096 at 1 split ties cuDNN, 4 splits is 9% slower); with `paged`, also the same
+    tokens in a page-16 cache at each split count."""
     import kernels
 
     rows = []
@@ -161,8 +162,16 @@ def probe_split_rule(batches: list[int], ns: list[int], splits: list[int],
                                                                 validate=False))
                      for s in (None, *splits)]
             calls.append(("sdpa-cudnn", peers.sdpa("cudnn", q, k, v)))
+            if paged:
+                gen = cases._gen(1)
+                kv = cases.make_paged(gen, [n] * batch, hkv, d, 16, torch.float16)
+                calls += [(f"paged P16, {s or 'auto'} splits",
+                           lambda s=s, q=q, kv=kv: kernels.paged_decode(
+                               q, kv.k_cache, kv.v_cache, kv.block_table, kv.seq_lens,
+                               num_splits=s, validate=False))
+                          for s in (None, *splits)]
             rows += [_row(shape, label, fn, None, nbytes, timer) for label, fn in calls]
-            del q, k, v
+            del q, k, v, calls
     return rows
 
 
@@ -317,6 +326,8 @@ def main(argv=None) -> int:
                         help="splitrule: batch sizes")
     parser.add_argument("--rule-ns", default="1024,4096,16384", help="splitrule: contexts")
     parser.add_argument("--rule-splits", default="1,2", help="splitrule: split counts")
+    parser.add_argument("--rule-paged", action="store_true",
+                        help="splitrule: also time a page-16 cache of the same shape")
     parser.add_argument("--paged-configs", default="",
                         help="decode configs BN,W,S to time the paged call at, ';'-separated")
     parser.add_argument("--chunk-pairs", default="default,1,all",
@@ -350,7 +361,7 @@ def main(argv=None) -> int:
         rows += probe_empty_programs(timer)
     if "splitrule" in only:
         rows += probe_split_rule(ints(args.rule_batches), ints(args.rule_ns),
-                                 ints(args.rule_splits), timer)
+                                 ints(args.rule_splits), args.rule_paged, timer)
     if "prefill" in only:
         rows += probe_prefill([x.strip() for x in args.chunk_pairs.split(",") if x.strip()],
                               timer)

@@ -171,6 +171,39 @@ def pdl(device: torch.device) -> bool:
     return PDL and not interpreting() and torch.version.hip is None and cc_major(device) >= 9
 
 
+@dataclass(frozen=True)
+class SmLimits:
+    """What one streaming multiprocessor holds (the CUDA occupancy calculator's inputs)."""
+    sms: int
+    threads: int = 2048
+    registers: int = 65536
+    shared_bytes: int = 233472  # Hopper: 228 KB
+    blocks: int = 32
+    reserved_shared: int = 1024  # per block, reserved by the driver (sm_80 and later)
+
+
+@functools.cache
+def sm_limits(device: torch.device) -> SmLimits:
+    props = torch.cuda.get_device_properties(device)
+    defaults = SmLimits(sms=props.multi_processor_count)
+    return SmLimits(
+        sms=props.multi_processor_count,
+        threads=getattr(props, "max_threads_per_multi_processor", defaults.threads),
+        registers=getattr(props, "regs_per_multiprocessor", defaults.registers),
+        shared_bytes=getattr(props, "shared_memory_per_multiprocessor", defaults.shared_bytes))
+
+
+def programs_per_sm(num_warps: int, registers: int, shared_bytes: int,
+                    limits: SmLimits) -> int:
+    """How many programs of a kernel one SM runs at once: the least of the thread, register
+    (allocated per warp in units of 256) and shared-memory limits, at least 1."""
+    regs_per_warp = -(-max(registers, 1) * 32 // 256) * 256
+    by_regs = limits.registers // regs_per_warp // num_warps
+    by_threads = limits.threads // (32 * num_warps)
+    by_shared = limits.shared_bytes // (shared_bytes + limits.reserved_shared)
+    return max(1, min(by_regs, by_threads, by_shared, limits.blocks))
+
+
 _overrides: dict[str, Config] = {}
 
 

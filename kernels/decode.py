@@ -31,23 +31,29 @@ import triton.language as tl
 from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
 
 from . import _validate as val
-from ._config import decode_config, interpreting, pdl
+from ._config import decode_config, interpreting, pdl, programs_per_sm, sm_limits
 from ._jit import LOG2E_HOST, aligned, dim_ok, finalize, mm, online_softmax_step, page_lookup
 
-# Split-KV heuristic (measured on an H100, benchmarks/NOTES.md): about 1024 programs in
-# flight hid memory latency best at the seed decode shape (8 splits of 128 programs) and
-# the sparse seed (8 splits of 32); a long single sequence liked 32 (64 was slower).
-TARGET_PROGRAMS = 1024
-# A split should cover at least this many key-list entries, so that its fixed cost
-# (loading q, writing a partial row, the merge) stays small against its loads.
-MIN_KEYS_PER_SPLIT = 64
+# Split-KV rule (benchmarks/NOTES.md, session 6). The split kernel is memory-bound; its
+# programs run in waves of R = SMs x programs-per-SM (from the compiled kernel's registers
+# and shared memory). With at most R (batch, head) programs, the splits make one wave as
+# full as possible (R // programs splits); a second, partial wave costs more than it
+# hides (H200, dense D128 fp16, R = 3 x 132 = 396: B32 N4096 1 split = 256 programs
+# 135.4 us, 2 splits = 512 programs 153.8; B16 2 splits 78.2 vs 4 splits 88.9). With more
+# programs than R, about MANY_WAVES waves (B64 N16384: 4 splits 966 us, 2 splits 997).
+MANY_WAVES = 4
+# A split covers at least max(MIN_KEYS_PER_SPLIT, BLOCK_N) key-list entries, so that its
+# fixed cost (loading q, writing a partial row, the merge) stays small against its loads.
+MIN_KEYS_PER_SPLIT = 32
 # Upper bound on the default split count: the merge reads num_splits partial rows per head.
-# A paged cache allows more: its tiles wait on a dependent chain of loads (table entry,
-# then rows), so it needs more programs in flight. Probe on an H200 (v12, B1 Hq32 Hkv8
-# N65536 D128, page 16): paged 102.7 us at 32 splits, 84.5 at 64, 88.3 at 128; dense
-# 79.4 / 86.6 / 82.2.
+# A paged cache allows more (probe v12, H200, B1 Hq32 Hkv8 N65536 D128, page 16: paged
+# 102.7 us at 32 splits, 84.5 at 64; dense 79.4 / 86.6: the paged kernel holds 4 programs
+# per SM, the dense one 3).
 MAX_SPLITS = 32
 MAX_SPLITS_PAGED = 64
+# Off the GPU (interpreter): a small "wave" and short splits, so CPU-sized cases still
+# exercise splitting.
+INTERPRETER_RESIDENT, INTERPRETER_MIN_KEYS = 16, 8
 
 
 # Sizes and strides vary from call to call: specialising on each value would compile a
@@ -248,21 +254,39 @@ def _combine_kernel(
         tl.store(lse_ptr + off_b * stride_lse_batch + off_h * stride_lse_head, lse)
 
 
-def default_num_splits(num_programs: int, list_capacity: int, device: torch.device,
-                       paged: bool = False) -> int:
-    """Enough splits for about TARGET_PROGRAMS programs, none shorter than
-    MIN_KEYS_PER_SPLIT entries, at most MAX_SPLITS (MAX_SPLITS_PAGED for a paged cache).
-    Uses capacities (N, pages x P, K), never the lengths on the device, so choosing it
-    needs no sync."""
+def default_num_splits(num_programs: int, list_capacity: int, resident: int, min_keys: int,
+                       max_splits: int) -> int:
+    """The split count for num_programs (batch, head) programs over key lists of
+    list_capacity entries when `resident` programs fit on the GPU at once (see MANY_WAVES).
+    Uses capacities (N, pages x P, K), never the lengths on the device: no sync."""
     if num_programs == 0:
         return 1
-    if interpreting() or device.type != "cuda":
-        target, min_keys = 16, 8  # CPU-sized cases still exercise splitting
+    if num_programs <= resident:
+        by_waves = resident // num_programs
     else:
-        target, min_keys = TARGET_PROGRAMS, MIN_KEYS_PER_SPLIT
-    by_programs = triton.cdiv(target, num_programs)
+        by_waves = triton.cdiv(MANY_WAVES * resident, num_programs)
     by_len = max(1, list_capacity // min_keys)
-    return max(1, min(by_programs, by_len, MAX_SPLITS_PAGED if paged else MAX_SPLITS))
+    return max(1, min(by_waves, by_len, max_splits))
+
+
+# (device, dtype, config, constexprs) -> programs of the split kernel resident on the GPU
+_resident: dict[tuple, int] = {}
+
+
+def resident_programs(device: torch.device, kernel_args: dict, consts: dict,
+                      launch_options: dict) -> int:
+    """How many split-kernel programs (SPLIT_KV variant) the GPU runs at once, from the
+    compiled kernel's registers and shared memory; compiled (not launched) on first use."""
+    key = (device, kernel_args["q_ptr"].dtype, tuple(consts.items()),
+           tuple(launch_options.items()))
+    if key not in _resident:
+        compiled = _decode_kernel.warmup(grid=(1, 1), **kernel_args, **consts, SPLIT_KV=True,
+                                         **launch_options)
+        compiled._init_handles()  # loads the binary: n_regs is known from here
+        limits = sm_limits(device)
+        _resident[key] = limits.sms * programs_per_sm(
+            compiled.metadata.num_warps, compiled.n_regs, compiled.metadata.shared, limits)
+    return _resident[key]
 
 
 def launch(q, k, v, out, lse, *, seq_lens, block_table, indices, n_ctx, num_splits,
@@ -277,31 +301,20 @@ def launch(q, k, v, out, lse, *, seq_lens, block_table, indices, n_ctx, num_spli
     heads_per_program = num_q_heads // indices.shape[1] if indices is not None else group_size
     num_head_programs = num_q_heads // heads_per_program
     n_list = indices.shape[2] if indices is not None else n_ctx
-    if num_splits is None:
-        num_splits = default_num_splits(batch * num_head_programs, n_list, q.device, paged)
     head_dim_pad = max(16, triton.next_power_of_2(head_dim))
     cfg = decode_config(head_dim_pad, q.dtype)
     if batch * num_q_heads == 0:
         return
-    if num_splits > 1:
-        part_out = torch.empty((batch * num_q_heads, num_splits, head_dim),
-                               device=q.device, dtype=torch.float32)
-        part_lse = torch.empty((batch * num_q_heads, num_splits), device=q.device,
-                               dtype=torch.float32)
-    else:
-        part_out = part_lse = out  # unused
-    dummy = q
-    use_pdl = num_splits > 1 and pdl(q.device)
     aligned_strides = all(st % 16 == 0 for st in (*q.stride()[:2], *k.stride()[:3],
                                                   *v.stride()[:3], *out.stride()[:2]))
-    _decode_kernel[(batch * num_head_programs, num_splits)](
+    dummy = q
+    args = dict(
         q_ptr=q, k_ptr=k, v_ptr=v,
         block_table_ptr=block_table if paged else dummy,
         seq_lens_ptr=seq_lens if seq_lens is not None else dummy,
         indices_ptr=indices if indices is not None else dummy,
         out_ptr=out, lse_ptr=lse if lse is not None else out,
-        part_out_ptr=part_out, part_lse_ptr=part_lse,
-        n_ctx=n_ctx, n_list=n_list, num_splits=num_splits,
+        n_ctx=n_ctx, n_list=n_list,
         page_size=k.shape[1] if paged else 1, num_head_programs=num_head_programs,
         heads_per_program=heads_per_program, group_size=group_size, head_dim=head_dim,
         qk_scale=sm_scale * LOG2E_HOST,
@@ -318,14 +331,36 @@ def launch(q, k, v, out, lse, *, seq_lens, block_table, indices, n_ctx, num_spli
         stride_idx_k=indices.stride(2) if indices is not None else 0,
         stride_o_batch=out.stride(0), stride_o_head=out.stride(1),
         stride_lse_batch=lse.stride(0) if lse is not None else 0,
-        stride_lse_head=lse.stride(1) if lse is not None else 0,
+        stride_lse_head=lse.stride(1) if lse is not None else 0)
+    consts = dict(
         IS_PAGED=paged, HAS_LENS=seq_lens is not None, HAS_INDICES=indices is not None,
-        WRITE_LSE=lse is not None, SPLIT_KV=num_splits > 1,
+        WRITE_LSE=lse is not None,
         BLOCK_H=max(16, triton.next_power_of_2(heads_per_program)), BLOCK_N=cfg.block_n,
         HEAD_DIM_PAD=head_dim_pad, EVEN_D=head_dim == head_dim_pad,
-        FP32=q.dtype == torch.float32, ALIGNED=aligned_strides, PDL=use_pdl,
-        **cfg.launch_options(),
-    )
+        FP32=q.dtype == torch.float32, ALIGNED=aligned_strides, PDL=pdl(q.device))
+    launch_options = cfg.launch_options()
+    if num_splits is None:
+        if interpreting() or q.device.type != "cuda":
+            resident, min_keys = INTERPRETER_RESIDENT, INTERPRETER_MIN_KEYS
+        else:
+            partials = torch.empty(0, device=q.device, dtype=torch.float32)
+            resident = resident_programs(
+                q.device, {**args, "part_out_ptr": partials, "part_lse_ptr": partials,
+                           "num_splits": 2}, consts, launch_options)
+            min_keys = max(MIN_KEYS_PER_SPLIT, cfg.block_n)
+        num_splits = default_num_splits(batch * num_head_programs, n_list, resident, min_keys,
+                                        MAX_SPLITS_PAGED if paged else MAX_SPLITS)
+    if num_splits > 1:
+        part_out = torch.empty((batch * num_q_heads, num_splits, head_dim),
+                               device=q.device, dtype=torch.float32)
+        part_lse = torch.empty((batch * num_q_heads, num_splits), device=q.device,
+                               dtype=torch.float32)
+    else:
+        part_out = part_lse = out  # unused
+    use_pdl = num_splits > 1 and consts["PDL"]
+    _decode_kernel[(batch * num_head_programs, num_splits)](
+        **args, part_out_ptr=part_out, part_lse_ptr=part_lse, num_splits=num_splits,
+        **{**consts, "PDL": use_pdl}, SPLIT_KV=num_splits > 1, **launch_options)
     if num_splits > 1:
         _combine_kernel[(batch * num_q_heads,)](
             part_out_ptr=part_out, part_lse_ptr=part_lse, out_ptr=out,

@@ -1,6 +1,8 @@
 """Properties of decode and paged_decode, each over cases drawn by Hypothesis."""
 
 import pytest
+import torch
+import triton
 from hypothesis import given
 
 from strategies import decode_cases
@@ -29,3 +31,56 @@ def test_decode_long_context(prop, case, device):
 @given(case=decode_cases(**sizes.decode(), paged=True))
 def test_paged_decode(prop, case, device):
     check("paged_decode", prop, case, device)
+
+
+def test_split_rule():
+    """The default split count (kernels.decode.MANY_WAVES): one wave as full as it gets
+    while the (batch, head) programs fit on the GPU at once, about MANY_WAVES waves past
+    that; bounded by the key-list length and the cap. Figures: H200, dense D128 fp16,
+    396 resident programs (3 per SM x 132)."""
+    from kernels.decode import MANY_WAVES, default_num_splits
+
+    rule = lambda programs, keys=4096, resident=396, min_keys=64, cap=32: \
+        default_num_splits(programs, keys, resident, min_keys, cap)
+    assert rule(256) == 1  # B32 Hkv8: one wave already; 2 splits would make 1.3 waves
+    assert rule(128) == 3 and rule(64) == 6 and rule(32) == 12
+    assert rule(8) == 32 and rule(8, cap=64) == 49  # the cap
+    assert rule(8, keys=1024) == 16  # at least min_keys entries per split
+    assert rule(8, keys=10) == 1
+    assert rule(512) == triton.cdiv(MANY_WAVES * 396, 512) == 4  # past one wave
+    assert rule(396) == 1 and rule(397) == 4
+    assert rule(0) == 1
+
+
+def test_programs_per_sm():
+    """Occupancy from a compiled kernel's registers and shared memory (ptxas figures of
+    the sm_90 decode kernels, session 6): dense D128 N64 w4 s3 94 registers, 70 KB
+    -> 3 per SM (shared memory); paged 128 registers, 38 KB -> 4 (registers);
+    D64 N32 w2 s3 72 registers, 19 KB -> 11 (shared memory)."""
+    from kernels._config import SmLimits, programs_per_sm
+
+    h100 = SmLimits(sms=132)
+    assert programs_per_sm(4, 94, 71680, h100) == 3
+    assert programs_per_sm(4, 128, 39168, h100) == 4
+    assert programs_per_sm(2, 72, 19456, h100) == 11
+    assert programs_per_sm(4, 32, 0, h100) == 16  # threads: 2048 / 128
+    assert programs_per_sm(1, 16, 0, h100) == 32  # the block limit
+    assert programs_per_sm(8, 255, 300_000, h100) == 1  # never below 1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="occupancy of a compiled GPU kernel")
+def test_resident_programs_on_gpu():
+    """The split rule's wave size comes from the kernel the GPU would run (queried once per
+    variant, cached): between one and 32 programs per SM."""
+    import kernels
+    from kernels import decode
+    from kernels._config import sm_limits
+
+    q = torch.randn(32, 32, 128, device="cuda", dtype=torch.float16)
+    k = torch.randn(32, 8, 4096, 128, device="cuda", dtype=torch.float16)
+    kernels.decode(q, k, k)
+    dev = q.device
+    found = [n for key, n in decode._resident.items() if key[0] == dev]
+    assert found, "the default split count did not query the compiled kernel"
+    sms = sm_limits(dev).sms
+    assert all(sms <= n <= 32 * sms for n in found)
