@@ -41,6 +41,7 @@ from pathlib import Path
 
 import torch
 import triton
+import triton.language as tl
 
 from . import cases, peers
 from .timing import Timer, capture_graph, card_info, cuda_unavailable_reason, gpu_time_ms
@@ -49,6 +50,14 @@ from .timing import Timer, capture_graph, card_info, cuda_unavailable_reason, gp
 @triton.jit
 def _empty_kernel(x_ptr):
     pass
+
+
+@triton.jit
+def _length_kernel(lens_ptr, out_ptr, batch):
+    """What an empty prefill program does at least: load its sequence's length, exit."""
+    n = tl.load(lens_ptr + tl.program_id(0) % batch)
+    if n < 0:  # never: keeps the load
+        tl.store(out_ptr, n)
 
 
 class _Skipped:
@@ -290,6 +299,16 @@ def probe_empty_programs(timer: Timer) -> list[dict]:
                          lambda c=cu: kernels.prefill_varlen(*packed, c, max_seqlen_q=n,
                                                              validate=False),
                          None, flops, timer, graph=False))
+    # The same number of programs (8192) of trivial kernels, 4 warps like prefill's D64
+    # config: launch alone, and launch plus one length load.
+    lens = torch.zeros(batch, dtype=torch.int32, device="cuda")
+    programs = (n // 64) * batch * hq
+    rows.append(_row(f"{programs} programs, 4 warps", "empty kernel",
+                     lambda: _empty_kernel[(programs,)](lens, num_warps=4),
+                     None, flops, timer, graph=False))
+    rows.append(_row(f"{programs} programs, 4 warps", "load a length, exit",
+                     lambda: _length_kernel[(programs,)](lens, lens, batch, num_warps=4),
+                     None, flops, timer, graph=False))
     return rows
 
 
