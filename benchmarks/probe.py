@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
-import itertools
 import json
 import sys
 from datetime import date
@@ -277,12 +276,9 @@ def probe_empty_programs(timer: Timer) -> list[dict]:
     """What prefill's programs past their sequence's length cost: the seed shape (B8 Hq64
     Hkv16 D64, 16 query tiles per pair) as packed varlen with every length 0 (8192
     programs that load their length and exit) and padded with every length 0 (each also
-    writes its tile of zeros, 67 MB in all), against the seed lengths and the full length;
-    lengths that vary at the default query tiles per program (2) and at 1 (8192 programs,
-    3776 of them past their length at the seed lengths). Eager calls, last column GFLOP/s
-    of the seed lengths."""
+    writes its tile of zeros, 67 MB in all), against the seed lengths (3776 such programs
+    among 8192) and the full length. Eager calls, last column GFLOP/s of the seed lengths."""
     import kernels
-    from kernels._config import prefill_tiles
 
     batch, hq, hkv, n, d = 8, 64, 16, 1024, 64
     _, q, k, v = _qkv(batch, hq, hkv, n, d, q_len=n)
@@ -291,22 +287,18 @@ def probe_empty_programs(timer: Timer) -> list[dict]:
             "every length 0": [0] * batch}
     packed = [t.transpose(1, 2).reshape(batch * n, t.shape[1], d) for t in (q, k, v)]
     rows = []
-    for (name, lengths), tiles in itertools.product(lens.items(), (None, 1)):
-        if tiles is not None and name == "full length":
-            continue  # full-length calls take one tile per program either way
+    for name, lengths in lens.items():
         seq_lens = torch.tensor(lengths, dtype=torch.int32, device="cuda")
         cu = torch.tensor([0] * (batch + 1), dtype=torch.int32, device="cuda")
         cu[1:] = torch.cumsum(seq_lens, 0)
-        label = name + ("" if tiles is None else f", {tiles} tile per program")
-        with contextlib.nullcontext() if tiles is None else prefill_tiles(tiles):
-            rows.append(_row(f"prefill B{batch} Hq{hq} Hkv{hkv} N{n} D{d}", f"padded, {label}",
-                             lambda s=seq_lens: kernels.prefill(q, k, v, seq_lens=s,
-                                                                validate=False),
-                             None, flops, timer, graph=False))
-            rows.append(_row(f"prefill B{batch} Hq{hq} Hkv{hkv} N{n} D{d}", f"varlen, {label}",
-                             lambda c=cu: kernels.prefill_varlen(*packed, c, max_seqlen_q=n,
-                                                                 validate=False),
-                             None, flops, timer, graph=False))
+        rows.append(_row(f"prefill B{batch} Hq{hq} Hkv{hkv} N{n} D{d}", f"padded, {name}",
+                         lambda s=seq_lens: kernels.prefill(q, k, v, seq_lens=s,
+                                                            validate=False),
+                         None, flops, timer, graph=False))
+        rows.append(_row(f"prefill B{batch} Hq{hq} Hkv{hkv} N{n} D{d}", f"varlen, {name}",
+                         lambda c=cu: kernels.prefill_varlen(*packed, c, max_seqlen_q=n,
+                                                             validate=False),
+                         None, flops, timer, graph=False))
     # The same number of programs (8192) of trivial kernels, 4 warps like prefill's D64
     # config: launch alone, and launch plus one length load.
     lens = torch.zeros(batch, dtype=torch.int32, device="cuda")

@@ -160,36 +160,6 @@ def prefill_chunk_pairs(total_kv_bytes: float, num_pairs: int, lengths_vary: boo
     return 1
 
 
-# Query tiles per prefill program when the call carries lengths (padded or packed
-# var-len): 2 = tiles j and T-1-j of a pair (T tiles for the longest sequence). Programs
-# whose tiles all lie past their sequence's length only load the length and exit, but at
-# prefill's occupancy each costs ~1.9 us of an SM slot (H200 probe v14c: 8192 of them,
-# the seed shape with every length 0, 24.0 us; a trivial kernel of 8192 programs 8.4 us).
-# At the seed lengths pairing leaves 704 such programs of 4096 instead of 3776 of 8192.
-# Full-length calls keep one tile per program (no empty programs to save).
-VARLEN_TILES_PER_PROGRAM = 2
-_tiles_per_program: contextvars.ContextVar[int | None] = contextvars.ContextVar(
-    "tiles_per_program", default=None)
-
-
-@contextlib.contextmanager
-def prefill_tiles(tiles: int):
-    """Force prefill's query tiles per program (1 or 2) inside a block (tests: the choice
-    must not change a bit of the result)."""
-    token = _tiles_per_program.set(tiles)
-    try:
-        yield
-    finally:
-        _tiles_per_program.reset(token)
-
-
-def prefill_tiles_per_program(lengths_vary: bool) -> int:
-    forced = _tiles_per_program.get()
-    if forced is not None:
-        return forced
-    return VARLEN_TILES_PER_PROGRAM if lengths_vary else 1
-
-
 # Programmatic dependent launch (sm_90 and later): decode's merge kernel is launched while
 # the split kernel still runs; its programs wait (griddepcontrol.wait) for the split
 # kernel's results, so the merge's launch latency hides behind the split kernel's tail.

@@ -109,8 +109,7 @@ _STRIDES = [f"stride_{t}_{a}" for t in ("q", "k", "v", "o", "lse")
             for a in ("batch", "head", "seq")]
 
 
-@triton.jit(do_not_specialize=["n_q", "n_k", "num_m_tiles", "num_slots", "bh_per_chunk",
-                               "num_q_heads",
+@triton.jit(do_not_specialize=["n_q", "n_k", "num_m_tiles", "bh_per_chunk", "num_q_heads",
                                "group_size", "head_dim", *_STRIDES])
 def _prefill_kernel(
     q_ptr,  # [B, Hq, Nq, D] (padded) or [Tq, Hq, D] (varlen, batch stride 0)
@@ -121,7 +120,6 @@ def _prefill_kernel(
     q_lens_ptr, kv_lens_ptr,  # int32 [B] lengths (HAS_LENS) or cu_seqlens [B+1] (IS_VARLEN)
     n_q, n_k,  # padded lengths (fixed/padded layouts)
     num_m_tiles,  # query tiles per (batch, head): cdiv(max_q, BLOCK_M)
-    num_slots,  # programs per (batch, head): cdiv(num_m_tiles, TILES_PER_PROGRAM)
     bh_per_chunk,  # (batch, head) pairs per chunk of the program order
     num_q_heads, group_size, head_dim, qk_scale,
     stride_q_batch, stride_q_head, stride_q_seq,
@@ -140,7 +138,6 @@ def _prefill_kernel(
     FP32: tl.constexpr,
     ALIGNED: tl.constexpr,  # every q/k/v/out stride is a multiple of 16 elements
     USE_TMA: tl.constexpr,
-    TILES_PER_PROGRAM: tl.constexpr,  # 2: query tiles j and num_m_tiles-1-j (var-len)
 ):
     stride_q_batch = aligned(stride_q_batch, ALIGNED)
     stride_q_head = aligned(stride_q_head, ALIGNED)
@@ -156,15 +153,14 @@ def _prefill_kernel(
     stride_o_seq = aligned(stride_o_seq, ALIGNED)
     # Program order (one grid axis): the (batch, head) pairs in chunks of bh_per_chunk
     # (the host's choice: _config.prefill_chunk_pairs); inside a chunk the heaviest
-    # program slots of every pair first, then the next lighter ones: the long tiles
-    # start early and the short ones fill the tail. Slot j is query tile j (the causal
-    # work grows with j), with TILES_PER_PROGRAM = 2 tiles j and num_m_tiles-1-j.
-    num_bh = tl.num_programs(0) // num_slots
+    # causal tiles (last rows) of every pair first, then the next lighter ones: the long
+    # tiles start early and the short ones fill the tail.
+    num_bh = tl.num_programs(0) // num_m_tiles
     pid = tl.program_id(0)
-    first_bh = (pid // (bh_per_chunk * num_slots)) * bh_per_chunk
+    first_bh = (pid // (bh_per_chunk * num_m_tiles)) * bh_per_chunk
     chunk_bh = tl.minimum(bh_per_chunk, num_bh - first_bh)  # the last chunk may be short
-    r = pid - first_bh * num_slots
-    slot = num_slots - 1 - r // chunk_bh
+    r = pid - first_bh * num_m_tiles
+    start_m = (num_m_tiles - 1 - r // chunk_bh) * BLOCK_M
     pid_bh = first_bh + r % chunk_bh
     off_b = pid_bh // num_q_heads
     off_h = pid_bh % num_q_heads
@@ -197,52 +193,17 @@ def _prefill_kernel(
         + q_start.to(tl.int64) * stride_o_seq
 
     rows = tl.arange(0, BLOCK_M)  # within the tile; start_m is added in 64 bits
-    offs_d = tl.arange(0, HEAD_DIM_PAD)
-    d_ok = dim_ok(offs_d, head_dim, EVEN_D)  # constant with EVEN_D: 16-byte stores
-    desc_b = 0 if IS_VARLEN else off_b  # varlen: one packed batch, rows from q/k_start
-    lse_base = lse_ptr + off_b.to(tl.int64) * stride_lse_batch \
-        + off_h.to(tl.int64) * stride_lse_head + q_start.to(tl.int64) * stride_lse_seq
-    for i in tl.static_range(TILES_PER_PROGRAM):
-        if i == 0:
-            tile = slot
-            todo = True
-        else:  # odd num_m_tiles: the middle slot's second tile is its first, done once
-            tile = num_m_tiles - 1 - slot
-            todo = tile > slot
-        if todo:
-            _query_tile(
-                tile, q_base, o_base, lse_base, k_base, v_base, q_desc, k_desc, v_desc,
-                desc_b, off_h, off_kvh, q_start, k_start, q_len, kv_len, store_rows, rows,
-                offs_d, d_ok, head_dim, qk_scale, stride_q_seq, stride_k_seq, stride_v_seq,
-                stride_o_seq, stride_lse_seq, out_ptr.dtype.element_ty,
-                IS_CAUSAL=IS_CAUSAL, HAS_LENS=HAS_LENS, IS_VARLEN=IS_VARLEN,
-                WRITE_LSE=WRITE_LSE, HEAD_DIM_PAD=HEAD_DIM_PAD, EVEN_D=EVEN_D,
-                BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, FP32=FP32, USE_TMA=USE_TMA)
-
-
-@triton.jit
-def _query_tile(
-    tile,  # the query tile: rows [tile * BLOCK_M, (tile + 1) * BLOCK_M) of the sequence
-    q_base, o_base, lse_base,  # the sequence's first row of q, out and lse
-    k_base, v_base, q_desc, k_desc, v_desc, desc_b, off_h, off_kvh,
-    q_start, k_start, q_len, kv_len, store_rows, rows, offs_d, d_ok,
-    head_dim, qk_scale, stride_q_seq, stride_k_seq, stride_v_seq, stride_o_seq,
-    stride_lse_seq, out_dtype: tl.constexpr,
-    IS_CAUSAL: tl.constexpr, HAS_LENS: tl.constexpr, IS_VARLEN: tl.constexpr,
-    WRITE_LSE: tl.constexpr, HEAD_DIM_PAD: tl.constexpr, EVEN_D: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, FP32: tl.constexpr, USE_TMA: tl.constexpr,
-):
-    """One query tile: attend, normalise, store (zeros on padding rows up to store_rows)."""
-    start_m = tile * BLOCK_M
-    q_tile = q_base + start_m.to(tl.int64) * stride_q_seq
-    o_tile = o_base + start_m.to(tl.int64) * stride_o_seq
-    lse_tile = lse_base + start_m.to(tl.int64) * stride_lse_seq
     offs_m = start_m + rows
+    offs_d = tl.arange(0, HEAD_DIM_PAD)
     row_ok = offs_m < q_len
+    d_ok = dim_ok(offs_d, head_dim, EVEN_D)  # constant with EVEN_D: 16-byte stores
+    q_base += start_m.to(tl.int64) * stride_q_seq
+    o_base += start_m.to(tl.int64) * stride_o_seq
     m_i = tl.full([BLOCK_M], FLT_MAX_NEG, dtype=tl.float32)  # finite: see _attend_key_tiles
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     acc = tl.zeros([BLOCK_M, HEAD_DIM_PAD], dtype=tl.float32)
     if start_m < q_len:  # else: padding rows (or none) only: no load, zeros are written
+        desc_b = 0 if IS_VARLEN else off_b  # varlen: one packed batch, rows from q/k_start
         if USE_TMA:
             # A whole box: rows past q_len hold padding or the next packed sequence (or TMA's
             # zeros past the tensor). Rows never mix in attention, and those rows' outputs
@@ -250,8 +211,9 @@ def _query_tile(
             # the tensor cores without taking registers.
             q = q_desc.load([desc_b, off_h, q_start + start_m, 0]).reshape(BLOCK_M, HEAD_DIM_PAD)
         else:
-            q = tl.load(q_tile + rows[:, None] * stride_q_seq + offs_d[None, :],
+            q = tl.load(q_base + rows[:, None] * stride_q_seq + offs_d[None, :],
                         mask=row_ok[:, None] & d_ok[None, :], other=0.0)  # [BLOCK_M, HEAD_DIM_PAD]
+
         # Key tiles [0, hi) in one loop; from mask_from on, scores are masked (the causal
         # diagonal; keys past kv_len). Loads: [0, whole_hi) are whole tiles of valid keys;
         # the one tile that crosses kv_len, [whole_hi, hi), takes masked pointer loads in a
@@ -290,11 +252,14 @@ def _query_tile(
     out, lse = finalize(acc, m_i, l_i)
     out = tl.where(row_ok[:, None], out, 0.0)
     store_ok = offs_m < store_rows
-    tl.store(o_tile + rows[:, None] * stride_o_seq + offs_d[None, :],
-             out.to(out_dtype), mask=store_ok[:, None] & d_ok[None, :])
+    tl.store(o_base + rows[:, None] * stride_o_seq + offs_d[None, :],
+             out.to(out_ptr.dtype.element_ty), mask=store_ok[:, None] & d_ok[None, :])
     if WRITE_LSE:
         lse = tl.where(row_ok, lse, float("-inf"))
-        tl.store(lse_tile + rows * stride_lse_seq, lse, mask=store_ok)
+        lse_base = lse_ptr + off_b.to(tl.int64) * stride_lse_batch \
+            + off_h.to(tl.int64) * stride_lse_head \
+            + (q_start + start_m).to(tl.int64) * stride_lse_seq
+        tl.store(lse_base + rows * stride_lse_seq, lse, mask=store_ok)
 
 
 def _tma_ok(q, k, v, even_d: bool, is_aligned: bool) -> bool:
@@ -334,14 +299,12 @@ def _launch(q, k, v, out, lse, q_lens, kv_lens, *, n_q, n_k, max_q, num_batch, c
     num_m_tiles, num_bh = triton.cdiv(max_q, cfg.block_m), num_batch * num_q_heads
     if num_m_tiles == 0 or num_bh == 0:
         return
-    has_lens = q_lens is not None  # seq_lens (padded) or cu_seqlens (varlen)
-    tiles_per_program = _config.prefill_tiles_per_program(lengths_vary=has_lens)
-    num_slots = triton.cdiv(num_m_tiles, tiles_per_program)
-    if num_slots * num_bh > GRID_LIMIT:
-        raise ValueError(f"this call needs {num_slots} programs per (batch, head) x {num_bh} "
-                         f"pairs = {num_slots * num_bh} programs, more than one CUDA grid "
+    if num_m_tiles * num_bh > GRID_LIMIT:
+        raise ValueError(f"this call needs {num_m_tiles} query tiles x {num_bh} (batch, head) "
+                         f"pairs = {num_m_tiles * num_bh} programs, more than one CUDA grid "
                          f"holds ({GRID_LIMIT}); split the batch (longest query length used: "
                          f"{max_q})")
+    has_lens = q_lens is not None  # seq_lens (padded) or cu_seqlens (varlen)
     bh_per_chunk = _config.prefill_chunk_pairs(2 * k.numel() * k.element_size(), num_bh,
                                                lengths_vary=has_lens)
     lse_arg = lse if lse is not None else out
@@ -368,12 +331,11 @@ def _launch(q, k, v, out, lse, q_lens, kv_lens, *, n_q, n_k, max_q, num_batch, c
         q_desc, k_desc, v_desc = q, k, v
         # the register cap was measured on the TMA path; pointer loads need more
         launch_options.pop("maxnreg", None)
-    _prefill_kernel[(num_slots * num_bh,)](
+    _prefill_kernel[(num_m_tiles * num_bh,)](
         q_ptr=q, k_ptr=k, v_ptr=v, q_desc=q_desc, k_desc=k_desc, v_desc=v_desc,
         out_ptr=out, lse_ptr=lse_arg,
         q_lens_ptr=q_lens if has_lens else q, kv_lens_ptr=kv_lens if has_lens else q,
-        n_q=n_q, n_k=n_k, num_m_tiles=num_m_tiles, num_slots=num_slots,
-        bh_per_chunk=bh_per_chunk,
+        n_q=n_q, n_k=n_k, num_m_tiles=num_m_tiles, bh_per_chunk=bh_per_chunk,
         num_q_heads=num_q_heads, group_size=group_size,
         head_dim=head_dim, qk_scale=sm_scale * LOG2E_HOST,
         **strides,
@@ -383,7 +345,7 @@ def _launch(q, k, v, out, lse, q_lens, kv_lens, *, n_q, n_k, max_q, num_batch, c
         WRITE_LSE=lse is not None, HEAD_DIM_PAD=head_dim_pad,
         EVEN_D=head_dim == head_dim_pad, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
         FP32=q.dtype == torch.float32, ALIGNED=is_aligned, USE_TMA=use_tma,
-        TILES_PER_PROGRAM=tiles_per_program, **launch_options,
+        **launch_options,
     )
 
 

@@ -236,30 +236,26 @@ def load_paths_agree(runner, case, device):
 @prop
 def program_order_agrees(runner, case, device):
     """Prefill's program order (pairs of batch and head per chunk, see
-    _config.prefill_chunk_pairs) and its query tiles per program (1, or 2: tiles j and
-    T-1-j, _config.prefill_tiles_per_program) move work between programs and their start
-    times, never change a tile's arithmetic: every choice gives the same bits. Chunks of
-    pairs - 1 leave a short last chunk whenever there are 3 pairs or more; an odd tile
-    count leaves a middle slot with one tile; outputs start as NaN, so a tile that one
+    _config.prefill_chunk_pairs) moves work between programs' start times, never between
+    programs: every chunking gives the same bits. Chunks of pairs - 1 leave a short last
+    chunk whenever there are 3 pairs or more; outputs start as NaN, so a tile that one
     order skips cannot pass on memory another call left behind."""
-    from kernels._config import prefill_chunk, prefill_tiles
+    from kernels._config import prefill_chunk
 
     args = runner.inputs(case, device)
     like = args["q"]
     pairs_total = case.batch * case.num_kv_heads * case.group_size
 
-    def run(pairs, tiles):
+    def run(pairs):
         out = torch.full(like.shape, float("nan"), dtype=like.dtype, device=device)
-        with prefill_chunk(pairs), prefill_tiles(tiles):
+        with prefill_chunk(pairs):
             return _restrict(runner, args, *runner.call(args, out=out))
 
-    ref, ref_lse = run(1, 1)
-    for pairs, tiles in sorted({(2, 1), (3, 2), (max(1, pairs_total - 1), 1),
-                                (max(1, pairs_total - 1), 2), (1, 2), (1 << 30, 2)}):
-        out, lse = run(pairs, tiles)
-        what = f"{pairs} pairs per chunk, {tiles} tiles per program"
-        assert_same_bits(f"out ({what})", out, ref, case=case)
-        assert_same_bits(f"lse ({what})", lse, ref_lse, case=case)
+    ref, ref_lse = run(1)
+    for pairs in sorted({2, 3, max(1, pairs_total - 1), 1 << 30}):
+        out, lse = run(pairs)
+        assert_same_bits(f"out ({pairs} pairs per chunk)", out, ref, case=case)
+        assert_same_bits(f"lse ({pairs} pairs per chunk)", lse, ref_lse, case=case)
 
 
 def _permute_pages(args, seed):
