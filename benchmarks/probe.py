@@ -11,8 +11,9 @@ replay may still sit in L2). fp16. Probes (--only):
   prefill  the program order (pairs per chunk, see _config.PREFILL_CHUNK_BYTES), eager calls
   empty    (not in the default set) prefill's programs past their length: the seed shape
            with every length 0, padded and packed, against seed and full lengths
-  splitrule  (not in the default set) dense decode Hq32 Hkv8 D128 at B4-B64 x N1024-16384:
-           default splits vs 1 and 2 vs cuDNN, data for the split rule
+  splitrule  (not in the default set) dense decode Hq32 Hkv8 D128 over --rule-batches x
+           --rule-ns: the default split count vs each of --rule-splits vs cuDNN, and
+           with --rule-paged the same in a page-16 cache (data for the split rule)
 
 Rows of the sparse and decode probes:
   empty        one program of an empty Triton kernel: what the method reads for no work
