@@ -1,0 +1,153 @@
+"""Compile a kernel variant for sm_90 on this machine (no GPU needed) and report what
+decides its occupancy: shared memory, ptxas registers and spills, programs per SM.
+
+    python scripts/sm90_report.py decode  [--head-dim 128] [--paged] [--indices] [config]
+    python scripts/sm90_report.py prefill [--head-dim 64] [--lens | --varlen] [--pointer]
+                                          [config]
+    config: --block-m BM --block-n BN --warps W --stages S --maxnreg R (each defaults to
+            the tuned table's choice for fp16 on Hopper)
+
+Triton compiles to PTX, and the ptxas bundled with Triton assembles it (-v) for sm_90a.
+The figures in kernels/decode.py's split rule and tests/test_decode.py come from this
+(benchmarks/NOTES.md, session 6): dense decode D128 94 registers, 70 KB, 3 per SM.
+With --sass the SASS is written to sm90_report.sass (spills: look for LDL/STL in loops).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ["TRITON_INTERPRET"] = "0"  # compile for real (kernels/__init__ would set 1)
+
+import torch  # noqa: E402
+import triton  # noqa: E402
+from triton.backends.compiler import GPUTarget  # noqa: E402
+from triton.compiler import ASTSource  # noqa: E402
+from triton.runtime.jit import mangle_type  # noqa: E402
+from triton.tools.tensor_descriptor import TensorDescriptor  # noqa: E402
+
+from kernels import _config  # noqa: E402
+
+SM90 = GPUTarget("cuda", 90, 128)
+H100 = _config.SmLimits(sms=132)
+
+
+def _signature(fn, values: dict, consts: dict) -> ASTSource:
+    """values: sample arguments (tensors, descriptors) whose types name the signature;
+    every other non-constexpr argument is an int32 (qk_scale fp32)."""
+    sig, attrs = {}, {}
+    for i, name in enumerate(fn.arg_names):
+        if name in consts:
+            sig[name] = "constexpr"
+        elif name in values:
+            sig[name] = mangle_type(values[name])
+            if isinstance(values[name], torch.Tensor):
+                attrs[(i,)] = [["tt.divisibility", 16]]
+        else:
+            sig[name] = "fp32" if name == "qk_scale" else "i32"
+    return ASTSource(fn, sig, constexprs={(fn.arg_names.index(k),): v
+                                          for k, v in consts.items()}, attrs=attrs)
+
+
+def decode_source(args, cfg: _config.Config) -> ASTSource:
+    mod = importlib.import_module("kernels.decode")
+    half, i32 = torch.zeros(16, dtype=torch.float16), torch.zeros(16, dtype=torch.int32)
+    f32 = torch.zeros(16, dtype=torch.float32)
+    values = dict(q_ptr=half, k_ptr=half, v_ptr=half, block_table_ptr=i32, seq_lens_ptr=i32,
+                  indices_ptr=i32, out_ptr=half, lse_ptr=f32, part_out_ptr=f32,
+                  part_lse_ptr=f32)
+    consts = dict(IS_PAGED=args.paged, HAS_LENS=args.paged, HAS_INDICES=args.indices,
+                  WRITE_LSE=False, SPLIT_KV=True, BLOCK_H=16, BLOCK_N=cfg.block_n,
+                  HEAD_DIM_PAD=args.head_dim, EVEN_D=True, FP32=False, ALIGNED=True,
+                  PDL=True, stride_idx_k=1)
+    return _signature(mod._decode_kernel, values, consts)
+
+
+def prefill_source(args, cfg: _config.Config) -> ASTSource:
+    mod = importlib.import_module("kernels.prefill")
+    d = args.head_dim
+    half = torch.zeros(1, 1, 256, d, dtype=torch.float16)
+    use_tma = not args.pointer
+    q_desc = TensorDescriptor.from_tensor(half, [1, 1, cfg.block_m, d]) if use_tma else half
+    kv_desc = TensorDescriptor.from_tensor(half, [1, 1, cfg.block_n, d]) if use_tma else half
+    lens = torch.zeros(2, dtype=torch.int32)
+    values = dict(q_ptr=half, k_ptr=half, v_ptr=half, q_desc=q_desc, k_desc=kv_desc,
+                  v_desc=kv_desc, out_ptr=half, lse_ptr=torch.zeros(1, dtype=torch.float32),
+                  q_lens_ptr=lens, kv_lens_ptr=lens)
+    consts = dict(IS_CAUSAL=True, HAS_LENS=args.lens, IS_VARLEN=args.varlen,
+                  WRITE_LSE=False, HEAD_DIM_PAD=d, EVEN_D=True, BLOCK_M=cfg.block_m,
+                  BLOCK_N=cfg.block_n, FP32=False, ALIGNED=True, USE_TMA=use_tma)
+    return _signature(mod._prefill_kernel, values, consts)
+
+
+def report(source: ASTSource, cfg: _config.Config, sass: bool = False) -> dict:
+    options = {"num_warps": cfg.num_warps, "num_stages": cfg.num_stages}
+    if cfg.maxnreg is not None:
+        options["maxnreg"] = cfg.maxnreg
+    compiled = triton.compile(source, target=SM90, options=options)
+    ptxas = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
+    with tempfile.TemporaryDirectory() as tmp:
+        ptx, cubin = Path(tmp) / "k.ptx", Path(tmp) / "k.cubin"
+        ptx.write_text(compiled.asm["ptx"])
+        cmd = [str(ptxas), "-arch=sm_90a", "-v", str(ptx), "-o", str(cubin)]
+        if cfg.maxnreg is not None:
+            cmd.insert(1, f"--maxrregcount={cfg.maxnreg}")
+        log = subprocess.run(cmd, capture_output=True, text=True, check=True).stderr
+        if sass:
+            dump = subprocess.run([str(ptxas.with_name("cuobjdump")), "-sass", str(cubin)],
+                                  capture_output=True, text=True, check=True).stdout
+            Path("sm90_report.sass").write_text(dump)
+    number = lambda pattern: int(re.search(pattern, log).group(1))
+    registers = number(r"Used (\d+) registers")
+    shared = compiled.metadata.shared
+    return {"shared_bytes": shared, "registers": registers,
+            "spill_stores": number(r"(\d+) bytes spill stores"),
+            "spill_loads": number(r"(\d+) bytes spill loads"),
+            "per_sm": _config.programs_per_sm(cfg.num_warps, registers, shared, H100)}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("family", choices=["decode", "prefill"])
+    ap.add_argument("--head-dim", type=int, default=None)
+    ap.add_argument("--paged", action="store_true", help="decode: paged cache")
+    ap.add_argument("--indices", action="store_true", help="decode: sparse (index lists)")
+    ap.add_argument("--lens", action="store_true", help="prefill: padded var-len")
+    ap.add_argument("--varlen", action="store_true", help="prefill: packed var-len")
+    ap.add_argument("--pointer", action="store_true", help="prefill: pointer loads, no TMA")
+    ap.add_argument("--long", action="store_true", help="prefill: the long-sequence table")
+    for name in ("block-m", "block-n", "warps", "stages", "maxnreg"):
+        ap.add_argument(f"--{name}", type=int, default=None)
+    ap.add_argument("--sass", action="store_true", help="write sm90_report.sass")
+    args = ap.parse_args(argv)
+    if args.head_dim is None:
+        args.head_dim = 128 if args.family == "decode" else 64
+    if args.family == "decode":
+        cfg = _config.decode_config(args.head_dim, torch.float16)
+    else:
+        max_q = _config.LONG_PREFILL if args.long else 0
+        cfg = _config.prefill_config(args.head_dim, torch.float16, True, max_q)
+        if args.pointer:  # the launcher drops the register cap off the TMA path
+            cfg = _config.Config(cfg.block_m, cfg.block_n, cfg.num_warps, cfg.num_stages)
+    cfg = _config.Config(args.block_m or cfg.block_m, args.block_n or cfg.block_n,
+                         args.warps or cfg.num_warps, args.stages or cfg.num_stages,
+                         args.maxnreg if args.maxnreg is not None else cfg.maxnreg)
+    source = (decode_source if args.family == "decode" else prefill_source)(args, cfg)
+    result = report(source, cfg, sass=args.sass)
+    flags = [f for f in ("paged", "indices", "lens", "varlen", "pointer", "long")
+             if getattr(args, f)]
+    print(f"{args.family} D{args.head_dim} {' '.join(flags)} {cfg}: " + ", ".join(
+        f"{k} {v}" for k, v in result.items()) + f" (of 132 SMs: {132 * result['per_sm']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,20 @@
+"""The repository's offline tools keep working as the kernels change."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_sm90_report_compiles_decode_for_hopper():
+    """scripts/sm90_report.py compiles the decode split kernel for sm_90 without a GPU and
+    reports registers, shared memory and programs per SM (1 to 32)."""
+    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "sm90_report.py"), "decode"],
+                         capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert run.returncode == 0, run.stderr[-2000:]
+    found = re.search(r"shared_bytes (\d+), registers (\d+), .* per_sm (\d+)", run.stdout)
+    assert found, run.stdout
+    shared, registers, per_sm = (int(x) for x in found.groups())
+    assert shared > 0 and 0 < registers <= 255 and 1 <= per_sm <= 32
