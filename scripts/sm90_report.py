@@ -7,9 +7,11 @@ decides its occupancy: shared memory, ptxas registers and spills, programs per S
     config: --block-m BM --block-n BN --warps W --stages S --maxnreg R (each defaults to
             the tuned table's choice for fp16 on Hopper)
 
-Triton compiles to PTX, and the ptxas bundled with Triton assembles it (-v) for sm_90a.
+Triton compiles to PTX, and the ptxas Triton uses for sm_90 assembles it (-v) for sm_90a.
 The figures in kernels/decode.py's split rule and tests/test_decode.py come from this
-(benchmarks/NOTES.md, session 6): dense decode D128 94 registers, 70 KB, 3 per SM.
+with triton 3.6.0, the device image's (benchmarks/NOTES.md, session 6): dense decode D128
+94 registers, 70 KB, 3 per SM. Other Triton versions give other figures (3.9.0: 76
+registers, the same 3 per SM); the kernels query their own at run time.
 With --sass the SASS is written to sm90_report.sass (spills: look for LDL/STL in loops).
 """
 
@@ -30,6 +32,7 @@ os.environ["TRITON_INTERPRET"] = "0"  # compile for real (kernels/__init__ would
 import torch  # noqa: E402
 import triton  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
+from triton.backends.nvidia.compiler import get_ptxas  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 from triton.runtime.jit import mangle_type  # noqa: E402
 from triton.tools.tensor_descriptor import TensorDescriptor  # noqa: E402
@@ -93,7 +96,7 @@ def report(source: ASTSource, cfg: _config.Config, sass: bool = False) -> dict:
     if cfg.maxnreg is not None:
         options["maxnreg"] = cfg.maxnreg
     compiled = triton.compile(source, target=SM90, options=options)
-    ptxas = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
+    ptxas = Path(get_ptxas(90).path)  # the one Triton itself uses for sm_90 (it varies)
     with tempfile.TemporaryDirectory() as tmp:
         ptx, cubin = Path(tmp) / "k.ptx", Path(tmp) / "k.cubin"
         ptx.write_text(compiled.asm["ptx"])

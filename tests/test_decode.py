@@ -54,7 +54,8 @@ def test_split_rule():
 
 def test_programs_per_sm():
     """Occupancy from a compiled kernel's registers and shared memory (ptxas figures of
-    the sm_90 decode kernels, session 6): dense D128 N64 w4 s3 94 registers, 70 KB
+    the sm_90 decode kernels under triton 3.6.0, scripts/sm90_report.py, session 6): dense
+    D128 N64 w4 s3 94 registers, 70 KB
     -> 3 per SM (shared memory); paged 128 registers, 38 KB -> 4 (registers);
     D64 N32 w2 s3 72 registers, 19 KB -> 11 (shared memory)."""
     from kernels._config import SmLimits, programs_per_sm
