@@ -276,12 +276,15 @@ _resident: dict[tuple, int] = {}
 def resident_programs(device: torch.device, kernel_args: dict, consts: dict,
                       launch_options: dict) -> int:
     """How many split-kernel programs (SPLIT_KV variant) the GPU runs at once, from the
-    compiled kernel's registers and shared memory; compiled (not launched) on first use."""
+    compiled kernel's registers and shared memory; compiled (not launched) on first use,
+    then looked up (no allocation, no compile)."""
     key = (device, kernel_args["q_ptr"].dtype, tuple(consts.items()),
            tuple(launch_options.items()))
     if key not in _resident:
-        compiled = _decode_kernel.warmup(grid=(1, 1), **kernel_args, **consts, SPLIT_KV=True,
-                                         **launch_options)
+        partials = torch.empty(0, device=device, dtype=torch.float32)  # fp32 pointers
+        compiled = _decode_kernel.warmup(
+            grid=(1, 1), **kernel_args, part_out_ptr=partials, part_lse_ptr=partials,
+            num_splits=2, **consts, SPLIT_KV=True, **launch_options)
         compiled._init_handles()  # loads the binary: n_regs is known from here
         limits = sm_limits(device)
         _resident[key] = limits.sms * programs_per_sm(
@@ -343,10 +346,7 @@ def launch(q, k, v, out, lse, *, seq_lens, block_table, indices, n_ctx, num_spli
         if interpreting() or q.device.type != "cuda":
             resident, min_keys = INTERPRETER_RESIDENT, INTERPRETER_MIN_KEYS
         else:
-            partials = torch.empty(0, device=q.device, dtype=torch.float32)
-            resident = resident_programs(
-                q.device, {**args, "part_out_ptr": partials, "part_lse_ptr": partials,
-                           "num_splits": 2}, consts, launch_options)
+            resident = resident_programs(q.device, args, consts, launch_options)
             min_keys = max(MIN_KEYS_PER_SPLIT, cfg.block_n)
         num_splits = default_num_splits(batch * num_head_programs, n_list, resident, min_keys,
                                         MAX_SPLITS_PAGED if paged else MAX_SPLITS)
