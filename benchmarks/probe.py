@@ -9,6 +9,9 @@ replay may still sit in L2). fp16. Probes (--only):
   decode   the decode seed (B8 Hq64 Hkv16 N1024 D64) and B32 Hq32 Hkv8 N4096 D128
   paged    B1 Hq32 Hkv8 N65536 D128, dense against page 16, over split counts and configs
   prefill  the program order (pairs per chunk, see _config.PREFILL_CHUNK_BYTES), eager calls
+  order    (not in the default set) prefill's query tiles counted from each sequence's
+           end against from the longest length, seed lengths padded and packed, and a
+           packed T16384 D128 case
   empty    (not in the default set) prefill's programs past their length: the seed shape
            with every length 0, padded and packed, against seed and full lengths
   splitrule  (not in the default set) dense decode Hq32 Hkv8 D128 over --rule-batches x
@@ -313,6 +316,40 @@ def probe_empty_programs(timer: Timer) -> list[dict]:
     return rows
 
 
+def probe_order(timer: Timer) -> list[dict]:
+    """Prefill's query-tile order with lengths (_config.prefill_order_from_end): counted
+    from each sequence's end (tiles past the length last) against counted from the
+    longest length, A B A B, at the seed lengths (padded and packed, B8 Hq64 Hkv16 D64)
+    and the packed 5-sequence T16384 Hq32 Hkv8 D128 case; eager calls, GFLOP/s."""
+    import kernels
+    from kernels._config import prefill_order_from_end
+
+    rows = []
+    for lengths, hq, hkv, d in ((cases.SEED_LENGTHS, 64, 16, 64),
+                                ((6240, 4096, 3000, 2048, 1000), 32, 8, 128)):
+        batch, n = len(lengths), max(lengths)
+        flops = cases.causal_flops(lengths, hq, d)
+        gen = cases._gen(0)
+        total = sum(lengths)
+        q, k, v = (cases._randn(gen, (total, h, d), torch.float16) for h in (hq, hkv, hkv))
+        cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32,
+                          device="cuda")
+        calls = {f"packed T{total}": lambda q=q, k=k, v=v, cu=cu, n=n: kernels.prefill_varlen(
+            q, k, v, cu, max_seqlen_q=n, validate=False)}
+        if d == 64:  # the padded seed: [B, H, N, D] with seq_lens
+            _, qp, kp, vp = _qkv(batch, hq, hkv, n, d, q_len=n)
+            lens = torch.tensor(lengths, dtype=torch.int32, device="cuda")
+            calls[f"padded N{n}"] = lambda qp=qp, kp=kp, vp=vp, lens=lens: kernels.prefill(
+                qp, kp, vp, seq_lens=lens, validate=False)
+        for name, call in calls.items():
+            shape = f"prefill {name} Hq{hq} Hkv{hkv} D{d} lengths {','.join(map(str, lengths))}"
+            for from_end in (False, True, False, True):
+                with prefill_order_from_end(from_end):
+                    label = "tiles from each end" if from_end else "tiles from the longest"
+                    rows.append(_row(shape, label, call, None, flops, timer, graph=False))
+    return rows
+
+
 def _row(shape, label, fn, setup, nbytes, timer, graph: bool = True) -> dict:
     """nbytes: bytes (GB/s column) or, for prefill rows, FLOPs (TFLOP/s x 1000)."""
     try:
@@ -354,7 +391,7 @@ def main(argv=None) -> int:
                         help="prefill program orders to time: (batch, head) pairs per "
                              "chunk, 'all' or 'default'")
     parser.add_argument("--only", default="sparse,decode,paged,prefill",
-                        help="which probes to run (comma-separated; also: splitrule)")
+                        help="which probes to run (comma-separated; also: splitrule, empty, order)")
     parser.add_argument("--out", default="benchmarks/results")
     parser.add_argument("--tag", default="")
     args = parser.parse_args(argv)
@@ -382,6 +419,8 @@ def main(argv=None) -> int:
     if "splitrule" in only:
         rows += probe_split_rule(ints(args.rule_batches), ints(args.rule_ns),
                                  ints(args.rule_splits), args.rule_paged, timer)
+    if "order" in only:
+        rows += probe_order(timer)
     if "prefill" in only:
         rows += probe_prefill([x.strip() for x in args.chunk_pairs.split(",") if x.strip()],
                               timer)

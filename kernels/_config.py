@@ -160,6 +160,35 @@ def prefill_chunk_pairs(total_kv_bytes: float, num_pairs: int, lengths_vary: boo
     return 1
 
 
+# Prefill's query tile per level (see the kernel): with lengths, level t of a pair is its
+# t-th tile counted back from its own last valid tile, and tiles past the length come
+# after all of them (TILES_FROM_END); without lengths every pair has num_m_tiles tiles
+# and both orders are the same. Why: at the seed lengths (B8 Hq64 D64) 3776 of the 8192
+# programs lie past their length; counted from the longest length they filled the first
+# levels (e.g. at level 0, 448 of 512 programs), each holding a program slot for its
+# launch and length load (8192 such programs alone take 24 us, probe v14c) while the
+# real work waited behind them. Counted from each end they run in the tail.
+_tiles_from_end: contextvars.ContextVar[bool | None] = contextvars.ContextVar(
+    "tiles_from_end", default=None)
+
+
+@contextlib.contextmanager
+def prefill_order_from_end(enabled: bool):
+    """Force prefill's query-tile order inside a block: from each sequence's end (True) or
+    from the longest length (False). The tests run both; the probe times both."""
+    token = _tiles_from_end.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _tiles_from_end.reset(token)
+
+
+def prefill_tiles_from_end(lengths_vary: bool) -> bool:
+    """Whether prefill orders query tiles from each sequence's end (see above)."""
+    forced = _tiles_from_end.get()
+    return lengths_vary if forced is None else forced
+
+
 # Programmatic dependent launch (sm_90 and later): decode's merge kernel is launched while
 # the split kernel still runs; its programs wait (griddepcontrol.wait) for the split
 # kernel's results, so the merge's launch latency hides behind the split kernel's tail.

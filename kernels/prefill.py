@@ -138,6 +138,7 @@ def _prefill_kernel(
     FP32: tl.constexpr,
     ALIGNED: tl.constexpr,  # every q/k/v/out stride is a multiple of 16 elements
     USE_TMA: tl.constexpr,
+    TILES_FROM_END: tl.constexpr,  # query tiles ordered from each length's end (see below)
 ):
     stride_q_batch = aligned(stride_q_batch, ALIGNED)
     stride_q_head = aligned(stride_q_head, ALIGNED)
@@ -152,15 +153,16 @@ def _prefill_kernel(
     stride_o_head = aligned(stride_o_head, ALIGNED)
     stride_o_seq = aligned(stride_o_seq, ALIGNED)
     # Program order (one grid axis): the (batch, head) pairs in chunks of bh_per_chunk
-    # (the host's choice: _config.prefill_chunk_pairs); inside a chunk the heaviest
-    # causal tiles (last rows) of every pair first, then the next lighter ones: the long
-    # tiles start early and the short ones fill the tail.
+    # (the host's choice: _config.prefill_chunk_pairs); inside a chunk, level by level,
+    # the heaviest causal tiles (last rows) of every pair first, then the next lighter
+    # ones: the long tiles start early and the short ones fill the tail. The query tile
+    # of a level is chosen below, once the sequence's length is known.
     num_bh = tl.num_programs(0) // num_m_tiles
     pid = tl.program_id(0)
     first_bh = (pid // (bh_per_chunk * num_m_tiles)) * bh_per_chunk
     chunk_bh = tl.minimum(bh_per_chunk, num_bh - first_bh)  # the last chunk may be short
     r = pid - first_bh * num_m_tiles
-    start_m = (num_m_tiles - 1 - r // chunk_bh) * BLOCK_M
+    level = r // chunk_bh
     pid_bh = first_bh + r % chunk_bh
     off_b = pid_bh // num_q_heads
     off_h = pid_bh % num_q_heads
@@ -183,6 +185,17 @@ def _prefill_kernel(
             kv_len = n_k
         store_rows = n_q  # padding rows are written, as zeros
 
+    if TILES_FROM_END:
+        # Levels count from each sequence's own last tile: level t < n_valid is valid tile
+        # n_valid - 1 - t, level t >= n_valid the tile t past the length (padding or
+        # nothing). Tiles past the length then run last, in the tail, instead of taking
+        # program slots among the first levels. n_valid <= num_m_tiles keeps this a
+        # bijection on [0, num_m_tiles) even when a length exceeds max_seqlen_q.
+        n_valid = tl.minimum(tl.cdiv(tl.maximum(q_len, 0), BLOCK_M), num_m_tiles)
+        tile = tl.where(level < n_valid, n_valid - 1 - level, level)
+    else:  # levels count from the longest length (num_m_tiles tiles)
+        tile = num_m_tiles - 1 - level
+    start_m = tile * BLOCK_M
     q_base = q_ptr + off_b.to(tl.int64) * stride_q_batch + off_h.to(tl.int64) * stride_q_head \
         + q_start.to(tl.int64) * stride_q_seq
     k_base = k_ptr + off_b.to(tl.int64) * stride_k_batch + off_kvh.to(tl.int64) * stride_k_head \
@@ -307,6 +320,7 @@ def _launch(q, k, v, out, lse, q_lens, kv_lens, *, n_q, n_k, max_q, num_batch, c
     has_lens = q_lens is not None  # seq_lens (padded) or cu_seqlens (varlen)
     bh_per_chunk = _config.prefill_chunk_pairs(2 * k.numel() * k.element_size(), num_bh,
                                                lengths_vary=has_lens)
+    tiles_from_end = _config.prefill_tiles_from_end(lengths_vary=has_lens)
     lse_arg = lse if lse is not None else out
     lse_strides = (lse.stride(0), lse.stride(1), lse.stride(2)) if lse is not None else (0, 0, 0)
     # varlen: every sequence starts at row cu_seqlens[b] of one packed batch
@@ -345,7 +359,7 @@ def _launch(q, k, v, out, lse, q_lens, kv_lens, *, n_q, n_k, max_q, num_batch, c
         WRITE_LSE=lse is not None, HEAD_DIM_PAD=head_dim_pad,
         EVEN_D=head_dim == head_dim_pad, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
         FP32=q.dtype == torch.float32, ALIGNED=is_aligned, USE_TMA=use_tma,
-        **launch_options,
+        TILES_FROM_END=tiles_from_end, **launch_options,
     )
 
 

@@ -117,9 +117,14 @@ MUTANTS: tuple[Mutant, ...] = (
            "program order: the pair taken from the wrong digit of the program id (some "
            "tiles computed twice, others never)"),
     Mutant("prefill_order_rows_not_reversed", "prefill", PRE,
-           "start_m = (num_m_tiles - 1 - r // chunk_bh) * BLOCK_M",
-           "start_m = (num_m_tiles - 1 - r % num_m_tiles) * BLOCK_M",
+           "    level = r // chunk_bh\n",
+           "    level = r % num_m_tiles\n",
            "program order: query tile from the wrong digit of the program id"),
+    Mutant("prefill_order_from_end_off_by_one", "prefill", PRE,
+           "tile = tl.where(level < n_valid, n_valid - 1 - level, level)",
+           "tile = tl.where(level < n_valid, n_valid - level, level)",
+           "program order from each end: valid levels shifted by one tile (the first "
+           "tile never computed, one past the length taken twice)"),
     Mutant("prefill_kv_lens_ignored", "prefill", PRE,
            "kv_len = tl.minimum(tl.maximum(tl.load(kv_lens_ptr + off_b), 0), n_k)\n",
            "kv_len = n_k\n",

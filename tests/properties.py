@@ -236,26 +236,32 @@ def load_paths_agree(runner, case, device):
 @prop
 def program_order_agrees(runner, case, device):
     """Prefill's program order (pairs of batch and head per chunk, see
-    _config.prefill_chunk_pairs) moves work between programs' start times, never between
-    programs: every chunking gives the same bits. Chunks of pairs - 1 leave a short last
-    chunk whenever there are 3 pairs or more; outputs start as NaN, so a tile that one
-    order skips cannot pass on memory another call left behind."""
-    from kernels._config import prefill_chunk
+    _config.prefill_chunk_pairs; query tiles counted from the longest length or from each
+    sequence's end, _config.prefill_tiles_from_end) moves work between programs' start
+    times, never between programs: every order gives the same bits. Chunks of pairs - 1
+    leave a short last chunk whenever there are 3 pairs or more; outputs start as NaN, so
+    a tile that one order skips cannot pass on memory another call left behind."""
+    from kernels._config import prefill_chunk, prefill_order_from_end
 
     args = runner.inputs(case, device)
     like = args["q"]
     pairs_total = case.batch * case.num_kv_heads * case.group_size
 
-    def run(pairs):
+    def run(pairs, from_end):
         out = torch.full(like.shape, float("nan"), dtype=like.dtype, device=device)
-        with prefill_chunk(pairs):
+        with prefill_chunk(pairs), prefill_order_from_end(from_end):
             return _restrict(runner, args, *runner.call(args, out=out))
 
-    ref, ref_lse = run(1)
-    for pairs in sorted({2, 3, max(1, pairs_total - 1), 1 << 30}):
-        out, lse = run(pairs)
-        assert_same_bits(f"out ({pairs} pairs per chunk)", out, ref, case=case)
-        assert_same_bits(f"lse ({pairs} pairs per chunk)", lse, ref_lse, case=case)
+    ref, ref_lse = run(1, False)
+    for from_end in (False, True):
+        for pairs in sorted({1, 2, 3, max(1, pairs_total - 1), 1 << 30}):
+            if (pairs, from_end) == (1, False):
+                continue
+            start = "each end" if from_end else "the longest"
+            what = f"{pairs} pairs per chunk, tiles from {start}"
+            out, lse = run(pairs, from_end)
+            assert_same_bits(f"out ({what})", out, ref, case=case)
+            assert_same_bits(f"lse ({what})", lse, ref_lse, case=case)
 
 
 def _permute_pages(args, seed):

@@ -78,3 +78,10 @@ def test_program_order_choice():
         assert _config.prefill_chunk_pairs(budget + 1, 512, lengths_vary=False) == 3
     with _config.prefill_chunk(1 << 30):
         assert _config.prefill_chunk_pairs(1.0, 7, lengths_vary=True) == 7
+    # query tiles from each sequence's end exactly when there are lengths; forced wins
+    assert _config.prefill_tiles_from_end(lengths_vary=True)
+    assert not _config.prefill_tiles_from_end(lengths_vary=False)
+    with _config.prefill_order_from_end(False):
+        assert not _config.prefill_tiles_from_end(lengths_vary=True)
+    with _config.prefill_order_from_end(True):
+        assert _config.prefill_tiles_from_end(lengths_vary=False)
