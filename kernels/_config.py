@@ -160,14 +160,20 @@ def prefill_chunk_pairs(total_kv_bytes: float, num_pairs: int, lengths_vary: boo
     return 1
 
 
-# Prefill's query tile per level (see the kernel): with lengths, level t of a pair is its
-# t-th tile counted back from its own last valid tile, and tiles past the length come
-# after all of them (TILES_FROM_END); without lengths every pair has num_m_tiles tiles
-# and both orders are the same. Why: at the seed lengths (B8 Hq64 D64) 3776 of the 8192
-# programs lie past their length; counted from the longest length they filled the first
-# levels (e.g. at level 0, 448 of 512 programs), each holding a program slot for its
-# launch and length load (8192 such programs alone take 24 us, probe v14c) while the
-# real work waited behind them. Counted from each end they run in the tail.
+# Prefill's query tile per level (see the kernel). Counted from the longest length, level
+# t is tile num_m_tiles - 1 - t of every pair: inside a chunk all tiles of a level weigh
+# the same, so a chunk runs heaviest first (longest-processing-time order), but with
+# lengths the tiles past a short sequence's end (empty programs) run among the first
+# levels. Counted from each end (TILES_FROM_END), level t is the t-th tile back from the
+# pair's own last valid tile and the tiles past the length come after all of them.
+# Rule: from each end only with lengths and one pair per chunk. There both orders keep
+# the pair's valid tiles heaviest first, and only the empty tiles move (to the back).
+# With many pairs per chunk, from each end breaks the chunk's heaviest-first order.
+# H200, probe v16, A B A B (benchmarks/NOTES.md, session 7):
+#   seed lengths, one chunk of all pairs: packed 102.2 / 102.2 us from the longest
+#     against 105.2 / 105.2 from each end; padded 103.4 / 103.5 against 105.5 / 105.2;
+#   packed 5 sequences T16384 Hq32 Hkv8 D128, one pair per chunk: 1140.6 / 1132.9
+#     against 1120.4 / 1124.6.
 _tiles_from_end: contextvars.ContextVar[bool | None] = contextvars.ContextVar(
     "tiles_from_end", default=None)
 
@@ -183,10 +189,12 @@ def prefill_order_from_end(enabled: bool):
         _tiles_from_end.reset(token)
 
 
-def prefill_tiles_from_end(lengths_vary: bool) -> bool:
-    """Whether prefill orders query tiles from each sequence's end (see above)."""
+def prefill_tiles_from_end(lengths_vary: bool, pairs_per_chunk: int) -> bool:
+    """Whether prefill counts query tiles from each sequence's end (see above)."""
     forced = _tiles_from_end.get()
-    return lengths_vary if forced is None else forced
+    if forced is not None:
+        return forced
+    return lengths_vary and pairs_per_chunk == 1
 
 
 # Programmatic dependent launch (sm_90 and later): decode's merge kernel is launched while

@@ -188,8 +188,8 @@ def _prefill_kernel(
     if TILES_FROM_END:
         # Levels count from each sequence's own last tile: level t < n_valid is valid tile
         # n_valid - 1 - t, level t >= n_valid the tile t past the length (padding or
-        # nothing). Tiles past the length then run last, in the tail, instead of taking
-        # program slots among the first levels. n_valid <= num_m_tiles keeps this a
+        # nothing): a pair's tiles past its length run after its valid ones (the host's
+        # choice, _config.prefill_tiles_from_end). n_valid <= num_m_tiles keeps this a
         # bijection on [0, num_m_tiles) even when a length exceeds max_seqlen_q.
         n_valid = tl.minimum(tl.cdiv(tl.maximum(q_len, 0), BLOCK_M), num_m_tiles)
         tile = tl.where(level < n_valid, n_valid - 1 - level, level)
@@ -320,7 +320,7 @@ def _launch(q, k, v, out, lse, q_lens, kv_lens, *, n_q, n_k, max_q, num_batch, c
     has_lens = q_lens is not None  # seq_lens (padded) or cu_seqlens (varlen)
     bh_per_chunk = _config.prefill_chunk_pairs(2 * k.numel() * k.element_size(), num_bh,
                                                lengths_vary=has_lens)
-    tiles_from_end = _config.prefill_tiles_from_end(lengths_vary=has_lens)
+    tiles_from_end = _config.prefill_tiles_from_end(has_lens, bh_per_chunk)
     lse_arg = lse if lse is not None else out
     lse_strides = (lse.stride(0), lse.stride(1), lse.stride(2)) if lse is not None else (0, 0, 0)
     # varlen: every sequence starts at row cu_seqlens[b] of one packed batch

@@ -253,10 +253,10 @@ def program_order_agrees(runner, case, device):
             return _restrict(runner, args, *runner.call(args, out=out))
 
     ref, ref_lse = run(1, False)
-    for from_end in (False, True):
-        for pairs in sorted({1, 2, 3, max(1, pairs_total - 1), 1 << 30}):
-            if (pairs, from_end) == (1, False):
-                continue
+    short_last = max(1, pairs_total - 1)
+    for from_end, chunkings in ((False, {2, 3, short_last, 1 << 30}),
+                                (True, {1, short_last, 1 << 30})):
+        for pairs in sorted(chunkings):
             start = "each end" if from_end else "the longest"
             what = f"{pairs} pairs per chunk, tiles from {start}"
             out, lse = run(pairs, from_end)

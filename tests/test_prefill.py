@@ -67,7 +67,8 @@ def test_prefill_varlen(prop, case, device):
 def test_program_order_choice():
     """The host's program order (kernels._config.PREFILL_CHUNK_BYTES): one chunk of all
     pairs only when the call carries lengths and its K/V fits the budget; a forced chunk
-    size wins, clamped to [1, pairs]."""
+    size wins, clamped to [1, pairs]. Query tiles count from each sequence's end only
+    with lengths and one pair per chunk."""
     from kernels import _config
 
     budget = _config.PREFILL_CHUNK_BYTES
@@ -78,10 +79,12 @@ def test_program_order_choice():
         assert _config.prefill_chunk_pairs(budget + 1, 512, lengths_vary=False) == 3
     with _config.prefill_chunk(1 << 30):
         assert _config.prefill_chunk_pairs(1.0, 7, lengths_vary=True) == 7
-    # query tiles from each sequence's end exactly when there are lengths; forced wins
-    assert _config.prefill_tiles_from_end(lengths_vary=True)
-    assert not _config.prefill_tiles_from_end(lengths_vary=False)
+    # query tiles from each sequence's end only with lengths and one pair per chunk;
+    # a forced order wins
+    assert _config.prefill_tiles_from_end(lengths_vary=True, pairs_per_chunk=1)
+    assert not _config.prefill_tiles_from_end(lengths_vary=True, pairs_per_chunk=512)
+    assert not _config.prefill_tiles_from_end(lengths_vary=False, pairs_per_chunk=1)
     with _config.prefill_order_from_end(False):
-        assert not _config.prefill_tiles_from_end(lengths_vary=True)
+        assert not _config.prefill_tiles_from_end(lengths_vary=True, pairs_per_chunk=1)
     with _config.prefill_order_from_end(True):
-        assert _config.prefill_tiles_from_end(lengths_vary=False)
+        assert _config.prefill_tiles_from_end(lengths_vary=False, pairs_per_chunk=512)
