@@ -8,7 +8,8 @@ Files, in the output folder, named after the card and the date:
 
 Record fields: ms is the headline time (CUDA-graph replay for the decode families when
 capture worked, else the eager median GPU time; ``timing`` says which), eager_ms and
-graph_ms both; host_ms the host time per eager call (Python and launch); tflops or
+graph_ms both; ms_again ours' second timing, taken the same way after every peer of
+the case (None for peers); host_ms the host time per eager call (Python and launch); tflops or
 gbps from ms; pct_ceiling against the same run's matmul (prefill) or copy (decode)
 ceiling; speedup = this implementation's ms / ours' ms (how many times faster ours
 is); max_err against the float64 oracle.
@@ -87,8 +88,16 @@ def summary_table(records: list[dict], family: str) -> str:
             cells.append(f"{best['ms'] / ours['ms']:.2f}× ({best['impl']})")
         else:
             cells.append("—")
+        cells.append(_again(ours))
         rows.append([key[0], key[1], *cells])
-    return _table(header, rows)
+    return _table([*header, "ours again ms"], rows)
+
+
+def _again(ours: dict | None) -> str:
+    """Ours' second timing (after the case's peers) and its change from the first."""
+    if not ours or not ours.get("ms") or ours.get("ms_again") is None:
+        return "—"
+    return f"{_ms(ours['ms_again'])} ({100.0 * (ours['ms_again'] / ours['ms'] - 1):+.1f}%)"
 
 
 def detail_table(records: list[dict], family: str) -> str:
@@ -125,7 +134,9 @@ def render_markdown(meta: dict, records: list[dict], *, details: bool = True) ->
         "never shows as GPU idle time (benchmarks/timing.py); `host ms` is the host time "
         "per eager call. "
         "`(g)`: CUDA-graph replay, the headline for decode families. `ours ×` = that "
-        "implementation's time / ours. Every output was checked against the float64 "
+        "implementation's time / ours. `ours again`: ours timed a second time, the "
+        "same way, after every peer of the case; its change from the first is this "
+        "run's noise on that row. Every output was checked against the float64 "
         "oracle before timing; a wrong one is reported, not timed.",
     ]
     for family, reason in meta.get("unavailable", {}).items():
