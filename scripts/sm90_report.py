@@ -46,6 +46,9 @@ H100 = _config.SmLimits(sms=132)
 def _signature(fn, values: dict, consts: dict) -> ASTSource:
     """values: sample arguments (tensors, descriptors) whose types name the signature;
     every other non-constexpr argument is an int32 (qk_scale fp32)."""
+    missing = [p.name for p in fn.params if p.is_constexpr and p.name not in consts]
+    if missing:  # it would compile as a runtime argument: a variant no launch builds
+        raise ValueError(f"{fn.__name__}: no value for constexpr(s) {', '.join(missing)}")
     sig, attrs = {}, {}
     for i, name in enumerate(fn.arg_names):
         if name in consts:
@@ -87,7 +90,8 @@ def prefill_source(args, cfg: _config.Config) -> ASTSource:
                   q_lens_ptr=lens, kv_lens_ptr=lens)
     consts = dict(IS_CAUSAL=True, HAS_LENS=args.lens, IS_VARLEN=args.varlen,
                   WRITE_LSE=False, HEAD_DIM_PAD=d, EVEN_D=True, BLOCK_M=cfg.block_m,
-                  BLOCK_N=cfg.block_n, FP32=False, ALIGNED=True, USE_TMA=use_tma)
+                  BLOCK_N=cfg.block_n, FP32=False, ALIGNED=True, USE_TMA=use_tma,
+                  TILES_FROM_END=args.lens or args.varlen)
     return _signature(mod._prefill_kernel, values, consts)
 
 

@@ -18,3 +18,16 @@ def test_sm90_report_compiles_decode_for_hopper():
     assert found, run.stdout
     shared, registers, per_sm = (int(x) for x in found.groups())
     assert shared > 0 and 0 < registers <= 255 and 1 <= per_sm <= 32
+
+
+def test_sm90_report_compiles_padded_prefill_for_hopper():
+    """The same for prefill's padded var-len variant: every constexpr of the kernel is
+    given (a new one left out would compile as a runtime argument, a variant the GPU
+    never runs)."""
+    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "sm90_report.py"), "prefill",
+                          "--lens"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert run.returncode == 0, run.stderr[-2000:]
+    found = re.search(r"shared_bytes (\d+), registers (\d+), .* per_sm (\d+)", run.stdout)
+    assert found, run.stdout
+    shared, registers, per_sm = (int(x) for x in found.groups())
+    assert shared > 0 and 0 < registers <= 255 and 1 <= per_sm <= 32
