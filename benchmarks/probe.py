@@ -14,6 +14,11 @@ replay may still sit in L2). fp16. Probes (--only):
            packed T16384 D128 case
   empty    (not in the default set) prefill's programs past their length: the seed shape
            with every length 0, padded and packed, against seed and full lengths
+  marginal (not in the default set) what programs past their length cost inside a mixed
+           call: the seed lengths with more such programs (a larger max_seqlen_q or N)
+  persistent (not in the default set) prefill's persistent grid against one program per
+           query tile, A B A B, seed lengths padded and packed, full-length seed, N4096 and
+           N16384 D128, packed T16384 D128
   splitrule  (not in the default set) dense decode Hq32 Hkv8 D128 over --rule-batches x
            --rule-ns: the default split count vs each of --rule-splits vs cuDNN, and
            with --rule-paged the same in a page-16 cache (data for the split rule)
@@ -350,6 +355,97 @@ def probe_order(timer: Timer) -> list[dict]:
     return rows
 
 
+def probe_empty_marginal(timer: Timer) -> list[dict]:
+    """What programs past their length cost inside a mixed call: the seed lengths (B8 Hq64
+    Hkv16 D64) packed with max_seqlen_q 1024 (8192 programs, 3776 past their length),
+    2048 and 4096 (8192 and 24576 more such programs, nothing more to compute or write),
+    and padded to N1024 and N2048 (the extra programs also write their tiles of zeros).
+    Every row runs one chunk of all pairs (the seed's own order), A B A B; eager calls,
+    GFLOP/s of the seed lengths."""
+    import kernels
+    from kernels._config import prefill_chunk
+
+    lengths, hq, hkv, d = cases.SEED_LENGTHS, 64, 16, 64
+    batch, total = len(lengths), sum(lengths)
+    flops = cases.causal_flops(lengths, hq, d)
+    gen = cases._gen(0)
+    q, k, v = (cases._randn(gen, (total, h, d), torch.float16) for h in (hq, hkv, hkv))
+    cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32,
+                      device="cuda")
+    lens = torch.tensor(lengths, dtype=torch.int32, device="cuda")
+    calls = {}
+    for n in (1024, 2048, 4096):
+        calls[f"packed, max_seqlen_q {n}"] = lambda n=n: kernels.prefill_varlen(
+            q, k, v, cu, max_seqlen_q=n, validate=False)
+    for n in (1024, 2048):
+        _, qp, kp, vp = _qkv(batch, hq, hkv, n, d, q_len=n)
+        calls[f"padded N{n}"] = lambda qp=qp, kp=kp, vp=vp: kernels.prefill(
+            qp, kp, vp, seq_lens=lens, validate=False)
+    shape = f"prefill B{batch} Hq{hq} Hkv{hkv} D{d} lengths {','.join(map(str, lengths))}"
+    rows = []
+    with prefill_chunk(batch * hq):
+        for _ in range(2):
+            for name, call in calls.items():
+                rows.append(_row(shape, name, call, None, flops, timer, graph=False))
+    return rows
+
+
+def probe_persistent(timer: Timer) -> list[dict]:
+    """Prefill's persistent grid (_config.prefill_persistence: about one wave of programs
+    taking query tiles from a counter) against one program per tile, A B A B: the seed
+    lengths padded and packed, the full-length seed, N4096 and N16384 D128 and the packed
+    5-sequence T16384 D128 case. Each call's output is first compared bit for bit between
+    the two grids (a mismatch is printed and marks the row). Eager calls, GFLOP/s."""
+    import kernels
+    from kernels._config import prefill_persistence
+
+    calls = []  # (shape, fn, flops)
+    for lengths, hq, hkv, d in ((cases.SEED_LENGTHS, 64, 16, 64),
+                                ((6240, 4096, 3000, 2048, 1000), 32, 8, 128)):
+        gen = cases._gen(0)
+        total, n = sum(lengths), max(lengths)
+        q, k, v = (cases._randn(gen, (total, h, d), torch.float16) for h in (hq, hkv, hkv))
+        cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32,
+                          device="cuda")
+        flops = cases.causal_flops(lengths, hq, d)
+        calls.append((f"packed T{total} Hq{hq} Hkv{hkv} D{d}",
+                      lambda q=q, k=k, v=v, cu=cu, n=n: kernels.prefill_varlen(
+                          q, k, v, cu, max_seqlen_q=n, validate=False), flops))
+        if d == 64:
+            batch = len(lengths)
+            _, qp, kp, vp = _qkv(batch, hq, hkv, n, d, q_len=n)
+            lens = torch.tensor(lengths, dtype=torch.int32, device="cuda")
+            calls.append((f"padded B{batch} N{n} Hq{hq} Hkv{hkv} D{d} seed lengths",
+                          lambda qp=qp, kp=kp, vp=vp, lens=lens: kernels.prefill(
+                              qp, kp, vp, seq_lens=lens, validate=False), flops))
+            calls.append((f"full B{batch} N{n} Hq{hq} Hkv{hkv} D{d}",
+                          lambda qp=qp, kp=kp, vp=vp: kernels.prefill(qp, kp, vp),
+                          cases.causal_flops([n] * batch, hq, d)))
+    for batch, n in ((4, 4096), (1, 16384)):
+        _, q, k, v = _qkv(batch, 32, 8, n, 128, q_len=n)
+        calls.append((f"full B{batch} N{n} Hq32 Hkv8 D128",
+                      lambda q=q, k=k, v=v: kernels.prefill(q, k, v),
+                      cases.causal_flops([n] * batch, 32, 128)))
+    rows = []
+    for shape, fn, flops in calls:
+        outs = []
+        for on in (False, True):
+            with prefill_persistence(on):
+                outs.append(fn().clone())
+        same = torch.equal(outs[0], outs[1])
+        if not same:
+            print(f"  {shape}: persistent output differs from one program per tile",
+                  file=sys.stderr)
+        for on in (False, True, False, True):
+            with prefill_persistence(on):
+                row = _row(f"prefill {shape}", "persistent" if on else "program per tile",
+                           fn, None, flops, timer, graph=False)
+            if not same:
+                row["note"] = "outputs differ between the two grids"
+            rows.append(row)
+    return rows
+
+
 def _row(shape, label, fn, setup, nbytes, timer, graph: bool = True) -> dict:
     """nbytes: bytes (GB/s column) or, for prefill rows, FLOPs (TFLOP/s x 1000)."""
     try:
@@ -391,7 +487,7 @@ def main(argv=None) -> int:
                         help="prefill program orders to time: (batch, head) pairs per "
                              "chunk, 'all' or 'default'")
     parser.add_argument("--only", default="sparse,decode,paged,prefill",
-                        help="which probes to run (comma-separated; also: splitrule, empty, order)")
+                        help="which probes to run (comma-separated; also: splitrule, empty, order, marginal, persistent)")
     parser.add_argument("--out", default="benchmarks/results")
     parser.add_argument("--tag", default="")
     args = parser.parse_args(argv)
@@ -421,6 +517,10 @@ def main(argv=None) -> int:
                                  ints(args.rule_splits), args.rule_paged, timer)
     if "order" in only:
         rows += probe_order(timer)
+    if "marginal" in only:
+        rows += probe_empty_marginal(timer)
+    if "persistent" in only:
+        rows += probe_persistent(timer)
     if "prefill" in only:
         rows += probe_prefill([x.strip() for x in args.chunk_pairs.split(",") if x.strip()],
                               timer)
