@@ -16,9 +16,6 @@ replay may still sit in L2). fp16. Probes (--only):
            with every length 0, padded and packed, against seed and full lengths
   marginal (not in the default set) what programs past their length cost inside a mixed
            call: the seed lengths with more such programs (a larger max_seqlen_q or N)
-  persistent (not in the default set) prefill's persistent grid against one program per
-           query tile, A B A B, seed lengths padded and packed, full-length seed, N4096 and
-           N16384 D128, packed T16384 D128
   splitrule  (not in the default set) dense decode Hq32 Hkv8 D128 over --rule-batches x
            --rule-ns: the default split count vs each of --rule-splits vs cuDNN, and
            with --rule-paged the same in a page-16 cache (data for the split rule)
@@ -390,62 +387,6 @@ def probe_empty_marginal(timer: Timer) -> list[dict]:
     return rows
 
 
-def probe_persistent(timer: Timer) -> list[dict]:
-    """Prefill's persistent grid (_config.prefill_persistence: about one wave of programs
-    taking query tiles from a counter) against one program per tile, A B A B: the seed
-    lengths padded and packed, the full-length seed, N4096 and N16384 D128 and the packed
-    5-sequence T16384 D128 case. Each call's output is first compared bit for bit between
-    the two grids (a mismatch is printed and marks the row). Eager calls, GFLOP/s."""
-    import kernels
-    from kernels._config import prefill_persistence
-
-    calls = []  # (shape, fn, flops)
-    for lengths, hq, hkv, d in ((cases.SEED_LENGTHS, 64, 16, 64),
-                                ((6240, 4096, 3000, 2048, 1000), 32, 8, 128)):
-        gen = cases._gen(0)
-        total, n = sum(lengths), max(lengths)
-        q, k, v = (cases._randn(gen, (total, h, d), torch.float16) for h in (hq, hkv, hkv))
-        cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32,
-                          device="cuda")
-        flops = cases.causal_flops(lengths, hq, d)
-        calls.append((f"packed T{total} Hq{hq} Hkv{hkv} D{d}",
-                      lambda q=q, k=k, v=v, cu=cu, n=n: kernels.prefill_varlen(
-                          q, k, v, cu, max_seqlen_q=n, validate=False), flops))
-        if d == 64:
-            batch = len(lengths)
-            _, qp, kp, vp = _qkv(batch, hq, hkv, n, d, q_len=n)
-            lens = torch.tensor(lengths, dtype=torch.int32, device="cuda")
-            calls.append((f"padded B{batch} N{n} Hq{hq} Hkv{hkv} D{d} seed lengths",
-                          lambda qp=qp, kp=kp, vp=vp, lens=lens: kernels.prefill(
-                              qp, kp, vp, seq_lens=lens, validate=False), flops))
-            calls.append((f"full B{batch} N{n} Hq{hq} Hkv{hkv} D{d}",
-                          lambda qp=qp, kp=kp, vp=vp: kernels.prefill(qp, kp, vp),
-                          cases.causal_flops([n] * batch, hq, d)))
-    for batch, n in ((4, 4096), (1, 16384)):
-        _, q, k, v = _qkv(batch, 32, 8, n, 128, q_len=n)
-        calls.append((f"full B{batch} N{n} Hq32 Hkv8 D128",
-                      lambda q=q, k=k, v=v: kernels.prefill(q, k, v),
-                      cases.causal_flops([n] * batch, 32, 128)))
-    rows = []
-    for shape, fn, flops in calls:
-        outs = []
-        for on in (False, True):
-            with prefill_persistence(on):
-                outs.append(fn().clone())
-        same = torch.equal(outs[0], outs[1])
-        if not same:
-            print(f"  {shape}: persistent output differs from one program per tile",
-                  file=sys.stderr)
-        for on in (False, True, False, True):
-            with prefill_persistence(on):
-                row = _row(f"prefill {shape}", "persistent" if on else "program per tile",
-                           fn, None, flops, timer, graph=False)
-            if not same:
-                row["note"] = "outputs differ between the two grids"
-            rows.append(row)
-    return rows
-
-
 def _row(shape, label, fn, setup, nbytes, timer, graph: bool = True) -> dict:
     """nbytes: bytes (GB/s column) or, for prefill rows, FLOPs (TFLOP/s x 1000)."""
     try:
@@ -487,7 +428,7 @@ def main(argv=None) -> int:
                         help="prefill program orders to time: (batch, head) pairs per "
                              "chunk, 'all' or 'default'")
     parser.add_argument("--only", default="sparse,decode,paged,prefill",
-                        help="which probes to run (comma-separated; also: splitrule, empty, order, marginal, persistent)")
+                        help="which probes to run (comma-separated; also: splitrule, empty, order, marginal)")
     parser.add_argument("--out", default="benchmarks/results")
     parser.add_argument("--tag", default="")
     args = parser.parse_args(argv)
@@ -519,8 +460,6 @@ def main(argv=None) -> int:
         rows += probe_order(timer)
     if "marginal" in only:
         rows += probe_empty_marginal(timer)
-    if "persistent" in only:
-        rows += probe_persistent(timer)
     if "prefill" in only:
         rows += probe_prefill([x.strip() for x in args.chunk_pairs.split(",") if x.strip()],
                               timer)

@@ -241,41 +241,6 @@ def programs_per_sm(num_warps: int, registers: int, shared_bytes: int,
     return max(1, min(by_regs, by_threads, by_shared, limits.blocks))
 
 
-def resident_programs(compiled, device: torch.device) -> int:
-    """How many programs of a compiled kernel (``JITFunction.warmup``'s result) the GPU
-    runs at once, from its registers and shared memory (loads the binary)."""
-    compiled._init_handles()  # n_regs is known from here
-    limits = sm_limits(device)
-    return limits.sms * programs_per_sm(compiled.metadata.num_warps, compiled.n_regs,
-                                        compiled.metadata.shared, limits)
-
-
-# Prefill's persistent grid (the kernel's PERSISTENT): about one wave of programs take the
-# work items (query tiles) from a counter instead of one program per item. None: the
-# tuned default (prefill_persistent); True / False forced inside prefill_persistence().
-_persistent: contextvars.ContextVar[bool | None] = contextvars.ContextVar("persistent",
-                                                                         default=None)
-
-
-@contextlib.contextmanager
-def prefill_persistence(enabled: bool):
-    """Force prefill's persistent grid on or off inside a block (tests run both; the probe
-    times both)."""
-    token = _persistent.set(bool(enabled))
-    try:
-        yield
-    finally:
-        _persistent.reset(token)
-
-
-def prefill_persistent(lengths_vary: bool) -> bool:
-    """Whether prefill runs a persistent grid (see _persistent)."""
-    forced = _persistent.get()
-    if forced is not None:
-        return forced
-    return lengths_vary
-
-
 _overrides: dict[str, Config] = {}
 
 

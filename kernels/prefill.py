@@ -109,30 +109,59 @@ _STRIDES = [f"stride_{t}_{a}" for t in ("q", "k", "v", "o", "lse")
             for a in ("batch", "head", "seq")]
 
 
-@triton.jit
-def _prefill_tile(
-    w,  # the work item: what a program id is without PERSISTENT (see _prefill_kernel)
-    q_ptr, k_ptr, v_ptr, q_desc, k_desc, v_desc, out_ptr, lse_ptr, q_lens_ptr, kv_lens_ptr,
-    n_q, n_k, num_m_tiles, num_bh, bh_per_chunk, num_q_heads, group_size, head_dim, qk_scale,
+@triton.jit(do_not_specialize=["n_q", "n_k", "num_m_tiles", "bh_per_chunk", "num_q_heads",
+                               "group_size", "head_dim", *_STRIDES])
+def _prefill_kernel(
+    q_ptr,  # [B, Hq, Nq, D] (padded) or [Tq, Hq, D] (varlen, batch stride 0)
+    k_ptr, v_ptr,  # [B, Hkv, Nk, D] or [Tk, Hkv, D]
+    q_desc, k_desc, v_desc,  # TMA descriptors of q/k/v as 4-D [B, H, N, D] views (USE_TMA)
+    out_ptr,  # like q
+    lse_ptr,  # [B, Hq, Nq] or [Hq, Tq] fp32 (unused unless WRITE_LSE)
+    q_lens_ptr, kv_lens_ptr,  # int32 [B] lengths (HAS_LENS) or cu_seqlens [B+1] (IS_VARLEN)
+    n_q, n_k,  # padded lengths (fixed/padded layouts)
+    num_m_tiles,  # query tiles per (batch, head): cdiv(max_q, BLOCK_M)
+    bh_per_chunk,  # (batch, head) pairs per chunk of the program order
+    num_q_heads, group_size, head_dim, qk_scale,
     stride_q_batch, stride_q_head, stride_q_seq,
     stride_k_batch, stride_k_head, stride_k_seq,
     stride_v_batch, stride_v_head, stride_v_seq,
     stride_o_batch, stride_o_head, stride_o_seq,
     stride_lse_batch, stride_lse_head, stride_lse_seq,
-    IS_CAUSAL: tl.constexpr, HAS_LENS: tl.constexpr, IS_VARLEN: tl.constexpr,
-    WRITE_LSE: tl.constexpr, HEAD_DIM_PAD: tl.constexpr, EVEN_D: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, FP32: tl.constexpr, USE_TMA: tl.constexpr,
-    TILES_FROM_END: tl.constexpr,
+    IS_CAUSAL: tl.constexpr,
+    HAS_LENS: tl.constexpr,
+    IS_VARLEN: tl.constexpr,
+    WRITE_LSE: tl.constexpr,
+    HEAD_DIM_PAD: tl.constexpr,
+    EVEN_D: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    FP32: tl.constexpr,
+    ALIGNED: tl.constexpr,  # every q/k/v/out stride is a multiple of 16 elements
+    USE_TMA: tl.constexpr,
+    TILES_FROM_END: tl.constexpr,  # query tiles ordered from each length's end (see below)
 ):
-    """One query tile of one (batch, query head) pair: work item w of the program order."""
+    stride_q_batch = aligned(stride_q_batch, ALIGNED)
+    stride_q_head = aligned(stride_q_head, ALIGNED)
+    stride_q_seq = aligned(stride_q_seq, ALIGNED)
+    stride_k_batch = aligned(stride_k_batch, ALIGNED)
+    stride_k_head = aligned(stride_k_head, ALIGNED)
+    stride_k_seq = aligned(stride_k_seq, ALIGNED)
+    stride_v_batch = aligned(stride_v_batch, ALIGNED)
+    stride_v_head = aligned(stride_v_head, ALIGNED)
+    stride_v_seq = aligned(stride_v_seq, ALIGNED)
+    stride_o_batch = aligned(stride_o_batch, ALIGNED)
+    stride_o_head = aligned(stride_o_head, ALIGNED)
+    stride_o_seq = aligned(stride_o_seq, ALIGNED)
     # Program order (one grid axis): the (batch, head) pairs in chunks of bh_per_chunk
     # (the host's choice: _config.prefill_chunk_pairs); inside a chunk, level by level,
     # the heaviest causal tiles (last rows) of every pair first, then the next lighter
     # ones: the long tiles start early and the short ones fill the tail. The query tile
     # of a level is chosen below, once the sequence's length is known.
-    first_bh = (w // (bh_per_chunk * num_m_tiles)) * bh_per_chunk
+    num_bh = tl.num_programs(0) // num_m_tiles
+    pid = tl.program_id(0)
+    first_bh = (pid // (bh_per_chunk * num_m_tiles)) * bh_per_chunk
     chunk_bh = tl.minimum(bh_per_chunk, num_bh - first_bh)  # the last chunk may be short
-    r = w - first_bh * num_m_tiles
+    r = pid - first_bh * num_m_tiles
     level = r // chunk_bh
     pid_bh = first_bh + r % chunk_bh
     off_b = pid_bh // num_q_heads
@@ -246,89 +275,6 @@ def _prefill_tile(
         tl.store(lse_base + rows * stride_lse_seq, lse, mask=store_ok)
 
 
-@triton.jit(do_not_specialize=["n_q", "n_k", "num_m_tiles", "num_bh", "bh_per_chunk", "num_q_heads",
-                               "group_size", "head_dim", *_STRIDES])
-def _prefill_kernel(
-    q_ptr,  # [B, Hq, Nq, D] (padded) or [Tq, Hq, D] (varlen, batch stride 0)
-    k_ptr, v_ptr,  # [B, Hkv, Nk, D] or [Tk, Hkv, D]
-    q_desc, k_desc, v_desc,  # TMA descriptors of q/k/v as 4-D [B, H, N, D] views (USE_TMA)
-    out_ptr,  # like q
-    lse_ptr,  # [B, Hq, Nq] or [Hq, Tq] fp32 (unused unless WRITE_LSE)
-    q_lens_ptr, kv_lens_ptr,  # int32 [B] lengths (HAS_LENS) or cu_seqlens [B+1] (IS_VARLEN)
-    n_q, n_k,  # padded lengths (fixed/padded layouts)
-    num_m_tiles,  # query tiles per (batch, head): cdiv(max_q, BLOCK_M)
-    num_bh,  # (batch, query head) pairs; work items: num_m_tiles x num_bh
-    work_counter_ptr,  # int32 [1], zero at launch (PERSISTENT), else unused
-    bh_per_chunk,  # (batch, head) pairs per chunk of the program order
-    num_q_heads, group_size, head_dim, qk_scale,
-    stride_q_batch, stride_q_head, stride_q_seq,
-    stride_k_batch, stride_k_head, stride_k_seq,
-    stride_v_batch, stride_v_head, stride_v_seq,
-    stride_o_batch, stride_o_head, stride_o_seq,
-    stride_lse_batch, stride_lse_head, stride_lse_seq,
-    IS_CAUSAL: tl.constexpr,
-    HAS_LENS: tl.constexpr,
-    IS_VARLEN: tl.constexpr,
-    WRITE_LSE: tl.constexpr,
-    HEAD_DIM_PAD: tl.constexpr,
-    EVEN_D: tl.constexpr,
-    BLOCK_M: tl.constexpr,
-    BLOCK_N: tl.constexpr,
-    FP32: tl.constexpr,
-    ALIGNED: tl.constexpr,  # every q/k/v/out stride is a multiple of 16 elements
-    USE_TMA: tl.constexpr,
-    TILES_FROM_END: tl.constexpr,  # query tiles ordered from each length's end (see below)
-    PERSISTENT: tl.constexpr,  # programs take work items from a counter until none is left
-):
-    stride_q_batch = aligned(stride_q_batch, ALIGNED)
-    stride_q_head = aligned(stride_q_head, ALIGNED)
-    stride_q_seq = aligned(stride_q_seq, ALIGNED)
-    stride_k_batch = aligned(stride_k_batch, ALIGNED)
-    stride_k_head = aligned(stride_k_head, ALIGNED)
-    stride_k_seq = aligned(stride_k_seq, ALIGNED)
-    stride_v_batch = aligned(stride_v_batch, ALIGNED)
-    stride_v_head = aligned(stride_v_head, ALIGNED)
-    stride_v_seq = aligned(stride_v_seq, ALIGNED)
-    stride_o_batch = aligned(stride_o_batch, ALIGNED)
-    stride_o_head = aligned(stride_o_head, ALIGNED)
-    stride_o_seq = aligned(stride_o_seq, ALIGNED)
-    # Work items in the program order (_prefill_tile). Without PERSISTENT, program i does
-    # item i and the hardware hands out items as programs finish. With it, a grid of about
-    # one wave of programs takes items from a counter, in the same order, until none is
-    # left: no program is launched per item, so a tile past its sequence's length costs a
-    # length load instead of a program's launch and exit. A program asks for its next item
-    # as it starts one (relaxed: the counter only hands out numbers), so the counter's
-    # latency hides behind the tile.
-    if PERSISTENT:
-        w = tl.program_id(0)
-        num_work = num_m_tiles * num_bh
-        while w < num_work:
-            _prefill_tile(
-                w, q_ptr, k_ptr, v_ptr, q_desc, k_desc, v_desc, out_ptr, lse_ptr, q_lens_ptr,
-                kv_lens_ptr, n_q, n_k, num_m_tiles, num_bh, bh_per_chunk, num_q_heads,
-                group_size, head_dim, qk_scale,
-                stride_q_batch, stride_q_head, stride_q_seq,
-                stride_k_batch, stride_k_head, stride_k_seq,
-                stride_v_batch, stride_v_head, stride_v_seq,
-                stride_o_batch, stride_o_head, stride_o_seq,
-                stride_lse_batch, stride_lse_head, stride_lse_seq,
-                IS_CAUSAL, HAS_LENS, IS_VARLEN, WRITE_LSE, HEAD_DIM_PAD, EVEN_D, BLOCK_M,
-                BLOCK_N, FP32, USE_TMA, TILES_FROM_END)
-            w += tl.num_programs(0)
-    else:
-        _prefill_tile(
-            tl.program_id(0), q_ptr, k_ptr, v_ptr, q_desc, k_desc, v_desc, out_ptr, lse_ptr,
-            q_lens_ptr, kv_lens_ptr, n_q, n_k, num_m_tiles, num_bh, bh_per_chunk,
-            num_q_heads, group_size, head_dim, qk_scale,
-            stride_q_batch, stride_q_head, stride_q_seq,
-            stride_k_batch, stride_k_head, stride_k_seq,
-            stride_v_batch, stride_v_head, stride_v_seq,
-            stride_o_batch, stride_o_head, stride_o_seq,
-            stride_lse_batch, stride_lse_head, stride_lse_seq,
-            IS_CAUSAL, HAS_LENS, IS_VARLEN, WRITE_LSE, HEAD_DIM_PAD, EVEN_D, BLOCK_M,
-            BLOCK_N, FP32, USE_TMA, TILES_FROM_END)
-
-
 def _tma_ok(q, k, v, even_d: bool, is_aligned: bool) -> bool:
     """Q and the whole key tiles go through TMA when the hardware can address K/V as boxes:
     a Hopper-or-later GPU (or the interpreter), fp16/bf16 (fp32 runs without tensor
@@ -399,52 +345,22 @@ def _launch(q, k, v, out, lse, q_lens, kv_lens, *, n_q, n_k, max_q, num_batch, c
         q_desc, k_desc, v_desc = q, k, v
         # the register cap was measured on the TMA path; pointer loads need more
         launch_options.pop("maxnreg", None)
-    persistent = _config.prefill_persistent(has_lens)
-    num_work = num_m_tiles * num_bh
-    # a fresh zero per call (stream-ordered, captured by CUDA graphs): a counter shared
-    # between calls would be raced by calls running at once on other streams
-    counter = q  # static schedule: no counter
-    args = dict(
+    _prefill_kernel[(num_m_tiles * num_bh,)](
         q_ptr=q, k_ptr=k, v_ptr=v, q_desc=q_desc, k_desc=k_desc, v_desc=v_desc,
         out_ptr=out, lse_ptr=lse_arg,
         q_lens_ptr=q_lens if has_lens else q, kv_lens_ptr=kv_lens if has_lens else q,
-        n_q=n_q, n_k=n_k, num_m_tiles=num_m_tiles, num_bh=num_bh,
-        work_counter_ptr=counter, bh_per_chunk=bh_per_chunk,
+        n_q=n_q, n_k=n_k, num_m_tiles=num_m_tiles, bh_per_chunk=bh_per_chunk,
         num_q_heads=num_q_heads, group_size=group_size,
         head_dim=head_dim, qk_scale=sm_scale * LOG2E_HOST,
         **strides,
         stride_lse_batch=0 if varlen else lse_strides[0], stride_lse_head=lse_strides[1],
-        stride_lse_seq=lse_strides[2])
-    consts = dict(
+        stride_lse_seq=lse_strides[2],
         IS_CAUSAL=causal, HAS_LENS=has_lens and not varlen, IS_VARLEN=varlen,
         WRITE_LSE=lse is not None, HEAD_DIM_PAD=head_dim_pad,
         EVEN_D=head_dim == head_dim_pad, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
         FP32=q.dtype == torch.float32, ALIGNED=is_aligned, USE_TMA=use_tma,
-        TILES_FROM_END=tiles_from_end, PERSISTENT=persistent)
-    grid = num_work
-    if persistent:  # about one wave: as many programs as the GPU runs at once
-        grid = min(num_work, _resident_programs(q.device, args, consts, launch_options))
-    _prefill_kernel[(grid,)](**args, **consts, **launch_options)
-
-
-# Interpreter: programs run one after another; a few of them still share the items.
-INTERPRETER_RESIDENT = 3
-# (device, dtype, constexprs, launch options) -> prefill programs resident on the GPU
-_resident: dict[tuple, int] = {}
-
-
-def _resident_programs(device: torch.device, args: dict, consts: dict,
-                       launch_options: dict) -> int:
-    """How many programs of this prefill variant the GPU runs at once: compiled (not
-    launched) on first use, then looked up."""
-    if interpreting() or device.type != "cuda":
-        return INTERPRETER_RESIDENT
-    key = (device, args["q_ptr"].dtype, tuple(consts.items()),
-           tuple(launch_options.items()))
-    if key not in _resident:
-        compiled = _prefill_kernel.warmup(grid=(1,), **args, **consts, **launch_options)
-        _resident[key] = _config.resident_programs(compiled, device)
-    return _resident[key]
+        TILES_FROM_END=tiles_from_end, **launch_options,
+    )
 
 
 def prefill(

@@ -87,11 +87,11 @@ def prefill_source(args, cfg: _config.Config) -> ASTSource:
     lens = torch.zeros(2, dtype=torch.int32)
     values = dict(q_ptr=half, k_ptr=half, v_ptr=half, q_desc=q_desc, k_desc=kv_desc,
                   v_desc=kv_desc, out_ptr=half, lse_ptr=torch.zeros(1, dtype=torch.float32),
-                  q_lens_ptr=lens, kv_lens_ptr=lens, work_counter_ptr=lens)
+                  q_lens_ptr=lens, kv_lens_ptr=lens)
     consts = dict(IS_CAUSAL=True, HAS_LENS=args.lens, IS_VARLEN=args.varlen,
                   WRITE_LSE=False, HEAD_DIM_PAD=d, EVEN_D=True, BLOCK_M=cfg.block_m,
                   BLOCK_N=cfg.block_n, FP32=False, ALIGNED=True, USE_TMA=use_tma,
-                  TILES_FROM_END=args.lens or args.varlen, PERSISTENT=args.persistent)
+                  TILES_FROM_END=args.lens or args.varlen)
     return _signature(mod._prefill_kernel, values, consts)
 
 
@@ -131,8 +131,6 @@ def main(argv=None) -> int:
     ap.add_argument("--varlen", action="store_true", help="prefill: packed var-len")
     ap.add_argument("--pointer", action="store_true", help="prefill: pointer loads, no TMA")
     ap.add_argument("--long", action="store_true", help="prefill: the long-sequence table")
-    ap.add_argument("--persistent", action="store_true",
-                    help="prefill: the persistent grid (work items from a counter)")
     for name in ("block-m", "block-n", "warps", "stages", "maxnreg"):
         ap.add_argument(f"--{name}", type=int, default=None)
     ap.add_argument("--sass", action="store_true", help="write sm90_report.sass")
