@@ -431,7 +431,12 @@ def prefill_varlen(
     q: [Tq, Hq, D]; k, v: [Tk, Hkv, D]; sequence b's queries are rows
     cu_seqlens_q[b]:cu_seqlens_q[b+1] (int32 [B+1], non-decreasing, starting at 0), its
     keys likewise with cu_seqlens_k (defaults to cu_seqlens_q). max_seqlen_q must bound
-    every query length (it sizes the grid). Returns out [Tq, Hq, D] (and lse [Hq, Tq]).
+    every query length. Returns out [Tq, Hq, D] (and lse [Hq, Tq]).
+    The grid has cdiv(max_seqlen_q, BLOCK_M) query tiles per (sequence, head), so a loose
+    bound launches programs that find no rows and exit, and those cost GPU time (about
+    2.3 ns each on an H200: max_seqlen_q 4096 instead of 1024 at the seed lengths,
+    158.8 us instead of 101.8; benchmarks/NOTES.md, session 8). With validate=True the
+    lengths are read on the host anyway, and the grid uses the longest length instead.
     max_seqlen_k is accepted for FlashAttention compatibility; it is only checked.
     Packed rows past cu_seqlens_q[-1] belong to no sequence and are left as they are
     (not written; uninitialised when out= is not given), as in FlashAttention.
@@ -452,8 +457,10 @@ def prefill_varlen(
             raise TypeError(f"{name} must be an int, got {type(value).__name__}")
         if value < 0:
             raise ValueError(f"{name} must be >= 0, got {value}")
+    max_q = min(max_seqlen_q, total_q)  # the grid's query length
     if validate:
         longest = int((cu_seqlens_q[1:] - cu_seqlens_q[:-1]).max()) if batch else 0
+        max_q = min(max_q, longest)  # known here at no extra cost: no tiles past the longest
         if longest > max_seqlen_q:
             raise ValueError(f"max_seqlen_q={max_seqlen_q} is smaller than the longest "
                              f"query sequence ({longest})")
@@ -472,7 +479,7 @@ def prefill_varlen(
 
     lse4 = lse.unsqueeze(0) if lse is not None else None
     _launch(as4d(q), as4d(k), as4d(v), as4d(out), lse4, cu_seqlens_q, cu_seqlens_k,
-            n_q=total_q, n_k=k.shape[0], max_q=min(max_seqlen_q, total_q), num_batch=batch,
+            n_q=total_q, n_k=k.shape[0], max_q=max_q, num_batch=batch,
             causal=causal, varlen=True, sm_scale=sm_scale)
     return (out, lse) if return_lse else out
 

@@ -125,6 +125,11 @@ MUTANTS: tuple[Mutant, ...] = (
            "tile = tl.where(level < n_valid, n_valid - level, level)",
            "program order from each end: valid levels shifted by one tile (the first "
            "tile never computed, one past the length taken twice)"),
+    Mutant("prefill_varlen_grid_not_cut", "prefill", PRE,
+           "        max_q = min(max_q, longest)",
+           "        max_q = max_q",
+           "prefill_varlen with validate=True keeps a loose max_seqlen_q's grid (programs "
+           "past the longest length), though the host has read the lengths"),
     Mutant("prefill_kv_lens_ignored", "prefill", PRE,
            "kv_len = tl.minimum(tl.maximum(tl.load(kv_lens_ptr + off_b), 0), n_k)\n",
            "kv_len = n_k\n",

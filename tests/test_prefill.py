@@ -88,3 +88,43 @@ def test_program_order_choice():
         assert not _config.prefill_tiles_from_end(lengths_vary=True, pairs_per_chunk=1)
     with _config.prefill_order_from_end(True):
         assert _config.prefill_tiles_from_end(lengths_vary=False, pairs_per_chunk=512)
+
+
+def test_varlen_loose_max_seqlen_q(device, monkeypatch):
+    """max_seqlen_q only sizes the grid. A loose bound (3x the longest length + 17, more
+    16-row tiles than the packed rows) gives the bits of the exact one: with validate=True, where
+    the grid is cut to the longest length (the host reads the lengths anyway), and with
+    validate=False, where the extra programs find no rows and write nothing. Rows past
+    cu_seqlens_q[-1] keep out='s values in every call."""
+    import importlib
+
+    import torch
+
+    import kernels
+
+    prefill_module = importlib.import_module("kernels.prefill")
+    lengths, hq, hkv, d = (5, 33, 0, 20), 4, 2, 32
+    g = torch.Generator().manual_seed(0)
+    total = sum(lengths) + 3  # 3 rows belong to no sequence
+    q = torch.randn(total, hq, d, generator=g).to(torch.float16).to(device)
+    k, v = (torch.randn(total, hkv, d, generator=g).to(torch.float16).to(device)
+            for _ in range(2))
+    cu = torch.tensor([0, 5, 38, 38, 58], dtype=torch.int32, device=device)
+    longest = max(lengths)
+    grid_q = []
+    launch = prefill_module._launch
+    monkeypatch.setattr(prefill_module, "_launch",
+                        lambda *a, **kw: (grid_q.append(kw["max_q"]), launch(*a, **kw))[1])
+
+    def run(max_seqlen_q, validate):
+        out = torch.full_like(q, 7.0)
+        return kernels.prefill_varlen(q, k, v, cu, max_seqlen_q=max_seqlen_q,
+                                      validate=validate, out=out)
+
+    ref = run(longest, True)
+    loose = 3 * longest + 17
+    for validate in (True, False):
+        got = run(loose, validate)
+        assert torch.equal(got, ref), f"validate={validate}: loose max_seqlen_q changed bits"
+    assert grid_q == [longest, longest, min(loose, total)], grid_q  # (clamped to the rows)
+    assert bool((ref[sum(lengths):] == 7.0).all()), "rows past cu_seqlens_q[-1] were written"
