@@ -16,8 +16,6 @@ replay may still sit in L2). fp16. Probes (--only):
            with every length 0, padded and packed, against seed and full lengths
   marginal (not in the default set) what programs past their length cost inside a mixed
            call: the seed lengths with more such programs (a larger max_seqlen_q or N)
-  prefetch (not in the default set) prefill's query prefetch one wave ahead against none,
-           A B A B, full-length seed, N4096 fp16/bf16 and N16384 D128
   splitrule  (not in the default set) dense decode Hq32 Hkv8 D128 over --rule-batches x
            --rule-ns: the default split count vs each of --rule-splits vs cuDNN, and
            with --rule-paged the same in a page-16 cache (data for the split rule)
@@ -389,44 +387,6 @@ def probe_empty_marginal(timer: Timer) -> list[dict]:
     return rows
 
 
-def probe_prefetch(timer: Timer) -> list[dict]:
-    """Prefill's query prefetch (_config.prefill_prefetch: each program asks the L2 for the
-    query rows of the program one wave after it) against none, A B A B, on the full-length
-    seed (D64, 5 programs per SM) and N4096 / N16384 D128 (one per SM), fp16 and bf16 at
-    N4096. Each output is first compared bit for bit between the two (a mismatch marks the
-    row). Eager calls, GFLOP/s."""
-    import kernels
-    from kernels._config import prefill_prefetch
-
-    calls = []
-    for batch, hq, hkv, n, d, dtype in ((8, 64, 16, 1024, 64, torch.float16),
-                                        (4, 32, 8, 4096, 128, torch.float16),
-                                        (4, 32, 8, 4096, 128, torch.bfloat16),
-                                        (1, 32, 8, 16384, 128, torch.float16)):
-        _, q, k, v = _qkv(batch, hq, hkv, n, d, q_len=n)
-        q, k, v = (t.to(dtype) for t in (q, k, v))
-        calls.append((f"prefill B{batch} Hq{hq} Hkv{hkv} N{n} D{d} {str(dtype)[6:]}",
-                      lambda q=q, k=k, v=v: kernels.prefill(q, k, v),
-                      cases.causal_flops([n] * batch, hq, d)))
-    rows = []
-    for shape, fn, flops in calls:
-        outs = []
-        for on in (False, True):
-            with prefill_prefetch(on):
-                outs.append(fn().clone())
-        same = torch.equal(outs[0], outs[1])
-        if not same:
-            print(f"  {shape}: output with the prefetch differs", file=sys.stderr)
-        for on in (False, True, False, True):
-            with prefill_prefetch(on):
-                row = _row(shape, "prefetch next wave's q" if on else "no prefetch", fn, None,
-                           flops, timer, graph=False)
-            if not same:
-                row["note"] = "outputs differ with the prefetch"
-            rows.append(row)
-    return rows
-
-
 def _row(shape, label, fn, setup, nbytes, timer, graph: bool = True) -> dict:
     """nbytes: bytes (GB/s column) or, for prefill rows, FLOPs (TFLOP/s x 1000)."""
     try:
@@ -468,7 +428,7 @@ def main(argv=None) -> int:
                         help="prefill program orders to time: (batch, head) pairs per "
                              "chunk, 'all' or 'default'")
     parser.add_argument("--only", default="sparse,decode,paged,prefill",
-                        help="which probes to run (comma-separated; also: splitrule, empty, order, marginal, prefetch)")
+                        help="which probes to run (comma-separated; also: splitrule, empty, order, marginal)")
     parser.add_argument("--out", default="benchmarks/results")
     parser.add_argument("--tag", default="")
     args = parser.parse_args(argv)
@@ -500,8 +460,6 @@ def main(argv=None) -> int:
         rows += probe_order(timer)
     if "marginal" in only:
         rows += probe_empty_marginal(timer)
-    if "prefetch" in only:
-        rows += probe_prefetch(timer)
     if "prefill" in only:
         rows += probe_prefill([x.strip() for x in args.chunk_pairs.split(",") if x.strip()],
                               timer)

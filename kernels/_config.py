@@ -241,42 +241,6 @@ def programs_per_sm(num_warps: int, registers: int, shared_bytes: int,
     return max(1, min(by_regs, by_threads, by_shared, limits.blocks))
 
 
-def resident_programs(compiled, device: torch.device) -> int:
-    """How many programs of a compiled kernel (``JITFunction.warmup``'s result) the GPU
-    runs at once, from its registers and shared memory (loads the binary)."""
-    compiled._init_handles()  # n_regs is known from here
-    limits = sm_limits(device)
-    return limits.sms * programs_per_sm(compiled.metadata.num_warps, compiled.n_regs,
-                                        compiled.metadata.shared, limits)
-
-
-# Prefill's query prefetch (the kernel's PREFETCH_Q): each program asks the L2 for the
-# query rows of the program one wave after it. None: the tuned default
-# (prefill_prefetch_q); True / False forced inside prefill_prefetch().
-_prefetch_q: contextvars.ContextVar[bool | None] = contextvars.ContextVar("prefetch_q",
-                                                                         default=None)
-
-
-@contextlib.contextmanager
-def prefill_prefetch(enabled: bool):
-    """Force prefill's query prefetch on or off where the kernel can use it (the fixed
-    layout, 16-bit, D >= 64, on a GPU) inside a block: tests run both, the probe times
-    both."""
-    token = _prefetch_q.set(bool(enabled))
-    try:
-        yield
-    finally:
-        _prefetch_q.reset(token)
-
-
-def prefill_prefetch_q(possible: bool) -> bool:
-    """Whether prefill prefetches the next wave's query rows (see _prefetch_q)."""
-    if not possible:
-        return False
-    forced = _prefetch_q.get()
-    return True if forced is None else forced
-
-
 _overrides: dict[str, Config] = {}
 
 

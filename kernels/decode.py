@@ -30,9 +30,8 @@ import triton
 import triton.language as tl
 from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
 
-from . import _config
 from . import _validate as val
-from ._config import decode_config, interpreting, pdl
+from ._config import decode_config, interpreting, pdl, programs_per_sm, sm_limits
 from ._jit import LOG2E_HOST, aligned, dim_ok, finalize, mm, online_softmax_step, page_lookup
 
 # Split-KV rule (benchmarks/NOTES.md, session 6). The split kernel is memory-bound; its
@@ -286,7 +285,10 @@ def resident_programs(device: torch.device, kernel_args: dict, consts: dict,
         compiled = _decode_kernel.warmup(
             grid=(1, 1), **kernel_args, part_out_ptr=partials, part_lse_ptr=partials,
             num_splits=2, **consts, SPLIT_KV=True, **launch_options)
-        _resident[key] = _config.resident_programs(compiled, device)
+        compiled._init_handles()  # loads the binary: n_regs is known from here
+        limits = sm_limits(device)
+        _resident[key] = limits.sms * programs_per_sm(
+            compiled.metadata.num_warps, compiled.n_regs, compiled.metadata.shared, limits)
     return _resident[key]
 
 

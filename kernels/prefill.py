@@ -109,19 +109,7 @@ _STRIDES = [f"stride_{t}_{a}" for t in ("q", "k", "v", "o", "lse")
             for a in ("batch", "head", "seq")]
 
 
-@triton.jit
-def _work_item(w, num_m_tiles, num_bh, bh_per_chunk):
-    """(pair, level) of program w in the program order (see _prefill_kernel)."""
-    first_bh = (w // (bh_per_chunk * num_m_tiles)) * bh_per_chunk
-    chunk_bh = tl.minimum(bh_per_chunk, num_bh - first_bh)  # the last chunk may be short
-    r = w - first_bh * num_m_tiles
-    level = r // chunk_bh
-    pid_bh = first_bh + r % chunk_bh
-    return pid_bh, level
-
-
-@triton.jit(do_not_specialize=["n_q", "n_k", "num_m_tiles", "bh_per_chunk", "prefetch_ahead",
-                               "num_q_heads",
+@triton.jit(do_not_specialize=["n_q", "n_k", "num_m_tiles", "bh_per_chunk", "num_q_heads",
                                "group_size", "head_dim", *_STRIDES])
 def _prefill_kernel(
     q_ptr,  # [B, Hq, Nq, D] (padded) or [Tq, Hq, D] (varlen, batch stride 0)
@@ -133,7 +121,6 @@ def _prefill_kernel(
     n_q, n_k,  # padded lengths (fixed/padded layouts)
     num_m_tiles,  # query tiles per (batch, head): cdiv(max_q, BLOCK_M)
     bh_per_chunk,  # (batch, head) pairs per chunk of the program order
-    prefetch_ahead,  # programs resident at once (PREFETCH_Q)
     num_q_heads, group_size, head_dim, qk_scale,
     stride_q_batch, stride_q_head, stride_q_seq,
     stride_k_batch, stride_k_head, stride_k_seq,
@@ -152,7 +139,6 @@ def _prefill_kernel(
     ALIGNED: tl.constexpr,  # every q/k/v/out stride is a multiple of 16 elements
     USE_TMA: tl.constexpr,
     TILES_FROM_END: tl.constexpr,  # query tiles ordered from each length's end (see below)
-    PREFETCH_Q: tl.constexpr,  # prefetch the query rows of the program one wave ahead
 ):
     stride_q_batch = aligned(stride_q_batch, ALIGNED)
     stride_q_head = aligned(stride_q_head, ALIGNED)
@@ -173,23 +159,11 @@ def _prefill_kernel(
     # of a level is chosen below, once the sequence's length is known.
     num_bh = tl.num_programs(0) // num_m_tiles
     pid = tl.program_id(0)
-    pid_bh, level = _work_item(pid, num_m_tiles, num_bh, bh_per_chunk)
-    if PREFETCH_Q:
-        # The program that starts when this one's wave is done will most likely take item
-        # pid + prefetch_ahead (the hardware hands out programs in order; prefetch_ahead
-        # is the number resident at once). Ask the L2 for its query rows now, so that its
-        # first load does not wait on HBM. Fixed layout only: tile = last level first.
-        ahead = pid + prefetch_ahead
-        if ahead < tl.num_programs(0):
-            ahead_bh, ahead_level = _work_item(ahead, num_m_tiles, num_bh, bh_per_chunk)
-            ahead_rows = tl.minimum((num_m_tiles - 1 - ahead_level) * BLOCK_M
-                                    + tl.arange(0, BLOCK_M), n_q - 1)
-            ahead_q = q_ptr + (ahead_bh // num_q_heads).to(tl.int64) * stride_q_batch \
-                + (ahead_bh % num_q_heads).to(tl.int64) * stride_q_head \
-                + ahead_rows.to(tl.int64)[:, None] * stride_q_seq \
-                + tl.arange(0, HEAD_DIM_PAD // 64)[None, :] * 64  # one 128-byte line each
-            tl.inline_asm_elementwise("prefetch.global.L2 [$1];", "=r,l", [ahead_q],
-                                      dtype=tl.int32, is_pure=False, pack=1)
+    first_bh = (pid // (bh_per_chunk * num_m_tiles)) * bh_per_chunk
+    chunk_bh = tl.minimum(bh_per_chunk, num_bh - first_bh)  # the last chunk may be short
+    r = pid - first_bh * num_m_tiles
+    level = r // chunk_bh
+    pid_bh = first_bh + r % chunk_bh
     off_b = pid_bh // num_q_heads
     off_h = pid_bh % num_q_heads
     off_kvh = off_h // group_size
@@ -371,46 +345,22 @@ def _launch(q, k, v, out, lse, q_lens, kv_lens, *, n_q, n_k, max_q, num_batch, c
         q_desc, k_desc, v_desc = q, k, v
         # the register cap was measured on the TMA path; pointer loads need more
         launch_options.pop("maxnreg", None)
-    # the prefetch is inline PTX: a CUDA GPU, not the interpreter; its address math takes
-    # the fixed layout's tile order and 128-byte lines of 16-bit rows, D >= 64
-    prefetch_q = _config.prefill_prefetch_q(
-        not has_lens and q.element_size() == 2 and head_dim_pad >= 64
-        and q.device.type == "cuda" and not interpreting() and torch.version.hip is None)
-    args = dict(
+    _prefill_kernel[(num_m_tiles * num_bh,)](
         q_ptr=q, k_ptr=k, v_ptr=v, q_desc=q_desc, k_desc=k_desc, v_desc=v_desc,
         out_ptr=out, lse_ptr=lse_arg,
         q_lens_ptr=q_lens if has_lens else q, kv_lens_ptr=kv_lens if has_lens else q,
         n_q=n_q, n_k=n_k, num_m_tiles=num_m_tiles, bh_per_chunk=bh_per_chunk,
-        prefetch_ahead=0, num_q_heads=num_q_heads, group_size=group_size,
+        num_q_heads=num_q_heads, group_size=group_size,
         head_dim=head_dim, qk_scale=sm_scale * LOG2E_HOST,
         **strides,
         stride_lse_batch=0 if varlen else lse_strides[0], stride_lse_head=lse_strides[1],
-        stride_lse_seq=lse_strides[2])
-    consts = dict(
+        stride_lse_seq=lse_strides[2],
         IS_CAUSAL=causal, HAS_LENS=has_lens and not varlen, IS_VARLEN=varlen,
         WRITE_LSE=lse is not None, HEAD_DIM_PAD=head_dim_pad,
         EVEN_D=head_dim == head_dim_pad, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
         FP32=q.dtype == torch.float32, ALIGNED=is_aligned, USE_TMA=use_tma,
-        TILES_FROM_END=tiles_from_end, PREFETCH_Q=prefetch_q)
-    if prefetch_q:
-        args["prefetch_ahead"] = _resident_programs(q.device, args, consts, launch_options)
-    _prefill_kernel[(num_m_tiles * num_bh,)](**args, **consts, **launch_options)
-
-
-# (device, dtype, constexprs, launch options) -> prefill programs resident on the GPU
-_resident: dict[tuple, int] = {}
-
-
-def _resident_programs(device: torch.device, args: dict, consts: dict,
-                       launch_options: dict) -> int:
-    """How many programs of this prefill variant the GPU runs at once: compiled (not
-    launched) on first use, then looked up."""
-    key = (device, args["q_ptr"].dtype, tuple(consts.items()),
-           tuple(launch_options.items()))
-    if key not in _resident:
-        compiled = _prefill_kernel.warmup(grid=(1,), **args, **consts, **launch_options)
-        _resident[key] = _config.resident_programs(compiled, device)
-    return _resident[key]
+        TILES_FROM_END=tiles_from_end, **launch_options,
+    )
 
 
 def prefill(

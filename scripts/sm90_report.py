@@ -91,8 +91,7 @@ def prefill_source(args, cfg: _config.Config) -> ASTSource:
     consts = dict(IS_CAUSAL=True, HAS_LENS=args.lens, IS_VARLEN=args.varlen,
                   WRITE_LSE=False, HEAD_DIM_PAD=d, EVEN_D=True, BLOCK_M=cfg.block_m,
                   BLOCK_N=cfg.block_n, FP32=False, ALIGNED=True, USE_TMA=use_tma,
-                  TILES_FROM_END=args.lens or args.varlen,
-                  PREFETCH_Q=not (args.lens or args.varlen) and d >= 64)
+                  TILES_FROM_END=args.lens or args.varlen)
     return _signature(mod._prefill_kernel, values, consts)
 
 
