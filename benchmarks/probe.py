@@ -428,7 +428,8 @@ def main(argv=None) -> int:
                         help="prefill program orders to time: (batch, head) pairs per "
                              "chunk, 'all' or 'default'")
     parser.add_argument("--only", default="sparse,decode,paged,prefill",
-                        help="which probes to run (comma-separated; also: splitrule, empty, order, marginal)")
+                        help="which probes to run (comma-separated; also: splitrule, empty, "
+                             "order, marginal)")
     parser.add_argument("--out", default="benchmarks/results")
     parser.add_argument("--tag", default="")
     args = parser.parse_args(argv)
