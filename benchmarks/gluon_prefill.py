@@ -78,54 +78,66 @@ def _as_operand(p, dtype: gl.constexpr, p_layout: gl.constexpr):
 
 
 @gluon.jit
-def _step(j, acc, p16, alpha, m_i, l_i, q_smem, k_smem, v_smem, k_bar, v_bar, k_desc, v_desc,
-          kv_row0, n_tiles, s_zero, offs_m, offs_n0, qk_scale, dtype: gl.constexpr,
+def _step(j, acc, p16, alpha, m_i, l_i, q_smem, k_smem, v_smem, k_ready, v_ready, k_empty,
+          v_empty, s_zero, offs_m, offs_n0, qk_scale, dtype: gl.constexpr,
           p_layout: gl.constexpr, row_o: gl.constexpr, BLOCK_N: gl.constexpr,
-          MASKED: gl.constexpr):
+          STAGES: gl.constexpr, MASKED: gl.constexpr):
     """Key tile j's p v product and tile j + 1's scores and softmax (p_j, alpha_j ready)."""
     nxt = j + 1
     # 1. the next tile's scores, asynchronously
-    mbarrier.wait(k_bar.index(nxt % 2), phase=(nxt // 2) & 1)
-    s = warpgroup_mma(q_smem, k_smem.index(nxt % 2).permute((1, 0)), s_zero, use_acc=False,
-                      is_async=True)
+    mbarrier.wait(k_ready.index(nxt % STAGES), phase=(nxt // STAGES) & 1)
+    s = warpgroup_mma(q_smem, k_smem.index(nxt % STAGES).permute((1, 0)), s_zero,
+                      use_acc=False, is_async=True)
     # 2. acc = alpha_j acc + p_j v_j, asynchronously (acc is not in flight here)
     acc = acc * gl.expand_dims(gl.convert_layout(alpha, row_o), 1)
-    mbarrier.wait(v_bar.index(j % 2), phase=(j // 2) & 1)
-    acc = warpgroup_mma(p16, v_smem.index(j % 2), acc, is_async=True)
-    # 3. the scores were issued first, so they complete first: wait for them alone, and
-    #    run the next softmax while p_j v_j is on the tensor cores
+    mbarrier.wait(v_ready.index(j % STAGES), phase=(j // STAGES) & 1)
+    acc = warpgroup_mma(p16, v_smem.index(j % STAGES), acc, is_async=True)
+    # 3. the scores were issued first, so they complete first: wait for them alone (K of
+    #    tile j + 1 is then free), and run the next softmax while p_j v_j is on the tensor
+    #    cores. p_j goes through the waits: its registers must stay untouched until the
+    #    product that reads them is done.
     s, p16 = warpgroup_mma_wait(num_outstanding=1, deps=(s, p16))
+    mbarrier.arrive(k_empty.index(nxt % STAGES), count=1)
     p, alpha, m_i, l_i = _softmax_tile(s, m_i, l_i, nxt * BLOCK_N, offs_m, offs_n0, qk_scale,
                                        dtype, p_layout, MASKED)
-    # p_j is passed through the wait too: its registers must stay untouched until the
-    # product that reads them is done (else the compiler may reuse them for p_{j+1})
     acc, p16 = warpgroup_mma_wait(num_outstanding=0, deps=(acc, p16))
+    mbarrier.arrive(v_empty.index(j % STAGES), count=1)
     p16 = _as_operand(p, dtype, p_layout)
-    # 4. tile j's K and V buffers are free: load tile j + 2 into them
-    if j + 2 < n_tiles:
-        _load_tile(k_desc, kv_row0 + (j + 2) * BLOCK_N, k_bar.index(j % 2), k_smem.index(j % 2))
-        _load_tile(v_desc, kv_row0 + (j + 2) * BLOCK_N, v_bar.index(j % 2), v_smem.index(j % 2))
     return acc, p16, alpha, m_i, l_i
 
 
 @gluon.jit
-def _gluon_prefill_kernel(q_desc, k_desc, v_desc, out_ptr, n_ctx, num_q_heads, group_size,
-                          qk_scale,
-                          BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, HEAD_DIM: gl.constexpr,
-                          num_warps: gl.constexpr):
-    dtype: gl.constexpr = q_desc.dtype
-    num_m_tiles = n_ctx // BLOCK_M
-    pid = gl.program_id(0)
-    pair = pid // num_m_tiles
-    tile = num_m_tiles - 1 - pid % num_m_tiles  # heaviest first within a pair
-    off_b = pair // num_q_heads
-    off_h = pair % num_q_heads
-    off_kvh = off_h // group_size
-    num_kv_heads = num_q_heads // group_size
-    start_m = tile * BLOCK_M
-    q_row = pair * n_ctx + start_m  # rows of the 2-D [B*H*N, D] views
-    kv_row0 = (off_b * num_kv_heads + off_kvh) * n_ctx
+def _loader(q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty,
+            v_empty, q_row, kv_row0, n_tiles, BLOCK_N: gl.constexpr, STAGES: gl.constexpr):
+    """The producer partition (one warpgroup, few registers): every TMA load, each as soon
+    as its ring slot is released by the consumers."""
+    HALF: gl.constexpr = q_desc.block_type.shape[0]
+    mbarrier.expect(q_bar, 2 * q_desc.block_type.nbytes)
+    tma.async_copy_global_to_shared(q_desc, [q_row, 0], q_bar, q_smem.index(0))
+    tma.async_copy_global_to_shared(q_desc, [q_row + HALF, 0], q_bar, q_smem.index(1))
+    for t in range(n_tiles):
+        slot = t % STAGES
+        free_phase = ((t // STAGES) & 1) ^ 1  # the release of tile t - STAGES
+        mbarrier.wait(k_empty.index(slot), free_phase, pred=t >= STAGES)
+        _load_tile(k_desc, kv_row0 + t * BLOCK_N, k_ready.index(slot), k_smem.index(slot))
+        mbarrier.wait(v_empty.index(slot), free_phase, pred=t >= STAGES)
+        _load_tile(v_desc, kv_row0 + t * BLOCK_N, v_ready.index(slot), v_smem.index(slot))
 
+
+@gluon.jit
+def _consumer(q_all, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty, v_empty, out_ptr, q_row,
+              start_m, n_tiles, qk_scale, HALF_INDEX: gl.constexpr, dtype: gl.constexpr,
+              TILE_M: gl.constexpr, BLOCK_N: gl.constexpr, HEAD_DIM: gl.constexpr,
+              STAGES: gl.constexpr):
+    """One consumer warpgroup: rows [HALF_INDEX * BLOCK_M, +BLOCK_M) of the program's
+    TILE_M-row query tile (BLOCK_M = TILE_M / 2). Two of them run side by side on the
+    same K/V ring, each releasing a slot once (the empty barriers count two arrivals); with
+    no barrier between them they can take turns on the tensor cores."""
+    num_warps: gl.constexpr = 4
+    BLOCK_M: gl.constexpr = TILE_M // 2
+    q_smem = q_all.index(HALF_INDEX)
+    q_row = q_row + HALF_INDEX * BLOCK_M
+    start_m = start_m + HALF_INDEX * BLOCK_M
     s_layout: gl.constexpr = gl.NVMMADistributedLayout(
         version=[3, 0], warps_per_cta=[num_warps, 1], instr_shape=[16, BLOCK_N, 16])
     o_layout: gl.constexpr = gl.NVMMADistributedLayout(
@@ -133,25 +145,6 @@ def _gluon_prefill_kernel(q_desc, k_desc, v_desc, out_ptr, n_ctx, num_q_heads, g
     p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout, k_width=2)
     row_s: gl.constexpr = gl.SliceLayout(1, s_layout)
     row_o: gl.constexpr = gl.SliceLayout(1, o_layout)
-
-    q_smem = gl.allocate_shared_memory(dtype, [BLOCK_M, HEAD_DIM], q_desc.layout)
-    k_smem = gl.allocate_shared_memory(dtype, [2, BLOCK_N, HEAD_DIM], k_desc.layout)
-    v_smem = gl.allocate_shared_memory(dtype, [2, BLOCK_N, HEAD_DIM], v_desc.layout)
-    q_bar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
-    k_bar = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
-    v_bar = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
-    mbarrier.init(q_bar, count=1)
-    for i in gl.static_range(2):
-        mbarrier.init(k_bar.index(i), count=1)
-        mbarrier.init(v_bar.index(i), count=1)
-
-    n_tiles = (start_m + BLOCK_M) // BLOCK_N  # causal, square: keys [0, start_m + BLOCK_M)
-    _load_tile(q_desc, q_row, q_bar, q_smem)
-    _load_tile(k_desc, kv_row0, k_bar.index(0), k_smem.index(0))
-    _load_tile(v_desc, kv_row0, v_bar.index(0), v_smem.index(0))
-    if n_tiles > 1:
-        _load_tile(k_desc, kv_row0 + BLOCK_N, k_bar.index(1), k_smem.index(1))
-        _load_tile(v_desc, kv_row0 + BLOCK_N, v_bar.index(1), v_smem.index(1))
 
     m_i = gl.full([BLOCK_M], -3.4028234663852886e38, gl.float32, layout=row_s)
     l_i = gl.zeros([BLOCK_M], gl.float32, layout=row_s)
@@ -161,13 +154,14 @@ def _gluon_prefill_kernel(q_desc, k_desc, v_desc, out_ptr, n_ctx, num_q_heads, g
     offs_n0 = gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, s_layout))
 
     mbarrier.wait(q_bar, phase=0)
-    mbarrier.wait(k_bar.index(0), phase=0)
+    mbarrier.wait(k_ready.index(0), phase=0)
     s = warpgroup_mma(q_smem, k_smem.index(0).permute((1, 0)), s_zero, use_acc=False,
                       is_async=True)
     s = warpgroup_mma_wait(num_outstanding=0, deps=(s, ))
+    mbarrier.arrive(k_empty.index(0), count=1)
     # The last DIAG = BLOCK_M // BLOCK_N key tiles are on the diagonal (masked); the mask is
     # chosen at compile time in each step (see _softmax_tile), so those steps are peeled.
-    DIAG: gl.constexpr = BLOCK_M // BLOCK_N
+    DIAG: gl.constexpr = TILE_M // BLOCK_N
     if n_tiles == DIAG:  # tile 0 is on the diagonal (no wgmma in flight: branching is fine)
         p, alpha, m_i, l_i = _softmax_tile(s, m_i, l_i, 0, offs_m, offs_n0, qk_scale, dtype,
                                            p_layout, MASKED=True)
@@ -177,25 +171,21 @@ def _gluon_prefill_kernel(q_desc, k_desc, v_desc, out_ptr, n_ctx, num_q_heads, g
     p16 = _as_operand(p, dtype, p_layout)
     for j in range(n_tiles - DIAG - 1):  # step j computes tile j + 1's softmax: unmasked
         acc, p16, alpha, m_i, l_i = _step(
-            j, acc, p16, alpha, m_i, l_i, q_smem, k_smem, v_smem, k_bar, v_bar, k_desc, v_desc,
-            kv_row0, n_tiles, s_zero, offs_m, offs_n0, qk_scale, dtype, p_layout, row_o,
-            BLOCK_N, MASKED=False)
+            j, acc, p16, alpha, m_i, l_i, q_smem, k_smem, v_smem, k_ready, v_ready, k_empty,
+            v_empty, s_zero, offs_m, offs_n0, qk_scale, dtype, p_layout, row_o, BLOCK_N,
+            STAGES, MASKED=False)
     for i in gl.static_range(DIAG):  # the steps into the diagonal tiles
         j = n_tiles - DIAG - 1 + i
         if j >= 0:
             acc, p16, alpha, m_i, l_i = _step(
-                j, acc, p16, alpha, m_i, l_i, q_smem, k_smem, v_smem, k_bar, v_bar, k_desc,
-                v_desc, kv_row0, n_tiles, s_zero, offs_m, offs_n0, qk_scale, dtype, p_layout,
-                row_o, BLOCK_N, MASKED=True)
+                j, acc, p16, alpha, m_i, l_i, q_smem, k_smem, v_smem, k_ready, v_ready,
+                k_empty, v_empty, s_zero, offs_m, offs_n0, qk_scale, dtype, p_layout, row_o,
+                BLOCK_N, STAGES, MASKED=True)
     last = n_tiles - 1
     acc = acc * gl.expand_dims(gl.convert_layout(alpha, row_o), 1)
-    mbarrier.wait(v_bar.index(last % 2), phase=(last // 2) & 1)
-    acc = warpgroup_mma(p16, v_smem.index(last % 2), acc, is_async=True)
+    mbarrier.wait(v_ready.index(last % STAGES), phase=(last // STAGES) & 1)
+    acc = warpgroup_mma(p16, v_smem.index(last % STAGES), acc, is_async=True)
     acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc, ))
-    mbarrier.invalidate(q_bar)
-    for i in gl.static_range(2):
-        mbarrier.invalidate(k_bar.index(i))
-        mbarrier.invalidate(v_bar.index(i))
 
     out = acc / gl.expand_dims(gl.convert_layout(l_i, row_o), 1)
     rows = q_row + gl.arange(0, BLOCK_M, layout=row_o)
@@ -204,7 +194,59 @@ def _gluon_prefill_kernel(q_desc, k_desc, v_desc, out_ptr, n_ctx, num_q_heads, g
     gl.store(ptrs, out.to(dtype))
 
 
-def gluon_prefill(q, k, v, block_m=128, block_n=128, num_warps=8):
+@gluon.jit
+def _gluon_prefill_kernel(q_desc, k_desc, v_desc, out_ptr, n_ctx, num_q_heads, group_size,
+                          qk_scale,
+                          BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, HEAD_DIM: gl.constexpr,
+                          STAGES: gl.constexpr, num_warps: gl.constexpr):
+    dtype: gl.constexpr = q_desc.dtype
+    num_m_tiles = n_ctx // BLOCK_M
+    pid = gl.program_id(0)
+    pair = pid // num_m_tiles
+    tile = num_m_tiles - 1 - pid % num_m_tiles  # heaviest first within a pair
+    off_b = pair // num_q_heads
+    off_h = pair % num_q_heads
+    num_kv_heads = num_q_heads // group_size
+    start_m = tile * BLOCK_M
+    q_row = pair * n_ctx + start_m  # rows of the 2-D [B*H*N, D] views
+    kv_row0 = (off_b * num_kv_heads + off_h // group_size) * n_ctx
+    n_tiles = (start_m + BLOCK_M) // BLOCK_N  # causal, square: keys [0, start_m + BLOCK_M)
+
+    q_smem = gl.allocate_shared_memory(dtype, [2, BLOCK_M // 2, HEAD_DIM], q_desc.layout)
+    k_smem = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, HEAD_DIM], k_desc.layout)
+    v_smem = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, HEAD_DIM], v_desc.layout)
+    q_bar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+    k_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    v_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    k_empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    v_empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    mbarrier.init(q_bar, count=1)
+    for i in gl.static_range(STAGES):
+        mbarrier.init(k_ready.index(i), count=1)
+        mbarrier.init(v_ready.index(i), count=1)
+        mbarrier.init(k_empty.index(i), count=2)  # one arrival per consumer warpgroup
+        mbarrier.init(v_empty.index(i), count=2)
+
+    gl.warp_specialize([
+        (_consumer, (q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty, v_empty, out_ptr,
+                     q_row, start_m, n_tiles, qk_scale, 0, dtype, BLOCK_M, BLOCK_N, HEAD_DIM,
+                     STAGES)),
+        (_consumer, (q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty, v_empty, out_ptr,
+                     q_row, start_m, n_tiles, qk_scale, 1, dtype, BLOCK_M, BLOCK_N, HEAD_DIM,
+                     STAGES)),
+        (_loader, (q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, q_bar, k_ready, v_ready,
+                   k_empty, v_empty, q_row, kv_row0, n_tiles, BLOCK_N, STAGES)),
+    ], [4, 4], [232, 24])
+
+    mbarrier.invalidate(q_bar)
+    for i in gl.static_range(STAGES):
+        mbarrier.invalidate(k_ready.index(i))
+        mbarrier.invalidate(v_ready.index(i))
+        mbarrier.invalidate(k_empty.index(i))
+        mbarrier.invalidate(v_empty.index(i))
+
+
+def gluon_prefill(q, k, v, block_m=128, block_n=128, stages=2):
     """Causal attention, q [B, Hq, N, D], k/v [B, Hkv, N, D], contiguous, 16-bit, D = 128."""
     batch, hq, n, d = q.shape
     hkv = k.shape[1]
@@ -219,9 +261,9 @@ def gluon_prefill(q, k, v, block_m=128, block_n=128, num_warps=8):
         return TensorDescriptor(flat, list(flat.shape), list(flat.stride()), [rows, d], layout)
 
     grid = (n // block_m * batch * hq, )
-    _gluon_prefill_kernel[grid](desc(q, block_m), desc(k, block_n), desc(v, block_n), out, n, hq,
-                                hq // hkv, d ** -0.5 * LOG2E, BLOCK_M=block_m, BLOCK_N=block_n,
-                                HEAD_DIM=d, num_warps=num_warps)
+    _gluon_prefill_kernel[grid](desc(q, block_m // 2), desc(k, block_n), desc(v, block_n), out, n,
+                                hq, hq // hkv, d ** -0.5 * LOG2E, BLOCK_M=block_m,
+                                BLOCK_N=block_n, HEAD_DIM=d, STAGES=stages, num_warps=4)
     return out
 
 
@@ -238,10 +280,11 @@ def main() -> int:
             q = torch.randn(batch, 32, n, 128, device="cuda", dtype=dtype)
             k = torch.randn(batch, 8, n, 128, device="cuda", dtype=dtype)
             v = torch.randn(batch, 8, n, 128, device="cuda", dtype=dtype)
-            for block_n in (64, 128):
-                label = f"B{batch} Hq32 Hkv8 N{n} D128 {str(dtype)[6:]} BLOCK_N {block_n}"
+            for block_n, stages in ((128, 2), (128, 3), (64, 4)):
+                label = (f"B{batch} Hq32 Hkv8 N{n} D128 {str(dtype)[6:]} BLOCK_N {block_n} "
+                         f"STAGES {stages}")
                 try:
-                    got = gluon_prefill(q, k, v, block_n=block_n)
+                    got = gluon_prefill(q, k, v, block_n=block_n, stages=stages)
                 except Exception as exc:  # a prototype: report and go on
                     print(f"{label}: {type(exc).__name__}: {str(exc)[:2000]}", flush=True)
                     status = 1
@@ -252,7 +295,8 @@ def main() -> int:
                 line = f"{label}: max |gluon - ours| {err:.2e} {'ok' if ok else 'WRONG'}"
                 if ok and n >= 4096:
                     ours_fn = lambda q=q, k=k, v=v: kernels.prefill(q, k, v)
-                    gluon_fn = lambda q=q, k=k, v=v, bn=block_n: gluon_prefill(q, k, v, block_n=bn)
+                    gluon_fn = lambda q=q, k=k, v=v, bn=block_n, st=stages: gluon_prefill(
+                        q, k, v, block_n=bn, stages=st)
                     times = [gpu_time_ms(fn, timer.warmup_ms, timer.rep_ms)
                              for fn in (ours_fn, gluon_fn) * 2]
                     line += (f"; ours {times[0]:.4f} / {times[2]:.4f} ms, gluon {times[1]:.4f}"
