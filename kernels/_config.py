@@ -276,6 +276,30 @@ LONG_PREFILL = 4096
 PREFILL_LONG = {(128, 2): Config(128, 128, 8, 3)}
 
 
+# Causal prefill through the Gluon kernel (kernels/prefill_sm90.py) on Hopper, where the
+# shape allows it (prefill._sm90_gluon_ok). H200, session 8 (benchmarks/NOTES.md): N4096
+# D128 fp16 0.989 ms against the Triton kernel's 1.055, N16384 3.38 against 3.77. Measured
+# only from LONG_PREFILL on, so the default takes it there. None: that default; True: every
+# shape the kernel supports (the GPU tests); False: never.
+_gluon_mode: contextvars.ContextVar[bool | None] = contextvars.ContextVar("gluon_mode",
+                                                                         default=None)
+
+
+@contextlib.contextmanager
+def prefill_gluon(enabled: bool):
+    """Force prefill's Gluon kernel on (wherever the shape allows it) or off inside a block."""
+    token = _gluon_mode.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _gluon_mode.reset(token)
+
+
+def prefill_gluon_mode() -> bool | None:
+    """None: the default rule (query length >= LONG_PREFILL); True / False: forced."""
+    return _gluon_mode.get()
+
+
 def prefill_config(head_dim_pad: int, dtype: torch.dtype, causal: bool,
                    max_q: int = 0, hopper: bool = True) -> Config:
     """hopper: the GPU has Hopper's 228 KB of shared memory per SM, which the long

@@ -16,6 +16,10 @@ shared memory, no address arithmetic). With var-len lengths the one key tile tha
 crosses a length takes masked pointer loads instead, so no key past the valid length
 is read; on the fixed layout TMA itself returns zeros past the tensor's end.
 
+On Hopper, long causal calls without lengths at head_dim 128 go to a second implementation,
+kernels/prefill_sm90.py (Gluon: warp-specialised, softmax overlapped with the tensor
+cores, which this Triton kernel cannot do); see _sm90_gluon_ok for its scope.
+
 Shapes:
   prefill:        q [B, Hq, Nq, D], k/v [B, Hkv, Nk, D], out like q, lse [B, Hq, Nq]
   prefill_varlen: q [Tq, Hq, D],    k/v [Tk, Hkv, D],    out like q, lse [Hq, Tq]
@@ -26,6 +30,8 @@ References: Dao 2023 (FlashAttention-2); Triton tutorial 06-fused-attention.
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 import triton
@@ -275,6 +281,38 @@ def _prefill_kernel(
         tl.store(lse_base + rows * stride_lse_seq, lse, mask=store_ok)
 
 
+@functools.cache
+def _sm90_module():
+    """kernels.prefill_sm90 (Gluon), or None where this Triton lacks the names it uses."""
+    try:
+        from . import prefill_sm90
+    except (ImportError, AttributeError):
+        return None
+    return prefill_sm90
+
+
+def _sm90_gluon_ok(q, k, v, out, *, causal: bool, has_lens: bool) -> bool:
+    """Whether prefill runs the Gluon kernel (prefill_sm90.py): a Hopper GPU (not the
+    interpreter), the default rule or a forced mode (_config.prefill_gluon_mode), and a
+    call inside its scope: causal, no lengths, fp16/bf16, head_dim 128, Nq == Nk a
+    multiple of 128, contiguous 16-byte-aligned q/k/v/out, row coordinates within int32."""
+    mode = _config.prefill_gluon_mode()
+    if mode is False or interpreting() or q.device.type != "cuda" or cc_major(q.device) != 9:
+        return False
+    n_q, n_k = q.shape[2], k.shape[2]
+    if not (causal and not has_lens and q.dtype in (torch.float16, torch.bfloat16)
+            and q.shape[3] == 128 and n_q == n_k and n_q % 128 == 0 and q.numel() > 0
+            and k.numel() > 0):
+        return False
+    if mode is None and n_q < _config.LONG_PREFILL:
+        return False
+    if not all(t.is_contiguous() and t.data_ptr() % 16 == 0 for t in (q, k, v, out)):
+        return False
+    if q.numel() // 128 >= 2**31:  # TMA coordinates are 32-bit
+        return False
+    return _sm90_module() is not None
+
+
 def _tma_ok(q, k, v, even_d: bool, is_aligned: bool) -> bool:
     """Q and the whole key tiles go through TMA when the hardware can address K/V as boxes:
     a Hopper-or-later GPU (or the interpreter), fp16/bf16 (fp32 runs without tensor
@@ -406,8 +444,11 @@ def prefill(
     out = val.check_out(out, q, tuple(q.shape))
     lse = torch.empty((batch, num_q_heads, n_q), device=q.device, dtype=torch.float32) \
         if return_lse else None
-    _launch(q, k, v, out, lse, seq_lens, kv_seq_lens, n_q=n_q, n_k=n_k, max_q=n_q,
-            num_batch=batch, causal=causal, varlen=False, sm_scale=sm_scale)
+    if _sm90_gluon_ok(q, k, v, out, causal=causal, has_lens=seq_lens is not None):
+        _sm90_module().launch(q, k, v, out, lse, sm_scale)
+    else:
+        _launch(q, k, v, out, lse, seq_lens, kv_seq_lens, n_q=n_q, n_k=n_k, max_q=n_q,
+                num_batch=batch, causal=causal, varlen=False, sm_scale=sm_scale)
     return (out, lse) if return_lse else out
 
 

@@ -1,36 +1,42 @@
-"""A prototype, not a kernel of the package: causal prefill for the long D128 config in Gluon,
-written to overlap the softmax with the tensor cores through explicit asynchronous wgmma
-and waits, which Triton's tl.dot does not give (benchmarks/NOTES.md, session 8).
+"""Causal prefill on Hopper (sm_90) in Gluon, for the long-sequence case: warp-specialised,
+with the tensor cores and the softmax overlapped (FlashAttention-3's design).
 
-    python -m benchmarks.gluon_prefill     # on a Hopper GPU: check against kernels.prefill,
-                                           # then time both (A B A B)
+Why a second implementation: the Triton kernel (prefill.py) cannot overlap the softmax with
+the tensor cores. tl.dot waits for each wgmma at once, and triton 3.6 has no warp
+specialisation on sm_90 (benchmarks/NOTES.md, sessions 7 and 8). Gluon exposes the
+asynchronous wgmma, its waits, TMA, mbarriers and warp partitions. On an H200 this kernel
+runs causal B4 Hq32 Hkv8 N4096 D128 fp16 in 0.989 ms against the Triton kernel's 1.055,
+and N16384 in 3.38 against 3.77 ms (session 8).
 
-Status (H200, session 8): correct (max |gluon - ours| 0 to 4.9e-4 fp16, 7.8e-3 bf16), and
-22% slower than kernels.prefill at N4096 (1.297 against 1.060 ms; BLOCK_N 64: 1.48 ms).
-The SASS shows why: ptxas still waits for the p v product before the exponentials
-(`WARPGROUP.DEPBAR.LE gsb0, 0x0` ahead of them), so only the q.k of the next tile overlaps
-anything. Next steps: a producer warp for the TMA loads (gl.warp_specialize, so no CTA
-barrier runs in the consumers' loop), a deeper K/V ring, and the two consumer warpgroups
-taking turns on the tensor cores (FlashAttention-3's ping-pong).
+Scope (prefill.py dispatches here only then, see _sm90_gluon_ok): Hopper, fp16/bf16, causal,
+the fixed layout without lengths, head_dim 128, Nq == Nk a multiple of 128, contiguous
+q/k/v/out, any GQA. Gluon does not run under the interpreter: CPU runs never take this
+path, and the GPU tests compare it with the oracle and with the Triton kernel. prefill.py imports
+this module only on a Hopper GPU (and falls back when this Triton lacks Gluon's names).
 
-Scope: the fixed layout [B, H, N, D] (contiguous), causal, 16-bit, D = 128, N a multiple
-of BLOCK_M, BLOCK_N dividing BLOCK_M, GQA. One program per (query tile, batch x head),
-pair by pair, heaviest tile first, like kernels/prefill.py's full-length order. Hopper only
-(wgmma, TMA); Gluon does not run under the interpreter. Step j of the key loop, with
-p_j (operand form) and alpha_j ready:
-  1. issue s_{j+1} = q k_{j+1}^T (asynchronous);
-  2. rescale acc by alpha_j, issue acc += p_j v_j (asynchronous);
-  3. wait until one wgmma is in flight: s_{j+1} is ready (wgmma groups complete in order);
-     the softmax of s_{j+1} is meant to run while p_j v_j is on the tensor cores;
-  4. wait for p_j v_j, convert p_{j+1} to the operand form (not before: an in-flight wgmma
-     reads p_j's registers), load tile j + 2's K and V into tile j's buffers.
-The diagonal tiles' mask is a compile-time choice per peeled step: a branch between an
-asynchronous wgmma and its wait makes ptxas serialise every wgmma.
+One program per (128-row query tile, batch x query head), pair after pair, heaviest tile
+first (the Triton kernel's full-length order). Three warp partitions share a K/V ring in
+shared memory:
+  loader    (one warpgroup, 24 registers): every TMA load, each as soon as both consumers
+            have released its slot (an mbarrier per slot that counts two arrivals);
+  consumers (two warpgroups, 64 query rows each, no barrier between them, so they take
+            turns on the tensor cores). Step j of a consumer's key loop, with p_j (the
+            operand form of tile j's probabilities) and alpha_j ready:
+    1. issue s_{j+1} = q k_{j+1}^T (asynchronous wgmma);
+    2. rescale acc by alpha_j, issue acc += p_j v_j (asynchronous);
+    3. wait until one wgmma is in flight: s_{j+1} is done (groups complete in order), so
+       K slot j+1 is released; the softmax of s_{j+1} runs while p_j v_j is in flight;
+    4. wait for p_j v_j (V slot j released), convert p_{j+1} to the operand form. Not
+       before: the wgmma in flight reads p_j's registers, and ptxas serialises every
+       wgmma when they could be overwritten. p_j is passed through the waits for that.
+The diagonal tile's mask is a compile-time choice of a peeled step: a branch between an
+asynchronous wgmma and its wait also makes ptxas serialise.
+
+Reference: Shah et al. 2024, FlashAttention-3 (warp specialisation, intra-warpgroup
+overlap); Triton's Gluon tutorials (layouts, wgmma, TMA).
 """
 
 from __future__ import annotations
-
-import sys
 
 import torch
 from triton.experimental import gluon
@@ -44,6 +50,12 @@ from triton.experimental.gluon.language.nvidia.hopper import (
 from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
 LOG2E = 1.4426950408889634
+TILE_M = 128  # query rows per program (two consumer warpgroups of 64)
+TILE_N = 128  # keys per tile
+RING = 2  # K/V ring depth (3 measured the same at N4096, with more shared memory)
+HEAD_DIM_SUPPORTED = 128
+
+LN2 = gl.constexpr(0.6931471805599453)
 
 
 @gluon.jit
@@ -125,10 +137,10 @@ def _loader(q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, q_bar, k_ready, v_re
 
 
 @gluon.jit
-def _consumer(q_all, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty, v_empty, out_ptr, q_row,
-              start_m, n_tiles, qk_scale, HALF_INDEX: gl.constexpr, dtype: gl.constexpr,
-              TILE_M: gl.constexpr, BLOCK_N: gl.constexpr, HEAD_DIM: gl.constexpr,
-              STAGES: gl.constexpr):
+def _consumer(q_all, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty, v_empty, out_ptr,
+              lse_ptr, q_row, start_m, n_tiles, qk_scale, HALF_INDEX: gl.constexpr,
+              dtype: gl.constexpr, TILE_M: gl.constexpr, BLOCK_N: gl.constexpr,
+              HEAD_DIM: gl.constexpr, STAGES: gl.constexpr, WRITE_LSE: gl.constexpr):
     """One consumer warpgroup: rows [HALF_INDEX * BLOCK_M, +BLOCK_M) of the program's
     TILE_M-row query tile (BLOCK_M = TILE_M / 2). Two of them run side by side on the
     same K/V ring, each releasing a slot once (the empty barriers count two arrivals); with
@@ -187,18 +199,22 @@ def _consumer(q_all, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty, v_empty, 
     acc = warpgroup_mma(p16, v_smem.index(last % STAGES), acc, is_async=True)
     acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc, ))
 
+    # every row sees key 0 at least (causal, square): l_i > 0
     out = acc / gl.expand_dims(gl.convert_layout(l_i, row_o), 1)
     rows = q_row + gl.arange(0, BLOCK_M, layout=row_o)
     cols = gl.arange(0, HEAD_DIM, layout=gl.SliceLayout(0, o_layout))
     ptrs = out_ptr + gl.expand_dims(rows.to(gl.int64) * HEAD_DIM, 1) + gl.expand_dims(cols, 0)
     gl.store(ptrs, out.to(dtype))
+    if WRITE_LSE:  # natural log: m_i is a base-2 max
+        lse_rows = q_row + gl.arange(0, BLOCK_M, layout=row_s)
+        gl.store(lse_ptr + lse_rows.to(gl.int64), (m_i + gl.log2(l_i)) * LN2)
 
 
 @gluon.jit
-def _gluon_prefill_kernel(q_desc, k_desc, v_desc, out_ptr, n_ctx, num_q_heads, group_size,
-                          qk_scale,
-                          BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, HEAD_DIM: gl.constexpr,
-                          STAGES: gl.constexpr, num_warps: gl.constexpr):
+def _prefill_sm90_kernel(q_desc, k_desc, v_desc, out_ptr, lse_ptr, n_ctx, num_q_heads,
+                         group_size, qk_scale,
+                         BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, HEAD_DIM: gl.constexpr,
+                         STAGES: gl.constexpr, WRITE_LSE: gl.constexpr):
     dtype: gl.constexpr = q_desc.dtype
     num_m_tiles = n_ctx // BLOCK_M
     pid = gl.program_id(0)
@@ -229,11 +245,11 @@ def _gluon_prefill_kernel(q_desc, k_desc, v_desc, out_ptr, n_ctx, num_q_heads, g
 
     gl.warp_specialize([
         (_consumer, (q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty, v_empty, out_ptr,
-                     q_row, start_m, n_tiles, qk_scale, 0, dtype, BLOCK_M, BLOCK_N, HEAD_DIM,
-                     STAGES)),
+                     lse_ptr, q_row, start_m, n_tiles, qk_scale, 0, dtype, BLOCK_M, BLOCK_N,
+                     HEAD_DIM, STAGES, WRITE_LSE)),
         (_consumer, (q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty, v_empty, out_ptr,
-                     q_row, start_m, n_tiles, qk_scale, 1, dtype, BLOCK_M, BLOCK_N, HEAD_DIM,
-                     STAGES)),
+                     lse_ptr, q_row, start_m, n_tiles, qk_scale, 1, dtype, BLOCK_M, BLOCK_N,
+                     HEAD_DIM, STAGES, WRITE_LSE)),
         (_loader, (q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, q_bar, k_ready, v_ready,
                    k_empty, v_empty, q_row, kv_row0, n_tiles, BLOCK_N, STAGES)),
     ], [4, 4], [232, 24])
@@ -246,65 +262,22 @@ def _gluon_prefill_kernel(q_desc, k_desc, v_desc, out_ptr, n_ctx, num_q_heads, g
         mbarrier.invalidate(v_empty.index(i))
 
 
-def gluon_prefill(q, k, v, block_m=128, block_n=128, stages=2):
-    """Causal attention, q [B, Hq, N, D], k/v [B, Hkv, N, D], contiguous, 16-bit, D = 128."""
-    batch, hq, n, d = q.shape
-    hkv = k.shape[1]
-    assert d == 128 and n % block_m == 0 and block_m % block_n == 0
-    assert q.is_contiguous() and k.is_contiguous() and v.is_contiguous()
+def launch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,
+           lse: torch.Tensor | None, sm_scale: float) -> None:
+    """Causal attention: q/out [B, Hq, N, 128], k/v [B, Hkv, N, 128], contiguous, 16-bit,
+    N a multiple of TILE_M (the caller checks: prefill._sm90_gluon_ok); lse [B, Hq, N]
+    fp32 contiguous or None."""
+    batch, num_q_heads, n, d = q.shape
     gdt = gl.float16 if q.dtype == torch.float16 else gl.bfloat16
-    out = torch.empty_like(q)
 
-    def desc(t, rows):
+    def desc(t, rows):  # the 2-D [B*H*N, D] view, boxes of rows x D
         layout = gl.NVMMASharedLayout.get_default_for([rows, d], gdt)
         flat = t.view(-1, d)
         return TensorDescriptor(flat, list(flat.shape), list(flat.stride()), [rows, d], layout)
 
-    grid = (n // block_m * batch * hq, )
-    _gluon_prefill_kernel[grid](desc(q, block_m // 2), desc(k, block_n), desc(v, block_n), out, n,
-                                hq, hq // hkv, d ** -0.5 * LOG2E, BLOCK_M=block_m,
-                                BLOCK_N=block_n, HEAD_DIM=d, STAGES=stages, num_warps=4)
-    return out
-
-
-def main() -> int:
-    import kernels
-
-    from .timing import Timer, gpu_time_ms
-
-    timer = Timer()
-    torch.manual_seed(0)
-    status = 0
-    for batch, n in ((1, 512), (4, 4096), (1, 16384)):
-        for dtype in (torch.float16, torch.bfloat16):
-            q = torch.randn(batch, 32, n, 128, device="cuda", dtype=dtype)
-            k = torch.randn(batch, 8, n, 128, device="cuda", dtype=dtype)
-            v = torch.randn(batch, 8, n, 128, device="cuda", dtype=dtype)
-            for block_n, stages in ((128, 2), (128, 3), (64, 4)):
-                label = (f"B{batch} Hq32 Hkv8 N{n} D128 {str(dtype)[6:]} BLOCK_N {block_n} "
-                         f"STAGES {stages}")
-                try:
-                    got = gluon_prefill(q, k, v, block_n=block_n, stages=stages)
-                except Exception as exc:  # a prototype: report and go on
-                    print(f"{label}: {type(exc).__name__}: {str(exc)[:2000]}", flush=True)
-                    status = 1
-                    continue
-                ref = kernels.prefill(q, k, v)
-                err = (got.float() - ref.float()).abs().max().item()
-                ok = err < (2e-2 if dtype == torch.bfloat16 else 4e-3)
-                line = f"{label}: max |gluon - ours| {err:.2e} {'ok' if ok else 'WRONG'}"
-                if ok and n >= 4096:
-                    ours_fn = lambda q=q, k=k, v=v: kernels.prefill(q, k, v)
-                    gluon_fn = lambda q=q, k=k, v=v, bn=block_n, st=stages: gluon_prefill(
-                        q, k, v, block_n=bn, stages=st)
-                    times = [gpu_time_ms(fn, timer.warmup_ms, timer.rep_ms)
-                             for fn in (ours_fn, gluon_fn) * 2]
-                    line += (f"; ours {times[0]:.4f} / {times[2]:.4f} ms, gluon {times[1]:.4f}"
-                             f" / {times[3]:.4f} ms")
-                status |= not ok
-                print(line, flush=True)
-    return status
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    grid = (n // TILE_M * batch * num_q_heads, )
+    _prefill_sm90_kernel[grid](
+        desc(q, TILE_M // 2), desc(k, TILE_N), desc(v, TILE_N), out,
+        lse if lse is not None else out, n, num_q_heads, num_q_heads // k.shape[1],
+        sm_scale * LOG2E, BLOCK_M=TILE_M, BLOCK_N=TILE_N, HEAD_DIM=d, STAGES=RING,
+        WRITE_LSE=lse is not None, num_warps=4)
