@@ -53,7 +53,6 @@ LOG2E = 1.4426950408889634
 TILE_M = 128  # query rows per program (two consumer warpgroups of 64)
 TILE_N = 128  # keys per tile
 RING = 2  # K/V ring depth (3 measured the same at N4096, with more shared memory)
-HEAD_DIM_SUPPORTED = 128
 
 LN2 = gl.constexpr(0.6931471805599453)
 
