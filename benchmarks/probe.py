@@ -252,9 +252,10 @@ def probe_prefill(chunk_pairs: list[str], timer: Timer) -> list[dict]:
     """Prefill's program order (_config.prefill_chunk: (batch, head) pairs per chunk, "all"
     for one chunk, "default" for the host's choice) at the seed shape, full length and
     padded to the seed lengths, and at N4096 and N16384 D128; eager calls (the benchmark's
-    way)."""
+    way). The Triton kernel throughout: the order is its own (long causal D128 calls would
+    take the Gluon kernel on Hopper)."""
     import kernels
-    from kernels._config import prefill_chunk
+    from kernels._config import prefill_chunk, prefill_gluon
 
     rows = []
     for batch, hq, hkv, n, d, lengths in ((8, 64, 16, 1024, 64, None),
@@ -272,7 +273,7 @@ def probe_prefill(chunk_pairs: list[str], timer: Timer) -> list[dict]:
                 return kernels.prefill(q, k, v, causal=True, seq_lens=lens, validate=False)
             order = (contextlib.nullcontext() if pairs == "default"
                      else prefill_chunk(1 << 30 if pairs == "all" else int(pairs)))
-            with order:
+            with order, prefill_gluon(False):
                 rows.append(_row(shape, f"{pairs} pairs per chunk", call, None, flops,
                                  timer, graph=False))
     return rows

@@ -11,7 +11,9 @@ check call and the timing (and the graph capture for decode). Shapes, fp16:
     B1 Hq32 Hkv8 N16384 D128, padded var-len B8 Hq64 Hkv16 N1024 D64 at the seed's lengths
     (each config crossed with --tma paths)
   decode: B8 Hq64 Hkv16 N1024 D64, B32 Hq32 Hkv8 N4096 D128, B1 Hq32 Hkv8 N65536 D128
-Each result is checked against the float64 oracle first (wrong -> not timed). A config
+Prefill runs the Triton kernel throughout (the Gluon kernel that long causal D128 calls take
+on Hopper has no configs to sweep). Each result is checked against the float64 oracle
+first (wrong -> not timed). A config
 that fails to compile (e.g. out of shared memory) is reported and skipped. The grid runs
 the current default config first, then the others by how far they are from it (one
 field changed, then two, ...); when a shape's share of --budget-s is spent, its remaining
@@ -104,7 +106,7 @@ def sweep_shape(kind: str, label: str, fn_for_split, reference, grid, splits, ti
     """Time fn under every (config, split) of the grid. fn_for_split(split) -> callable.
     For prefill the "splits" are the load paths: "tma" (the default where the layout
     allows it) or "ptr" (pointer loads forced). work: FLOPs (prefill) or bytes (decode)."""
-    from kernels._config import Config, override, tma
+    from kernels._config import Config, override, prefill_gluon, tma
 
     from .runner import FATAL_MARKERS, max_error
     from .timing import capture_graph, sync
@@ -122,7 +124,8 @@ def sweep_shape(kind: str, label: str, fn_for_split, reference, grid, splits, ti
         fn = fn_for_split(split)
         graph = None
         try:
-            with override(kind, cfg), tma(split != "ptr"):
+            # the configs are the Triton kernel's: keep long prefill off the Gluon kernel
+            with override(kind, cfg), tma(split != "ptr"), prefill_gluon(False):
                 out = fn()
                 sync()
                 err, finite = max_error(out, reference)
