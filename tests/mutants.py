@@ -89,6 +89,7 @@ DEC = "kernels/decode.py"
 JIT = "kernels/_jit.py"
 SPA = "kernels/sparse.py"
 VAL = "kernels/_validate.py"
+SM90 = "kernels/prefill_sm90.py"
 
 # h % Hkv instead of h // group: same as the right head for MHA (group 1) or one KV head.
 _MOD_HKV = "(first_head % (num_head_programs * heads_per_program // group_size))"
@@ -351,6 +352,19 @@ MUTANTS: tuple[Mutant, ...] = (
            "fp32 inputs multiplied in tf32",
            gpu_only="the interpreter's tl.dot is numpy matmul and ignores input_precision",
            gpu_tests=("tests/test_prefill.py::test_prefill[accuracy]",)),
+    # ---------------------------------------------------------------- prefill, Gluon (sm_90)
+    Mutant("sm90_causal_off_by_one", "prefill", SM90,
+           "keep = gl.expand_dims(start_n + offs_n0, 0) <= gl.expand_dims(offs_m, 1)",
+           "keep = gl.expand_dims(start_n + offs_n0, 0) < gl.expand_dims(offs_m, 1)",
+           "Gluon prefill: the causal mask excludes the diagonal key",
+           gpu_only="Gluon runs only on a Hopper GPU, never under the interpreter",
+           gpu_tests=("tests/test_gpu.py::test_prefill_sm90_gluon",)),
+    Mutant("sm90_second_half_rows", "prefill", SM90,
+           "    q_row = q_row + HALF_INDEX * BLOCK_M\n",
+           "    q_row = q_row + 0 * BLOCK_M\n",
+           "Gluon prefill: the second consumer warpgroup writes over the first one's rows",
+           gpu_only="Gluon runs only on a Hopper GPU, never under the interpreter",
+           gpu_tests=("tests/test_gpu.py::test_prefill_sm90_gluon",)),
 )
 
 
