@@ -1,11 +1,18 @@
 """GPU-only tests: the seeds' shapes as explicit examples, and caches past 2**31
 elements (int32 offsets would overflow there). Too large for the CPU interpreter."""
 
+from dataclasses import replace
+from unittest import mock
+
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 import kernels
 import oracles
+from strategies import prefill_cases
+from tests import sizes
 from tests.checks import assert_close_to_oracle
 from tests.properties import check
 from tests.seeds import SEED_CASES, SEED_PROPERTIES
@@ -210,3 +217,40 @@ def test_prefill_sm90_gluon_dispatch(monkeypatch):
     kernels.prefill(q, k, v, causal=True, seq_lens=lens)
     kernels.prefill(q, k, v, causal=False)
     assert calls == [1], "a call outside the Gluon kernel's scope took it"
+
+
+# The properties that hold for any one implementation (the load-path and program-order
+# ones compare variants of the Triton kernel, and the Gluon kernel has none of them).
+GLUON_PROPERTIES = ["accuracy", "finite", "every_element_written", "inputs_untouched",
+                    "deterministic", "gqa_equals_mha", "batch_equals_one_by_one"]
+
+
+def gluon_cases():
+    """Prefill cases inside the Gluon kernel's scope: causal, no lengths, head_dim 128,
+    contiguous, N = 128, 256 or 384; batch, GQA ratio, dtype (fp16, bf16), input scale and
+    sm_scale drawn as for the Triton kernel."""
+    base = prefill_cases(**sizes.prefill(min_head_dim=128, max_head_dim=128, padded=False,
+                                         causal=True, same_q_k=True,
+                                         dtypes=("float16", "bfloat16")))
+    return st.builds(lambda case, tiles: replace(case, n_q=128 * tiles, n_k=128 * tiles,
+                                                 transposed=False, v_transposed=False,
+                                                 row_gap=0),
+                     base, st.integers(1, 3))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _hopper(), reason="the Gluon prefill (wgmma, TMA) is Hopper-only")
+@pytest.mark.parametrize("prop", GLUON_PROPERTIES)
+@given(case=gluon_cases())
+def test_prefill_sm90_properties(prop, case, device):
+    """The suite's properties on the Gluon kernel, forced (kernels._config.prefill_gluon):
+    Hypothesis draws the cases and shrinks a failure like any other. Every case must reach
+    the Gluon kernel at least once."""
+    import importlib
+
+    from kernels._config import prefill_gluon
+
+    module = importlib.import_module("kernels.prefill")._sm90_module()
+    with prefill_gluon(True), mock.patch.object(module, "launch", wraps=module.launch) as spy:
+        check("prefill", prop, case, device)
+    assert spy.called, f"the case never reached the Gluon kernel: {case}"
