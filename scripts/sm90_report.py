@@ -4,6 +4,7 @@ decides its occupancy: shared memory, ptxas registers and spills, programs per S
     python scripts/sm90_report.py decode  [--head-dim 128] [--paged] [--indices] [config]
     python scripts/sm90_report.py prefill [--head-dim 64] [--lens | --varlen] [--pointer]
                                           [config]
+    python scripts/sm90_report.py prefill-sm90   # the Gluon kernel (kernels/prefill_sm90.py)
     config: --block-m BM --block-n BN --warps W --stages S --maxnreg R (each defaults to
             the tuned table's choice for fp16 on Hopper)
 
@@ -100,30 +101,68 @@ def report(source: ASTSource, cfg: _config.Config, sass: bool = False) -> dict:
     if cfg.maxnreg is not None:
         options["maxnreg"] = cfg.maxnreg
     compiled = triton.compile(source, target=SM90, options=options)
-    ptxas = Path(get_ptxas(90).path)  # the one Triton itself uses for sm_90 (it varies)
+    result = _ptxas(compiled, cfg.maxnreg, sass)
+    result["per_sm"] = _config.programs_per_sm(cfg.num_warps, result["registers"],
+                                               result["shared_bytes"], H100)
+    return result
+
+
+def _ptxas(compiled, maxnreg: int | None, sass: bool) -> dict:
+    """Assemble the compiled PTX with the ptxas Triton uses for sm_90 (it varies by
+    version) and read its figures. wgmma_serialised: ptxas's C7513/C7514 warnings, which
+    say it waits for every wgmma at once (registers an in-flight wgmma uses are touched)."""
+    ptxas = Path(get_ptxas(90).path)
     with tempfile.TemporaryDirectory() as tmp:
         ptx, cubin = Path(tmp) / "k.ptx", Path(tmp) / "k.cubin"
         ptx.write_text(compiled.asm["ptx"])
         cmd = [str(ptxas), "-arch=sm_90a", "-v", str(ptx), "-o", str(cubin)]
-        if cfg.maxnreg is not None:
-            cmd.insert(1, f"--maxrregcount={cfg.maxnreg}")
+        if maxnreg is not None:
+            cmd.insert(1, f"--maxrregcount={maxnreg}")
         log = subprocess.run(cmd, capture_output=True, text=True, check=True).stderr
         if sass:
             dump = subprocess.run([str(ptxas.with_name("cuobjdump")), "-sass", str(cubin)],
                                   capture_output=True, text=True, check=True).stdout
             Path("sm90_report.sass").write_text(dump)
     number = lambda pattern: int(re.search(pattern, log).group(1))
-    registers = number(r"Used (\d+) registers")
-    shared = compiled.metadata.shared
-    return {"shared_bytes": shared, "registers": registers,
+    return {"shared_bytes": compiled.metadata.shared,
+            "registers": number(r"Used (\d+) registers"),
             "spill_stores": number(r"(\d+) bytes spill stores"),
             "spill_loads": number(r"(\d+) bytes spill loads"),
-            "per_sm": _config.programs_per_sm(cfg.num_warps, registers, shared, H100)}
+            "wgmma_serialised": bool(re.search(r"C751[34]", log))}
+
+
+def prefill_sm90_report(sass: bool = False) -> dict:
+    """kernels/prefill_sm90.py (Gluon), as prefill launches it (fp16, D 128, with LSE).
+    Registers are the launch's per-thread maximum; the partitions then resize with
+    setmaxnreg (loader 24). One program per SM by shared memory."""
+    from triton.experimental.gluon import language as gl
+    from triton.experimental.gluon._runtime import GluonASTSource
+    from triton.experimental.gluon.nvidia.hopper import TensorDescriptor as GluonDescriptor
+
+    mod = importlib.import_module("kernels.prefill_sm90")
+    fn = mod._prefill_sm90_kernel
+    rows = torch.zeros(4096, 128, dtype=torch.float16)
+
+    def desc(box):
+        layout = gl.NVMMASharedLayout.get_default_for([box, 128], gl.float16)
+        return GluonDescriptor(rows, [4096, 128], [128, 1], [box, 128], layout)
+
+    values = dict(q_desc=desc(mod.TILE_M // 2), k_desc=desc(mod.TILE_N),
+                  v_desc=desc(mod.TILE_N), out_ptr=rows,
+                  lse_ptr=torch.zeros(1, dtype=torch.float32))
+    consts = dict(BLOCK_M=mod.TILE_M, BLOCK_N=mod.TILE_N, HEAD_DIM=128, STAGES=mod.RING,
+                  WRITE_LSE=True)
+    sig = {name: ("constexpr" if name in consts else mangle_type(values[name])
+                  if name in values else "fp32" if name == "qk_scale" else "i32")
+           for name in fn.arg_names}
+    source = GluonASTSource(fn, sig, constexprs={(fn.arg_names.index(k),): v
+                                                 for k, v in consts.items()}, attrs={})
+    return _ptxas(triton.compile(source, target=SM90, options={"num_warps": 4}), None, sass)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("family", choices=["decode", "prefill"])
+    ap.add_argument("family", choices=["decode", "prefill", "prefill-sm90"])
     ap.add_argument("--head-dim", type=int, default=None)
     ap.add_argument("--paged", action="store_true", help="decode: paged cache")
     ap.add_argument("--indices", action="store_true", help="decode: sparse (index lists)")
@@ -135,6 +174,10 @@ def main(argv=None) -> int:
         ap.add_argument(f"--{name}", type=int, default=None)
     ap.add_argument("--sass", action="store_true", help="write sm90_report.sass")
     args = ap.parse_args(argv)
+    if args.family == "prefill-sm90":  # the Gluon kernel: its own fixed tiles
+        result = prefill_sm90_report(sass=args.sass)
+        print("prefill-sm90 D128 (Gluon): " + ", ".join(f"{k} {v}" for k, v in result.items()))
+        return 0
     if args.head_dim is None:
         args.head_dim = 128 if args.family == "decode" else 64
     if args.family == "decode":
