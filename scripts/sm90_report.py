@@ -44,9 +44,10 @@ SM90 = GPUTarget("cuda", 90, 128)
 H100 = _config.SmLimits(sms=132)
 
 
-def _signature(fn, values: dict, consts: dict) -> ASTSource:
+def _signature(fn, values: dict, consts: dict, source_cls=ASTSource) -> ASTSource:
     """values: sample arguments (tensors, descriptors) whose types name the signature;
-    every other non-constexpr argument is an int32 (qk_scale fp32)."""
+    every other non-constexpr argument is an int32 (qk_scale fp32). source_cls: ASTSource
+    for @triton.jit, GluonASTSource for @gluon.jit."""
     missing = [p.name for p in fn.params if p.is_constexpr and p.name not in consts]
     if missing:  # it would compile as a runtime argument: a variant no launch builds
         raise ValueError(f"{fn.__name__}: no value for constexpr(s) {', '.join(missing)}")
@@ -60,8 +61,8 @@ def _signature(fn, values: dict, consts: dict) -> ASTSource:
                 attrs[(i,)] = [["tt.divisibility", 16]]
         else:
             sig[name] = "fp32" if name == "qk_scale" else "i32"
-    return ASTSource(fn, sig, constexprs={(fn.arg_names.index(k),): v
-                                          for k, v in consts.items()}, attrs=attrs)
+    return source_cls(fn, sig, constexprs={(fn.arg_names.index(k),): v
+                                           for k, v in consts.items()}, attrs=attrs)
 
 
 def decode_source(args, cfg: _config.Config) -> ASTSource:
@@ -152,11 +153,7 @@ def prefill_sm90_report(sass: bool = False) -> dict:
                   lse_ptr=torch.zeros(1, dtype=torch.float32))
     consts = dict(BLOCK_M=mod.TILE_M, BLOCK_N=mod.TILE_N, HEAD_DIM=128, STAGES=mod.RING,
                   WRITE_LSE=True)
-    sig = {name: ("constexpr" if name in consts else mangle_type(values[name])
-                  if name in values else "fp32" if name == "qk_scale" else "i32")
-           for name in fn.arg_names}
-    source = GluonASTSource(fn, sig, constexprs={(fn.arg_names.index(k),): v
-                                                 for k, v in consts.items()}, attrs={})
+    source = _signature(fn, values, consts, source_cls=GluonASTSource)
     return _ptxas(triton.compile(source, target=SM90, options={"num_warps": 4}), None, sass)
 
 

@@ -90,6 +90,9 @@ JIT = "kernels/_jit.py"
 SPA = "kernels/sparse.py"
 VAL = "kernels/_validate.py"
 SM90 = "kernels/prefill_sm90.py"
+# Gluon runs only on a Hopper GPU, never under the interpreter: its mutants are GPU-only.
+_GLUON = dict(gpu_only="Gluon runs only on a Hopper GPU, never under the interpreter",
+              gpu_tests=("tests/test_gpu.py::test_prefill_sm90_gluon",))
 
 # h % Hkv instead of h // group: same as the right head for MHA (group 1) or one KV head.
 _MOD_HKV = "(first_head % (num_head_programs * heads_per_program // group_size))"
@@ -356,15 +359,12 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("sm90_causal_off_by_one", "prefill", SM90,
            "keep = gl.expand_dims(start_n + offs_n0, 0) <= gl.expand_dims(offs_m, 1)",
            "keep = gl.expand_dims(start_n + offs_n0, 0) < gl.expand_dims(offs_m, 1)",
-           "Gluon prefill: the causal mask excludes the diagonal key",
-           gpu_only="Gluon runs only on a Hopper GPU, never under the interpreter",
-           gpu_tests=("tests/test_gpu.py::test_prefill_sm90_gluon",)),
+           "Gluon prefill: the causal mask excludes the diagonal key", **_GLUON),
     Mutant("sm90_second_half_rows", "prefill", SM90,
            "    q_row = q_row + HALF_INDEX * BLOCK_M\n",
            "    q_row = q_row + 0 * BLOCK_M\n",
            "Gluon prefill: the second consumer warpgroup writes over the first one's rows",
-           gpu_only="Gluon runs only on a Hopper GPU, never under the interpreter",
-           gpu_tests=("tests/test_gpu.py::test_prefill_sm90_gluon",)),
+           **_GLUON),
 )
 
 

@@ -148,75 +148,71 @@ def _hopper() -> bool:
     return torch.cuda.is_available() and torch.cuda.get_device_capability()[0] == 9
 
 
+def _gluon_spy():
+    """A context that counts the Gluon kernel's launches (the mock wraps the real one)."""
+    import importlib
+
+    module = importlib.import_module("kernels.prefill")._sm90_module()
+    return mock.patch.object(module, "launch", wraps=module.launch)
+
+
+def _qkv128(batch, hq, hkv, n, dtype, seed):
+    g = torch.Generator(device="cuda").manual_seed(seed)
+    return tuple(torch.randn((batch, h, n, 128), generator=g, device="cuda").to(dtype)
+                 for h in (hq, hkv, hkv))
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not _hopper(), reason="the Gluon prefill (wgmma, TMA) is Hopper-only")
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("n,hq,hkv,batch", [(128, 2, 2, 1), (384, 4, 1, 2), (1024, 8, 2, 1)],
                          ids=["one-tile", "gqa4-b2", "n1024"])
-def test_prefill_sm90_gluon(dtype, n, hq, hkv, batch, monkeypatch):
+def test_prefill_sm90_gluon(dtype, n, hq, hkv, batch):
     """The Gluon kernel (kernels/prefill_sm90.py), forced at short lengths: every element of
     a NaN-filled out= is written, out and lse match the float64 oracle within the suite's
     bound, and the Triton kernel's result within the same bound. One query tile (only the
     diagonal), GQA 4 with two batches, and eight tiles per pair."""
-    import importlib
-
     from kernels._config import prefill_gluon
 
-    prefill_module = importlib.import_module("kernels.prefill")
-    calls = []
-    launch = prefill_module._sm90_module().launch
-    monkeypatch.setattr(prefill_module._sm90_module(), "launch",
-                        lambda *a, **kw: (calls.append(1), launch(*a, **kw))[1])
-    g = torch.Generator(device="cuda").manual_seed(n + hq)
-    q = torch.randn((batch, hq, n, 128), generator=g, device="cuda").to(dtype)
-    k = torch.randn((batch, hkv, n, 128), generator=g, device="cuda").to(dtype)
-    v = torch.randn((batch, hkv, n, 128), generator=g, device="cuda").to(dtype)
+    q, k, v = _qkv128(batch, hq, hkv, n, dtype, seed=n + hq)
     out = _nan(q.shape, dtype)
-    with prefill_gluon(True):
-        got = kernels.prefill(q, k, v, causal=True, return_lse=True, out=out)
-    assert calls == [1], "the call did not take the Gluon kernel"
+    with _gluon_spy() as spy:
+        with prefill_gluon(True):
+            got = kernels.prefill(q, k, v, causal=True, return_lse=True, out=out)
+        assert spy.call_count == 1, "the call did not take the Gluon kernel"
+        with prefill_gluon(False):
+            triton_got = kernels.prefill(q, k, v, causal=True, return_lse=True)
+        assert spy.call_count == 1, "prefill_gluon(False) took the Gluon kernel"
     assert got[0] is out and bool(out.isfinite().all()), "out has elements left unwritten"
     ref = oracles.prefill_ref(q, k, v, causal=True)
     low = oracles.prefill_ref(q, k, v, causal=True, dtype=dtype)
     _accurate(f"prefill (Gluon) N={n} {dtype}", got, ref, low)
-    with prefill_gluon(False):
-        triton_out, triton_lse = kernels.prefill(q, k, v, causal=True, return_lse=True)
-    assert len(calls) == 1
-    _accurate(f"prefill (Triton, same case) N={n} {dtype}", (triton_out, triton_lse), ref, low)
+    _accurate(f"prefill (Triton, same case) N={n} {dtype}", triton_got, ref, low)
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not _hopper(), reason="the Gluon prefill (wgmma, TMA) is Hopper-only")
-def test_prefill_sm90_gluon_dispatch(monkeypatch):
+def test_prefill_sm90_gluon_dispatch():
     """The default rule: a causal call without lengths at N = LONG_PREFILL (a multiple of
     128) takes the Gluon kernel and is accurate; the same call with N not a multiple of
     128, with a non-contiguous out=, with lengths, or not causal, takes the Triton kernel."""
-    import importlib
-
     from kernels._config import LONG_PREFILL
 
-    prefill_module = importlib.import_module("kernels.prefill")
-    calls = []
-    launch = prefill_module._sm90_module().launch
-    monkeypatch.setattr(prefill_module._sm90_module(), "launch",
-                        lambda *a, **kw: (calls.append(1), launch(*a, **kw))[1])
     n = LONG_PREFILL
     assert n % 128 == 0
-    g = torch.Generator(device="cuda").manual_seed(5)
-    q = torch.randn((1, 4, n, 128), generator=g, device="cuda").half()
-    k = torch.randn((1, 2, n, 128), generator=g, device="cuda").half()
-    v = torch.randn((1, 2, n, 128), generator=g, device="cuda").half()
-    got = kernels.prefill(q, k, v, causal=True, return_lse=True)
-    assert calls == [1], "N = LONG_PREFILL did not take the Gluon kernel"
-    _accurate(f"prefill (default rule) N={n}", got, oracles.prefill_ref(q, k, v, causal=True),
-              oracles.prefill_ref(q, k, v, causal=True, dtype=torch.float16))
+    q, k, v = _qkv128(1, 4, 2, n, torch.float16, seed=5)
     strided_out = torch.empty((1, n, 4, 128), device="cuda", dtype=torch.float16).transpose(1, 2)
     lens = torch.tensor([n], dtype=torch.int32, device="cuda")
-    kernels.prefill(q[:, :, :-1], k[:, :, :-1], v[:, :, :-1], causal=True)
-    kernels.prefill(q, k, v, causal=True, out=strided_out)
-    kernels.prefill(q, k, v, causal=True, seq_lens=lens)
-    kernels.prefill(q, k, v, causal=False)
-    assert calls == [1], "a call outside the Gluon kernel's scope took it"
+    with _gluon_spy() as spy:
+        got = kernels.prefill(q, k, v, causal=True, return_lse=True)
+        assert spy.call_count == 1, "N = LONG_PREFILL did not take the Gluon kernel"
+        kernels.prefill(q[:, :, :-1], k[:, :, :-1], v[:, :, :-1], causal=True)
+        kernels.prefill(q, k, v, causal=True, out=strided_out)
+        kernels.prefill(q, k, v, causal=True, seq_lens=lens)
+        kernels.prefill(q, k, v, causal=False)
+        assert spy.call_count == 1, "a call outside the Gluon kernel's scope took it"
+    _accurate(f"prefill (default rule) N={n}", got, oracles.prefill_ref(q, k, v, causal=True),
+              oracles.prefill_ref(q, k, v, causal=True, dtype=torch.float16))
 
 
 # The properties that hold for any one implementation (the load-path and program-order
@@ -246,11 +242,8 @@ def test_prefill_sm90_properties(prop, case, device):
     """The suite's properties on the Gluon kernel, forced (kernels._config.prefill_gluon):
     Hypothesis draws the cases and shrinks a failure like any other. Every case must reach
     the Gluon kernel at least once."""
-    import importlib
-
     from kernels._config import prefill_gluon
 
-    module = importlib.import_module("kernels.prefill")._sm90_module()
-    with prefill_gluon(True), mock.patch.object(module, "launch", wraps=module.launch) as spy:
+    with prefill_gluon(True), _gluon_spy() as spy:
         check("prefill", prop, case, device)
     assert spy.called, f"the case never reached the Gluon kernel: {case}"
