@@ -388,50 +388,6 @@ def probe_empty_marginal(timer: Timer) -> list[dict]:
     return rows
 
 
-def probe_lengths_first(timer: Timer) -> list[dict]:
-    """What the length loads at the start of a var-len prefill program cost (session 9):
-    the seed shape (B8 Hq64 Hkv16 N1024 D64) padded to the seed lengths and to the full
-    length, key lengths given as the query lengths' own tensor (one load) or as a copy of
-    it (a second load, which the compiler issues only after the first has arrived), with
-    and without the early query-tile load (_config.prefill_early_q); packed at the seed
-    lengths with cu_seqlens_k as cu_seqlens_q or as a copy; the full length without
-    lengths for reference. A B A B; eager calls, GFLOP/s of the call's lengths."""
-    import kernels
-    from kernels._config import prefill_early_q, prefill_gluon
-
-    batch, hq, hkv, n, d = 8, 64, 16, 1024, 64
-    _, q, k, v = _qkv(batch, hq, hkv, n, d, q_len=n)
-    shape = f"prefill B{batch} Hq{hq} Hkv{hkv} N{n} D{d}"
-    calls = [("full length, no lengths", [n] * batch, None, lambda: kernels.prefill(
-        q, k, v, causal=True, validate=False))]
-    for name, lengths in (("seed lengths", cases.SEED_LENGTHS), ("every length 1024", [n] * batch)):
-        lens = torch.tensor(lengths, dtype=torch.int32, device="cuda")
-        copy = lens.clone()
-        for early in (False, True):
-            for kv_name, kv in (("key lengths = seq_lens", None), ("key lengths a copy", copy)):
-                label = f"padded, {name}, {kv_name}, early q {'on' if early else 'off'}"
-                calls.append((label, lengths, early, lambda lens=lens, kv=kv: kernels.prefill(
-                    q, k, v, causal=True, seq_lens=lens, kv_seq_lens=kv, validate=False)))
-    total = sum(cases.SEED_LENGTHS)
-    gen = cases._gen(0)
-    pq, pk, pv = (cases._randn(gen, (total, h, d), torch.float16) for h in (hq, hkv, hkv))
-    cu = torch.tensor([0, *torch.tensor(cases.SEED_LENGTHS).cumsum(0).tolist()],
-                      dtype=torch.int32, device="cuda")
-    for kv_name, cu_k in (("cu_seqlens_k = cu_seqlens_q", None), ("cu_seqlens_k a copy", cu.clone())):
-        calls.append((f"packed, seed lengths, {kv_name}", cases.SEED_LENGTHS, None,
-                      lambda cu_k=cu_k: kernels.prefill_varlen(
-                          pq, pk, pv, cu, cu_k, max_seqlen_q=n, validate=False)))
-    rows = []
-    with prefill_gluon(False):
-        for _ in range(2):
-            for label, lengths, early, call in calls:
-                flops = cases.causal_flops(lengths, hq, d)
-                mode = contextlib.nullcontext() if early is None else prefill_early_q(early)
-                with mode:
-                    rows.append(_row(shape, label, call, None, flops, timer, graph=False))
-    return rows
-
-
 def _row(shape, label, fn, setup, nbytes, timer, graph: bool = True) -> dict:
     """nbytes: bytes (GB/s column) or, for prefill rows, FLOPs (TFLOP/s x 1000)."""
     try:
@@ -474,7 +430,7 @@ def main(argv=None) -> int:
                              "chunk, 'all' or 'default'")
     parser.add_argument("--only", default="sparse,decode,paged,prefill",
                         help="which probes to run (comma-separated; also: splitrule, empty, "
-                             "order, marginal, lengths)")
+                             "order, marginal)")
     parser.add_argument("--out", default="benchmarks/results")
     parser.add_argument("--tag", default="")
     args = parser.parse_args(argv)
@@ -506,8 +462,6 @@ def main(argv=None) -> int:
         rows += probe_order(timer)
     if "marginal" in only:
         rows += probe_empty_marginal(timer)
-    if "lengths" in only:
-        rows += probe_lengths_first(timer)
     if "prefill" in only:
         rows += probe_prefill([x.strip() for x in args.chunk_pairs.split(",") if x.strip()],
                               timer)

@@ -197,31 +197,6 @@ def prefill_tiles_from_end(lengths_vary: bool, pairs_per_chunk: int) -> bool:
     return lengths_vary and pairs_per_chunk == 1
 
 
-# Padded var-len prefill through TMA, levels counted from the longest length: each program
-# asks for its query tile together with its length instead of after it (prefill.py,
-# EARLY_Q). A tile past the length is then loaded for nothing. Measured: see NOTES, session 9.
-PADDED_EARLY_Q = True
-_early_q: contextvars.ContextVar[bool | None] = contextvars.ContextVar("early_q", default=None)
-
-
-@contextlib.contextmanager
-def prefill_early_q(enabled: bool):
-    """Force padded prefill's early query-tile load on (where it applies) or off inside a
-    block: the tests check both give the same bits, the probe times both."""
-    token = _early_q.set(bool(enabled))
-    try:
-        yield
-    finally:
-        _early_q.reset(token)
-
-
-def prefill_early_q_on(padded: bool, use_tma: bool, tiles_from_end: bool) -> bool:
-    """Whether padded prefill loads each query tile before its length has arrived."""
-    forced = _early_q.get()
-    wanted = PADDED_EARLY_Q if forced is None else forced
-    return wanted and padded and use_tma and not tiles_from_end
-
-
 # Programmatic dependent launch (sm_90 and later): decode's merge kernel is launched while
 # the split kernel still runs; its programs wait (griddepcontrol.wait) for the split
 # kernel's results, so the merge's launch latency hides behind the split kernel's tail.

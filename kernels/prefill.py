@@ -136,8 +136,6 @@ def _prefill_kernel(
     IS_CAUSAL: tl.constexpr,
     HAS_LENS: tl.constexpr,
     IS_VARLEN: tl.constexpr,
-    SAME_LENS: tl.constexpr,  # the key lengths are the query lengths (one tensor): one load
-    EARLY_Q: tl.constexpr,  # padded layout through TMA: q's tile is asked for with the lengths
     WRITE_LSE: tl.constexpr,
     HEAD_DIM_PAD: tl.constexpr,
     EVEN_D: tl.constexpr,
@@ -176,34 +174,18 @@ def _prefill_kernel(
     off_h = pid_bh % num_q_heads
     off_kvh = off_h // group_size
 
-    # The lengths come first: every load after them waits for them. With SAME_LENS the
-    # key lengths are the query lengths' values, not a second load (which the compiler
-    # would issue only after the first had arrived: it is used under `start_m < q_len`).
     if IS_VARLEN:
         q_start = tl.load(q_lens_ptr + off_b)
         q_len = tl.load(q_lens_ptr + off_b + 1) - q_start
-        if SAME_LENS:
-            k_start = q_start
-            kv_len = q_len
-        else:
-            k_start = tl.load(kv_lens_ptr + off_b)
-            kv_len = tl.load(kv_lens_ptr + off_b + 1) - k_start
+        k_start = tl.load(kv_lens_ptr + off_b)
+        kv_len = tl.load(kv_lens_ptr + off_b + 1) - k_start
         store_rows = q_len  # rows past q_len belong to the next sequence
     else:
         q_start = 0
         k_start = 0
         if HAS_LENS:  # clamped: with validate=False a bad length must not read past N
-            raw_q_len = tl.load(q_lens_ptr + off_b)
-            raw_kv_len = raw_q_len if SAME_LENS else tl.load(kv_lens_ptr + off_b)
-            if EARLY_Q:
-                # Levels count from the longest length here, so this program's query tile
-                # is known before its length arrives: its copy is in flight during the
-                # length's load, not after it. A tile past the length is loaded for nothing
-                # (it lies inside the padded tensor).
-                tl.static_assert(USE_TMA and not TILES_FROM_END)
-                q_early = q_desc.load([off_b, off_h, (num_m_tiles - 1 - level) * BLOCK_M, 0])
-            q_len = tl.minimum(tl.maximum(raw_q_len, 0), n_q)
-            kv_len = tl.minimum(tl.maximum(raw_kv_len, 0), n_k)
+            q_len = tl.minimum(tl.maximum(tl.load(q_lens_ptr + off_b), 0), n_q)
+            kv_len = tl.minimum(tl.maximum(tl.load(kv_lens_ptr + off_b), 0), n_k)
         else:
             q_len = n_q
             kv_len = n_k
@@ -241,9 +223,7 @@ def _prefill_kernel(
     acc = tl.zeros([BLOCK_M, HEAD_DIM_PAD], dtype=tl.float32)
     if start_m < q_len:  # else: padding rows (or none) only: no load, zeros are written
         desc_b = 0 if IS_VARLEN else off_b  # varlen: one packed batch, rows from q/k_start
-        if EARLY_Q:
-            q = q_early.reshape(BLOCK_M, HEAD_DIM_PAD)
-        elif USE_TMA:
+        if USE_TMA:
             # A whole box: rows past q_len hold padding or the next packed sequence (or TMA's
             # zeros past the tensor). Rows never mix in attention, and those rows' outputs
             # are masked below, so they cannot reach a valid row. In shared memory, q feeds
@@ -359,12 +339,6 @@ def _has_228kb_smem(device: torch.device) -> bool:
     return cc_major(device) in (9, 10)
 
 
-def _same_vector(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """a and b are one vector in memory (the key lengths default to the query lengths)."""
-    return a is b or (a.data_ptr() == b.data_ptr() and a.shape == b.shape
-                      and a.stride() == b.stride() and a.dtype == b.dtype)
-
-
 def _launch(q, k, v, out, lse, q_lens, kv_lens, *, n_q, n_k, max_q, num_batch, causal,
             varlen, sm_scale):
     """q/k/v/out as 4-D [B, H, N, D] views (varlen: [1, H, T, D] with batch stride 0)."""
@@ -420,8 +394,6 @@ def _launch(q, k, v, out, lse, q_lens, kv_lens, *, n_q, n_k, max_q, num_batch, c
         stride_lse_batch=0 if varlen else lse_strides[0], stride_lse_head=lse_strides[1],
         stride_lse_seq=lse_strides[2],
         IS_CAUSAL=causal, HAS_LENS=has_lens and not varlen, IS_VARLEN=varlen,
-        SAME_LENS=has_lens and _same_vector(q_lens, kv_lens),
-        EARLY_Q=_config.prefill_early_q_on(padded, use_tma, tiles_from_end),
         WRITE_LSE=lse is not None, HEAD_DIM_PAD=head_dim_pad,
         EVEN_D=head_dim == head_dim_pad, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
         FP32=q.dtype == torch.float32, ALIGNED=is_aligned, USE_TMA=use_tma,

@@ -93,9 +93,7 @@ def prefill_source(args, cfg: _config.Config) -> ASTSource:
     consts = dict(IS_CAUSAL=True, HAS_LENS=args.lens, IS_VARLEN=args.varlen,
                   WRITE_LSE=False, HEAD_DIM_PAD=d, EVEN_D=True, BLOCK_M=cfg.block_m,
                   BLOCK_N=cfg.block_n, FP32=False, ALIGNED=True, USE_TMA=use_tma,
-                  TILES_FROM_END=args.from_end, SAME_LENS=not args.distinct_lens,
-                  EARLY_Q=(args.lens and use_tma and not args.from_end
-                           and not args.no_early_q))
+                  TILES_FROM_END=args.lens or args.varlen)
     return _signature(mod._prefill_kernel, values, consts)
 
 
@@ -169,12 +167,6 @@ def main(argv=None) -> int:
     ap.add_argument("--varlen", action="store_true", help="prefill: packed var-len")
     ap.add_argument("--pointer", action="store_true", help="prefill: pointer loads, no TMA")
     ap.add_argument("--long", action="store_true", help="prefill: the long-sequence table")
-    ap.add_argument("--from-end", action="store_true",
-                    help="prefill: query tiles counted from each length's end (one pair per chunk)")
-    ap.add_argument("--distinct-lens", action="store_true",
-                    help="prefill: key lengths in their own tensor (else the query lengths')")
-    ap.add_argument("--no-early-q", action="store_true",
-                    help="prefill --lens: the query tile loaded after the length (EARLY_Q off)")
     for name in ("block-m", "block-n", "warps", "stages", "maxnreg"):
         ap.add_argument(f"--{name}", type=int, default=None)
     ap.add_argument("--sass", action="store_true", help="write sm90_report.sass")
