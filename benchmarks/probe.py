@@ -388,6 +388,45 @@ def probe_empty_marginal(timer: Timer) -> list[dict]:
     return rows
 
 
+def probe_padded_overhead(timer: Timer) -> list[dict]:
+    """Where the padded kernel's extra time at full length comes from (session 9: every
+    length 1024 given as seq_lens took 231 us against 219.5 without lengths): the seed
+    shape (B8 Hq64 Hkv16 N1024 D64) without lengths, padded with every length 1024 and
+    packed at full length, each in one chunk of all (batch, head) pairs (the var-len
+    default) and pair after pair (the full-length default); the padded seed lengths for
+    reference. A B A B; eager calls; the Triton kernel."""
+    import kernels
+    from kernels._config import prefill_chunk, prefill_gluon, prefill_order_from_end
+
+    batch, hq, hkv, n, d = 8, 64, 16, 1024, 64
+    _, q, k, v = _qkv(batch, hq, hkv, n, d, q_len=n)
+    full = torch.full((batch,), n, dtype=torch.int32, device="cuda")
+    seed = torch.tensor(cases.SEED_LENGTHS, dtype=torch.int32, device="cuda")
+    cu = torch.arange(0, (batch + 1) * n, n, dtype=torch.int32, device="cuda")
+    packed = [t.transpose(1, 2).reshape(batch * n, t.shape[1], d) for t in (q, k, v)]
+    calls = {
+        "no lengths": (lambda: kernels.prefill(q, k, v, validate=False), [n] * batch),
+        "padded, every length 1024": (lambda: kernels.prefill(
+            q, k, v, seq_lens=full, validate=False), [n] * batch),
+        "packed, every length 1024": (lambda: kernels.prefill_varlen(
+            *packed, cu, max_seqlen_q=n, validate=False), [n] * batch),
+        "padded, seed lengths": (lambda: kernels.prefill(
+            q, k, v, seq_lens=seed, validate=False), list(cases.SEED_LENGTHS)),
+    }
+    shape = f"prefill B{batch} Hq{hq} Hkv{hkv} N{n} D{d}"
+    rows = []
+    with prefill_gluon(False), prefill_order_from_end(False):
+        for _ in range(2):
+            for name, (call, lengths) in calls.items():
+                for pairs, order in ((batch * hq, "one chunk of all pairs"),
+                                     (1, "pair after pair")):
+                    with prefill_chunk(pairs):
+                        rows.append(_row(shape, f"{name}, {order}", call, None,
+                                         cases.causal_flops(lengths, hq, d), timer,
+                                         graph=False))
+    return rows
+
+
 def _row(shape, label, fn, setup, nbytes, timer, graph: bool = True) -> dict:
     """nbytes: bytes (GB/s column) or, for prefill rows, FLOPs (TFLOP/s x 1000)."""
     try:
@@ -430,7 +469,7 @@ def main(argv=None) -> int:
                              "chunk, 'all' or 'default'")
     parser.add_argument("--only", default="sparse,decode,paged,prefill",
                         help="which probes to run (comma-separated; also: splitrule, empty, "
-                             "order, marginal)")
+                             "order, marginal, padded)")
     parser.add_argument("--out", default="benchmarks/results")
     parser.add_argument("--tag", default="")
     args = parser.parse_args(argv)
@@ -462,6 +501,8 @@ def main(argv=None) -> int:
         rows += probe_order(timer)
     if "marginal" in only:
         rows += probe_empty_marginal(timer)
+    if "padded" in only:
+        rows += probe_padded_overhead(timer)
     if "prefill" in only:
         rows += probe_prefill([x.strip() for x in args.chunk_pairs.split(",") if x.strip()],
                               timer)
