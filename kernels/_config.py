@@ -58,6 +58,12 @@ _tma_mode: contextvars.ContextVar[bool | None] = contextvars.ContextVar("tma_mod
 PADDED_TMA = True
 
 
+# Padded var-len through TMA: the key tile that crosses a length is loaded moved back to end
+# at it (prefill.py, SHIFT_LAST), in the one pipelined loop, instead of by masked pointer
+# loads in a second loop. Measured: benchmarks/NOTES.md, session 9.
+PADDED_SHIFT = True
+
+
 def tma_mode() -> bool | None:
     """Whether prefill loads through TMA descriptors (see prefill._tma_ok): None = the
     tuned default, True = wherever the layout allows, False = never."""

@@ -61,6 +61,8 @@ def _attend_key_tiles(
     mask_from,  # tiles from here on get the score mask (the causal diagonal, the length's end)
     kv_len, causal_shift, head_dim, qk_scale,
     BOUNDED: tl.constexpr,  # tiles may reach past kv_len: masked pointer loads, no TMA
+    SHIFT_LAST: tl.constexpr,  # TMA with a length: a tile crossing kv_len loads its last
+    #   BLOCK_N valid rows instead (see below)
     IS_CAUSAL: tl.constexpr,
     EVEN_D: tl.constexpr,
     BLOCK_N: tl.constexpr,
@@ -72,7 +74,15 @@ def _attend_key_tiles(
     d_ok = dim_ok(offs_d, head_dim, EVEN_D)
     for start_n in tl.range(lo, hi, BLOCK_N, num_stages=STAGES):
         start_n = tl.multiple_of(start_n, BLOCK_N)
-        offs_n = start_n + offs_n0
+        if SHIFT_LAST:
+            # A tile that crosses kv_len is moved back to end at it: rows [kv_len - BLOCK_N,
+            # kv_len), so no key past the length is read (rows before the tensor's start,
+            # kv_len < BLOCK_N, arrive from TMA as zeros). Its keys before start_n were
+            # seen by the previous tile: the mask below drops them. Other tiles stay.
+            first_n = tl.minimum(start_n, kv_len - BLOCK_N)
+        else:
+            first_n = start_n
+        offs_n = first_n + offs_n0
         # 64-bit tile start, 32-bit offsets inside the tile: start_n * stride can pass
         # 2**31 in a long sequence, BLOCK_N * stride cannot.
         k_tile = k_base_ptr + start_n.to(tl.int64) * stride_k_seq
@@ -82,7 +92,7 @@ def _attend_key_tiles(
         if USE_TMA and not BOUNDED:
             # One bulk copy per tile, no address arithmetic. Rows past the tensor's end
             # arrive as zeros (TMA bounds every dimension); their scores are masked below.
-            row = desc_row0 + start_n
+            row = desc_row0 + first_n
             kt = tl.trans(
                 k_desc.load([desc_b, desc_h, row, 0]).reshape(BLOCK_N, offs_d.shape[0]))
             v = v_desc.load([desc_b, desc_h, row, 0]).reshape(BLOCK_N, offs_d.shape[0])
@@ -99,6 +109,8 @@ def _attend_key_tiles(
         # the same software pipeline as the rest.
         if start_n >= mask_from:
             ok = offs_n[None, :] < kv_len
+            if SHIFT_LAST:
+                ok = ok & (offs_n[None, :] >= start_n)
             if IS_CAUSAL:
                 ok = ok & (offs_n[None, :] <= offs_m[:, None] + causal_shift)
             s = tl.where(ok, s, float("-inf"))
@@ -145,6 +157,7 @@ def _prefill_kernel(
     ALIGNED: tl.constexpr,  # every q/k/v/out stride is a multiple of 16 elements
     USE_TMA: tl.constexpr,
     TILES_FROM_END: tl.constexpr,  # query tiles ordered from each length's end (see below)
+    PADDED_SHIFT: tl.constexpr,  # padded through TMA: the tile crossing kv_len moved back
 ):
     stride_q_batch = aligned(stride_q_batch, ALIGNED)
     stride_q_head = aligned(stride_q_head, ALIGNED)
@@ -235,9 +248,12 @@ def _prefill_kernel(
 
         # Key tiles [0, hi) in one loop; from mask_from on, scores are masked (the causal
         # diagonal; keys past kv_len). Loads: [0, whole_hi) are whole tiles of valid keys;
-        # the one tile that crosses kv_len, [whole_hi, hi), takes masked pointer loads in a
-        # second loop so no key past the length is read. With TMA on the fixed layout
-        # (kv_len == the tensor's N) there is no such tile: TMA reads zeros past N.
+        # no key past the length may be read, so the one tile that crosses kv_len,
+        # [whole_hi, hi), takes masked pointer loads in a second loop, except with TMA on
+        # the [B, H, N, D] layout: without lengths (kv_len == the tensor's N) TMA reads
+        # zeros past N, and with lengths the tile is moved back to end at kv_len
+        # (SHIFT_LAST). Packed var-len keeps the second loop: moved back, the tile of a
+        # sequence shorter than BLOCK_N would read the previous sequence's rows.
         causal_shift = kv_len - q_len
         if IS_CAUSAL:
             hi = tl.minimum(kv_len, start_m + BLOCK_M + causal_shift)
@@ -248,8 +264,9 @@ def _prefill_kernel(
             hi = kv_len
             mask_from = kv_len // BLOCK_N * BLOCK_N
         hi = tl.maximum(hi, 0)
-        TMA_BOUNDS: tl.constexpr = USE_TMA and not HAS_LENS and not IS_VARLEN
-        if TMA_BOUNDS:
+        SHIFT_LAST: tl.constexpr = USE_TMA and HAS_LENS and PADDED_SHIFT
+        ONE_LOOP: tl.constexpr = (USE_TMA and not HAS_LENS and not IS_VARLEN) or SHIFT_LAST
+        if ONE_LOOP:
             whole_hi = hi
         else:
             whole_hi = tl.minimum(hi, kv_len // BLOCK_N * BLOCK_N)
@@ -258,15 +275,15 @@ def _prefill_kernel(
             acc, m_i, l_i, q, k_base, v_base, k_desc, v_desc, desc_b, off_kvh, k_start,
             stride_k_seq, stride_v_seq, offs_m, offs_d,
             0, whole_hi, mask_from, kv_len, causal_shift, head_dim, qk_scale,
-            BOUNDED=False, IS_CAUSAL=IS_CAUSAL, EVEN_D=EVEN_D, BLOCK_N=BLOCK_N,
-            FP32=FP32, USE_TMA=USE_TMA, STAGES=None)
-        if not TMA_BOUNDS:  # at most one tile: no pipelining, no buffers for it
+            BOUNDED=False, SHIFT_LAST=SHIFT_LAST, IS_CAUSAL=IS_CAUSAL, EVEN_D=EVEN_D,
+            BLOCK_N=BLOCK_N, FP32=FP32, USE_TMA=USE_TMA, STAGES=None)
+        if not ONE_LOOP:  # at most one tile: no pipelining, no buffers for it
             acc, m_i, l_i = _attend_key_tiles(
                 acc, m_i, l_i, q, k_base, v_base, k_desc, v_desc, desc_b, off_kvh, k_start,
                 stride_k_seq, stride_v_seq, offs_m, offs_d,
                 whole_hi, hi, whole_hi, kv_len, causal_shift, head_dim, qk_scale,
-                BOUNDED=True, IS_CAUSAL=IS_CAUSAL, EVEN_D=EVEN_D, BLOCK_N=BLOCK_N,
-                FP32=FP32, USE_TMA=USE_TMA, STAGES=1)
+                BOUNDED=True, SHIFT_LAST=False, IS_CAUSAL=IS_CAUSAL, EVEN_D=EVEN_D,
+                BLOCK_N=BLOCK_N, FP32=FP32, USE_TMA=USE_TMA, STAGES=1)
 
     out, lse = finalize(acc, m_i, l_i)
     out = tl.where(row_ok[:, None], out, 0.0)
@@ -397,7 +414,7 @@ def _launch(q, k, v, out, lse, q_lens, kv_lens, *, n_q, n_k, max_q, num_batch, c
         WRITE_LSE=lse is not None, HEAD_DIM_PAD=head_dim_pad,
         EVEN_D=head_dim == head_dim_pad, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
         FP32=q.dtype == torch.float32, ALIGNED=is_aligned, USE_TMA=use_tma,
-        TILES_FROM_END=tiles_from_end, **launch_options,
+        TILES_FROM_END=tiles_from_end, PADDED_SHIFT=_config.PADDED_SHIFT, **launch_options,
     )
 
 
