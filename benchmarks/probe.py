@@ -459,6 +459,45 @@ def probe_padded_shift(timer: Timer) -> list[dict]:
     return rows
 
 
+def probe_grid(timer: Timer) -> list[dict]:
+    """Prefill on one grid axis (program coordinates by runtime division) against the 3-D
+    grids of its two common orders (_config.PREFILL_3D_GRID, session 9): the seed shape
+    (B8 Hq64 Hkv16 N1024 D64) at full length, padded to the seed lengths and packed at the
+    seed lengths, and B4 Hq32 Hkv8 N4096 D128 on the Triton kernel. A B A B; eager calls."""
+    import kernels
+    from kernels._config import prefill_gluon
+
+    batch, hq, hkv, n, d = 8, 64, 16, 1024, 64
+    _, q, k, v = _qkv(batch, hq, hkv, n, d, q_len=n)
+    lens = torch.tensor(cases.SEED_LENGTHS, dtype=torch.int32, device="cuda")
+    total = sum(cases.SEED_LENGTHS)
+    gen = cases._gen(0)
+    pq, pk, pv = (cases._randn(gen, (total, h, d), torch.float16) for h in (hq, hkv, hkv))
+    cu = torch.tensor([0, *torch.tensor(cases.SEED_LENGTHS).cumsum(0).tolist()],
+                      dtype=torch.int32, device="cuda")
+    _, q4, k4, v4 = _qkv(4, 32, 8, 4096, 128, q_len=4096)
+    seed = f"B{batch} Hq{hq} Hkv{hkv} N{n} D{d}"
+    calls = (
+        (f"prefill {seed} full length", [n] * batch, hq, d,
+         lambda: kernels.prefill(q, k, v, validate=False)),
+        (f"prefill {seed} padded, seed lengths", cases.SEED_LENGTHS, hq, d,
+         lambda: kernels.prefill(q, k, v, seq_lens=lens, validate=False)),
+        (f"prefill packed seed lengths Hq{hq} Hkv{hkv} D{d}", cases.SEED_LENGTHS, hq, d,
+         lambda: kernels.prefill_varlen(pq, pk, pv, cu, max_seqlen_q=n, validate=False)),
+        ("prefill B4 Hq32 Hkv8 N4096 D128 (Triton)", [4096] * 4, 32, 128,
+         lambda: kernels.prefill(q4, k4, v4, validate=False)),
+    )
+    rows = []
+    with prefill_gluon(False):
+        for shape, lengths, heads, dim, call in calls:
+            for three_d in (False, True, False, True):
+                with _patched("kernels._config", "PREFILL_3D_GRID", three_d):
+                    rows.append(_row(shape, "3-D grid" if three_d else "one grid axis", call,
+                                     None, cases.causal_flops(lengths, heads, dim), timer,
+                                     graph=False))
+    return rows
+
+
 def _row(shape, label, fn, setup, nbytes, timer, graph: bool = True) -> dict:
     """nbytes: bytes (GB/s column) or, for prefill rows, FLOPs (TFLOP/s x 1000)."""
     try:
@@ -501,7 +540,7 @@ def main(argv=None) -> int:
                              "chunk, 'all' or 'default'")
     parser.add_argument("--only", default="sparse,decode,paged,prefill",
                         help="which probes to run (comma-separated; also: splitrule, empty, "
-                             "order, marginal, padded, shift)")
+                             "order, marginal, padded, shift, grid)")
     parser.add_argument("--out", default="benchmarks/results")
     parser.add_argument("--tag", default="")
     args = parser.parse_args(argv)
@@ -537,6 +576,8 @@ def main(argv=None) -> int:
         rows += probe_padded_overhead(timer)
     if "shift" in only:
         rows += probe_padded_shift(timer)
+    if "grid" in only:
+        rows += probe_grid(timer)
     if "prefill" in only:
         rows += probe_prefill([x.strip() for x in args.chunk_pairs.split(",") if x.strip()],
                               timer)

@@ -64,6 +64,11 @@ PADDED_TMA = True
 PADDED_SHIFT = True
 
 
+# Prefill's two common program orders on 3-D grids, whose coordinates come straight from
+# the program ids (prefill._grid). Measured: benchmarks/NOTES.md, session 9.
+PREFILL_3D_GRID = True
+
+
 def tma_mode() -> bool | None:
     """Whether prefill loads through TMA descriptors (see prefill._tma_ok): None = the
     tuned default, True = wherever the layout allows, False = never."""

@@ -158,6 +158,7 @@ def _prefill_kernel(
     USE_TMA: tl.constexpr,
     TILES_FROM_END: tl.constexpr,  # query tiles ordered from each length's end (see below)
     PADDED_SHIFT: tl.constexpr,  # padded through TMA: the tile crossing kv_len moved back
+    GRID_ORDER: tl.constexpr,  # 0: one grid axis; 1, 2: 3-D grids (see below and _grid)
 ):
     stride_q_batch = aligned(stride_q_batch, ALIGNED)
     stride_q_head = aligned(stride_q_head, ALIGNED)
@@ -171,20 +172,31 @@ def _prefill_kernel(
     stride_o_batch = aligned(stride_o_batch, ALIGNED)
     stride_o_head = aligned(stride_o_head, ALIGNED)
     stride_o_seq = aligned(stride_o_seq, ALIGNED)
-    # Program order (one grid axis): the (batch, head) pairs in chunks of bh_per_chunk
-    # (the host's choice: _config.prefill_chunk_pairs); inside a chunk, level by level,
-    # the heaviest causal tiles (last rows) of every pair first, then the next lighter
-    # ones: the long tiles start early and the short ones fill the tail. The query tile
-    # of a level is chosen below, once the sequence's length is known.
-    num_bh = tl.num_programs(0) // num_m_tiles
-    pid = tl.program_id(0)
-    first_bh = (pid // (bh_per_chunk * num_m_tiles)) * bh_per_chunk
-    chunk_bh = tl.minimum(bh_per_chunk, num_bh - first_bh)  # the last chunk may be short
-    r = pid - first_bh * num_m_tiles
-    level = r // chunk_bh
-    pid_bh = first_bh + r % chunk_bh
-    off_b = pid_bh // num_q_heads
-    off_h = pid_bh % num_q_heads
+    # Program order: the (batch, head) pairs in chunks of bh_per_chunk (the host's choice:
+    # _config.prefill_chunk_pairs); inside a chunk, level by level, the heaviest causal
+    # tiles (last rows) of every pair first, then the next lighter ones: the long tiles
+    # start early and the short ones fill the tail. The query tile of a level is chosen
+    # below, once the sequence's length is known. The two common chunkings take a 3-D
+    # grid whose x-fastest launch order is that order (GRID_ORDER, see _grid), so the
+    # coordinates need no runtime division before the first load; others, one axis.
+    if GRID_ORDER == 1:  # one chunk of all pairs: grid (Hq, B, levels)
+        off_h = tl.program_id(0)
+        off_b = tl.program_id(1)
+        level = tl.program_id(2)
+    elif GRID_ORDER == 2:  # one pair per chunk: grid (levels, Hq, B)
+        level = tl.program_id(0)
+        off_h = tl.program_id(1)
+        off_b = tl.program_id(2)
+    else:
+        num_bh = tl.num_programs(0) // num_m_tiles
+        pid = tl.program_id(0)
+        first_bh = (pid // (bh_per_chunk * num_m_tiles)) * bh_per_chunk
+        chunk_bh = tl.minimum(bh_per_chunk, num_bh - first_bh)  # the last chunk may be short
+        r = pid - first_bh * num_m_tiles
+        level = r // chunk_bh
+        pid_bh = first_bh + r % chunk_bh
+        off_b = pid_bh // num_q_heads
+        off_h = pid_bh % num_q_heads
     off_kvh = off_h // group_size
 
     if IS_VARLEN:
@@ -356,6 +368,25 @@ def _has_228kb_smem(device: torch.device) -> bool:
     return cc_major(device) in (9, 10)
 
 
+GRID_YZ_LIMIT = 65535  # CUDA's limit on gridDim.y and gridDim.z
+
+
+def _grid(num_m_tiles: int, num_batch: int, num_q_heads: int, bh_per_chunk: int):
+    """The launch grid and the kernel's GRID_ORDER. CUDA launches a grid's programs x
+    fastest, then y, then z (not a documented promise; the one-axis order relies on the
+    same launch-order behaviour), so (Hq, B, levels) is one chunk of all pairs, level by
+    level, and (levels, Hq, B) is pair after pair: the kernel reads its coordinates from
+    the program ids, with no runtime division before its first load (_config.PREFILL_3D_GRID).
+    Other chunkings, or sizes past the y/z limit, take one axis."""
+    num_bh = num_batch * num_q_heads
+    if _config.PREFILL_3D_GRID:
+        if bh_per_chunk >= num_bh and max(num_batch, num_m_tiles) <= GRID_YZ_LIMIT:
+            return (num_q_heads, num_batch, num_m_tiles), 1
+        if bh_per_chunk == 1 and max(num_q_heads, num_batch) <= GRID_YZ_LIMIT:
+            return (num_m_tiles, num_q_heads, num_batch), 2
+    return (num_m_tiles * num_bh,), 0
+
+
 def _launch(q, k, v, out, lse, q_lens, kv_lens, *, n_q, n_k, max_q, num_batch, causal,
             varlen, sm_scale):
     """q/k/v/out as 4-D [B, H, N, D] views (varlen: [1, H, T, D] with batch stride 0)."""
@@ -400,7 +431,8 @@ def _launch(q, k, v, out, lse, q_lens, kv_lens, *, n_q, n_k, max_q, num_batch, c
         q_desc, k_desc, v_desc = q, k, v
         # the register cap was measured on the TMA path; pointer loads need more
         launch_options.pop("maxnreg", None)
-    _prefill_kernel[(num_m_tiles * num_bh,)](
+    grid, grid_order = _grid(num_m_tiles, num_batch, num_q_heads, bh_per_chunk)
+    _prefill_kernel[grid](
         q_ptr=q, k_ptr=k, v_ptr=v, q_desc=q_desc, k_desc=k_desc, v_desc=v_desc,
         out_ptr=out, lse_ptr=lse_arg,
         q_lens_ptr=q_lens if has_lens else q, kv_lens_ptr=kv_lens if has_lens else q,
@@ -414,7 +446,8 @@ def _launch(q, k, v, out, lse, q_lens, kv_lens, *, n_q, n_k, max_q, num_batch, c
         WRITE_LSE=lse is not None, HEAD_DIM_PAD=head_dim_pad,
         EVEN_D=head_dim == head_dim_pad, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
         FP32=q.dtype == torch.float32, ALIGNED=is_aligned, USE_TMA=use_tma,
-        TILES_FROM_END=tiles_from_end, PADDED_SHIFT=_config.PADDED_SHIFT, **launch_options,
+        TILES_FROM_END=tiles_from_end, PADDED_SHIFT=_config.PADDED_SHIFT,
+        GRID_ORDER=grid_order, **launch_options,
     )
 
 

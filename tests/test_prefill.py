@@ -90,6 +90,24 @@ def test_program_order_choice():
         assert _config.prefill_tiles_from_end(lengths_vary=False, pairs_per_chunk=512)
 
 
+def test_prefill_grid_shapes(monkeypatch):
+    """The launch grid (kernels.prefill._grid): one chunk of all pairs as (Hq, B, levels),
+    one pair per chunk as (levels, Hq, B), launched x fastest in the kernel's program
+    order; other chunkings, sizes past CUDA's y/z limit of 65535, or PREFILL_3D_GRID off
+    take one axis of levels x pairs."""
+    from kernels import _config
+    from kernels.prefill import _grid
+
+    assert _grid(16, 8, 64, 512) == ((64, 8, 16), 1)
+    assert _grid(16, 8, 64, 1) == ((16, 64, 8), 2)
+    assert _grid(16, 8, 64, 3) == ((16 * 512,), 0)
+    assert _grid(70000, 2, 4, 8) == ((70000 * 8,), 0)  # levels past gridDim.z
+    assert _grid(70000, 2, 4, 1) == ((70000, 4, 2), 2)  # levels on x: no limit there
+    assert _grid(3, 70000, 1, 1) == ((3 * 70000,), 0)  # batch past gridDim.z
+    monkeypatch.setattr(_config, "PREFILL_3D_GRID", False)
+    assert _grid(16, 8, 64, 512) == ((16 * 512,), 0)
+
+
 def test_varlen_loose_max_seqlen_q(device, monkeypatch):
     """max_seqlen_q only sizes the grid. A loose bound (3x the longest length + 17, more
     16-row tiles than the packed rows) gives the bits of the exact one: with validate=True, where
