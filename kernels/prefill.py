@@ -1,9 +1,9 @@
 """Prefill attention: causal or not, fixed, padded var-len and packed var-len, any GQA.
 
 Algorithm (FlashAttention-2 forward): one program per (query tile of BLOCK_M rows,
-batch x query head), on one grid axis ordered heaviest causal tiles first (see
+batch x query head), launched heaviest causal tiles first (see
 ``_config.PREFILL_CHUNK_BYTES``: across all pairs when lengths vary and the call's K/V
-fits in L2, else pair by pair). It streams key tiles of BLOCK_N rows through the online
+fits in L2, else pair by pair; both orders on 3-D grids, ``_grid``). It streams key tiles of BLOCK_N rows through the online
 softmax in ``_jit.online_softmax_step``, in one software-pipelined loop over the key tiles:
 tiles on the causal diagonal (or at the length's end) apply the score mask under a
 branch on a scalar, so the tiles below the diagonal pay nothing for it and the diagonal
@@ -12,9 +12,10 @@ Tiles past the valid length or fully above the diagonal are never visited, and a
 tile past its sequence's length loads nothing, so the cost follows the valid lengths,
 not the padded size. On Hopper, with 16-bit inputs and a layout TMA can address
 (``_tma_ok``), q and the key tiles arrive through tensor descriptors (bulk copies into
-shared memory, no address arithmetic). With var-len lengths the one key tile that
-crosses a length takes masked pointer loads instead, so no key past the valid length
-is read; on the fixed layout TMA itself returns zeros past the tensor's end.
+shared memory, no address arithmetic). No key past the valid length is read: on the
+fixed layout TMA returns zeros past the tensor's end; padded var-len loads the key tile
+that crosses a length moved back to end at it; packed var-len loads that tile with
+masked pointer loads.
 
 On Hopper, long causal calls without lengths at head_dim 128 go to a second implementation,
 kernels/prefill_sm90.py (Gluon: warp-specialised, softmax overlapped with the tensor
