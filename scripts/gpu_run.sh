@@ -4,7 +4,7 @@
 # Steps may be joined with commas (tests,probe); all = tests,bench.
 # Logs and results go under $OUT (default ./.out). Environment knobs:
 #   HYPOTHESIS_PROFILE (default dev), HYPOTHESIS_MAX_EXAMPLES (cap for smoke runs),
-#   TEST_TIMEOUT (s, default 420), TEST_WORKERS (pytest-xdist workers, default 8),
+#   TEST_TIMEOUT (s, default 560), TEST_WORKERS (pytest-xdist workers, default 14),
 #   BENCH_ARGS / SWEEP_ARGS / PROBE_ARGS (extra args for python -m benchmarks /
 #   benchmarks.sweep / benchmarks.probe). Benchmark results come back as
 #   $OUT/bench_results.tgz (the device tool returns at most 8 files).
@@ -22,7 +22,7 @@ if wants tests; then
   start=$(date +%s)
   export ERROR_RATIOS_DIR=${ERROR_RATIOS_DIR:-$(mktemp -d)}  # worst ratios per worker
   # SIGINT at the limit: pytest still prints its summary and the slowest tests
-  timeout -s INT -k 30 "${TEST_TIMEOUT:-420}" python3 -m pytest -n "${TEST_WORKERS:-8}" -q -p no:cacheprovider \
+  timeout -s INT -k 30 "${TEST_TIMEOUT:-560}" python3 -m pytest -n "${TEST_WORKERS:-14}" -q -p no:cacheprovider \
       --durations=15 "$@" 2>&1 | tee "$OUT/tests.log"
   rc=${PIPESTATUS[0]}
   # The limit can land in xdist's teardown after a complete, all-passed summary (session 6,
