@@ -3,8 +3,9 @@
 Algorithm (FlashAttention-2 forward): one program per (query tile of BLOCK_M rows,
 batch x query head), launched heaviest causal tiles first (see
 ``_config.PREFILL_CHUNK_BYTES``: across all pairs when lengths vary and the call's K/V
-fits in L2, else pair by pair; both orders on 3-D grids, ``_grid``). It streams key tiles of BLOCK_N rows through the online
-softmax in ``_jit.online_softmax_step``, in one software-pipelined loop over the key tiles:
+fits in L2, else pair by pair; both orders on 3-D grids, ``_grid``). It streams key
+tiles of BLOCK_N rows through the online softmax in ``_jit.online_softmax_step``, in one
+software-pipelined loop over the key tiles:
 tiles on the causal diagonal (or at the length's end) apply the score mask under a
 branch on a scalar, so the tiles below the diagonal pay nothing for it and the diagonal
 stays in the same pipeline (a separate masked loop cost 5-13%: benchmarks/NOTES.md, v7).
