@@ -427,38 +427,6 @@ def probe_padded_overhead(timer: Timer) -> list[dict]:
     return rows
 
 
-def probe_padded_shift(timer: Timer) -> list[dict]:
-    """Padded var-len through TMA with the key tile that crosses a length moved back to end
-    at it, in the one pipelined loop (_config.PADDED_SHIFT, session 9), against a second
-    loop of masked pointer loads for that tile: the seed shape (B8 Hq64 Hkv16 N1024 D64)
-    at the seed lengths and at every length 1024 (the full-length call for reference), and
-    B4 Hq32 Hkv8 N4096 D128 at lengths 4096, 3001, 1500, 777. A B A B; eager calls."""
-    import kernels
-    from kernels._config import prefill_gluon
-
-    rows = []
-    for batch, hq, hkv, n, d, lengths in (
-            (8, 64, 16, 1024, 64, cases.SEED_LENGTHS), (8, 64, 16, 1024, 64, [1024] * 8),
-            (4, 32, 8, 4096, 128, (4096, 3001, 1500, 777))):
-        _, q, k, v = _qkv(batch, hq, hkv, n, d, q_len=n)
-        lens = torch.tensor(lengths, dtype=torch.int32, device="cuda")
-        shape = (f"prefill padded B{batch} Hq{hq} Hkv{hkv} N{n} D{d} "
-                 f"lengths {','.join(map(str, lengths))}")
-        flops = cases.causal_flops(lengths, hq, d)
-
-        def padded(q=q, k=k, v=v, lens=lens):
-            return kernels.prefill(q, k, v, seq_lens=lens, validate=False)
-
-        with prefill_gluon(False):
-            rows.append(_row(shape, "no lengths", lambda q=q, k=k, v=v: kernels.prefill(
-                q, k, v, validate=False), None, flops, timer, graph=False))
-            for shift in (False, True, False, True):
-                label = f"lengths, last tile {'moved back' if shift else 'by pointer loads'}"
-                with _patched("kernels._config", "PADDED_SHIFT", shift):
-                    rows.append(_row(shape, label, padded, None, flops, timer, graph=False))
-    return rows
-
-
 def probe_grid(timer: Timer) -> list[dict]:
     """Prefill on one grid axis (program coordinates by runtime division) against the 3-D
     grids of its two common orders (_config.PREFILL_3D_GRID, session 9): the seed shape
@@ -540,7 +508,7 @@ def main(argv=None) -> int:
                              "chunk, 'all' or 'default'")
     parser.add_argument("--only", default="sparse,decode,paged,prefill",
                         help="which probes to run (comma-separated; also: splitrule, empty, "
-                             "order, marginal, padded, shift, grid)")
+                             "order, marginal, padded, grid)")
     parser.add_argument("--out", default="benchmarks/results")
     parser.add_argument("--tag", default="")
     args = parser.parse_args(argv)
@@ -574,8 +542,6 @@ def main(argv=None) -> int:
         rows += probe_empty_marginal(timer)
     if "padded" in only:
         rows += probe_padded_overhead(timer)
-    if "shift" in only:
-        rows += probe_padded_shift(timer)
     if "grid" in only:
         rows += probe_grid(timer)
     if "prefill" in only:

@@ -58,15 +58,6 @@ _tma_mode: contextvars.ContextVar[bool | None] = contextvars.ContextVar("tma_mod
 PADDED_TMA = True
 
 
-# Padded var-len through TMA: the key tile that crosses a length is loaded moved back to end
-# at it (prefill.py, SHIFT_LAST), in the one pipelined loop, instead of by masked pointer
-# loads in a second loop; that loop's registers are gone (sm_90: D64 no spills from 24
-# bytes, D128 153 registers from 213). H200, probe v19-shift, A B A B (benchmarks/NOTES.md,
-# session 9): padded seed lengths 103.2 -> 99.5 us, every length 1024 231.6 -> 222.1 (no
-# lengths 220.2), B4 N4096 D128 at lengths 4096/3001/1500/777 528 -> 521.
-PADDED_SHIFT = True
-
-
 # Prefill's two common program orders on 3-D grids, whose coordinates come straight from
 # the program ids (prefill._grid), instead of three runtime integer divisions (~120
 # instructions) ahead of the first load. H200, probe v19-grid, A B A B: full seed 218.9 ->

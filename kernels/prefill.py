@@ -72,6 +72,7 @@ def _attend_key_tiles(
     USE_TMA: tl.constexpr,  # the loads come through the tensor-memory accelerator
     STAGES: tl.constexpr,  # software-pipelining depth of this loop (None: the launch's)
 ):
+    tl.static_assert(not SHIFT_LAST or (USE_TMA and not BOUNDED))  # pointers start at start_n
     offs_n0 = tl.arange(0, BLOCK_N)
     d_ok = dim_ok(offs_d, head_dim, EVEN_D)
     for start_n in tl.range(lo, hi, BLOCK_N, num_stages=STAGES):
@@ -159,7 +160,6 @@ def _prefill_kernel(
     ALIGNED: tl.constexpr,  # every q/k/v/out stride is a multiple of 16 elements
     USE_TMA: tl.constexpr,
     TILES_FROM_END: tl.constexpr,  # query tiles ordered from each length's end (see below)
-    PADDED_SHIFT: tl.constexpr,  # padded through TMA: the tile crossing kv_len moved back
     GRID_ORDER: tl.constexpr,  # 0: one grid axis; 1, 2: 3-D grids (see below and _grid)
 ):
     stride_q_batch = aligned(stride_q_batch, ALIGNED)
@@ -278,7 +278,7 @@ def _prefill_kernel(
             hi = kv_len
             mask_from = kv_len // BLOCK_N * BLOCK_N
         hi = tl.maximum(hi, 0)
-        SHIFT_LAST: tl.constexpr = USE_TMA and HAS_LENS and PADDED_SHIFT
+        SHIFT_LAST: tl.constexpr = USE_TMA and HAS_LENS
         ONE_LOOP: tl.constexpr = (USE_TMA and not HAS_LENS and not IS_VARLEN) or SHIFT_LAST
         if ONE_LOOP:
             whole_hi = hi
@@ -400,6 +400,7 @@ def _launch(q, k, v, out, lse, q_lens, kv_lens, *, n_q, n_k, max_q, num_batch, c
     num_m_tiles, num_bh = triton.cdiv(max_q, cfg.block_m), num_batch * num_q_heads
     if num_m_tiles == 0 or num_bh == 0:
         return
+    # A bound of the one-axis grid that _grid can fall back to; the 3-D grids keep it too.
     if num_m_tiles * num_bh > GRID_LIMIT:
         raise ValueError(f"this call needs {num_m_tiles} query tiles x {num_bh} (batch, head) "
                          f"pairs = {num_m_tiles * num_bh} programs, more than one CUDA grid "
@@ -448,8 +449,7 @@ def _launch(q, k, v, out, lse, q_lens, kv_lens, *, n_q, n_k, max_q, num_batch, c
         WRITE_LSE=lse is not None, HEAD_DIM_PAD=head_dim_pad,
         EVEN_D=head_dim == head_dim_pad, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
         FP32=q.dtype == torch.float32, ALIGNED=is_aligned, USE_TMA=use_tma,
-        TILES_FROM_END=tiles_from_end, PADDED_SHIFT=_config.PADDED_SHIFT,
-        GRID_ORDER=grid_order, **launch_options,
+        TILES_FROM_END=tiles_from_end, GRID_ORDER=grid_order, **launch_options,
     )
 
 

@@ -93,7 +93,7 @@ def prefill_source(args, cfg: _config.Config) -> ASTSource:
     consts = dict(IS_CAUSAL=True, HAS_LENS=args.lens, IS_VARLEN=args.varlen,
                   WRITE_LSE=False, HEAD_DIM_PAD=d, EVEN_D=True, BLOCK_M=cfg.block_m,
                   BLOCK_N=cfg.block_n, FP32=False, ALIGNED=True, USE_TMA=use_tma,
-                  TILES_FROM_END=args.lens or args.varlen, PADDED_SHIFT=_config.PADDED_SHIFT,
+                  TILES_FROM_END=args.lens or args.varlen,
                   GRID_ORDER=2)
     return _signature(mod._prefill_kernel, values, consts)
 

@@ -122,8 +122,8 @@ def test_varlen_rows_past_2_31_elements():
 def test_prefill_long_config(dtype, padded):
     """Query lengths >= LONG_PREFILL take the long-sequence tile config (M128 N128 at
     D128): fixed length, and padded lengths that are not tile multiples with the keys
-    past each length NaN (the tile crossing a length takes masked pointer loads; the
-    rest comes through TMA on Hopper)."""
+    past each length NaN (on Hopper every key tile comes through TMA; the one crossing a
+    length is loaded moved back to end at it)."""
     from kernels._config import LONG_PREFILL, PREFILL_LONG, prefill_config
 
     n, d = LONG_PREFILL + 37, 128

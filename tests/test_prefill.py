@@ -34,7 +34,9 @@ TMA_VARLEN = PrefillCase(batch=3, num_kv_heads=1, group_size=2, head_dim=32, n_q
                          dtype="float16", causal=True, q_lens=(17, 40, 33), kv_lens=None,
                          scale=1.0, transposed=False, slack_rows=3, seed=1)
 # Padded var-len on the same layout with key lengths that end inside a tile: the tile
-# crossing each length must not be read through TMA (unread_memory runs the TMA path too).
+# crossing each length is loaded moved back to end at it, and no key past the length may
+# be read (unread_memory runs the TMA path too). On the GPU (BLOCK_N 64) these lengths are
+# below one tile, so the moved tile starts before the tensor and TMA fills those rows.
 TMA_PADDED = replace(TMA_VARLEN, kv_lens=(23, 40, 35), slack_rows=0, seed=4)
 # The same with keys shorter than queries (negative causal shift: the first rows of
 # sequences 0 and 2 see no key at all).
