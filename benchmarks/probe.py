@@ -319,6 +319,17 @@ def probe_empty_programs(timer: Timer) -> list[dict]:
     return rows
 
 
+def _packed(lengths, hq: int, hkv: int, d: int):
+    """Packed var-len fp16 q [T, Hq, D], k/v [T, Hkv, D] (seed 0) and cu_seqlens for
+    `lengths`."""
+    gen = cases._gen(0)
+    total = sum(lengths)
+    q, k, v = (cases._randn(gen, (total, h, d), torch.float16) for h in (hq, hkv, hkv))
+    cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32,
+                      device="cuda")
+    return q, k, v, cu
+
+
 def probe_order(timer: Timer) -> list[dict]:
     """Prefill's query-tile order with lengths (_config.prefill_order_from_end): counted
     from each sequence's end (tiles past the length last) against counted from the
@@ -332,11 +343,8 @@ def probe_order(timer: Timer) -> list[dict]:
                                 ((6240, 4096, 3000, 2048, 1000), 32, 8, 128)):
         batch, n = len(lengths), max(lengths)
         flops = cases.causal_flops(lengths, hq, d)
-        gen = cases._gen(0)
         total = sum(lengths)
-        q, k, v = (cases._randn(gen, (total, h, d), torch.float16) for h in (hq, hkv, hkv))
-        cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32,
-                          device="cuda")
+        q, k, v, cu = _packed(lengths, hq, hkv, d)
         calls = {f"packed T{total}": lambda q=q, k=k, v=v, cu=cu, n=n: kernels.prefill_varlen(
             q, k, v, cu, max_seqlen_q=n, validate=False)}
         if d == 64:  # the padded seed: [B, H, N, D] with seq_lens
@@ -364,12 +372,9 @@ def probe_empty_marginal(timer: Timer) -> list[dict]:
     from kernels._config import prefill_chunk
 
     lengths, hq, hkv, d = cases.SEED_LENGTHS, 64, 16, 64
-    batch, total = len(lengths), sum(lengths)
+    batch = len(lengths)
     flops = cases.causal_flops(lengths, hq, d)
-    gen = cases._gen(0)
-    q, k, v = (cases._randn(gen, (total, h, d), torch.float16) for h in (hq, hkv, hkv))
-    cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32,
-                      device="cuda")
+    q, k, v, cu = _packed(lengths, hq, hkv, d)
     lens = torch.tensor(lengths, dtype=torch.int32, device="cuda")
     calls = {}
     for n in (1024, 2048, 4096):
@@ -438,11 +443,7 @@ def probe_grid(timer: Timer) -> list[dict]:
     batch, hq, hkv, n, d = 8, 64, 16, 1024, 64
     _, q, k, v = _qkv(batch, hq, hkv, n, d, q_len=n)
     lens = torch.tensor(cases.SEED_LENGTHS, dtype=torch.int32, device="cuda")
-    total = sum(cases.SEED_LENGTHS)
-    gen = cases._gen(0)
-    pq, pk, pv = (cases._randn(gen, (total, h, d), torch.float16) for h in (hq, hkv, hkv))
-    cu = torch.tensor([0, *torch.tensor(cases.SEED_LENGTHS).cumsum(0).tolist()],
-                      dtype=torch.int32, device="cuda")
+    pq, pk, pv, cu = _packed(cases.SEED_LENGTHS, hq, hkv, d)
     _, q4, k4, v4 = _qkv(4, 32, 8, 4096, 128, q_len=4096)
     seed = f"B{batch} Hq{hq} Hkv{hkv} N{n} D{d}"
     calls = (
