@@ -22,8 +22,11 @@ if wants tests; then
   start=$(date +%s)
   export ERROR_RATIOS_DIR=${ERROR_RATIOS_DIR:-$(mktemp -d)}  # worst ratios per worker
   # SIGINT at the limit: pytest still prints its summary and the slowest tests
-  timeout -s INT -k 30 "${TEST_TIMEOUT:-560}" python3 -m pytest -n "${TEST_WORKERS:-14}" -q -p no:cacheprovider \
-      --durations=15 "$@" 2>&1 | tee "$OUT/tests.log"
+  # worksteal (xdist >= 3.2): an idle worker takes queued tests from a busy one, so the
+  # slow properties that conftest.py puts first do not queue behind each other
+  dist=$(python3 -c 'import xdist.scheduler as s; print("worksteal" if hasattr(s, "WorkStealingScheduling") else "load")')
+  timeout -s INT -k 30 "${TEST_TIMEOUT:-560}" python3 -m pytest -n "${TEST_WORKERS:-14}" --dist "$dist" \
+      -q -p no:cacheprovider --durations=15 "$@" 2>&1 | tee "$OUT/tests.log"
   rc=${PIPESTATUS[0]}
   # The limit can land in xdist's teardown after a complete, all-passed summary (session 6,
   # call 1: "654 passed in 392 s", then rc 124 at 400 s). An interrupted run says

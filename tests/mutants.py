@@ -342,7 +342,7 @@ MUTANTS: tuple[Mutant, ...] = (
            "return page, (t % page_size).to(tl.int64)",
            "page id * page stride computed in int32",
            gpu_only="overflows only past 2**31 cache elements; CPU caches are tiny",
-           gpu_tests=(GPU_INT64 + "test_paged_pages_past_2_31_elements",)),
+           gpu_tests=(GPU_INT64 + "test_paged_pages_past_2_32_elements",)),
     Mutant("decode_batch_offset_int32", "decode", DEC,
            "k_base = k_ptr + off_b.to(tl.int64) * stride_k_batch",
            "k_base = k_ptr + off_b * stride_k_batch",

@@ -44,11 +44,14 @@ def _accurate(what, got, args_ref, args_low):
 
 
 @pytest.mark.gpu
-def test_paged_pages_past_2_31_elements():
-    """Used pages sit at the end of a cache of > 2**31 elements; the rest is NaN."""
+def test_paged_pages_past_2_32_elements():
+    """Used pages sit at the end of a cache of > 2**32 elements; the rest is NaN. There a
+    page offset computed in int32 wraps to a small positive offset, inside the cache: a
+    silent wrong answer (NaN rows), not a crash, if the kernel got it wrong."""
     g = torch.Generator(device="cuda").manual_seed(0)
     page, hkv, d = 16, 1, 128
-    num_pages = (2**31) // (page * hkv * d) + 50_000
+    num_pages = (2**32) // (page * hkv * d) + 50_000
+    assert 2**32 < (num_pages - 20) * page * hkv * d < 2**32 + 2**31
     kc, vc = _nan((num_pages, page, hkv, d)), _nan((num_pages, page, hkv, d))
     seq_lens = torch.tensor([100, 37], dtype=torch.int32, device="cuda")
     table = torch.full((2, 8), -1, dtype=torch.int32, device="cuda")
