@@ -4,7 +4,8 @@
 # Steps may be joined with commas (tests,probe); all = tests,bench.
 # Logs and results go under $OUT (default ./.out). Environment knobs:
 #   HYPOTHESIS_PROFILE (default dev), HYPOTHESIS_MAX_EXAMPLES (cap for smoke runs),
-#   TEST_TIMEOUT (s, default 560), TEST_WORKERS (pytest-xdist workers, default 14),
+#   TEST_TIMEOUT (s, default 560), TEST_WORKERS (pytest-xdist workers, default 14 per GPU:
+#   a one-GPU H200 machine has 16 cores; the suite's compiles are CPU-bound),
 #   BENCH_ARGS / SWEEP_ARGS / PROBE_ARGS (extra args for python -m benchmarks /
 #   benchmarks.sweep / benchmarks.probe). Benchmark results come back as
 #   $OUT/bench_results.tgz (the device tool returns at most 8 files).
@@ -25,7 +26,8 @@ if wants tests; then
   # worksteal (xdist >= 3.2): an idle worker takes queued tests from a busy one, so the
   # slow properties that conftest.py puts first do not queue behind each other
   dist=$(python3 -c 'import xdist.scheduler as s; print("worksteal" if hasattr(s, "WorkStealingScheduling") else "load")')
-  timeout -s INT -k 30 "${TEST_TIMEOUT:-560}" python3 -m pytest -n "${TEST_WORKERS:-14}" --dist "$dist" \
+  gpus=$(nvidia-smi -L | grep -c '^GPU'); (( gpus > 0 )) || gpus=1
+  timeout -s INT -k 30 "${TEST_TIMEOUT:-560}" python3 -m pytest -n "${TEST_WORKERS:-$(( 14 * gpus ))}" --dist "$dist" \
       -q -p no:cacheprovider --durations=15 "$@" 2>&1 | tee "$OUT/tests.log"
   rc=${PIPESTATUS[0]}
   # The limit can land in xdist's teardown after a complete, all-passed summary (session 6,

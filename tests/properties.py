@@ -233,35 +233,49 @@ def load_paths_agree(runner, case, device):
     assert_close_pair("lse, TMA vs pointer loads", lse, ref_lse, bound * scale, case=case)
 
 
-@prop
-def program_order_agrees(runner, case, device):
+def _orders_agree(runner, case, device, from_end: bool):
     """Prefill's program order (pairs of batch and head per chunk, see
     _config.prefill_chunk_pairs; query tiles counted from the longest length or from each
     sequence's end, _config.prefill_tiles_from_end) moves work between programs' start
-    times, never between programs: every order gives the same bits. Chunks of pairs - 1
-    leave a short last chunk whenever there are 3 pairs or more; outputs start as NaN, so
-    a tile that one order skips cannot pass on memory another call left behind."""
+    times, never between programs: every order gives the bits of one pair per chunk, tiles
+    from the longest. Chunks of pairs - 1 leave a short last chunk whenever there are 3
+    pairs or more; outputs start as NaN, so a tile that one order skips cannot pass on
+    memory another call left behind. Each order compiles its own kernel variant: the two
+    properties below split the orders, so that xdist can run them side by side."""
     from kernels._config import prefill_chunk, prefill_order_from_end
 
     args = runner.inputs(case, device)
     like = args["q"]
     pairs_total = case.batch * case.num_kv_heads * case.group_size
 
-    def run(pairs, from_end):
+    def run(pairs, tiles_from_end):
         out = torch.full(like.shape, float("nan"), dtype=like.dtype, device=device)
-        with prefill_chunk(pairs), prefill_order_from_end(from_end):
+        with prefill_chunk(pairs), prefill_order_from_end(tiles_from_end):
             return _restrict(runner, args, *runner.call(args, out=out))
 
     ref, ref_lse = run(1, False)
     short_last = max(1, pairs_total - 1)
-    for from_end, chunkings in ((False, {2, 3, short_last, 1 << 30}),
-                                (True, {1, short_last, 1 << 30})):
-        for pairs in sorted(chunkings):
-            start = "each end" if from_end else "the longest"
-            what = f"{pairs} pairs per chunk, tiles from {start}"
-            out, lse = run(pairs, from_end)
-            assert_same_bits(f"out ({what})", out, ref, case=case)
-            assert_same_bits(f"lse ({what})", lse, ref_lse, case=case)
+    chunkings = {1, short_last, 1 << 30} if from_end else {2, 3, short_last, 1 << 30}
+    start = "each end" if from_end else "the longest"
+    for pairs in sorted(chunkings):
+        what = f"{pairs} pairs per chunk, tiles from {start}"
+        out, lse = run(pairs, from_end)
+        assert_same_bits(f"out ({what})", out, ref, case=case)
+        assert_same_bits(f"lse ({what})", lse, ref_lse, case=case)
+
+
+@prop
+def program_order_agrees(runner, case, device):
+    """Query tiles counted from the longest length: 2, 3, pairs - 1 and all pairs per
+    chunk give the bits of one pair per chunk."""
+    _orders_agree(runner, case, device, from_end=False)
+
+
+@prop
+def program_order_from_end_agrees(runner, case, device):
+    """Query tiles counted from each sequence's end: 1, pairs - 1 and all pairs per chunk
+    give the bits of one pair per chunk, tiles from the longest."""
+    _orders_agree(runner, case, device, from_end=True)
 
 
 def _permute_pages(args, seed):

@@ -11,11 +11,12 @@ from tests import sizes
 from tests.properties import check
 
 COMMON = ["accuracy", "finite", "unread_memory", "every_element_written", "inputs_untouched",
-          "deterministic", "gqa_equals_mha", "load_paths_agree", "program_order_agrees"]
+          "deterministic", "gqa_equals_mha", "load_paths_agree", "program_order_agrees",
+          "program_order_from_end_agrees"]
 
 
 # Five (batch, head) pairs and three query tiles (on the CPU's 16-row tiles): chunks of
-# 2, 3 and 4 pairs all end short (program_order_agrees).
+# 2, 3 and 4 pairs all end short (program_order_agrees, program_order_from_end_agrees).
 ODD_PAIRS = PrefillCase(batch=1, num_kv_heads=5, group_size=1, head_dim=16, n_q=40, n_k=40,
                         dtype="float16", causal=True, q_lens=None, kv_lens=None, scale=1.0,
                         transposed=False, slack_rows=0, seed=6)
