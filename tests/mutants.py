@@ -115,6 +115,11 @@ MUTANTS: tuple[Mutant, ...] = (
            "    hi = tl.maximum(hi, 0)\n",
            "    hi = tl.maximum(tl.minimum(hi, kv_len // BLOCK_N * BLOCK_N), 0)\n",
            "key range rounded down to whole tiles: the last partial key tile is dropped"),
+    Mutant("prefill_pad_rows_only_with_lse", "prefill", PRE,
+           "    out = tl.where(row_ok[:, None], out, 0.0)\n",
+           "    if WRITE_LSE:\n        out = tl.where(row_ok[:, None], out, 0.0)\n",
+           "query rows past a sequence's length are zeroed only when the LSE is returned "
+           "(the public default, return_lse=False, leaves them as computed)"),
     Mutant("prefill_order_pair_digit", "prefill", PRE,
            "pid_bh = first_bh + r % chunk_bh",
            "pid_bh = first_bh + r // num_m_tiles",

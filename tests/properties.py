@@ -80,6 +80,10 @@ def accuracy(runner, case, device):
     assert_close_to_oracle("out", out, ref_out, low_out, dtype, case=case,
                            max_logit=max_logit)
     assert_close_to_oracle("lse", lse, ref_lse, low_lse, dtype, case=case, lse=True)
+    # The public default, return_lse=False, compiles without the LSE stores: same rule.
+    out, _ = _restrict(runner, args, *runner.call(args, return_lse=False))
+    assert_close_to_oracle("out (return_lse=False)", out, ref_out, low_out, dtype, case=case,
+                           max_logit=max_logit)
 
 
 @prop

@@ -30,8 +30,11 @@ class Runner:
     def inputs(self, case, device) -> dict:
         return self.build(case, device)
 
-    def call(self, args: dict, **extra):
-        return self.kernel(**args, return_lse=True, **extra)
+    def call(self, args: dict, *, return_lse: bool = True, **extra):
+        """(out, lse); lse is None with return_lse=False (the default of the public API,
+        a kernel variant of its own)."""
+        got = self.kernel(**args, return_lse=return_lse, **extra)
+        return got if return_lse else (got, None)
 
     def oracle(self, args: dict, dtype=torch.float64):
         return self.oracle_fn(**{k: v for k, v in args.items() if k not in KERNEL_ONLY},
