@@ -8,7 +8,8 @@ the report.
 
 File format (version 1; stable, independent of Hypothesis's database):
   {"format": 1, "kernel": str, "property": str, "case": {"type": "PrefillCase" | ..., every
-   field}, "requires_gpu": bool, "error": str (first lines), "test": str (node id),
+   field}, "requires_gpu": bool (informative: replay decides with gpu_only_reason), "error":
+   str (first lines), "test": str (node id),
    "versions": {"python", "torch", "triton", "hypothesis"}, "device": str, "created": date}
 Replay: python -m pytest tests/test_corpus.py -k <file stem>
 """
@@ -39,13 +40,34 @@ def _versions() -> dict:
             "triton": triton.__version__, "hypothesis": hypothesis.__version__}
 
 
-def needs_gpu(case) -> bool:
-    return getattr(case, "dtype", "") == "bfloat16"  # tl.dot on bf16 is wrong in the interpreter
+# What the Triton interpreter replays in seconds: q.k multiply-adds (every query head,
+# every query row, every key it attends, times D) and K/V elements allocated.
+CPU_MAX_MACS = 2e7
+CPU_MAX_KV_ELEMENTS = 4e6
+
+
+def gpu_only_reason(case) -> str | None:
+    """Why the CPU (Triton interpreter) cannot replay `case`, or None if it can. Decided
+    from the case alone, wherever it was recorded: a failure first seen on a GPU replays
+    on the CPU too when the interpreter can run it."""
+    if getattr(case, "dtype", "") == "bfloat16":
+        return "bf16: tl.dot on bf16 operands is wrong in the Triton interpreter"
+    q_heads = case.batch * case.num_kv_heads * case.group_size
+    if hasattr(case, "n_q"):  # prefill
+        pairs, ctx = case.n_q * case.n_k, case.n_k
+    else:  # decode family: one query row over its keys (or its selected positions)
+        pairs, ctx = (case.num_indices or case.n_ctx), case.n_ctx
+    macs = q_heads * pairs * case.head_dim
+    kv = case.batch * case.num_kv_heads * ctx * case.head_dim
+    if macs > CPU_MAX_MACS or kv > CPU_MAX_KV_ELEMENTS:
+        return (f"GPU-sized for the interpreter: {macs:.3g} multiply-adds (limit "
+                f"{CPU_MAX_MACS:.3g}), {kv:.3g} K/V elements (limit {CPU_MAX_KV_ELEMENTS:.3g})")
+    return None
 
 
 def entry(kernel: str, prop: str, case, device, error: str = "", test: str = "") -> dict:
     return {"format": FORMAT, "kernel": kernel, "property": prop, "case": case.to_dict(),
-            "requires_gpu": needs_gpu(case) or str(device).startswith("cuda"),
+            "requires_gpu": gpu_only_reason(case) is not None,
             "error": error, "test": test, "versions": _versions(), "device": str(device),
             "created": datetime.date.today().isoformat()}
 

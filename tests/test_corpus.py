@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from strategies import case_from_dict
-from tests.corpus_io import CORPUS_DIR, FORMAT
+from tests.corpus_io import CORPUS_DIR, FORMAT, gpu_only_reason
 from tests.properties import check
 
 FILES = sorted(CORPUS_DIR.glob("*.json"))
@@ -24,7 +24,8 @@ def test_corpus_is_not_empty():
 def test_replay(path, device):
     e = json.loads(path.read_text())
     assert e["format"] == FORMAT, f"{path.name}: corpus format {e['format']} != {FORMAT}"
-    if e["requires_gpu"] and not torch.cuda.is_available():
-        pytest.skip("needs a CUDA device (bf16 tl.dot is wrong in the interpreter, or "
-                    "the case is GPU-sized)")
-    check(e["kernel"], e["property"], case_from_dict(e["case"]), device)
+    case = case_from_dict(e["case"])
+    reason = gpu_only_reason(case)
+    if reason and not torch.cuda.is_available():
+        pytest.skip(f"needs a CUDA device ({reason})")
+    check(e["kernel"], e["property"], case, device)
