@@ -280,6 +280,11 @@ MUTANTS: tuple[Mutant, ...] = (
            "            t = tl.maximum(t, 0)\n"
            "            t_ok = pos_ok & (t < seq_len)\n",
            "-1 (unused slot) clamped to 0 and attended as token 0"),
+    Mutant("sparse_index_past_length_read", "sparse", DEC,
+           "t_ok = pos_ok & (t >= 0) & (t < seq_len)",
+           "t_ok = pos_ok & (t >= 0)",
+           "an index at or past seq_len is attended (validate=False lets it through; "
+           "sparse.py promises it is skipped, never read)"),
     Mutant("sparse_kv_head_row_for_every_query_head", "sparse", DEC,
            "+ off_hp.to(tl.int64) * stride_idx_head",
            "+ off_kvh.to(tl.int64) * stride_idx_head",

@@ -370,6 +370,35 @@ def sparse_every_index_equals_dense(runner, case, device):
 
 
 @prop
+def sparse_unvalidated_out_of_range_skipped(runner, case, device):
+    """With validate=False, index entries outside [0, seq_len) are skipped, never read
+    (kernels/sparse.py): past the length, past the cache's capacity, below -1. The output
+    equals, bit for bit, the same call with -1 in those slots, with NaN in every K/V row
+    and table entry that the valid indices do not reach."""
+    args = runner.inputs(case, device)
+    idx = args["indices"]
+    if idx.numel() == 0:
+        return
+    b = idx.shape[0]
+    cap = (args["block_table"].shape[1] * args["k_cache"].shape[1] if "block_table" in args
+           else args["k"].shape[2])
+    lens = (args["seq_lens"].long() if args.get("seq_lens") is not None
+            else torch.full((b,), cap, device=device)).view(b, 1, 1)
+    g = torch.Generator().manual_seed(case.seed + 3)
+    pick = (torch.rand(idx.shape, generator=g) < 0.4).to(device)
+    kind = torch.randint(0, 5, idx.shape, generator=g).to(device)
+    wild = torch.stack([lens, lens + 5, torch.full_like(lens, cap), torch.full_like(lens, -2),
+                        torch.full_like(lens, -(2**31))]).expand(5, *idx.shape)
+    wild = wild.gather(0, kind.unsqueeze(0)).squeeze(0).to(torch.int32)
+    poisoned = runner.poison(args)
+    out, lse = runner.call({**poisoned, "indices": torch.where(pick, -1, idx)}, validate=False)
+    out_w, lse_w = runner.call({**poisoned, "indices": torch.where(pick, wild, idx)},
+                               validate=False)
+    assert_same_bits("out (out-of-range indices, validate=False)", out_w, out, case=case)
+    assert_same_bits("lse (out-of-range indices, validate=False)", lse_w, lse, case=case)
+
+
+@prop
 def sparse_shuffle_invariant(runner, case, device):
     args = runner.inputs(case, device)
     out, _ = runner.call(args)

@@ -10,7 +10,8 @@ from tests.properties import check
 COMMON = ["accuracy", "finite", "unread_memory", "every_element_written", "inputs_untouched",
           "deterministic", "batch_equals_one_by_one", "splits_agree", "gqa_equals_mha",
           "sparse_every_index_equals_dense", "sparse_shuffle_invariant",
-          "sparse_per_query_head_equals_per_kv_head"]
+          "sparse_per_query_head_equals_per_kv_head",
+          "sparse_unvalidated_out_of_range_skipped"]
 
 
 @pytest.mark.parametrize("prop", COMMON + ["sparse_dense_equals_paged"])
