@@ -22,13 +22,6 @@ ODD_PAIRS = PrefillCase(batch=1, num_kv_heads=5, group_size=1, head_dim=16, n_q=
                         transposed=False, slack_rows=0, seed=6)
 
 
-@pytest.mark.parametrize("prop", COMMON + ["batch_equals_one_by_one"])
-@given(case=prefill_cases(**sizes.prefill()))
-@example(case=ODD_PAIRS)
-def test_prefill(prop, case, device):
-    check("prefill", prop, case, device)
-
-
 # Packed sequences that take the TMA path (fp16, power-of-two D, aligned strides) with
 # sequences past the first, partial tiles and slack rows: always run, on the CPU too.
 TMA_VARLEN = PrefillCase(batch=3, num_kv_heads=1, group_size=2, head_dim=32, n_q=40, n_k=40,
@@ -47,6 +40,21 @@ TMA_PADDED_SHORT_KEYS = replace(TMA_PADDED, kv_lens=(5, 40, 12), seed=5)
 NO_KEYS = replace(TMA_VARLEN, batch=2, n_q=5, n_k=0, causal=False, q_lens=(5, 3),
                   kv_lens=(0, 0), slack_rows=0, seed=2)
 NO_QUERIES = replace(TMA_VARLEN, batch=2, n_q=0, n_k=0, q_lens=(0, 0), slack_rows=0, seed=3)
+# Empty dense tensors (no lengths): no queries, no keys (causal), no batch.
+EMPTY_DENSE = [replace(ODD_PAIRS, num_kv_heads=1, group_size=2, n_q=0, n_k=7, seed=7),
+               replace(ODD_PAIRS, num_kv_heads=1, group_size=2, n_q=5, n_k=0, seed=8),
+               replace(ODD_PAIRS, batch=0, seed=9)]
+
+
+@pytest.mark.parametrize("prop", COMMON + ["batch_equals_one_by_one"])
+@given(case=prefill_cases(**sizes.prefill()))
+@example(case=ODD_PAIRS)
+@example(case=TMA_PADDED)  # several padded sequences, a query tile that is all padding
+@example(case=EMPTY_DENSE[0])
+@example(case=EMPTY_DENSE[1])
+@example(case=EMPTY_DENSE[2])
+def test_prefill(prop, case, device):
+    check("prefill", prop, case, device)
 
 
 @pytest.mark.parametrize("prop", ["accuracy", "unread_memory"])
