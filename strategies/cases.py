@@ -79,6 +79,7 @@ class PrefillCase:
     v_transposed: bool = False  # v laid out unlike k (k and v strides differ)
     sm_scale: float | None = None  # None: the default 1/sqrt(D)
     row_gap: int = 0  # q/k/v rows stored D + row_gap apart, the gap NaN (ROW_GAPS)
+    out_like_q: bool = False  # out= (where a property passes one) laid out like q
 
     @property
     def num_q_heads(self) -> int:
@@ -126,7 +127,8 @@ def prefill_cases(draw, *, min_batch=1, max_batch=3, max_kv_heads=3, max_group=5
         scale=draw(scales()), transposed=draw(st.booleans()),
         slack_rows=draw(st.sampled_from((0, 0, 1, 3))) if varlen else 0,
         seed=draw(st.integers(0, 2**31 - 1)), v_transposed=draw(st.booleans()),
-        sm_scale=draw(sm_scales()), row_gap=draw(st.sampled_from(ROW_GAPS)))
+        sm_scale=draw(sm_scales()), row_gap=draw(st.sampled_from(ROW_GAPS)),
+        out_like_q=draw(st.booleans()))
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,11 @@ class DecodeCase:
     first pages of the cache unused (the used ones sit at the end). Offsets past 2**31
     elements are tested by tests/test_gpu.py, not here.
     Sparse: `index_kind` picks how rows of `num_indices` positions are built.
+    Layouts of the integer inputs (the gaps hold values a kernel must never read):
+    `table_gap` extra columns per table row (a column slice of a wider table);
+    `index_gap` slots after each index row, `index_step` apart slots, `index_transposed`
+    [H_idx, B, K] storage. `out_like_q`: where a property passes out=, it has q's strides
+    and gaps (their NaN must survive the call bit for bit).
     """
     batch: int
     num_kv_heads: int
@@ -165,6 +172,11 @@ class DecodeCase:
     q_transposed: bool = False  # q is a [Hq, B, D] storage seen as [B, Hq, D]
     sm_scale: float | None = None  # None: the default 1/sqrt(D)
     row_gap: int = 0  # q and K/V (cache) rows stored D + row_gap apart, the gap NaN
+    table_gap: int = 0  # paged: table rows stored max_pages + table_gap apart
+    index_gap: int = 0  # sparse: index rows stored K * index_step + index_gap apart
+    index_step: int = 1  # sparse: index slots stored index_step apart (last-dim stride)
+    index_transposed: bool = False  # sparse: [H_idx, B, K] storage seen as [B, H_idx, K]
+    out_like_q: bool = False  # out= (where a property passes one) laid out like q
 
     @property
     def num_q_heads(self) -> int:
@@ -219,18 +231,22 @@ def decode_cases(draw, *, min_batch=1, max_batch=4, max_kv_heads=3, max_group=5,
         shared_pages=draw(st.booleans()) if paged else False,
         tail=draw(st.sampled_from(("garbage", "valid"))) if paged else "garbage",
         page_id_offset=draw(st.sampled_from((0, 0, 7))) if paged else 0,
+        table_gap=draw(st.sampled_from(ROW_GAPS)) if paged else 0,
     )
     if sparse:
         extra.update(index_kind=draw(st.sampled_from(INDEX_KINDS)),
                      num_indices=draw(st.integers(1, max_indices)),
-                     per_query_head=draw(st.booleans()))
+                     per_query_head=draw(st.booleans()),
+                     index_gap=draw(st.sampled_from(ROW_GAPS)),
+                     index_step=draw(st.sampled_from((1, 1, 2))),
+                     index_transposed=draw(st.booleans()))
     return DecodeCase(
         batch=batch, num_kv_heads=num_kv_heads, group_size=group, head_dim=head_dim,
         n_ctx=n_ctx, dtype=dtype, seq_lens=seq_lens, scale=draw(scales()),
         seed=draw(st.integers(0, 2**31 - 1)), num_splits=splits, q_rank4=draw(st.booleans()),
         transposed=draw(st.booleans()), v_transposed=draw(st.booleans()),
         q_transposed=draw(st.booleans()), sm_scale=draw(sm_scales()),
-        row_gap=draw(st.sampled_from(ROW_GAPS)), **extra)
+        row_gap=draw(st.sampled_from(ROW_GAPS)), out_like_q=draw(st.booleans()), **extra)
 
 
 def case_from_dict(d: dict):

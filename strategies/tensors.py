@@ -16,23 +16,41 @@ def torch_dtype(name: str) -> torch.dtype:
             "float32": torch.float32}[name]
 
 
+def _laid_out(t, *, device, perm=None, gap=0, fill=float("nan"), step=1):
+    """`t` (CPU, in storage order) moved to `device` in a storage whose rows hold `gap`
+    elements of `fill` after their values, and (step > 1) `step - 1` of `fill` between
+    consecutive values; then viewed through `perm`. The view's values are t's, whatever
+    the gap and step; the fill is the memory a kernel must never read."""
+    if gap or step > 1:
+        n = t.shape[-1]
+        store = torch.full((*t.shape[:-1], n * step + gap), fill, dtype=t.dtype)
+        store[..., :n * step:step] = t
+        t = store.to(device)[..., :n * step:step]
+    else:
+        t = t.contiguous().to(device)
+    return t.permute(*perm) if perm is not None else t
+
+
+def _moved(t, device):
+    """`t` on `device` with its strides, storage offset and gaps (Tensor.to packs a view
+    with gaps into fresh contiguous memory)."""
+    store = torch.empty(0, dtype=t.dtype).set_(t.untyped_storage()).to(device)
+    return store.as_strided(t.shape, t.stride(), t.storage_offset())
+
+
 def _randn(gen, shape, *, scale=1.0, dtype, device, perm=None, gap=0):
     """randn storage of `shape`, scaled, cast, moved, then viewed through `perm`. With
     gap > 0 each row of the storage has `gap` NaN columns after its values (the view
     hides them; the values are the same as without a gap)."""
     t = (torch.randn(shape, generator=gen, dtype=torch.float32) * scale).to(dtype)
-    if gap:
-        store = torch.full((*shape[:-1], shape[-1] + gap), float("nan"), dtype=dtype)
-        store[..., :shape[-1]] = t
-        t = store.to(device)[..., :shape[-1]]
-    else:
-        t = t.to(device)
-    return t.permute(*perm) if perm is not None else t
+    return _laid_out(t, device=device, perm=perm, gap=gap)
 
 
-def relayout_like(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+def relayout_like(values: torch.Tensor, like: torch.Tensor,
+                  fill=float("nan")) -> torch.Tensor:
     """`values` (any layout) copied into fresh storage with `like`'s strides and storage
-    offset: the same order of dimensions in memory and the same NaN gap after each row.
+    offset: the same order of dimensions in memory and the same gaps (after each row,
+    between strided elements), holding `fill` (NaN; integer tensors need another fill).
     Poisoned copies keep the layout of the tensors they replace (a layout change could
     change the kernel's load path, and unread_memory compares bits). `values` may have
     another size along dim 0 when dim 0 is `like`'s outermost (the poisoned paged cache's
@@ -49,7 +67,7 @@ def relayout_like(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
     tail = like.untyped_storage().nbytes() // like.element_size() \
         - like.storage_offset() - extent(like.shape)  # the last row's gap, and any slack
-    store = torch.full((like.storage_offset() + extent(values.shape) + tail,), float("nan"),
+    store = torch.full((like.storage_offset() + extent(values.shape) + tail,), fill,
                        dtype=values.dtype, device=values.device)
     out = store.as_strided(values.shape, like.stride(), like.storage_offset())
     out.copy_(values)
@@ -122,17 +140,26 @@ def _seq_lens(case: DecodeCase):
 def page_table(case: DecodeCase, gen) -> tuple[torch.Tensor, int]:
     """(block_table int32 [B, max_pages] on the CPU, num_pages) built directly: used pages
     are a random permutation of [page_id_offset, num_pages); optional sharing; tails
-    hold garbage (-1, out of range) or other valid ids."""
+    hold garbage (-1, out of range) or other valid ids. With table_gap > 0 the table is
+    the column slice wide[:, :max_pages] of a [B, max_pages + table_gap] table (a row
+    stride above max_pages); the extra columns hold valid ids, so that a kernel reading
+    them (a row offset from the shape, not the stride) reads wrong pages, never memory
+    past the cache (a crash, not a failed property); the poisoned copies point them at
+    an all-NaN page."""
     p, lens = case.page_size, _seq_lens(case)
     needed = [-(-n // p) for n in lens]
     total = sum(needed)
     num_pages = case.page_id_offset + total + case.extra_pages
     ids = torch.randperm(total + case.extra_pages, generator=gen)[:total] + case.page_id_offset
-    table = torch.empty((case.batch, case.max_pages), dtype=torch.int32)
+    wide = torch.empty((case.batch, case.max_pages + case.table_gap), dtype=torch.int32)
+    table = wide[:, :case.max_pages]
     if case.tail == "garbage":
         table.copy_(torch.randint(-3, num_pages + 1000, table.shape, generator=gen))
     else:
         table.copy_(torch.randint(0, max(num_pages, 1), table.shape, generator=gen))
+    if case.table_gap:
+        wide[:, case.max_pages:] = torch.randint(0, max(num_pages, 1), (case.batch,
+                                                 case.table_gap), generator=gen)
     at = 0
     for b, n in enumerate(needed):
         table[b, :n] = ids[at:at + n].to(torch.int32)
@@ -144,8 +171,15 @@ def page_table(case: DecodeCase, gen) -> tuple[torch.Tensor, int]:
     return table, num_pages
 
 
+# Index slots in the storage gaps of a laid-out index tensor: out of range, so a kernel
+# that reads one skips it (the poisoned copies put a valid position there instead).
+INDEX_GAP_FILL = 2**31 - 1
+
+
 def index_rows(case: DecodeCase, gen) -> torch.Tensor:
-    """indices int32 [B, H_idx, K] (CPU), each row built for its sequence length."""
+    """indices int32 [B, H_idx, K] (CPU), each row built for its sequence length, laid
+    out as the case asks: rows index_gap slots apart past their K, slots index_step apart,
+    from [H_idx, B, K] storage (index_transposed); the gaps hold INDEX_GAP_FILL."""
     h_idx = case.num_q_heads if case.per_query_head else case.num_kv_heads
     kk, kind = case.num_indices, case.index_kind
     out = torch.full((case.batch, h_idx, kk), -1, dtype=torch.int32)
@@ -179,7 +213,11 @@ def index_rows(case: DecodeCase, gen) -> torch.Tensor:
                 out[b, h, kk - (n - half):] = row[half:]
             else:
                 out[b, h, :n] = row
-    return out
+    if case.index_transposed:  # [H_idx, B, K] storage
+        return _laid_out(out.transpose(0, 1), device="cpu", perm=(1, 0, 2),
+                         gap=case.index_gap, fill=INDEX_GAP_FILL, step=case.index_step)
+    return _laid_out(out, device="cpu", gap=case.index_gap, fill=INDEX_GAP_FILL,
+                     step=case.index_step)
 
 
 def decode_inputs(case: DecodeCase, device) -> dict:
@@ -217,10 +255,10 @@ def decode_inputs(case: DecodeCase, device) -> dict:
 
         args["k_cache"] = cache(case.transposed)
         args["v_cache"] = cache(case.transposed != case.v_transposed)
-        args["block_table"] = table.to(device)
+        args["block_table"] = _moved(table, device)
         args["seq_lens"] = _lens(_seq_lens(case), device)
     if case.index_kind is not None:
-        args["indices"] = index_rows(case, g).to(device)
+        args["indices"] = _moved(index_rows(case, g), device)
     if case.num_splits is not None:
         args["num_splits"] = case.num_splits
     if case.sm_scale is not None:

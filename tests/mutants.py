@@ -270,6 +270,11 @@ MUTANTS: tuple[Mutant, ...] = (
            f"        k_base = k_ptr + {_MOD_HKV}.to(tl.int64) * stride_k_head\n"
            f"        v_base = v_ptr + {_MOD_HKV}.to(tl.int64) * stride_v_head\n",
            "paged cache: query head h reads KV head h % Hkv instead of h // group"),
+    Mutant("paged_table_row_from_shape", "paged", DEC,
+           "table_row = block_table_ptr + off_b.to(tl.int64) * stride_table_batch",
+           "table_row = block_table_ptr + off_b.to(tl.int64) * (n_ctx // page_size)",
+           "table row b at b * max_pages (the shape), not b * its stride: a column slice "
+           "of a wider table (DecodeCase.table_gap) is read from the wrong entries"),
     # ---------------------------------------------------------------- sparse
     Mutant("sparse_minus_one_as_token_0", "sparse", DEC,
            "            t = tl.load(idx_row + pos.to(tl.int64) * stride_idx_k, mask=pos_ok, "
@@ -297,6 +302,21 @@ MUTANTS: tuple[Mutant, ...] = (
            "list_len = n_list if HAS_INDICES else seq_len",
            "list_len = tl.minimum(n_list, seq_len) if HAS_INDICES else seq_len",
            "index list walked only up to min(K, seq_len) entries"),
+    Mutant("sparse_index_rows_packed", "sparse", DEC,
+           "+ off_hp.to(tl.int64) * stride_idx_head",
+           "+ off_hp.to(tl.int64) * n_list",
+           "index row h at h * K (the shape), not h * its stride: rows with a gap "
+           "(DecodeCase.index_gap, index_step, index_transposed) read the wrong slots"),
+    Mutant("sparse_index_batch_from_heads", "sparse", DEC,
+           "idx_row = indices_ptr + off_b.to(tl.int64) * stride_idx_batch",
+           "idx_row = indices_ptr + off_b.to(tl.int64) * num_head_programs * stride_idx_head",
+           "index batch offset b * H_idx * head stride: right for any row gap, wrong for "
+           "[H_idx, B, K] storage (DecodeCase.index_transposed)"),
+    Mutant("sparse_index_slots_unit_stride", "sparse", DEC,
+           "t = tl.load(idx_row + pos.to(tl.int64) * stride_idx_k, mask=pos_ok, other=-1)",
+           "t = tl.load(idx_row + pos.to(tl.int64), mask=pos_ok, other=-1)",
+           "index slots assumed contiguous: a strided last dim (DecodeCase.index_step, "
+           "accepted by the validation) reads the gap slots"),
     # ---------------------------------------------------------------- shared helpers
     Mutant("softmax_max_not_subtracted", "shared", JIT,
            "m_new = tl.maximum(m_i, tl.max(s, 1) * qk_scale)",
@@ -353,6 +373,11 @@ MUTANTS: tuple[Mutant, ...] = (
            "page id * page stride computed in int32",
            gpu_only="overflows only past 2**31 cache elements; CPU caches are tiny",
            gpu_tests=(GPU_INT64 + "test_paged_pages_past_2_32_elements",)),
+    Mutant("decode_out_rows_packed", "decode", DEC,
+           "+ offs_h[:, None].to(tl.int64) * stride_o_head + offs_d[None, :],",
+           "+ offs_h[:, None].to(tl.int64) * head_dim + offs_d[None, :],",
+           "output head h stored at h * D (the shape), not h * out's head stride: an out= "
+           "laid out like a strided q (DecodeCase.out_like_q) is written in the wrong places"),
     Mutant("decode_batch_offset_int32", "decode", DEC,
            "k_base = k_ptr + off_b.to(tl.int64) * stride_k_batch",
            "k_base = k_ptr + off_b * stride_k_batch",
@@ -381,6 +406,11 @@ MUTANTS: tuple[Mutant, ...] = (
            "    q_row = q_row + 0 * BLOCK_M\n",
            "Gluon prefill: the second consumer warpgroup writes over the first one's rows",
            **_GLUON),
+    Mutant("sm90_lse_shifted", "prefill", SM90,
+           "(m_i + gl.log2(l_i)) * LN2)",
+           "(m_i + gl.log2(l_i) + 0.01) * LN2)",
+           "Gluon prefill: the LSE 0.007 nats high (inside the fp16 rule's bound at these "
+           "logits; the fp32 rule for the LSE catches it)", **_GLUON),
 )
 
 

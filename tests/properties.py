@@ -80,6 +80,13 @@ def accuracy(runner, case, device):
     assert_close_to_oracle("out", out, ref_out, low_out, dtype, case=case,
                            max_logit=max_logit)
     assert_close_to_oracle("lse", lse, ref_lse, low_lse, dtype, case=case, lse=True)
+    if dtype != torch.float32:
+        # Every kernel computes the LSE in fp32 from its fp16/bf16 inputs, so it also meets
+        # the rule with the formula run in fp32 on the same inputs as ref_lowp (the fp16
+        # logsumexp above allows ~0.3 nats at logits ~30; this allows ~1e-4).
+        _, lse32 = runner.oracle(args, dtype=torch.float32)
+        assert_close_to_oracle("lse (fp32 rule)", lse, ref_lse, lse32, torch.float32,
+                               case=case, lse=True, max_logit=max_logit)
     # The public default, return_lse=False, compiles without the LSE stores: same rule.
     out, _ = _restrict(runner, args, *runner.call(args, return_lse=False))
     assert_close_to_oracle("out (return_lse=False)", out, ref_out, low_out, dtype, case=case,
@@ -121,15 +128,36 @@ def unread_memory(runner, case, device):
         assert_same_bits(f"lse (poisoned unread memory{where})", lse_p, lse, case=case)
 
 
-@prop
-def every_element_written(runner, case, device):
-    args = runner.inputs(case, device)
+def _storage(t: torch.Tensor) -> torch.Tensor:
+    """Every element of t's storage, as a flat tensor of t's dtype (a view)."""
+    return torch.empty(0, dtype=t.dtype, device=t.device).set_(t.untyped_storage())
+
+
+def _call_into_nan_out(runner, args, case):
+    """Call with out= pre-filled with NaN: fresh and contiguous, or (case.out_like_q) with
+    q's strides and NaN gaps (a transposed storage, rows with a gap, ...). Checks that the
+    call returns that tensor and leaves every storage element outside the view (the gaps)
+    bit-identical. Returns (out, lse)."""
     like = args["q"]
-    out = torch.full(like.shape, float("nan"), dtype=like.dtype, device=device)
+    out = torch.full(like.shape, float("nan"), dtype=like.dtype, device=like.device)
+    if getattr(case, "out_like_q", False):
+        out = relayout_like(out, like)
+    store = _storage(out)
+    outside = torch.ones(store.shape, dtype=torch.bool, device=store.device)
+    outside.as_strided(out.shape, out.stride(), out.storage_offset()).fill_(False)
+    before = store[outside]  # a copy
     got, lse = runner.call(args, out=out)
     if got is not out:
         raise AssertionError(f"the kernel did not return the out= tensor\ncase: {case}")
-    got, lse = _restrict(runner, args, got, lse)
+    assert_same_bits(f"out= storage outside the view (strides {tuple(out.stride())})",
+                     store[outside], before, case=case)
+    return got, lse
+
+
+@prop
+def every_element_written(runner, case, device):
+    args = runner.inputs(case, device)
+    got, lse = _restrict(runner, args, *_call_into_nan_out(runner, args, case))
     assert_finite("out (pre-filled with NaN)", got, case=case)
 
 
@@ -249,13 +277,11 @@ def _orders_agree(runner, case, device, from_end: bool):
     from kernels._config import prefill_chunk, prefill_order_from_end
 
     args = runner.inputs(case, device)
-    like = args["q"]
     pairs_total = case.batch * case.num_kv_heads * case.group_size
 
     def run(pairs, tiles_from_end):
-        out = torch.full(like.shape, float("nan"), dtype=like.dtype, device=device)
         with prefill_chunk(pairs), prefill_order_from_end(tiles_from_end):
-            return _restrict(runner, args, *runner.call(args, out=out))
+            return _restrict(runner, args, *_call_into_nan_out(runner, args, case))
 
     ref, ref_lse = run(1, False)
     short_last = max(1, pairs_total - 1)

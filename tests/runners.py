@@ -42,13 +42,19 @@ class Runner:
 
     def poison(self, args: dict) -> dict:
         out = self.poison_fn(dict(args))
-        for name in ("q", "k", "v", "k_cache", "v_cache"):  # same strides, same NaN gaps
-            if name in out and out[name] is not args[name]:
-                out[name] = strategies.relayout_like(out[name], args[name])
+        for name, fill in GAP_POISON.items():  # same strides, poison in the same gaps
+            if name in out:
+                out[name] = strategies.relayout_like(out[name], args[name], fill=fill)
         return out
 
 
 NAN = float("nan")
+# What a poisoned copy holds in the storage gaps of the tensor it replaces (row gaps,
+# slots between strided elements): NaN in float tensors; in index rows, position 0, a
+# valid position (the unpoisoned gaps hold an out-of-range one, which a kernel skips): a
+# kernel that reads a gap slot attends one more token, NaN unless a row selects token 0.
+# The page table's gap columns point at the all-NaN page (_poison_pages).
+GAP_POISON = {"q": NAN, "k": NAN, "v": NAN, "k_cache": NAN, "v_cache": NAN, "indices": 0}
 
 
 def _nan_past(t: torch.Tensor, lens: torch.Tensor, seq_axis: int) -> torch.Tensor:
@@ -120,7 +126,8 @@ def _poison_pages(a, token_used):
     entry_read = torch.zeros(table.shape, dtype=torch.bool, device=kc.device)
     entry_read[b_idx, t_idx // p] = True
     nan_page = num_pages  # appended below
-    a["block_table"] = torch.where(entry_read, table, torch.full_like(table, nan_page))
+    a["block_table"] = strategies.relayout_like(  # table columns past a row's end: too
+        torch.where(entry_read, table, torch.full_like(table, nan_page)), table, fill=nan_page)
     for name in ("k_cache", "v_cache"):
         c = torch.cat([a[name], torch.full((1, p, hkv, d), NAN, dtype=kc.dtype,
                                            device=kc.device)])

@@ -36,11 +36,16 @@ def _nan(shape, dtype=torch.float16):
     return torch.full(shape, float("nan"), dtype=dtype, device="cuda")
 
 
-def _accurate(what, got, args_ref, args_low):
+def _accurate(what, got, args_ref, args_low, lse32=None):
+    """The accuracy rule on out and lse; with lse32 (the oracle's LSE computed in fp32 on
+    the same inputs) also the fp32 rule for the LSE, as the accuracy property does."""
     (ref_out, ref_lse), (low_out, low_lse) = args_ref, args_low
     out, lse = got
     assert_close_to_oracle(what, out, ref_out, low_out, out.dtype, case=what)
     assert_close_to_oracle(what + " lse", lse, ref_lse, low_lse, out.dtype, case=what, lse=True)
+    if lse32 is not None:
+        assert_close_to_oracle(what + " lse (fp32 rule)", lse, ref_lse, lse32, torch.float32,
+                               case=what, lse=True)
 
 
 @pytest.mark.gpu
@@ -189,8 +194,9 @@ def test_prefill_sm90_gluon(dtype, n, hq, hkv, batch):
     assert got[0] is out and bool(out.isfinite().all()), "out has elements left unwritten"
     ref = oracles.prefill_ref(q, k, v, causal=True)
     low = oracles.prefill_ref(q, k, v, causal=True, dtype=dtype)
-    _accurate(f"prefill (Gluon) N={n} {dtype}", got, ref, low)
-    _accurate(f"prefill (Triton, same case) N={n} {dtype}", triton_got, ref, low)
+    _, lse32 = oracles.prefill_ref(q, k, v, causal=True, dtype=torch.float32)
+    _accurate(f"prefill (Gluon) N={n} {dtype}", got, ref, low, lse32)
+    _accurate(f"prefill (Triton, same case) N={n} {dtype}", triton_got, ref, low, lse32)
 
 
 @pytest.mark.gpu
