@@ -23,12 +23,19 @@ STRIDED_PAGED = DecodeCase(batch=3, num_kv_heads=2, group_size=2, head_dim=16, n
                            dtype="float16", seq_lens=(5, 12, 9), scale=1.0, seed=6,
                            page_size=4, extra_pages=1, tail="valid", table_gap=3,
                            row_gap=3, out_like_q=True)
+# Empty dense caches: no keys (N = 0: output 0, LSE -inf), no batch.
+EMPTY = [DecodeCase(batch=2, num_kv_heads=1, group_size=2, head_dim=16, n_ctx=0,
+                    dtype="float16", seq_lens=None, scale=1.0, seed=7),
+         DecodeCase(batch=0, num_kv_heads=1, group_size=2, head_dim=16, n_ctx=8,
+                    dtype="float16", seq_lens=None, scale=1.0, seed=8)]
 
 
 @pytest.mark.parametrize("prop", COMMON + ["decode_equals_prefill_last_row",
                                            "paged_one_page_per_sequence_equals_decode"])
 @given(case=decode_cases(**sizes.decode()))
 @example(case=STRIDED)
+@example(case=EMPTY[0])
+@example(case=EMPTY[1])
 def test_decode(prop, case, device):
     check("decode", prop, case, device)
 
