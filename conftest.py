@@ -115,7 +115,12 @@ SLOW_FIRST = ("program_order_from_end_agrees", "program_order_agrees",
 
 
 def pytest_collection_modifyitems(session, config, items):
-    """Known-slow properties first, slowest kind first; the rest keep their order."""
+    """Under xdist, known-slow properties first, slowest kind first; the rest keep their
+    order. A plain run keeps the file order, where the fast accuracy property comes first
+    (`-x` runs, such as the mutation harness's, stop at its failure)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+
     def rank(item):
         return next((i for i, name in enumerate(SLOW_FIRST) if f"[{name}" in item.name),
                     len(SLOW_FIRST))
