@@ -105,11 +105,11 @@ def pytest_configure(config):
                 os.remove(path)
 
 
-# Properties that take minutes at the dev profile on a GPU (each compiles kernel variants
-# per program order or per batch row; session 10, H200 alone: the program-order property,
-# then one test, took 306 s for prefill_varlen and 220 s for prefill). They go first, so
-# that they never start in the suite's tail; scripts/gpu_run.sh runs xdist with
-# --dist worksteal, so that idle workers take them from a busy worker's queue.
+# Properties that take minutes at the dev profile on a GPU, because each compiles kernel
+# variants per program order or per batch row (session 10, an H200: program_order_agrees,
+# still one property then, took 306 s for prefill_varlen and 220 s for prefill, run
+# alone). They go first, so that they never start in the suite's tail; scripts/gpu_run.sh
+# runs xdist with --dist worksteal, so that idle workers take them from a busy worker.
 SLOW_FIRST = ("program_order_from_end_agrees", "program_order_agrees",
               "batch_equals_one_by_one", "load_paths_agree")
 
