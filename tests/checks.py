@@ -88,6 +88,12 @@ def _abs_err(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.nan_to_num(err, nan=float("inf"), posinf=float("inf"))
 
 
+def finite_abs_max(t: torch.Tensor) -> float:
+    """max |t| over t's finite elements; 0.0 when it has none."""
+    finite = t[torch.isfinite(t)]
+    return float(finite.abs().max()) if finite.numel() else 0.0
+
+
 def assert_close_to_oracle(what: str, got, oracle, lowp, dtype, *, case, lse=False,
                            max_logit: float = 0.0) -> float:
     """Assert the accuracy rule; return the error ratio (err / bound, <= 1 to pass)."""
@@ -96,10 +102,8 @@ def assert_close_to_oracle(what: str, got, oracle, lowp, dtype, *, case, lse=Fal
                              f"{tuple(oracle.shape)}\ncase: {case}")
     err = _abs_err(got, oracle)
     lowp_err = _abs_err(lowp, oracle)
-    lowp_max = float(lowp_err[torch.isfinite(lowp_err)].max()) if lowp_err.numel() and \
-        bool(torch.isfinite(lowp_err).any()) else 0.0
-    finite_ref = oracle[torch.isfinite(oracle)]
-    magnitude = max(1.0, float(finite_ref.abs().max())) if lse and finite_ref.numel() else 1.0
+    lowp_max = finite_abs_max(lowp_err)
+    magnitude = max(1.0, finite_abs_max(oracle)) if lse else 1.0
     bound = TOL[dtype] * magnitude + K_LOWP * lowp_max + LOGIT_EPS * max_logit
     max_err = float(err.max()) if err.numel() else 0.0
     ratio = max_err / bound
