@@ -98,7 +98,7 @@ def _i32(values) -> torch.Tensor:
 
 
 def _kernels():
-    import kernels
+    import attention_kernel_triton as kernels
 
     return kernels
 
@@ -147,7 +147,7 @@ def _gather_then_naive(gather: Callable[[], tuple], q, allowed, scale):
 # --------------------------------------------------------------------------- prefill
 
 def _prefill_reference(q, k, v, lens) -> Reference:
-    from oracles import prefill_ref
+    from attention_kernel_triton.oracles.reference import prefill_ref
 
     batch, num_q_heads, n, _ = q.shape
     kvh, heads = _last_group(num_q_heads, k.shape[1])
@@ -243,7 +243,7 @@ def varlen_case(lengths, num_q_heads, num_kv_heads, head_dim, *, seed=0):
         ]
 
         def reference() -> Reference:
-            from oracles import prefill_varlen_ref
+            from attention_kernel_triton.oracles.reference import prefill_varlen_ref
 
             kvh, heads = _last_group(num_q_heads, num_kv_heads)
             kv = slice(kvh, kvh + 1)
@@ -260,7 +260,7 @@ def varlen_case(lengths, num_q_heads, num_kv_heads, head_dim, *, seed=0):
 # --------------------------------------------------------------------------- decode
 
 def _decode_reference(q, k, v, seq_lens=None) -> Reference:
-    from oracles import decode_ref
+    from attention_kernel_triton.oracles.reference import decode_ref
 
     kvh, heads = _last_group(q.shape[1], k.shape[1])
     kv = slice(kvh, kvh + 1)
@@ -364,7 +364,7 @@ def paged_case(batch, num_q_heads, num_kv_heads, head_dim, page_size, *, lengths
         ]
 
         def reference() -> Reference:
-            from oracles import paged_decode_ref
+            from attention_kernel_triton.oracles.reference import paged_decode_ref
 
             kvh, heads = _last_group(num_q_heads, num_kv_heads)
             kvs = slice(kvh, kvh + 1)
@@ -433,7 +433,7 @@ def sparse_case(batch, num_q_heads, num_kv_heads, n, head_dim, *, keep=0.02, see
         ]
 
         def reference() -> Reference:
-            from oracles import sparse_decode_ref
+            from attention_kernel_triton.oracles.reference import sparse_decode_ref
 
             kvh, heads = _last_group(num_q_heads, num_kv_heads)
             kv = slice(kvh, kvh + 1)
@@ -475,7 +475,7 @@ def sparse_paged_case(batch, num_q_heads, num_kv_heads, head_dim, page_size, *, 
         ]
 
         def reference() -> Reference:
-            from oracles import sparse_paged_decode_ref
+            from attention_kernel_triton.oracles.reference import sparse_paged_decode_ref
 
             kvh, heads = _last_group(num_q_heads, num_kv_heads)
             kvs = slice(kvh, kvh + 1)

@@ -86,13 +86,19 @@ def _patched(module_name: str, name: str, value):
         setattr(module, name, saved)
 
 
+def _no_pdl():
+    from attention_kernel_triton.kernels import tuning
+
+    return tuning.override(pdl=False)
+
+
 # How a row changes the call while it is captured: leave one of kernels.decode's two
 # launches out (timing only: output unused), or launch the merge without PDL.
 SETUPS = {
     None: contextlib.nullcontext,
-    "no merge": lambda: _patched("kernels.decode", "_combine_kernel", _Skipped()),
-    "no split": lambda: _patched("kernels.decode", "_decode_kernel", _Skipped()),
-    "no pdl": lambda: _patched("kernels._config", "PDL", False),
+    "no merge": lambda: _patched("attention_kernel_triton.kernels.decode", "_combine_kernel", _Skipped()),
+    "no split": lambda: _patched("attention_kernel_triton.kernels.decode", "_decode_kernel", _Skipped()),
+    "no pdl": _no_pdl,
 }
 
 
@@ -119,8 +125,9 @@ def probe_sparse(splits: list[int], configs: list[tuple], timer: Timer) -> list[
     """The sparse seed, dense cache (read floor, gather, split and merge alone, PDL) and
     the same tokens in a page-16 cache, at the default and each of `splits`, and the
     paged call under each decode config of `configs`."""
-    import kernels
-    from kernels._config import Config, override
+    import attention_kernel_triton as kernels
+    from attention_kernel_triton.kernels import tuning
+    from attention_kernel_triton.kernels._config import Config
 
     batch, hq, hkv, n, d, kept, page = 4, 32, 8, 32000, 256, 640, 16
     gen, q, k, v = _qkv(batch, hq, hkv, n, d)
@@ -151,7 +158,7 @@ def probe_sparse(splits: list[int], configs: list[tuple], timer: Timer) -> list[
              for s in (None, *splits)]
     out = [_row(shape, label, fn, setup, nbytes, timer) for label, fn, setup in rows]
     for cfg in configs:
-        with override("decode", Config(*cfg)):
+        with tuning.override(decode_config=Config(*cfg)):
             out.append(_row(shape, f"paged P{page}, auto splits, config {cfg}", ours_paged(),
                             None, nbytes, timer))
     return out
@@ -163,7 +170,7 @@ def probe_split_rule(batches: list[int], ns: list[int], splits: list[int], paged
     against each of `splits` and cuDNN (data for the split rule; probe splits, session 6:
     B32 N4096 at 1 split ties cuDNN, 4 splits is 9% slower); with `paged`, also the same
     tokens in a page-16 cache at each split count."""
-    import kernels
+    import attention_kernel_triton as kernels
 
     rows = []
     hq, hkv, d = 32, 8, 128
@@ -193,7 +200,7 @@ def probe_split_rule(batches: list[int], ns: list[int], splits: list[int], paged
 def probe_decode(splits: list[int], timer: Timer) -> list[dict]:
     """The decode seed (B8 Hq64 Hkv16 N1024 D64) and B32 Hq32 Hkv8 N4096 D128: read
     floor, split and merge alone, PDL, cuDNN; B32 also at each of `splits`."""
-    import kernels
+    import attention_kernel_triton as kernels
 
     rows = []
     for batch, hq, hkv, n, d in ((8, 64, 16, 1024, 64), (32, 32, 8, 4096, 128)):
@@ -217,7 +224,7 @@ def probe_decode(splits: list[int], timer: Timer) -> list[dict]:
 
 def probe_paged(splits: list[int], configs: list[tuple], timer: Timer) -> list[dict]:
     """B1 Hq32 Hkv8 N65536 D128: paged (page 16) against dense, at several split counts."""
-    import kernels
+    import attention_kernel_triton as kernels
 
     batch, hq, hkv, n, d, page = 1, 32, 8, 65536, 128, 16
     gen = cases._gen(0)
@@ -237,25 +244,26 @@ def probe_paged(splits: list[int], configs: list[tuple], timer: Timer) -> list[d
                      lambda s=split: kernels.paged_decode(q, kc, vc, table, lens, num_splits=s,
                                                           validate=False)))
     out = [_row(shape, label, fn, None, nbytes, timer) for label, fn in rows]
-    from kernels._config import Config, override
+    from attention_kernel_triton.kernels import tuning
+    from attention_kernel_triton.kernels._config import Config
 
     for cfg in configs:
         def call():
             return kernels.paged_decode(q, kc, vc, table, lens, validate=False)
-        with override("decode", Config(*cfg)):
+        with tuning.override(decode_config=Config(*cfg)):
             out.append(_row(shape, f"paged P{page}, auto splits, config {cfg}", call, None,
                             nbytes, timer))
     return out
 
 
 def probe_prefill(chunk_pairs: list[str], timer: Timer) -> list[dict]:
-    """Prefill's program order (_config.prefill_chunk: (batch, head) pairs per chunk, "all"
+    """Prefill's program order (tuning.prefill_chunk_pairs: (batch, head) pairs per chunk, "all"
     for one chunk, "default" for the host's choice) at the seed shape, full length and
     padded to the seed lengths, and at N4096 and N16384 D128; eager calls (the benchmark's
     way). The Triton kernel throughout: the order is its own (long causal D128 calls would
     take the Gluon kernel on Hopper)."""
-    import kernels
-    from kernels._config import prefill_chunk, prefill_gluon
+    import attention_kernel_triton as kernels
+    from attention_kernel_triton.kernels import tuning
 
     rows = []
     for batch, hq, hkv, n, d, lengths in ((8, 64, 16, 1024, 64, None),
@@ -272,8 +280,8 @@ def probe_prefill(chunk_pairs: list[str], timer: Timer) -> list[dict]:
             def call(lens=lens, q=q, k=k, v=v):
                 return kernels.prefill(q, k, v, causal=True, seq_lens=lens, validate=False)
             order = (contextlib.nullcontext() if pairs == "default"
-                     else prefill_chunk(1 << 30 if pairs == "all" else int(pairs)))
-            with order, prefill_gluon(False):
+                     else tuning.override(prefill_chunk_pairs=1 << 30 if pairs == "all" else int(pairs)))
+            with order, tuning.override(prefill_gluon=False):
                 rows.append(_row(shape, f"{pairs} pairs per chunk", call, None, flops,
                                  timer, graph=False))
     return rows
@@ -285,7 +293,7 @@ def probe_empty_programs(timer: Timer) -> list[dict]:
     programs that load their length and exit) and padded with every length 0 (each also
     writes its tile of zeros, 67 MB in all), against the seed lengths (3776 such programs
     among 8192) and the full length. Eager calls, last column GFLOP/s of the seed lengths."""
-    import kernels
+    import attention_kernel_triton as kernels
 
     batch, hq, hkv, n, d = 8, 64, 16, 1024, 64
     _, q, k, v = _qkv(batch, hq, hkv, n, d, q_len=n)
@@ -331,12 +339,12 @@ def _packed(lengths, hq: int, hkv: int, d: int):
 
 
 def probe_order(timer: Timer) -> list[dict]:
-    """Prefill's query-tile order with lengths (_config.prefill_order_from_end): counted
+    """Prefill's query-tile order with lengths (tuning.prefill_tiles_from_end): counted
     from each sequence's end (tiles past the length last) against counted from the
     longest length, A B A B, at the seed lengths (padded and packed, B8 Hq64 Hkv16 D64)
     and the packed 5-sequence T16384 Hq32 Hkv8 D128 case; eager calls, GFLOP/s."""
-    import kernels
-    from kernels._config import prefill_order_from_end
+    import attention_kernel_triton as kernels
+    from attention_kernel_triton.kernels import tuning
 
     rows = []
     for lengths, hq, hkv, d in ((cases.SEED_LENGTHS, 64, 16, 64),
@@ -355,7 +363,7 @@ def probe_order(timer: Timer) -> list[dict]:
         for name, call in calls.items():
             shape = f"prefill {name} Hq{hq} Hkv{hkv} D{d} lengths {','.join(map(str, lengths))}"
             for from_end in (False, True, False, True):
-                with prefill_order_from_end(from_end):
+                with tuning.override(prefill_tiles_from_end=from_end):
                     label = "tiles from each end" if from_end else "tiles from the longest"
                     rows.append(_row(shape, label, call, None, flops, timer, graph=False))
     return rows
@@ -368,8 +376,8 @@ def probe_empty_marginal(timer: Timer) -> list[dict]:
     and padded to N1024 and N2048 (the extra programs also write their tiles of zeros).
     Every row runs one chunk of all pairs (the seed's own order), A B A B; eager calls,
     GFLOP/s of the seed lengths."""
-    import kernels
-    from kernels._config import prefill_chunk
+    import attention_kernel_triton as kernels
+    from attention_kernel_triton.kernels import tuning
 
     lengths, hq, hkv, d = cases.SEED_LENGTHS, 64, 16, 64
     batch = len(lengths)
@@ -386,7 +394,7 @@ def probe_empty_marginal(timer: Timer) -> list[dict]:
             qp, kp, vp, seq_lens=lens, validate=False)
     shape = f"prefill B{batch} Hq{hq} Hkv{hkv} D{d} lengths {','.join(map(str, lengths))}"
     rows = []
-    with prefill_chunk(batch * hq):
+    with tuning.override(prefill_chunk_pairs=batch * hq):
         for _ in range(2):
             for name, call in calls.items():
                 rows.append(_row(shape, name, call, None, flops, timer, graph=False))
@@ -400,8 +408,8 @@ def probe_padded_overhead(timer: Timer) -> list[dict]:
     packed at full length, each in one chunk of all (batch, head) pairs (the var-len
     default) and pair after pair (the full-length default); the padded seed lengths for
     reference. A B A B; eager calls; the Triton kernel."""
-    import kernels
-    from kernels._config import prefill_chunk, prefill_gluon, prefill_order_from_end
+    import attention_kernel_triton as kernels
+    from attention_kernel_triton.kernels import tuning
 
     batch, hq, hkv, n, d = 8, 64, 16, 1024, 64
     _, q, k, v = _qkv(batch, hq, hkv, n, d, q_len=n)
@@ -420,12 +428,12 @@ def probe_padded_overhead(timer: Timer) -> list[dict]:
     }
     shape = f"prefill B{batch} Hq{hq} Hkv{hkv} N{n} D{d}"
     rows = []
-    with prefill_gluon(False), prefill_order_from_end(False):
+    with tuning.override(prefill_gluon=False, prefill_tiles_from_end=False):
         for _ in range(2):
             for name, (call, lengths) in calls.items():
                 for pairs, order in ((batch * hq, "one chunk of all pairs"),
                                      (1, "pair after pair")):
-                    with prefill_chunk(pairs):
+                    with tuning.override(prefill_chunk_pairs=pairs):
                         rows.append(_row(shape, f"{name}, {order}", call, None,
                                          cases.causal_flops(lengths, hq, d), timer,
                                          graph=False))
@@ -434,11 +442,11 @@ def probe_padded_overhead(timer: Timer) -> list[dict]:
 
 def probe_grid(timer: Timer) -> list[dict]:
     """Prefill on one grid axis (program coordinates by runtime division) against the 3-D
-    grids of its two common orders (_config.PREFILL_3D_GRID, session 9): the seed shape
+    grids of its two common orders (tuning.prefill_3d_grid, session 9): the seed shape
     (B8 Hq64 Hkv16 N1024 D64) at full length, padded to the seed lengths and packed at the
     seed lengths, and B4 Hq32 Hkv8 N4096 D128 on the Triton kernel. A B A B; eager calls."""
-    import kernels
-    from kernels._config import prefill_gluon
+    import attention_kernel_triton as kernels
+    from attention_kernel_triton.kernels import tuning
 
     batch, hq, hkv, n, d = 8, 64, 16, 1024, 64
     _, q, k, v = _qkv(batch, hq, hkv, n, d, q_len=n)
@@ -457,10 +465,10 @@ def probe_grid(timer: Timer) -> list[dict]:
          lambda: kernels.prefill(q4, k4, v4, validate=False)),
     )
     rows = []
-    with prefill_gluon(False):
+    with tuning.override(prefill_gluon=False):
         for shape, lengths, heads, dim, call in calls:
             for three_d in (False, True, False, True):
-                with _patched("kernels._config", "PREFILL_3D_GRID", three_d):
+                with tuning.override(prefill_3d_grid=three_d):
                     rows.append(_row(shape, "3-D grid" if three_d else "one grid axis", call,
                                      None, cases.causal_flops(lengths, heads, dim), timer,
                                      graph=False))

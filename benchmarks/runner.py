@@ -48,7 +48,7 @@ class RunOptions:
 def family_unavailable(family: str) -> str | None:
     """None if our kernel for the family can be imported, else why not."""
     try:
-        import kernels
+        import attention_kernel_triton as kernels
     except Exception as exc:  # a half-written package must not stop the run
         return f"kernels does not import ({type(exc).__name__}: {_line(exc)})"
     name = FUNCTION[family]

@@ -5,7 +5,7 @@
     python -m benchmarks.sweep --kernel decode --splits auto,1,8,32
     python -m benchmarks.sweep --kernel prefill --tma on,off
 
-Every config is pinned with ``kernels._config.override(kind, Config(...))`` around the
+Every config is pinned with ``tuning.override(prefill_config=Config(...))`` (or decode_config) around the
 check call and the timing (and the graph capture for decode). Shapes, fp16:
   prefill (causal): B8 Hq64 Hkv16 N1024 D64 (the seed's), B4 Hq32 Hkv8 N4096 D128,
     B1 Hq32 Hkv8 N16384 D128, padded var-len B8 Hq64 Hkv16 N1024 D64 at the seed's lengths
@@ -67,7 +67,7 @@ def decode_grid(quick: bool) -> list[tuple]:
 
 
 def _default(kind: str, head_dim: int):
-    from kernels import _config
+    from attention_kernel_triton.kernels import _config
 
     table = _config.PREFILL if kind == "prefill" else _config.DECODE
     pad = max(16, 1 << (head_dim - 1).bit_length())
@@ -106,7 +106,8 @@ def sweep_shape(kind: str, label: str, fn_for_split, reference, grid, splits, ti
     """Time fn under every (config, split) of the grid. fn_for_split(split) -> callable.
     For prefill the "splits" are the load paths: "tma" (the default where the layout
     allows it) or "ptr" (pointer loads forced). work: FLOPs (prefill) or bytes (decode)."""
-    from kernels._config import Config, override, prefill_gluon, tma
+    from attention_kernel_triton.kernels import tuning
+    from attention_kernel_triton.kernels._config import Config
 
     from .runner import FATAL_MARKERS, max_error
     from .timing import capture_graph, sync
@@ -125,7 +126,8 @@ def sweep_shape(kind: str, label: str, fn_for_split, reference, grid, splits, ti
         graph = None
         try:
             # the configs are the Triton kernel's: keep long prefill off the Gluon kernel
-            with override(kind, cfg), tma(split != "ptr"), prefill_gluon(False):
+            with tuning.override(**{f"{kind}_config": cfg}, tma=split != "ptr",
+                                 prefill_gluon=False):
                 out = fn()
                 sync()
                 err, finite = max_error(out, reference)
@@ -282,7 +284,7 @@ def main(argv=None) -> int:
                                     grid, paths, timer, problem.flops, shape_deadline, log,
                                     default_key)
             else:
-                import kernels
+                import attention_kernel_triton as kernels
 
                 gen = torch.Generator(device=cases.DEVICE).manual_seed(0)
                 q = torch.randn(batch, hq, 1, d, device=cases.DEVICE, dtype=torch.float16,
@@ -293,7 +295,8 @@ def main(argv=None) -> int:
                                 generator=gen)
 
                 if label.startswith("sparse"):
-                    import oracles
+                    from attention_kernel_triton.oracles import core as oracle_core
+                    from attention_kernel_triton.oracles import reference as oracles
 
                     idx = torch.stack([torch.randperm(n, device=cases.DEVICE)[:SPARSE_KEPT]
                                        for _ in range(batch * hkv)]).view(batch, hkv, -1)

@@ -1,4 +1,5 @@
-"""Launch configurations: data, picked by a key, overridable for sweeps and tests.
+"""Launch configurations: data, picked by a key; pinned through ``kernels/tuning.py``
+(the one public tuning surface) for sweeps and tests.
 
 No ``@triton.autotune``: it cannot run under the interpreter without a GPU, and a fixed
 choice per key keeps results deterministic and test runs free of re-tuning.
@@ -9,8 +10,6 @@ cross several tile boundaries.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import functools
 import os
 from dataclasses import dataclass
@@ -38,49 +37,20 @@ class Config:
         return opts
 
 
+# Triton reads TRITON_INTERPRET when a kernel is defined, at import: read it once then too
+# (a later change of the variable cannot move the defined kernels).
+_INTERPRETING = os.environ.get("TRITON_INTERPRET") == "1"
+
+
 def interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET") == "1"
+    """Whether the kernels were defined under Triton's interpreter (CPU tensors)."""
+    return _INTERPRETING
 
 
 @functools.cache
 def cc_major(device: torch.device) -> int:
     """The compute capability's major number (0 off CUDA); looked up once per device."""
     return torch.cuda.get_device_capability(device)[0] if device.type == "cuda" else 0
-
-
-# Per thread / task (a ContextVar): one thread's `with tma(False)` leaves others alone.
-# None: the tuned choice below; True / False: TMA wherever the layout allows / never.
-_tma_mode: contextvars.ContextVar[bool | None] = contextvars.ContextVar("tma_mode", default=None)
-
-# Padded var-len prefill (seq_lens on the [B, H, N, D] layout) through TMA. Seed lengths on
-# an H100 (benchmarks/NOTES.md, v7 A/B): 0.169 ms with TMA, 0.205 ms with pointer loads
-# (v6's kernel, two key loops: 0.271 with TMA, 0.181 with pointers); run v9: 0.157 ms.
-PADDED_TMA = True
-
-
-# Prefill's two common program orders on 3-D grids, whose coordinates come straight from
-# the program ids (prefill._grid), instead of three runtime integer divisions (~120
-# instructions) ahead of the first load. H200, probe v19-grid, A B A B: full seed 218.9 ->
-# 213.7 us, padded seed 98.7 -> 93.7, packed seed 100.7 -> 95.7, N4096 D128 (Triton)
-# 1053 -> 1045.
-PREFILL_3D_GRID = True
-
-
-def tma_mode() -> bool | None:
-    """Whether prefill loads through TMA descriptors (see prefill._tma_ok): None = the
-    tuned default, True = wherever the layout allows, False = never."""
-    return _tma_mode.get()
-
-
-@contextlib.contextmanager
-def tma(enabled: bool):
-    """Force the pointer path (False) or TMA wherever the layout allows (True) inside a
-    block: the tests run both paths, the sweep times both."""
-    token = _tma_mode.set(bool(enabled))
-    try:
-        yield
-    finally:
-        _tma_mode.reset(token)
 
 
 # Interpreter: 16 is the smallest tile tl.dot accepts.
@@ -143,24 +113,12 @@ DECODE = {
 # packed 5 seqs T16384 D128 1.108 -> 1.154 ms (runs v12 -> v13); full-length seed 220.5
 # vs 221.4 (probe v12, no gain).
 PREFILL_CHUNK_BYTES = 40e6
-_chunk_pairs: contextvars.ContextVar[int | None] = contextvars.ContextVar("chunk_pairs",
-                                                                         default=None)
 
 
-@contextlib.contextmanager
-def prefill_chunk(pairs: int):
-    """Force the number of (batch, head) pairs per chunk of prefill's program order inside
-    a block (tests: the order must not change a bit of the result)."""
-    token = _chunk_pairs.set(pairs)
-    try:
-        yield
-    finally:
-        _chunk_pairs.reset(token)
-
-
-def prefill_chunk_pairs(total_kv_bytes: float, num_pairs: int, lengths_vary: bool) -> int:
-    """(batch, head) pairs per chunk of prefill's program order (see PREFILL_CHUNK_BYTES)."""
-    forced = _chunk_pairs.get()
+def prefill_chunk_pairs(total_kv_bytes: float, num_pairs: int, lengths_vary: bool,
+                        forced: int | None = None) -> int:
+    """(batch, head) pairs per chunk of prefill's program order (see PREFILL_CHUNK_BYTES);
+    forced: tuning.prefill_chunk_pairs."""
     if forced is not None:
         return max(1, min(num_pairs, forced))
     if lengths_vary and total_kv_bytes <= PREFILL_CHUNK_BYTES:
@@ -182,24 +140,10 @@ def prefill_chunk_pairs(total_kv_bytes: float, num_pairs: int, lengths_vary: boo
 #     against 105.2 / 105.2 from each end; padded 103.4 / 103.5 against 105.5 / 105.2;
 #   packed 5 sequences T16384 Hq32 Hkv8 D128, one pair per chunk: 1140.6 / 1132.9
 #     against 1120.4 / 1124.6.
-_tiles_from_end: contextvars.ContextVar[bool | None] = contextvars.ContextVar(
-    "tiles_from_end", default=None)
-
-
-@contextlib.contextmanager
-def prefill_order_from_end(enabled: bool):
-    """Force prefill's query-tile order inside a block: from each sequence's end (True) or
-    from the longest length (False). The tests run both; the probe times both."""
-    token = _tiles_from_end.set(bool(enabled))
-    try:
-        yield
-    finally:
-        _tiles_from_end.reset(token)
-
-
-def prefill_tiles_from_end(lengths_vary: bool, pairs_per_chunk: int) -> bool:
-    """Whether prefill counts query tiles from each sequence's end (see above)."""
-    forced = _tiles_from_end.get()
+def prefill_tiles_from_end(lengths_vary: bool, pairs_per_chunk: int,
+                           forced: bool | None = None) -> bool:
+    """Whether prefill counts query tiles from each sequence's end (see above); forced:
+    tuning.prefill_tiles_from_end."""
     if forced is not None:
         return forced
     return lengths_vary and pairs_per_chunk == 1
@@ -208,12 +152,11 @@ def prefill_tiles_from_end(lengths_vary: bool, pairs_per_chunk: int) -> bool:
 # Programmatic dependent launch (sm_90 and later): decode's merge kernel is launched while
 # the split kernel still runs; its programs wait (griddepcontrol.wait) for the split
 # kernel's results, so the merge's launch latency hides behind the split kernel's tail.
-PDL = True
-
-
-def pdl(device: torch.device) -> bool:
-    """Whether decode launches its merge kernel as a programmatic dependent launch."""
-    return PDL and not interpreting() and torch.version.hip is None and cc_major(device) >= 9
+def pdl(device: torch.device, enabled: bool = True) -> bool:
+    """Whether decode launches its merge kernel as a programmatic dependent launch
+    (enabled: tuning.pdl)."""
+    return (enabled and not interpreting() and torch.version.hip is None
+            and cc_major(device) >= 9)
 
 
 @dataclass(frozen=True)
@@ -249,31 +192,6 @@ def programs_per_sm(num_warps: int, registers: int, shared_bytes: int,
     return max(1, min(by_regs, by_threads, by_shared, limits.blocks))
 
 
-_overrides: dict[str, Config] = {}
-
-
-@contextlib.contextmanager
-def override(kind: str, config: Config):
-    """Pin the config of one kernel family ("prefill" or "decode") inside a block."""
-    old = _overrides.get(kind)
-    _overrides[kind] = config
-    try:
-        yield
-    finally:
-        if old is None:
-            _overrides.pop(kind, None)
-        else:
-            _overrides[kind] = old
-
-
-def _pick(kind: str, table: dict, head_dim_pad: int, dtype: torch.dtype) -> Config:
-    if kind in _overrides:
-        return _overrides[kind]
-    if interpreting():
-        return INTERPRETER
-    return table[(head_dim_pad, dtype.itemsize)]
-
-
 # Long sequences (query length >= LONG_PREFILL) at D128, 16-bit: larger tiles amortise
 # each program's prologue and epilogue over more key tiles. Sweep 4 (TMA loads):
 # M128 N128 w8 s3 3.948 ms vs M64 N64 w4 s3 4.388 at N16384; 1.288 vs 1.273 at N4096.
@@ -287,35 +205,27 @@ PREFILL_LONG = {(128, 2): Config(128, 128, 8, 3)}
 # Causal prefill through the Gluon kernel (kernels/prefill_sm90.py) on Hopper, where the
 # shape allows it (prefill._sm90_gluon_ok). H200, session 8 (benchmarks/NOTES.md): N4096
 # D128 fp16 0.989 ms against the Triton kernel's 1.055, N16384 3.38 against 3.77. Measured
-# only from LONG_PREFILL on, so the default takes it there. None: that default; True: every
-# shape the kernel supports (the GPU tests); False: never.
-_gluon_mode: contextvars.ContextVar[bool | None] = contextvars.ContextVar("gluon_mode",
-                                                                         default=None)
+# only from LONG_PREFILL on, so the default (tuning.prefill_gluon None) takes it there.
 
 
-@contextlib.contextmanager
-def prefill_gluon(enabled: bool):
-    """Force prefill's Gluon kernel on (wherever the shape allows it) or off inside a block."""
-    token = _gluon_mode.set(bool(enabled))
-    try:
-        yield
-    finally:
-        _gluon_mode.reset(token)
-
-
-def prefill_gluon_mode() -> bool | None:
-    """None: the default rule (query length >= LONG_PREFILL); True / False: forced."""
-    return _gluon_mode.get()
+def _pick(table: dict, head_dim_pad: int, dtype: torch.dtype, forced: Config | None) -> Config:
+    if forced is not None:
+        return forced
+    if interpreting():
+        return INTERPRETER
+    return table[(head_dim_pad, dtype.itemsize)]
 
 
 def prefill_config(head_dim_pad: int, dtype: torch.dtype, causal: bool,
-                   max_q: int = 0, hopper: bool = True) -> Config:
+                   max_q: int = 0, hopper: bool = True, forced: Config | None = None) -> Config:
     """hopper: the GPU has Hopper's 228 KB of shared memory per SM, which the long
-    config's M128 N128 x 3 stages needs (other GPUs keep the PREFILL table)."""
+    config's M128 N128 x 3 stages needs (other GPUs keep the PREFILL table); forced:
+    tuning.prefill_config."""
     del causal  # same table for both today; kept in the key for the sweep
     table = {**PREFILL, **PREFILL_LONG} if max_q >= LONG_PREFILL and hopper else PREFILL
-    return _pick("prefill", table, head_dim_pad, dtype)
+    return _pick(table, head_dim_pad, dtype, forced)
 
 
-def decode_config(head_dim_pad: int, dtype: torch.dtype) -> Config:
-    return _pick("decode", DECODE, head_dim_pad, dtype)
+def decode_config(head_dim_pad: int, dtype: torch.dtype, forced: Config | None = None) -> Config:
+    """forced: tuning.decode_config."""
+    return _pick(DECODE, head_dim_pad, dtype, forced)

@@ -6,14 +6,19 @@ Each check raises with the argument's name, what was expected and what came:
 Checks on tensor *values* (lengths, table entries, indices) need a host-device sync and
 run only when ``validate`` is true; shape, dtype and device checks always run.
 All checks happen before any launch, so a failed call writes nothing.
+
+One function per public call checks it whole (``decode_call`` for the four decode
+functions, ``prefill_call``, ``prefill_varlen_call``); kernels/api.py calls it once, then
+the custom op, whose implementation trusts what it gets.
 """
 
 from __future__ import annotations
 
 import math
-import os
 
 import torch
+
+from ._config import interpreting
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 MIN_HEAD_DIM, MAX_HEAD_DIM = 16, 256
@@ -37,8 +42,7 @@ def float_input(name: str, t: torch.Tensor) -> None:
 
 def on_kernel_device(name: str, t: torch.Tensor) -> None:
     """Triton kernels need CUDA tensors, except under the interpreter (CPU tensors)."""
-    interp = os.environ.get("TRITON_INTERPRET") == "1"
-    if t.device.type != "cuda" and not interp:
+    if t.device.type != "cuda" and not interpreting():
         raise ValueError(f"{name} must be on a CUDA device (or run with TRITON_INTERPRET=1), "
                          f"got {t.device}")
 
@@ -155,3 +159,203 @@ def check_num_splits(num_splits) -> None:
         raise TypeError(f"num_splits must be an int, got {type(num_splits).__name__}")
     if num_splits < 1:
         raise ValueError(f"num_splits must be >= 1, got {num_splits}")
+
+
+def compile_guard(validate: bool) -> None:
+    """validate=True reads tensor values on the host (a device sync), which torch.compile
+    cannot trace into its graph: say so clearly instead of a graph break or a
+    data-dependent error deep inside Dynamo."""
+    if validate and torch.compiler.is_compiling():
+        raise ValueError("validate=True reads lengths, tables and indices on the host (a "
+                         "host-device sync), which torch.compile cannot trace: pass "
+                         "validate=False inside a compiled region (and check the inputs "
+                         "outside it, e.g. with one eager call)")
+
+
+# ------------------------------------------------------------------ decode family, one path
+
+
+def decode_query(q) -> tuple[torch.Tensor, tuple]:
+    """q [B, Hq, D] or [B, Hq, 1, D] -> (a [B, Hq, D] view, the output shape)."""
+    tensor("q", q)
+    if q.dim() == 4:
+        if q.shape[2] != 1:
+            raise ValueError(f"q must be [B, Hq, D] or [B, Hq, 1, D] (one query token), "
+                             f"got shape {tuple(q.shape)}")
+        q3 = q[:, :, 0]
+    elif q.dim() == 3:
+        q3 = q
+    else:
+        raise ValueError(f"q must have rank 3 [B, Hq, D] or 4 [B, Hq, 1, D], got shape "
+                         f"{tuple(q.shape)}")
+    float_input("q", q)
+    on_kernel_device("q", q)
+    head_dim(q.shape[-1])
+    return q3, tuple(q.shape)
+
+
+def dense_cache(q3, k, v) -> None:
+    for name, t in (("k", k), ("v", v)):
+        tensor(name, t, 4, "[B, Hkv, N, D]")
+        float_input(name, t)
+        same_kind("q", q3, name, t)
+    if k.shape != v.shape:
+        raise ValueError(f"k and v must have the same shape, got {tuple(k.shape)} and "
+                         f"{tuple(v.shape)}")
+    if k.shape[0] != q3.shape[0]:
+        raise ValueError(f"k must have batch {q3.shape[0]} like q, got {tuple(k.shape)}")
+    if k.shape[3] != q3.shape[2]:
+        raise ValueError(f"k must have head dim {q3.shape[2]} like q, got {k.shape[3]}")
+    gqa(q3.shape[1], k.shape[1])
+
+
+def paged_cache(q3, k_cache, v_cache, block_table, seq_lens, validate: bool) -> None:
+    """Caches [num_pages, P, Hkv, D]; block_table int32 [B, max_pages]; seq_lens int32 [B].
+    With validate, lengths fit the table row and every *used* table entry is a page id."""
+    for name, t in (("k_cache", k_cache), ("v_cache", v_cache)):
+        tensor(name, t, 4, "[num_pages, page_size, Hkv, D]")
+        float_input(name, t)
+        same_kind("q", q3, name, t)
+    if k_cache.shape != v_cache.shape:
+        raise ValueError(f"k_cache and v_cache must have the same shape, got "
+                         f"{tuple(k_cache.shape)} and {tuple(v_cache.shape)}")
+    num_pages, page_size, num_kv_heads, d = k_cache.shape
+    if d != q3.shape[2]:
+        raise ValueError(f"k_cache must have head dim {q3.shape[2]} like q, got {d}")
+    if page_size < 1:
+        raise ValueError(f"page_size (k_cache.shape[1]) must be >= 1, got {page_size}")
+    gqa(q3.shape[1], num_kv_heads)
+    batch = q3.shape[0]
+    tensor("block_table", block_table)
+    if block_table.dtype != torch.int32:
+        raise ValueError(f"block_table must be int32, got {block_table.dtype}")
+    if block_table.dim() != 2 or block_table.shape[0] != batch:
+        raise ValueError(f"block_table must have shape ({batch}, max_pages), got "
+                         f"{tuple(block_table.shape)}")
+    if block_table.device != q3.device:
+        raise ValueError(f"block_table must be on {q3.device} like q, got {block_table.device}")
+    if block_table.shape[1] > 1 and block_table.stride(1) != 1:  # rows are read as arrays
+        raise ValueError(f"block_table must be contiguous along its pages, got strides "
+                         f"{block_table.stride()}")
+    max_pages = block_table.shape[1]
+    check_lengths("seq_lens", seq_lens, batch, max_pages * page_size, q3.device, validate)
+    if validate and batch and max_pages:
+        used = torch.arange(max_pages, device=q3.device)[None, :] \
+            < ((seq_lens.long() + page_size - 1) // page_size)[:, None]
+        bad = used & ((block_table < 0) | (block_table >= num_pages))
+        if bool(bad.any()):
+            b, j = (int(x) for x in bad.nonzero()[0])
+            raise ValueError(f"block_table[{b}, {j}] = {int(block_table[b, j])} is used by "
+                             f"sequence {b} but is not a page id in [0, {num_pages})")
+
+
+def indices(idx, q3, num_kv_heads: int, seq_lens, n_ctx: int, validate: bool) -> None:
+    """int32 [B, H_idx, K], H_idx in {Hkv, Hq}; with validate every entry in
+    [-1, seq_len) (the length, or n_ctx without lengths; -1 = unused)."""
+    batch, num_q_heads = q3.shape[:2]
+    tensor("indices", idx)
+    if idx.dtype != torch.int32:
+        raise ValueError(f"indices must be int32, got {idx.dtype}")
+    if idx.dim() != 3 or idx.shape[0] != batch:
+        raise ValueError(f"indices must have shape ({batch}, H_idx, K), got "
+                         f"{tuple(idx.shape)}")
+    if idx.shape[1] not in (num_kv_heads, num_q_heads):
+        raise ValueError(f"indices.shape[1] (H_idx) must be Hkv={num_kv_heads} or "
+                         f"Hq={num_q_heads}, got {idx.shape[1]}")
+    if idx.device != q3.device:
+        raise ValueError(f"indices must be on {q3.device} like q, got {idx.device}")
+    if validate and idx.numel():
+        limit = (seq_lens.long() if seq_lens is not None
+                 else torch.full((batch,), n_ctx, device=q3.device)).view(-1, 1, 1)
+        bad = (idx < -1) | (idx >= limit)
+        if bool(bad.any()):
+            b, h, i = (int(x) for x in bad.nonzero()[0])
+            raise ValueError(f"indices[{b}, {h}, {i}] = {int(idx[b, h, i])} is outside "
+                             f"[-1, {int(limit[b])}) (the sequence length; -1 = unused)")
+
+
+def decode_call(q, k, v, *, block_table=None, seq_lens=None, idx=None, num_splits=None,
+                sm_scale=None, out=None, validate: bool = True) -> tuple[torch.Tensor, float]:
+    """Every check of a decode-family call (dense or paged cache, with or without index
+    rows), in one place and in one order: q, the cache (and table, and lengths), the split
+    count, the indices, sm_scale, out=. Returns (out, allocated when not given; sm_scale)."""
+    compile_guard(validate)
+    q3, out_shape = decode_query(q)
+    if block_table is None:
+        dense_cache(q3, k, v)
+        num_kv_heads, n_ctx = k.shape[1], k.shape[2]
+        check_num_splits(num_splits)
+        if seq_lens is not None:
+            check_lengths("seq_lens", seq_lens, q3.shape[0], n_ctx, q3.device, validate)
+    else:
+        paged_cache(q3, k, v, block_table, seq_lens, validate)
+        num_kv_heads, n_ctx = k.shape[2], 0
+        check_num_splits(num_splits)
+    if idx is not None:
+        indices(idx, q3, num_kv_heads, seq_lens, n_ctx, validate)
+    scale = check_sm_scale(sm_scale, q3.shape[2])
+    return check_out(out, q3, out_shape), scale
+
+
+# ------------------------------------------------------------------ prefill family
+
+
+def prefill_call(q, k, v, *, seq_lens, kv_seq_lens, sm_scale, out, validate: bool):
+    """Every check of a padded-batch prefill call. Returns (out, sm_scale, kv_seq_lens:
+    the key lengths, seq_lens when not given)."""
+    compile_guard(validate)
+    check_qkv(q, k, v, rank=4, layout="[B, H, N, D]")
+    batch, _, n_q, d = q.shape
+    n_k = k.shape[2]
+    if k.shape[0] != batch:
+        raise ValueError(f"k must have batch {batch} like q, got k.shape={tuple(k.shape)}")
+    if seq_lens is None and kv_seq_lens is not None:
+        raise ValueError("kv_seq_lens needs seq_lens (the query lengths) as well")
+    if seq_lens is not None:
+        check_lengths("seq_lens", seq_lens, batch, n_q, q.device, validate)
+        if kv_seq_lens is None:  # self-attention: the key lengths are the query lengths
+            check_lengths("seq_lens (also the key lengths, kv_seq_lens not given)",
+                          seq_lens, batch, n_k, q.device, validate)
+            kv_seq_lens = seq_lens
+        else:
+            check_lengths("kv_seq_lens", kv_seq_lens, batch, n_k, q.device, validate)
+    scale = check_sm_scale(sm_scale, d)
+    return check_out(out, q, tuple(q.shape)), scale, kv_seq_lens
+
+
+def prefill_varlen_call(q, k, v, *, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
+                        sm_scale, out, validate: bool):
+    """Every check of a packed var-len prefill call. Returns (out, sm_scale, cu_seqlens_k:
+    cu_seqlens_q when not given, max_q: the grid's query length, the longest query length
+    when validate reads it anyway, else max_seqlen_q, at most the packed rows)."""
+    compile_guard(validate)
+    check_qkv(q, k, v, rank=3, layout="[T, H, D]")
+    total_q, _, d = q.shape
+    if cu_seqlens_k is None:
+        cu_seqlens_k = cu_seqlens_q
+    batch = check_cu_seqlens("cu_seqlens_q", cu_seqlens_q, total_q, q.device, validate)
+    batch_k = check_cu_seqlens("cu_seqlens_k", cu_seqlens_k, k.shape[0], q.device, validate)
+    if batch_k != batch:
+        raise ValueError(f"cu_seqlens_k must have {batch + 1} entries like cu_seqlens_q, "
+                         f"got {batch_k + 1}")
+    for name, value in (("max_seqlen_q", max_seqlen_q), ("max_seqlen_k", max_seqlen_k)):
+        if value is None and name == "max_seqlen_k":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+        if value < 0:
+            raise ValueError(f"{name} must be >= 0, got {value}")
+    max_q = min(max_seqlen_q, total_q)  # the grid's query length
+    if validate:
+        longest = int((cu_seqlens_q[1:] - cu_seqlens_q[:-1]).max()) if batch else 0
+        max_q = min(max_q, longest)  # known here at no extra cost: no tiles past the longest
+        if longest > max_seqlen_q:
+            raise ValueError(f"max_seqlen_q={max_seqlen_q} is smaller than the longest "
+                             f"query sequence ({longest})")
+        if max_seqlen_k is not None and batch:
+            longest_k = int((cu_seqlens_k[1:] - cu_seqlens_k[:-1]).max())
+            if longest_k > max_seqlen_k:
+                raise ValueError(f"max_seqlen_k={max_seqlen_k} is smaller than the longest "
+                                 f"key sequence ({longest_k})")
+    scale = check_sm_scale(sm_scale, d)
+    return check_out(out, q, tuple(q.shape)), scale, cu_seqlens_k, max_q

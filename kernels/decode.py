@@ -13,11 +13,21 @@ sequence's "key list" in tiles of BLOCK_N entries; a key-list entry is
 With more than one split, each split writes a normalised partial output and its LSE
 (fp32) and ``_combine_kernel`` merges them (flash-decoding). Splits that see no key
 write LSE -inf and weigh 0 in the merge. On sm_90+ the merge is a programmatic dependent
-launch (``_config.PDL``): it is scheduled while the split kernel runs and waits
+launch (``tuning.pdl``): it is scheduled while the split kernel runs and waits
 (griddepcontrol.wait) for the split kernel's completion and memory before reading.
 
-The public wrappers here are ``decode`` and ``paged_decode``; ``kernels.sparse`` wraps
-the same launcher for index lists.
+Sparse-token decode is the same kernel (flag HAS_INDICES): the key list of a program is
+its row of ``indices`` instead of 0..seq_len, so the cost follows the number of selected
+tokens, never the context length. With one index row per KV head (H_idx == Hkv) the
+whole query group shares each gathered K/V row; with one row per query head (H_idx ==
+Hq) every query head walks its own list. Positions outside [0, seq_len) are skipped,
+never read (validate=True rejects them first).
+
+Host side, one path for the four public functions (kernels/api.py): the arguments are
+checked once (``_validate.decode_call``), described by a ``KVLayout`` (dense / paged,
+indexed or not, with its strides), turned into a ``DecodePlan`` (config, split count,
+grid, constexprs, launch flags; ``plan``) and launched (``launch``). ``attend`` is that
+path; the custom ops of kernels/ops.py call it through the ``*_impl`` functions.
 
 References: Dao et al., "Flash-Decoding for long-context inference" (2023); vLLM paged
 attention.
@@ -25,14 +35,17 @@ attention.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import triton
 import triton.language as tl
 from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
 
-from . import _validate as val
+from . import tuning
 from ._config import decode_config, interpreting, pdl, programs_per_sm, sm_limits
 from ._jit import LOG2E_HOST, aligned, dim_ok, finalize, mm, online_softmax_step, page_lookup
+from .tuning import Tuning
 
 # Split-KV rule (benchmarks/NOTES.md, session 6). The split kernel is memory-bound; its
 # programs run in waves of R = SMs x programs-per-SM (from the compiled kernel's registers
@@ -292,55 +305,117 @@ def resident_programs(device: torch.device, kernel_args: dict, consts: dict,
     return _resident[key]
 
 
-def launch(q, k, v, out, lse, *, seq_lens, block_table, indices, n_ctx, num_splits,
-           sm_scale):
-    """Run the decode family. q/out: [B, Hq, D] (views allowed); k/v dense [B, Hkv, N, D]
-    or paged [num_pages, P, Hkv, D] (when block_table is given); indices [B, H_idx, K]."""
+# ------------------------------------------------------------------------------ host side
+# validated arguments (_validate.decode_call) -> KVLayout -> DecodePlan -> launch
+
+
+@dataclass(frozen=True)
+class KVLayout:
+    """Where the kernel finds key-list entry i of (sequence b, KV head h):
+
+      dense  [B, Hkv, N, D]:             position p = i           -> k[b, h, p]
+      paged  [num_pages, P, Hkv, D]:     position p = i           -> k[table[b, p // P], p % P, h]
+      indexed (either of the above):     position p = indices[b, h_idx, i] (-1: skipped)
+
+    seq_lens (optional on a dense cache) bounds the valid positions."""
+    k: torch.Tensor
+    v: torch.Tensor
+    block_table: torch.Tensor | None = None
+    seq_lens: torch.Tensor | None = None
+    indices: torch.Tensor | None = None
+
+    @property
+    def paged(self) -> bool:
+        return self.block_table is not None
+
+    @property
+    def num_kv_heads(self) -> int:
+        return self.k.shape[2] if self.paged else self.k.shape[1]
+
+    @property
+    def n_ctx(self) -> int:
+        """Tokens the cache can hold per sequence (dense N; paged max_pages x P)."""
+        return self.block_table.shape[1] * self.k.shape[1] if self.paged else self.k.shape[2]
+
+    @property
+    def n_list(self) -> int:
+        """Entries of one key list: K index slots, else every position up to n_ctx."""
+        return self.indices.shape[2] if self.indices is not None else self.n_ctx
+
+    def kernel_args(self, dummy: torch.Tensor) -> dict:
+        """The kernel's cache pointers and strides (the other kind's strides are 0)."""
+        k, v, table, idx = self.k, self.v, self.block_table, self.indices
+
+        def cache(name, t):
+            if self.paged:  # [num_pages, P, Hkv, D]
+                return {f"stride_{name}_batch": 0, f"stride_{name}_seq": 0,
+                        f"stride_{name}_page": t.stride(0), f"stride_{name}_slot": t.stride(1),
+                        f"stride_{name}_head": t.stride(2)}
+            return {f"stride_{name}_batch": t.stride(0), f"stride_{name}_seq": t.stride(2),
+                    f"stride_{name}_page": 0, f"stride_{name}_slot": 0,
+                    f"stride_{name}_head": t.stride(1)}
+
+        return dict(
+            k_ptr=k, v_ptr=v,
+            block_table_ptr=table if self.paged else dummy,
+            seq_lens_ptr=self.seq_lens if self.seq_lens is not None else dummy,
+            indices_ptr=idx if idx is not None else dummy,
+            n_ctx=self.n_ctx, n_list=self.n_list,
+            page_size=k.shape[1] if self.paged else 1,
+            **cache("k", k), **cache("v", v),
+            stride_table_batch=table.stride(0) if self.paged else 0,
+            stride_idx_batch=idx.stride(0) if idx is not None else 0,
+            stride_idx_head=idx.stride(1) if idx is not None else 0,
+            stride_idx_k=idx.stride(2) if idx is not None else 0)
+
+    def strides_aligned(self) -> bool:
+        """Every cache stride a multiple of 16 elements (the kernel's ALIGNED flag)."""
+        n = 3  # batch/page, head/slot, seq/head: the three outer axes
+        return all(st % 16 == 0 for st in (*self.k.stride()[:n], *self.v.stride()[:n]))
+
+
+@dataclass(frozen=True)
+class DecodePlan:
+    """Everything a launch needs beyond the tensors: decided once per call."""
+    grid: tuple
+    num_splits: int
+    args: dict  # the split kernel's runtime arguments (pointers, sizes, strides)
+    consts: dict  # its constexprs
+    launch_options: dict
+    pdl: bool  # the merge as a programmatic dependent launch
+    head_dim_pad: int
+
+
+def plan(q, layout: KVLayout, out, lse, *, sm_scale: float, num_splits: int | None,
+         tune: Tuning) -> DecodePlan | None:
+    """q/out: [B, Hq, D] (views allowed); lse [B, Hq] or None. None: nothing to launch."""
     batch, num_q_heads, head_dim = q.shape
-    paged = block_table is not None
-    num_kv_heads = k.shape[2] if paged else k.shape[1]
-    group_size = num_q_heads // num_kv_heads
+    group_size = num_q_heads // layout.num_kv_heads
     # One program per index row: per KV head (whole group) or per query head.
+    indices = layout.indices
     heads_per_program = num_q_heads // indices.shape[1] if indices is not None else group_size
     num_head_programs = num_q_heads // heads_per_program
-    n_list = indices.shape[2] if indices is not None else n_ctx
     head_dim_pad = max(16, triton.next_power_of_2(head_dim))
-    cfg = decode_config(head_dim_pad, q.dtype)
+    cfg = decode_config(head_dim_pad, q.dtype, tune.decode_config)
     if batch * num_q_heads == 0:
-        return
-    aligned_strides = all(st % 16 == 0 for st in (*q.stride()[:2], *k.stride()[:3],
-                                                  *v.stride()[:3], *out.stride()[:2]))
-    dummy = q
+        return None
+    aligned_strides = layout.strides_aligned() and all(
+        st % 16 == 0 for st in (*q.stride()[:2], *out.stride()[:2]))
     args = dict(
-        q_ptr=q, k_ptr=k, v_ptr=v,
-        block_table_ptr=block_table if paged else dummy,
-        seq_lens_ptr=seq_lens if seq_lens is not None else dummy,
-        indices_ptr=indices if indices is not None else dummy,
+        q_ptr=q, **layout.kernel_args(dummy=q),
         out_ptr=out, lse_ptr=lse if lse is not None else out,
-        n_ctx=n_ctx, n_list=n_list,
-        page_size=k.shape[1] if paged else 1, num_head_programs=num_head_programs,
-        heads_per_program=heads_per_program, group_size=group_size, head_dim=head_dim,
-        qk_scale=sm_scale * LOG2E_HOST,
+        num_head_programs=num_head_programs, heads_per_program=heads_per_program,
+        group_size=group_size, head_dim=head_dim, qk_scale=sm_scale * LOG2E_HOST,
         stride_q_batch=q.stride(0), stride_q_head=q.stride(1),
-        stride_k_batch=0 if paged else k.stride(0), stride_k_seq=0 if paged else k.stride(2),
-        stride_k_page=k.stride(0) if paged else 0, stride_k_slot=k.stride(1) if paged else 0,
-        stride_k_head=k.stride(2) if paged else k.stride(1),
-        stride_v_batch=0 if paged else v.stride(0), stride_v_seq=0 if paged else v.stride(2),
-        stride_v_page=v.stride(0) if paged else 0, stride_v_slot=v.stride(1) if paged else 0,
-        stride_v_head=v.stride(2) if paged else v.stride(1),
-        stride_table_batch=block_table.stride(0) if paged else 0,
-        stride_idx_batch=indices.stride(0) if indices is not None else 0,
-        stride_idx_head=indices.stride(1) if indices is not None else 0,
-        stride_idx_k=indices.stride(2) if indices is not None else 0,
         stride_o_batch=out.stride(0), stride_o_head=out.stride(1),
         stride_lse_batch=lse.stride(0) if lse is not None else 0,
         stride_lse_head=lse.stride(1) if lse is not None else 0)
     consts = dict(
-        IS_PAGED=paged, HAS_LENS=seq_lens is not None, HAS_INDICES=indices is not None,
-        WRITE_LSE=lse is not None,
+        IS_PAGED=layout.paged, HAS_LENS=layout.seq_lens is not None,
+        HAS_INDICES=indices is not None, WRITE_LSE=lse is not None,
         BLOCK_H=max(16, triton.next_power_of_2(heads_per_program)), BLOCK_N=cfg.block_n,
         HEAD_DIM_PAD=head_dim_pad, EVEN_D=head_dim == head_dim_pad,
-        FP32=q.dtype == torch.float32, ALIGNED=aligned_strides, PDL=pdl(q.device))
+        FP32=q.dtype == torch.float32, ALIGNED=aligned_strides, PDL=pdl(q.device, tune.pdl))
     launch_options = cfg.launch_options()
     if num_splits is None:
         if interpreting() or q.device.type != "cuda":
@@ -348,191 +423,80 @@ def launch(q, k, v, out, lse, *, seq_lens, block_table, indices, n_ctx, num_spli
         else:
             resident = resident_programs(q.device, args, consts, launch_options)
             min_keys = max(MIN_KEYS_PER_SPLIT, cfg.block_n)
-        num_splits = default_num_splits(batch * num_head_programs, n_list, resident, min_keys,
-                                        MAX_SPLITS_PAGED if paged else MAX_SPLITS)
-    if num_splits > 1:
-        part_out = torch.empty((batch * num_q_heads, num_splits, head_dim),
+        num_splits = default_num_splits(batch * num_head_programs, layout.n_list, resident,
+                                        min_keys,
+                                        MAX_SPLITS_PAGED if layout.paged else MAX_SPLITS)
+    use_pdl = num_splits > 1 and consts["PDL"]
+    return DecodePlan(grid=(batch * num_head_programs, num_splits), num_splits=num_splits,
+                      args=args, consts={**consts, "PDL": use_pdl},
+                      launch_options=launch_options, pdl=use_pdl, head_dim_pad=head_dim_pad)
+
+
+def launch(p: DecodePlan) -> None:
+    """Run the plan: the split kernel, and with more than one split the merge."""
+    q, out, lse = p.args["q_ptr"], p.args["out_ptr"], p.args["lse_ptr"]
+    write_lse = p.consts["WRITE_LSE"]
+    batch, num_q_heads, head_dim = q.shape
+    if p.num_splits > 1:
+        part_out = torch.empty((batch * num_q_heads, p.num_splits, head_dim),
                                device=q.device, dtype=torch.float32)
-        part_lse = torch.empty((batch * num_q_heads, num_splits), device=q.device,
+        part_lse = torch.empty((batch * num_q_heads, p.num_splits), device=q.device,
                                dtype=torch.float32)
     else:
         part_out = part_lse = out  # unused
-    use_pdl = num_splits > 1 and consts["PDL"]
-    _decode_kernel[(batch * num_head_programs, num_splits)](
-        **args, part_out_ptr=part_out, part_lse_ptr=part_lse, num_splits=num_splits,
-        **{**consts, "PDL": use_pdl}, SPLIT_KV=num_splits > 1, **launch_options)
-    if num_splits > 1:
+    _decode_kernel[p.grid](
+        **p.args, part_out_ptr=part_out, part_lse_ptr=part_lse, num_splits=p.num_splits,
+        **p.consts, SPLIT_KV=p.num_splits > 1, **p.launch_options)
+    if p.num_splits > 1:
         _combine_kernel[(batch * num_q_heads,)](
-            part_out_ptr=part_out, part_lse_ptr=part_lse, out_ptr=out,
-            lse_ptr=lse if lse is not None else out, num_splits=num_splits,
-            num_q_heads=num_q_heads,
-            head_dim=head_dim, stride_o_batch=out.stride(0), stride_o_head=out.stride(1),
-            stride_lse_batch=lse.stride(0) if lse is not None else 0,
-            stride_lse_head=lse.stride(1) if lse is not None else 0,
-            WRITE_LSE=lse is not None,
-            SPLITS_PAD=triton.next_power_of_2(num_splits), HEAD_DIM_PAD=head_dim_pad,
-            EVEN_D=head_dim == head_dim_pad, PDL=use_pdl,
-            num_warps=4 if head_dim_pad >= 128 else 2,
-            **({"launch_pdl": True} if use_pdl else {}),
+            part_out_ptr=part_out, part_lse_ptr=part_lse, out_ptr=out, lse_ptr=lse,
+            num_splits=p.num_splits, num_q_heads=num_q_heads, head_dim=head_dim,
+            stride_o_batch=out.stride(0), stride_o_head=out.stride(1),
+            stride_lse_batch=p.args["stride_lse_batch"],
+            stride_lse_head=p.args["stride_lse_head"],
+            WRITE_LSE=write_lse,
+            SPLITS_PAD=triton.next_power_of_2(p.num_splits), HEAD_DIM_PAD=p.head_dim_pad,
+            EVEN_D=p.consts["EVEN_D"], PDL=p.pdl,
+            num_warps=4 if p.head_dim_pad >= 128 else 2,
+            **({"launch_pdl": True} if p.pdl else {}),
         )
 
 
-def run(q3, out_shape, k, v, *, out, return_lse, sm_scale, **launch_kw):
-    """The common tail of every decode-family wrapper, after its own checks: allocate or
-    check out= (q's shape), allocate the LSE, launch, return what was asked for."""
-    sm_scale = val.check_sm_scale(sm_scale, q3.shape[2])
-    out = val.check_out(out, q3, out_shape)
+def attend(q, layout: KVLayout, *, num_splits: int | None, sm_scale: float, return_lse: bool,
+           out: torch.Tensor) -> torch.Tensor:
+    """The decode family's implementation behind every public decode function and its
+    custom op, on validated arguments: q [B, Hq, D] or [B, Hq, 1, D], out like q (filled).
+    Returns the LSE [B, Hq] (float32), or an empty tensor without return_lse."""
+    q3 = q[:, :, 0] if q.dim() == 4 else q
     out3 = out[:, :, 0] if out.dim() == 4 else out
     lse = torch.empty(q3.shape[:2], device=q3.device, dtype=torch.float32) \
         if return_lse else None
-    launch(q3, k, v, out3, lse, sm_scale=sm_scale, **launch_kw)
-    return (out, lse) if return_lse else out
+    p = plan(q3, layout, out3, lse, sm_scale=sm_scale, num_splits=num_splits,
+             tune=tuning.current())
+    if p is not None:
+        launch(p)
+    return lse if return_lse else q3.new_empty(0, dtype=torch.float32)
 
 
-def check_decode_query(q) -> tuple[torch.Tensor, tuple]:
-    """q [B, Hq, D] or [B, Hq, 1, D] -> (a [B, Hq, D] view, the output shape)."""
-    val.tensor("q", q)
-    if q.dim() == 4:
-        if q.shape[2] != 1:
-            raise ValueError(f"q must be [B, Hq, D] or [B, Hq, 1, D] (one query token), "
-                             f"got shape {tuple(q.shape)}")
-        q3 = q[:, :, 0]
-    elif q.dim() == 3:
-        q3 = q
-    else:
-        raise ValueError(f"q must have rank 3 [B, Hq, D] or 4 [B, Hq, 1, D], got shape "
-                         f"{tuple(q.shape)}")
-    val.float_input("q", q)
-    val.on_kernel_device("q", q)
-    val.head_dim(q.shape[-1])
-    return q3, tuple(q.shape)
+# The custom-op implementations (kernels/ops.py), one per public function.
+def decode_impl(q, k, v, seq_lens, num_splits, sm_scale, return_lse, out):
+    return attend(q, KVLayout(k, v, seq_lens=seq_lens), num_splits=num_splits,
+                  sm_scale=sm_scale, return_lse=return_lse, out=out)
 
 
-def check_dense_cache(q3, k, v) -> None:
-    for name, t in (("k", k), ("v", v)):
-        val.tensor(name, t, 4, "[B, Hkv, N, D]")
-        val.float_input(name, t)
-        val.same_kind("q", q3, name, t)
-    if k.shape != v.shape:
-        raise ValueError(f"k and v must have the same shape, got {tuple(k.shape)} and "
-                         f"{tuple(v.shape)}")
-    if k.shape[0] != q3.shape[0]:
-        raise ValueError(f"k must have batch {q3.shape[0]} like q, got {tuple(k.shape)}")
-    if k.shape[3] != q3.shape[2]:
-        raise ValueError(f"k must have head dim {q3.shape[2]} like q, got {k.shape[3]}")
-    val.gqa(q3.shape[1], k.shape[1])
+def paged_decode_impl(q, k_cache, v_cache, block_table, seq_lens, num_splits, sm_scale,
+                      return_lse, out):
+    return attend(q, KVLayout(k_cache, v_cache, block_table=block_table, seq_lens=seq_lens),
+                  num_splits=num_splits, sm_scale=sm_scale, return_lse=return_lse, out=out)
 
 
-def check_dense_call(q, k, v, seq_lens, num_splits, validate: bool):
-    """Every check of a dense-cache decode call (decode, sparse_decode) but the indices;
-    returns (q as [B, Hq, D], the output shape)."""
-    q3, out_shape = check_decode_query(q)
-    check_dense_cache(q3, k, v)
-    val.check_num_splits(num_splits)
-    if seq_lens is not None:
-        val.check_lengths("seq_lens", seq_lens, q3.shape[0], k.shape[2], q3.device, validate)
-    return q3, out_shape
+def sparse_decode_impl(q, k, v, indices, seq_lens, num_splits, sm_scale, return_lse, out):
+    return attend(q, KVLayout(k, v, seq_lens=seq_lens, indices=indices),
+                  num_splits=num_splits, sm_scale=sm_scale, return_lse=return_lse, out=out)
 
 
-def check_paged_call(q, k_cache, v_cache, block_table, seq_lens, num_splits, validate: bool):
-    """Every check of a paged-cache decode call (paged_decode, sparse_paged_decode) but
-    the indices; returns (q as [B, Hq, D], the output shape)."""
-    q3, out_shape = check_decode_query(q)
-    check_paged_cache(q3, k_cache, v_cache, block_table, seq_lens, validate)
-    val.check_num_splits(num_splits)
-    return q3, out_shape
-
-
-def check_paged_cache(q3, k_cache, v_cache, block_table, seq_lens, validate: bool) -> None:
-    """Caches [num_pages, P, Hkv, D]; block_table int32 [B, max_pages]; seq_lens int32 [B].
-    With validate, lengths fit the table row and every *used* table entry is a page id."""
-    for name, t in (("k_cache", k_cache), ("v_cache", v_cache)):
-        val.tensor(name, t, 4, "[num_pages, page_size, Hkv, D]")
-        val.float_input(name, t)
-        val.same_kind("q", q3, name, t)
-    if k_cache.shape != v_cache.shape:
-        raise ValueError(f"k_cache and v_cache must have the same shape, got "
-                         f"{tuple(k_cache.shape)} and {tuple(v_cache.shape)}")
-    num_pages, page_size, num_kv_heads, d = k_cache.shape
-    if d != q3.shape[2]:
-        raise ValueError(f"k_cache must have head dim {q3.shape[2]} like q, got {d}")
-    if page_size < 1:
-        raise ValueError(f"page_size (k_cache.shape[1]) must be >= 1, got {page_size}")
-    val.gqa(q3.shape[1], num_kv_heads)
-    batch = q3.shape[0]
-    val.tensor("block_table", block_table)
-    if block_table.dtype != torch.int32:
-        raise ValueError(f"block_table must be int32, got {block_table.dtype}")
-    if block_table.dim() != 2 or block_table.shape[0] != batch:
-        raise ValueError(f"block_table must have shape ({batch}, max_pages), got "
-                         f"{tuple(block_table.shape)}")
-    if block_table.device != q3.device:
-        raise ValueError(f"block_table must be on {q3.device} like q, got {block_table.device}")
-    if block_table.shape[1] > 1 and block_table.stride(1) != 1:  # rows are read as arrays
-        raise ValueError(f"block_table must be contiguous along its pages, got strides "
-                         f"{block_table.stride()}")
-    max_pages = block_table.shape[1]
-    val.check_lengths("seq_lens", seq_lens, batch, max_pages * page_size, q3.device, validate)
-    if validate and batch and max_pages:
-        used = torch.arange(max_pages, device=q3.device)[None, :] \
-            < ((seq_lens.long() + page_size - 1) // page_size)[:, None]
-        bad = used & ((block_table < 0) | (block_table >= num_pages))
-        if bool(bad.any()):
-            b, j = (int(x) for x in bad.nonzero()[0])
-            raise ValueError(f"block_table[{b}, {j}] = {int(block_table[b, j])} is used by "
-                             f"sequence {b} but is not a page id in [0, {num_pages})")
-
-
-def decode(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    *,
-    seq_lens: torch.Tensor | None = None,
-    num_splits: int | None = None,
-    sm_scale: float | None = None,
-    return_lse: bool = False,
-    out: torch.Tensor | None = None,
-    validate: bool = True,
-):
-    """Decode over a dense cache.
-
-    q: [B, Hq, D] or [B, Hq, 1, D] (the output mirrors it); k, v: [B, Hkv, N, D];
-    seq_lens: int32 [B] valid cache lengths (default N; keys past it are never read).
-    num_splits: split-KV count (default: a heuristic from B x Hkv and N).
-    Returns out (and lse [B, Hq] float32, natural log; -inf for a length-0 row).
-    """
-    q3, out_shape = check_dense_call(q, k, v, seq_lens, num_splits, validate)
-    return run(q3, out_shape, k, v, out=out, return_lse=return_lse, sm_scale=sm_scale,
-               seq_lens=seq_lens, block_table=None, indices=None, n_ctx=k.shape[2],
-               num_splits=num_splits)
-
-
-def paged_decode(
-    q: torch.Tensor,
-    k_cache: torch.Tensor,
-    v_cache: torch.Tensor,
-    block_table: torch.Tensor,
-    seq_lens: torch.Tensor,
-    *,
-    num_splits: int | None = None,
-    sm_scale: float | None = None,
-    return_lse: bool = False,
-    out: torch.Tensor | None = None,
-    validate: bool = True,
-):
-    """Decode over a paged cache.
-
-    q: [B, Hq, D] or [B, Hq, 1, D]; k_cache, v_cache: [num_pages, page_size, Hkv, D]
-    (any strides with a contiguous last dim); block_table: int32 [B, max_pages];
-    seq_lens: int32 [B]. Token t of sequence b is cache[block_table[b, t // P], t % P];
-    table entries past a sequence's last page are never read and may hold anything.
-    """
-    q3, out_shape = check_paged_call(q, k_cache, v_cache, block_table, seq_lens, num_splits,
-                                     validate)
-    return run(q3, out_shape, k_cache, v_cache, out=out, return_lse=return_lse,
-               sm_scale=sm_scale, seq_lens=seq_lens, block_table=block_table, indices=None,
-               n_ctx=block_table.shape[1] * k_cache.shape[1], num_splits=num_splits)
-
-
-__all__ = ["decode", "paged_decode"]
+def sparse_paged_decode_impl(q, k_cache, v_cache, block_table, seq_lens, indices, num_splits,
+                             sm_scale, return_lse, out):
+    return attend(q, KVLayout(k_cache, v_cache, block_table=block_table, seq_lens=seq_lens,
+                              indices=indices),
+                  num_splits=num_splits, sm_scale=sm_scale, return_lse=return_lse, out=out)

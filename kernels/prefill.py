@@ -28,22 +28,28 @@ Shapes:
 Causal masks are aligned bottom-right on the valid lengths (query i of Lq sees key j
 iff j <= i + Lk - Lq), the FlashAttention convention.
 
+Host side, one path for both public functions (kernels/api.py): the arguments are
+checked once (``_validate.prefill_call`` / ``prefill_varlen_call``), described by a
+``QKVLayout`` (4-D views, lengths, batch strides), turned into a ``PrefillPlan`` (Gluon or
+Triton; config, chunking, tile order, load path, grid, constexprs; ``plan``) and launched.
+
 References: Dao 2023 (FlashAttention-2); Triton tutorial 06-fused-attention.
 """
 
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import torch
 import triton
 import triton.language as tl
 from triton.tools.tensor_descriptor import TensorDescriptor
 
-from . import _config
-from . import _validate as val
+from . import _config, tuning
 from ._config import cc_major, interpreting, prefill_config
 from ._jit import LOG2E_HOST, aligned, dim_ok, finalize, mm, online_softmax_step
+from .tuning import Tuning
 
 GRID_LIMIT = 2**31 - 1  # programs on one grid axis (CUDA's limit on gridDim.x)
 FLT_MAX_NEG = tl.constexpr(-3.4028234663852886e38)  # the most negative finite float32
@@ -322,12 +328,12 @@ def _sm90_module():
     return prefill_sm90
 
 
-def _sm90_gluon_ok(q, k, v, out, *, causal: bool, has_lens: bool) -> bool:
+def _sm90_gluon_ok(q, k, v, out, *, causal: bool, has_lens: bool,
+                   mode: bool | None = None) -> bool:
     """Whether prefill runs the Gluon kernel (prefill_sm90.py): a Hopper GPU (not the
-    interpreter), the default rule or a forced mode (_config.prefill_gluon_mode), and a
-    call inside its scope: causal, no lengths, fp16/bf16, head_dim 128, Nq == Nk a
-    multiple of 128, contiguous 16-byte-aligned q/k/v/out, row coordinates within int32."""
-    mode = _config.prefill_gluon_mode()
+    interpreter), the default rule or a forced mode (tuning.prefill_gluon), and a call
+    inside its scope: causal, no lengths, fp16/bf16, head_dim 128, Nq == Nk a multiple of
+    128, contiguous 16-byte-aligned q/k/v/out, row coordinates within int32."""
     if mode is False or interpreting() or q.device.type != "cuda" or cc_major(q.device) != 9:
         return False
     n_q, n_k = q.shape[2], k.shape[2]
@@ -373,15 +379,16 @@ def _has_228kb_smem(device: torch.device) -> bool:
 GRID_YZ_LIMIT = 65535  # CUDA's limit on gridDim.y and gridDim.z
 
 
-def _grid(num_m_tiles: int, num_batch: int, num_q_heads: int, bh_per_chunk: int):
+def _grid(num_m_tiles: int, num_batch: int, num_q_heads: int, bh_per_chunk: int,
+          three_d: bool = True):
     """The launch grid and the kernel's GRID_ORDER. CUDA launches a grid's programs x
     fastest, then y, then z (not a documented promise; the one-axis order relies on the
     same launch-order behaviour), so (Hq, B, levels) is one chunk of all pairs, level by
     level, and (levels, Hq, B) is pair after pair: the kernel reads its coordinates from
-    the program ids, with no runtime division before its first load (_config.PREFILL_3D_GRID).
-    Other chunkings, or sizes past the y/z limit, take one axis."""
+    the program ids, with no runtime division before its first load (three_d:
+    tuning.prefill_3d_grid). Other chunkings, or sizes past the y/z limit, take one axis."""
     num_bh = num_batch * num_q_heads
-    if _config.PREFILL_3D_GRID:
+    if three_d:
         if bh_per_chunk >= num_bh and max(num_batch, num_m_tiles) <= GRID_YZ_LIMIT:
             return (num_q_heads, num_batch, num_m_tiles), 1
         if bh_per_chunk == 1 and max(num_q_heads, num_batch) <= GRID_YZ_LIMIT:
@@ -389,41 +396,89 @@ def _grid(num_m_tiles: int, num_batch: int, num_q_heads: int, bh_per_chunk: int)
     return (num_m_tiles * num_bh,), 0
 
 
-def _launch(q, k, v, out, lse, q_lens, kv_lens, *, n_q, n_k, max_q, num_batch, causal,
-            varlen, sm_scale):
-    """q/k/v/out as 4-D [B, H, N, D] views (varlen: [1, H, T, D] with batch stride 0)."""
+# ------------------------------------------------------------------------------ host side
+# validated arguments (_validate.prefill_call / prefill_varlen_call) -> QKVLayout ->
+# PrefillPlan -> launch
+
+
+@dataclass(frozen=True)
+class QKVLayout:
+    """q/k/v/out as 4-D [B, H, N, D] views. Padded batch: the tensors themselves, with
+    optional lengths (q_lens, kv_lens: int32 [B]). Packed var-len: [1, H, T, D] views of
+    [T, H, D], sequence b at rows cu_seqlens[b] (q_lens, kv_lens: the cu_seqlens), so the
+    kernel's batch strides are 0."""
+    q: torch.Tensor
+    k: torch.Tensor
+    v: torch.Tensor
+    out: torch.Tensor
+    lse: torch.Tensor | None  # [B, Hq, Nq] (padded) or [1, Hq, Tq] (var-len) fp32
+    q_lens: torch.Tensor | None
+    kv_lens: torch.Tensor | None
+    num_batch: int
+    varlen: bool
+
+    @property
+    def has_lens(self) -> bool:  # seq_lens (padded) or cu_seqlens (varlen)
+        return self.q_lens is not None
+
+    def strides(self) -> dict:
+        bs = (lambda t: 0) if self.varlen else (lambda t: t.stride(0))
+        q, k, v, out = self.q, self.k, self.v, self.out
+        return dict(
+            stride_q_batch=bs(q), stride_q_head=q.stride(1), stride_q_seq=q.stride(2),
+            stride_k_batch=bs(k), stride_k_head=k.stride(1), stride_k_seq=k.stride(2),
+            stride_v_batch=bs(v), stride_v_head=v.stride(1), stride_v_seq=v.stride(2),
+            stride_o_batch=bs(out), stride_o_head=out.stride(1), stride_o_seq=out.stride(2))
+
+    def lse_strides(self) -> dict:
+        lse = self.lse
+        st = (lse.stride(0), lse.stride(1), lse.stride(2)) if lse is not None else (0, 0, 0)
+        return dict(stride_lse_batch=0 if self.varlen else st[0], stride_lse_head=st[1],
+                    stride_lse_seq=st[2])
+
+
+@dataclass(frozen=True)
+class PrefillPlan:
+    """Everything a launch needs beyond the layout: decided once per call."""
+    gluon: bool  # the Gluon Hopper kernel (prefill_sm90.launch) instead of _prefill_kernel
+    grid: tuple = ()
+    args: dict | None = None  # _prefill_kernel's runtime arguments
+    consts: dict | None = None  # its constexprs
+    launch_options: dict | None = None
+
+
+def plan(lay: QKVLayout, *, causal: bool, max_q: int, sm_scale: float,
+         tune: Tuning) -> PrefillPlan | None:
+    """None: nothing to launch (no query tile or no (batch, head) pair)."""
+    q, k, v, out = lay.q, lay.k, lay.v, lay.out
+    if not lay.varlen and _sm90_gluon_ok(q, k, v, out, causal=causal, has_lens=lay.has_lens,
+                                         mode=tune.prefill_gluon):
+        return PrefillPlan(gluon=True)
     num_q_heads, head_dim = q.shape[1], q.shape[3]
     group_size = num_q_heads // k.shape[1]
     head_dim_pad = max(16, triton.next_power_of_2(head_dim))
     cfg = prefill_config(head_dim_pad, q.dtype, causal, max_q,
-                         hopper=_has_228kb_smem(q.device))
-    num_m_tiles, num_bh = triton.cdiv(max_q, cfg.block_m), num_batch * num_q_heads
+                         hopper=_has_228kb_smem(q.device), forced=tune.prefill_config)
+    num_m_tiles, num_bh = triton.cdiv(max_q, cfg.block_m), lay.num_batch * num_q_heads
     if num_m_tiles == 0 or num_bh == 0:
-        return
+        return None
     # A bound of the one-axis grid that _grid can fall back to; the 3-D grids keep it too.
     if num_m_tiles * num_bh > GRID_LIMIT:
         raise ValueError(f"this call needs {num_m_tiles} query tiles x {num_bh} (batch, head) "
                          f"pairs = {num_m_tiles * num_bh} programs, more than one CUDA grid "
                          f"holds ({GRID_LIMIT}); split the batch (longest query length used: "
                          f"{max_q})")
-    has_lens = q_lens is not None  # seq_lens (padded) or cu_seqlens (varlen)
     bh_per_chunk = _config.prefill_chunk_pairs(2 * k.numel() * k.element_size(), num_bh,
-                                               lengths_vary=has_lens)
-    tiles_from_end = _config.prefill_tiles_from_end(has_lens, bh_per_chunk)
-    lse_arg = lse if lse is not None else out
-    lse_strides = (lse.stride(0), lse.stride(1), lse.stride(2)) if lse is not None else (0, 0, 0)
-    # varlen: every sequence starts at row cu_seqlens[b] of one packed batch
-    bs = (lambda t: 0) if varlen else (lambda t: t.stride(0))
-    strides = dict(
-        stride_q_batch=bs(q), stride_q_head=q.stride(1), stride_q_seq=q.stride(2),
-        stride_k_batch=bs(k), stride_k_head=k.stride(1), stride_k_seq=k.stride(2),
-        stride_v_batch=bs(v), stride_v_head=v.stride(1), stride_v_seq=v.stride(2),
-        stride_o_batch=bs(out), stride_o_head=out.stride(1), stride_o_seq=out.stride(2))
+                                               lengths_vary=lay.has_lens,
+                                               forced=tune.prefill_chunk_pairs)
+    tiles_from_end = _config.prefill_tiles_from_end(lay.has_lens, bh_per_chunk,
+                                                    forced=tune.prefill_tiles_from_end)
+    strides = lay.strides()
     is_aligned = all(st % 16 == 0 for st in strides.values())
-    padded = has_lens and not varlen
-    want_tma = _config.tma_mode()
+    padded = lay.has_lens and not lay.varlen
+    want_tma = tune.tma
     if want_tma is None:  # the tuned default: padded var-len has its own switch
-        want_tma = _config.PADDED_TMA if padded else True
+        want_tma = tune.padded_tma if padded else True
     use_tma = want_tma and _tma_ok(q, k, v, head_dim == head_dim_pad, is_aligned)
     launch_options = cfg.launch_options()
     if use_tma:
@@ -434,147 +489,62 @@ def _launch(q, k, v, out, lse, q_lens, kv_lens, *, n_q, n_k, max_q, num_batch, c
         q_desc, k_desc, v_desc = q, k, v
         # the register cap was measured on the TMA path; pointer loads need more
         launch_options.pop("maxnreg", None)
-    grid, grid_order = _grid(num_m_tiles, num_batch, num_q_heads, bh_per_chunk)
-    _prefill_kernel[grid](
+    grid, grid_order = _grid(num_m_tiles, lay.num_batch, num_q_heads, bh_per_chunk,
+                             three_d=tune.prefill_3d_grid)
+    args = dict(
         q_ptr=q, k_ptr=k, v_ptr=v, q_desc=q_desc, k_desc=k_desc, v_desc=v_desc,
-        out_ptr=out, lse_ptr=lse_arg,
-        q_lens_ptr=q_lens if has_lens else q, kv_lens_ptr=kv_lens if has_lens else q,
-        n_q=n_q, n_k=n_k, num_m_tiles=num_m_tiles, bh_per_chunk=bh_per_chunk,
+        out_ptr=out, lse_ptr=lay.lse if lay.lse is not None else out,
+        q_lens_ptr=lay.q_lens if lay.has_lens else q,
+        kv_lens_ptr=lay.kv_lens if lay.has_lens else q,
+        n_q=q.shape[2], n_k=k.shape[2], num_m_tiles=num_m_tiles, bh_per_chunk=bh_per_chunk,
         num_q_heads=num_q_heads, group_size=group_size,
-        head_dim=head_dim, qk_scale=sm_scale * LOG2E_HOST,
-        **strides,
-        stride_lse_batch=0 if varlen else lse_strides[0], stride_lse_head=lse_strides[1],
-        stride_lse_seq=lse_strides[2],
-        IS_CAUSAL=causal, HAS_LENS=has_lens and not varlen, IS_VARLEN=varlen,
-        WRITE_LSE=lse is not None, HEAD_DIM_PAD=head_dim_pad,
+        head_dim=head_dim, qk_scale=sm_scale * LOG2E_HOST, **strides, **lay.lse_strides())
+    consts = dict(
+        IS_CAUSAL=causal, HAS_LENS=padded, IS_VARLEN=lay.varlen,
+        WRITE_LSE=lay.lse is not None, HEAD_DIM_PAD=head_dim_pad,
         EVEN_D=head_dim == head_dim_pad, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
         FP32=q.dtype == torch.float32, ALIGNED=is_aligned, USE_TMA=use_tma,
-        TILES_FROM_END=tiles_from_end, GRID_ORDER=grid_order, **launch_options,
-    )
+        TILES_FROM_END=tiles_from_end, GRID_ORDER=grid_order)
+    return PrefillPlan(gluon=False, grid=grid, args=args, consts=consts,
+                       launch_options=launch_options)
 
 
-def prefill(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    *,
-    causal: bool = True,
-    seq_lens: torch.Tensor | None = None,
-    kv_seq_lens: torch.Tensor | None = None,
-    sm_scale: float | None = None,
-    return_lse: bool = False,
-    out: torch.Tensor | None = None,
-    validate: bool = True,
-):
-    """Attention over a padded batch.
+def launch(p: PrefillPlan, lay: QKVLayout, sm_scale: float) -> None:
+    if p.gluon:
+        _sm90_module().launch(lay.q, lay.k, lay.v, lay.out, lay.lse, sm_scale)
+    else:
+        _prefill_kernel[p.grid](**p.args, **p.consts, **p.launch_options)
 
-    q: [B, Hq, Nq, D]; k, v: [B, Hkv, Nk, D] with Hq % Hkv == 0 (query head h reads KV
-    head h // (Hq // Hkv)); fp16, bf16 or fp32; any strides with a contiguous last dim.
-    seq_lens: int32 [B], valid query lengths (padded var-len); kv_seq_lens: int32 [B],
-    valid key lengths (defaults to seq_lens when seq_lens is given, else Nk).
-    Rows >= seq_lens[b] of the output are 0; keys >= kv_seq_lens[b] are never read.
-    causal: bottom-right aligned on the valid lengths. Returns out [B, Hq, Nq, D]
-    (and lse [B, Hq, Nq] float32, natural log, -inf on rows that see no key).
-    validate=False skips the checks that need a host-device sync.
-    """
-    val.check_qkv(q, k, v, rank=4, layout="[B, H, N, D]")
-    batch, num_q_heads, n_q, head_dim = q.shape
-    n_k = k.shape[2]
-    if k.shape[0] != batch:
-        raise ValueError(f"k must have batch {batch} like q, got k.shape={tuple(k.shape)}")
-    if seq_lens is None and kv_seq_lens is not None:
-        raise ValueError("kv_seq_lens needs seq_lens (the query lengths) as well")
-    if seq_lens is not None:
-        val.check_lengths("seq_lens", seq_lens, batch, n_q, q.device, validate)
-        if kv_seq_lens is None:  # self-attention: the key lengths are the query lengths
-            val.check_lengths("seq_lens (also the key lengths, kv_seq_lens not given)",
-                              seq_lens, batch, n_k, q.device, validate)
-            kv_seq_lens = seq_lens
-        else:
-            val.check_lengths("kv_seq_lens", kv_seq_lens, batch, n_k, q.device, validate)
-    sm_scale = val.check_sm_scale(sm_scale, head_dim)
-    out = val.check_out(out, q, tuple(q.shape))
+
+def attend(lay: QKVLayout, *, causal: bool, max_q: int, sm_scale: float) -> None:
+    """Plan and launch one validated call (the family's one path)."""
+    p = plan(lay, causal=causal, max_q=max_q, sm_scale=sm_scale, tune=tuning.current())
+    if p is not None:
+        launch(p, lay, sm_scale)
+
+
+# The custom-op implementations (kernels/ops.py), one per public function: validated
+# arguments, out filled in place; return the LSE, or an empty tensor without return_lse.
+def prefill_impl(q, k, v, seq_lens, kv_seq_lens, causal, sm_scale, return_lse, out):
+    batch, num_q_heads, n_q, _ = q.shape
     lse = torch.empty((batch, num_q_heads, n_q), device=q.device, dtype=torch.float32) \
         if return_lse else None
-    if _sm90_gluon_ok(q, k, v, out, causal=causal, has_lens=seq_lens is not None):
-        _sm90_module().launch(q, k, v, out, lse, sm_scale)
-    else:
-        _launch(q, k, v, out, lse, seq_lens, kv_seq_lens, n_q=n_q, n_k=n_k, max_q=n_q,
-                num_batch=batch, causal=causal, varlen=False, sm_scale=sm_scale)
-    return (out, lse) if return_lse else out
+    attend(QKVLayout(q, k, v, out, lse, seq_lens, kv_seq_lens, num_batch=batch, varlen=False),
+           causal=causal, max_q=n_q, sm_scale=sm_scale)
+    return lse if return_lse else q.new_empty(0, dtype=torch.float32)
 
 
-def prefill_varlen(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    cu_seqlens_q: torch.Tensor,
-    cu_seqlens_k: torch.Tensor | None = None,
-    *,
-    max_seqlen_q: int,
-    max_seqlen_k: int | None = None,
-    causal: bool = True,
-    sm_scale: float | None = None,
-    return_lse: bool = False,
-    out: torch.Tensor | None = None,
-    validate: bool = True,
-):
-    """Attention over packed sequences (FlashAttention's varlen convention).
-
-    q: [Tq, Hq, D]; k, v: [Tk, Hkv, D]; sequence b's queries are rows
-    cu_seqlens_q[b]:cu_seqlens_q[b+1] (int32 [B+1], non-decreasing, starting at 0), its
-    keys likewise with cu_seqlens_k (defaults to cu_seqlens_q). max_seqlen_q must bound
-    every query length. Returns out [Tq, Hq, D] (and lse [Hq, Tq]).
-    The grid has cdiv(max_seqlen_q, BLOCK_M) query tiles per (sequence, head), so a loose
-    bound launches programs that find no rows and exit, and those cost GPU time (about
-    2.3 ns each on an H200: max_seqlen_q 4096 instead of 1024 at the seed lengths,
-    158.8 us instead of 101.8; benchmarks/NOTES.md, session 8). With validate=True the
-    lengths are read on the host anyway, and the grid uses the longest length instead.
-    max_seqlen_k is accepted for FlashAttention compatibility; it is only checked.
-    Packed rows past cu_seqlens_q[-1] belong to no sequence and are left as they are
-    (not written; uninitialised when out= is not given), as in FlashAttention.
-    """
-    val.check_qkv(q, k, v, rank=3, layout="[T, H, D]")
-    total_q, num_q_heads, head_dim = q.shape
-    if cu_seqlens_k is None:
-        cu_seqlens_k = cu_seqlens_q
-    batch = val.check_cu_seqlens("cu_seqlens_q", cu_seqlens_q, total_q, q.device, validate)
-    batch_k = val.check_cu_seqlens("cu_seqlens_k", cu_seqlens_k, k.shape[0], q.device, validate)
-    if batch_k != batch:
-        raise ValueError(f"cu_seqlens_k must have {batch + 1} entries like cu_seqlens_q, "
-                         f"got {batch_k + 1}")
-    for name, value in (("max_seqlen_q", max_seqlen_q), ("max_seqlen_k", max_seqlen_k)):
-        if value is None and name == "max_seqlen_k":
-            continue
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-        if value < 0:
-            raise ValueError(f"{name} must be >= 0, got {value}")
-    max_q = min(max_seqlen_q, total_q)  # the grid's query length
-    if validate:
-        longest = int((cu_seqlens_q[1:] - cu_seqlens_q[:-1]).max()) if batch else 0
-        max_q = min(max_q, longest)  # known here at no extra cost: no tiles past the longest
-        if longest > max_seqlen_q:
-            raise ValueError(f"max_seqlen_q={max_seqlen_q} is smaller than the longest "
-                             f"query sequence ({longest})")
-        if max_seqlen_k is not None and batch:
-            longest_k = int((cu_seqlens_k[1:] - cu_seqlens_k[:-1]).max())
-            if longest_k > max_seqlen_k:
-                raise ValueError(f"max_seqlen_k={max_seqlen_k} is smaller than the longest "
-                                 f"key sequence ({longest_k})")
-    sm_scale = val.check_sm_scale(sm_scale, head_dim)
-    out = val.check_out(out, q, tuple(q.shape))
+def prefill_varlen_impl(q, k, v, cu_seqlens_q, cu_seqlens_k, max_q, causal, sm_scale,
+                        return_lse, out):
+    total_q, num_q_heads, _ = q.shape
     lse = torch.empty((num_q_heads, total_q), device=q.device, dtype=torch.float32) \
         if return_lse else None
 
     def as4d(t):  # [T, H, D] -> [1, H, T, D] view; batch offsets come from cu_seqlens
         return t.unsqueeze(0).transpose(1, 2)
 
-    lse4 = lse.unsqueeze(0) if lse is not None else None
-    _launch(as4d(q), as4d(k), as4d(v), as4d(out), lse4, cu_seqlens_q, cu_seqlens_k,
-            n_q=total_q, n_k=k.shape[0], max_q=max_q, num_batch=batch,
-            causal=causal, varlen=True, sm_scale=sm_scale)
-    return (out, lse) if return_lse else out
-
-
-__all__ = ["prefill", "prefill_varlen"]
+    attend(QKVLayout(as4d(q), as4d(k), as4d(v), as4d(out),
+                     lse.unsqueeze(0) if lse is not None else None, cu_seqlens_q,
+                     cu_seqlens_k, num_batch=cu_seqlens_q.shape[0] - 1, varlen=True),
+           causal=causal, max_q=max_q, sm_scale=sm_scale)
+    return lse if return_lse else q.new_empty(0, dtype=torch.float32)

@@ -21,8 +21,9 @@ import torch  # noqa: E402
 if not torch.cuda.is_available():  # before anything imports kernels
     os.environ["TRITON_INTERPRET"] = "1"
 
-from kernels._config import Config, override, tma  # noqa: E402
-from strategies import case_from_dict  # noqa: E402
+from attention_kernel_triton.kernels import tuning  # noqa: E402
+from attention_kernel_triton.kernels._config import Config  # noqa: E402
+from attention_kernel_triton.strategies.cases import case_from_dict  # noqa: E402
 from tests.properties import PROPERTIES  # noqa: E402
 from tests.runners import RUNNERS  # noqa: E402
 
@@ -41,8 +42,8 @@ def main() -> int:
     for cfg in configs:
         for path in ((True, False) if kind == "prefill" else (True,)):
             try:
-                pinned = override(kind, cfg) if cfg else contextlib.nullcontext()
-                with pinned, tma(path):
+                pinned = {f"{kind}_config": cfg} if cfg else {}
+                with tuning.override(**pinned, tma=path):
                     PROPERTIES[data["property"]](RUNNERS[data["kernel"]], case, device)
                 result = "ok"
             except Exception as exc:  # a wrong result, or a config that cannot launch

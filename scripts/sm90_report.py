@@ -38,7 +38,7 @@ from triton.compiler import ASTSource  # noqa: E402
 from triton.runtime.jit import mangle_type  # noqa: E402
 from triton.tools.tensor_descriptor import TensorDescriptor  # noqa: E402
 
-from kernels import _config  # noqa: E402
+from attention_kernel_triton.kernels import _config  # noqa: E402
 
 SM90 = GPUTarget("cuda", 90, 128)
 H100 = _config.SmLimits(sms=132)
@@ -66,7 +66,7 @@ def _signature(fn, values: dict, consts: dict, source_cls=ASTSource) -> ASTSourc
 
 
 def decode_source(args, cfg: _config.Config) -> ASTSource:
-    mod = importlib.import_module("kernels.decode")
+    mod = importlib.import_module("attention_kernel_triton.kernels.decode")
     half, i32 = torch.zeros(16, dtype=torch.float16), torch.zeros(16, dtype=torch.int32)
     f32 = torch.zeros(16, dtype=torch.float32)
     values = dict(q_ptr=half, k_ptr=half, v_ptr=half, block_table_ptr=i32, seq_lens_ptr=i32,
@@ -80,7 +80,7 @@ def decode_source(args, cfg: _config.Config) -> ASTSource:
 
 
 def prefill_source(args, cfg: _config.Config) -> ASTSource:
-    mod = importlib.import_module("kernels.prefill")
+    mod = importlib.import_module("attention_kernel_triton.kernels.prefill")
     d = args.head_dim
     half = torch.zeros(1, 1, 256, d, dtype=torch.float16)
     use_tma = not args.pointer
@@ -141,7 +141,7 @@ def prefill_sm90_report(sass: bool = False) -> dict:
     from triton.experimental.gluon._runtime import GluonASTSource
     from triton.experimental.gluon.nvidia.hopper import TensorDescriptor as GluonDescriptor
 
-    mod = importlib.import_module("kernels.prefill_sm90")
+    mod = importlib.import_module("attention_kernel_triton.kernels.prefill_sm90")
     fn = mod._prefill_sm90_kernel
     rows = torch.zeros(4096, 128, dtype=torch.float16)
 

@@ -87,7 +87,6 @@ class Mutant:
 PRE = "kernels/prefill.py"
 DEC = "kernels/decode.py"
 JIT = "kernels/_jit.py"
-SPA = "kernels/sparse.py"
 VAL = "kernels/_validate.py"
 SM90 = "kernels/prefill_sm90.py"
 # Gluon runs only on a Hopper GPU, never under the interpreter: its mutants are GPU-only.
@@ -134,7 +133,7 @@ MUTANTS: tuple[Mutant, ...] = (
            "tile = tl.where(level < n_valid, n_valid - level, level)",
            "program order from each end: valid levels shifted by one tile (the first "
            "tile never computed, one past the length taken twice)"),
-    Mutant("prefill_varlen_grid_not_cut", "prefill", PRE,
+    Mutant("prefill_varlen_grid_not_cut", "prefill", VAL,
            "        max_q = min(max_q, longest)",
            "        max_q = max_q",
            "prefill_varlen with validate=True keeps a loose max_seqlen_q's grid (programs "
@@ -354,15 +353,15 @@ MUTANTS: tuple[Mutant, ...] = (
            "if lo < 0:",
            "if lo < -1:",
            "a length of -1 passes the seq_lens check"),
-    Mutant("index_equal_to_seq_len_accepted", "validation", SPA,
-           "bad = (indices < -1) | (indices >= limit)",
-           "bad = (indices < -1) | (indices > limit)",
+    Mutant("index_equal_to_seq_len_accepted", "validation", VAL,
+           "bad = (idx < -1) | (idx >= limit)",
+           "bad = (idx < -1) | (idx > limit)",
            "sparse check: an index equal to seq_len is accepted (>= becomes >)"),
-    Mutant("table_entry_upper_bound_off_by_one", "validation", DEC,
+    Mutant("table_entry_upper_bound_off_by_one", "validation", VAL,
            "(block_table >= num_pages)",
            "(block_table > num_pages)",
            "paged check: a used table entry equal to num_pages is accepted"),
-    Mutant("table_last_partial_page_unchecked", "validation", DEC,
+    Mutant("table_last_partial_page_unchecked", "validation", VAL,
            "< ((seq_lens.long() + page_size - 1) // page_size)[:, None]",
            "< (seq_lens.long() // page_size)[:, None]",
            "paged check: the table entry of a last partial page is not range-checked"),

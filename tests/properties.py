@@ -14,8 +14,8 @@ import contextlib
 
 import torch
 
-import kernels
-from strategies import relayout_like
+import attention_kernel_triton as kernels
+from attention_kernel_triton.strategies.tensors import relayout_like
 from tests import corpus_io
 from tests.checks import (
     K_LOWP,
@@ -119,13 +119,13 @@ def unread_memory(runner, case, device):
     """NaN in padding, unused pages, table slots past the end, unselected tokens: the
     output must not change by a single bit. Prefill: with TMA wherever the layout allows
     it and with pointer loads forced (the default is one of the two per layout)."""
-    from kernels._config import tma
+    from attention_kernel_triton.kernels import tuning
 
     args = runner.inputs(case, device)
     poisoned = runner.poison(args)
     modes = (True, False) if runner.name.startswith("prefill") else (None,)
     for mode in modes:
-        with tma(mode) if mode is not None else contextlib.nullcontext():
+        with tuning.override(tma=mode) if mode is not None else contextlib.nullcontext():
             out, lse = _restrict(runner, args, *runner.call(args))
             out_p, lse_p = _restrict(runner, args, *runner.call(poisoned))
         where = {None: "", True: ", TMA where allowed", False: ", pointer loads"}[mode]
@@ -260,13 +260,13 @@ def splits_agree(runner, case, device):
 def load_paths_agree(runner, case, device):
     """Prefill through TMA descriptors (where the layout allows them) equals prefill with
     pointer loads forced, within the accuracy rule's bound."""
-    from kernels._config import tma
+    from attention_kernel_triton.kernels import tuning
 
     args = runner.inputs(case, device)
     bound, lse_bound = _bounds(runner, args)
-    with tma(True):
+    with tuning.override(tma=True):
         out, lse = _restrict(runner, args, *runner.call(args))
-    with tma(False):
+    with tuning.override(tma=False):
         ref, ref_lse = _restrict(runner, args, *runner.call(args))
     assert_close_pair("TMA vs pointer loads", out, ref, bound, case=case)
     assert_close_pair("lse, TMA vs pointer loads", lse, ref_lse, lse_bound, case=case)
@@ -274,20 +274,20 @@ def load_paths_agree(runner, case, device):
 
 def _orders_agree(runner, case, device, from_end: bool):
     """Prefill's program order (pairs of batch and head per chunk, see
-    _config.prefill_chunk_pairs; query tiles counted from the longest length or from each
-    sequence's end, _config.prefill_tiles_from_end) moves work between programs' start
+    tuning.prefill_chunk_pairs; query tiles counted from the longest length or from each
+    sequence's end, tuning.prefill_tiles_from_end) moves work between programs' start
     times, never between programs: every order gives the bits of one pair per chunk, tiles
     from the longest. Chunks of pairs - 1 leave a short last chunk whenever there are 3
     pairs or more; outputs start as NaN, so a tile that one order skips cannot pass on
     memory another call left behind. Each order compiles its own kernel variant: the two
     properties below split the orders, so that xdist can run them side by side."""
-    from kernels._config import prefill_chunk, prefill_order_from_end
+    from attention_kernel_triton.kernels import tuning
 
     args = runner.inputs(case, device)
     pairs_total = case.batch * case.num_kv_heads * case.group_size
 
     def run(pairs, tiles_from_end):
-        with prefill_chunk(pairs), prefill_order_from_end(tiles_from_end):
+        with tuning.override(prefill_chunk_pairs=pairs, prefill_tiles_from_end=tiles_from_end):
             return _restrict(runner, args, *_call_into_nan_out(runner, args, case))
 
     ref, ref_lse = run(1, False)

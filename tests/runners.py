@@ -11,9 +11,10 @@ from dataclasses import dataclass
 
 import torch
 
-import kernels
-import oracles
-import strategies
+import attention_kernel_triton as kernels
+from attention_kernel_triton.oracles import core as oracle_core
+from attention_kernel_triton.oracles import reference as oracles
+from attention_kernel_triton.strategies import tensors as strategies
 
 # Keyword arguments a kernel takes that its oracle does not.
 KERNEL_ONLY = ("num_splits", "max_seqlen_q", "max_seqlen_k")

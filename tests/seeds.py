@@ -2,7 +2,7 @@
 kernel, replayed by tests/test_gpu.py (and written to the corpus by
 `python -m tests.seeds`)."""
 
-from strategies import DecodeCase, PrefillCase
+from attention_kernel_triton.strategies.cases import DecodeCase, PrefillCase
 
 SEED_LENGTHS = (1024, 468, 631, 258, 353, 599, 732, 94)
 

@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from strategies import case_from_dict
+from attention_kernel_triton.strategies.cases import case_from_dict
 from tests.corpus_io import CORPUS_DIR, FORMAT, gpu_only_reason
 from tests.properties import check
 

@@ -5,7 +5,7 @@ import torch
 import triton
 from hypothesis import example, given
 
-from strategies import DecodeCase, decode_cases
+from attention_kernel_triton.strategies.cases import DecodeCase, decode_cases
 from tests import sizes
 from tests.properties import check
 
@@ -59,7 +59,7 @@ def test_split_rule():
     while the (batch, head) programs fit on the GPU at once, about MANY_WAVES waves past
     that; bounded by the key-list length and the cap. Figures: H200, dense D128 fp16,
     396 resident programs (3 per SM x 132)."""
-    from kernels.decode import MANY_WAVES, default_num_splits
+    from attention_kernel_triton.kernels.decode import MANY_WAVES, default_num_splits
 
     rule = lambda programs, keys=4096, resident=396, min_keys=64, cap=32: \
         default_num_splits(programs, keys, resident, min_keys, cap)
@@ -79,7 +79,7 @@ def test_programs_per_sm():
     D128 N64 w4 s3 94 registers, 70 KB
     -> 3 per SM (shared memory); paged 128 registers, 38 KB -> 4 (registers);
     D64 N32 w2 s3 72 registers, 19 KB -> 11 (shared memory)."""
-    from kernels._config import SmLimits, programs_per_sm
+    from attention_kernel_triton.kernels._config import SmLimits, programs_per_sm
 
     h100 = SmLimits(sms=132)
     assert programs_per_sm(4, 94, 71680, h100) == 3
@@ -94,12 +94,9 @@ def test_programs_per_sm():
 def test_resident_programs_on_gpu():
     """The split rule's wave size comes from the kernel the GPU would run (queried once per
     variant, cached): between one and 32 programs per SM."""
-    import importlib
-
-    import kernels
-    from kernels._config import sm_limits
-
-    decode = importlib.import_module("kernels.decode")  # the module (kernels.decode: the function)
+    import attention_kernel_triton as kernels
+    from attention_kernel_triton.kernels import decode
+    from attention_kernel_triton.kernels._config import sm_limits
 
     q = torch.randn(32, 32, 128, device="cuda", dtype=torch.float16)
     k = torch.randn(32, 8, 4096, 128, device="cuda", dtype=torch.float16)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import pytest
 import torch
 
-import kernels
+import attention_kernel_triton as kernels
 
 SENTINEL = 7.0
 B, HQ, HKV, D = 2, 4, 2, 16
@@ -453,7 +453,7 @@ def test_prefill_varlen_grid_limit(device):
     """65536 one-token sequences x 64 heads with max_seqlen_q = 65536: over 2**31 programs
     (query tiles x pairs) at any BLOCK_M <= 64. A ValueError that says so, not an
     overflow in the launcher."""
-    import kernels
+    import attention_kernel_triton as kernels
 
     t, hq = 65536, 64
     q = torch.zeros(t, hq, 16, dtype=torch.float16, device=device)

@@ -9,9 +9,10 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-import kernels
-import oracles
-from strategies import prefill_cases
+import attention_kernel_triton as kernels
+from attention_kernel_triton.oracles import core as oracle_core
+from attention_kernel_triton.oracles import reference as oracles
+from attention_kernel_triton.strategies.cases import prefill_cases
 from tests import sizes
 from tests.checks import assert_close_to_oracle, finite_abs_max
 from tests.properties import check
@@ -132,7 +133,7 @@ def test_prefill_long_config(dtype, padded):
     D128): fixed length, and padded lengths that are not tile multiples with the keys
     past each length NaN (on Hopper every key tile comes through TMA; the one crossing a
     length is loaded moved back to end at it)."""
-    from kernels._config import LONG_PREFILL, PREFILL_LONG, prefill_config
+    from attention_kernel_triton.kernels._config import LONG_PREFILL, PREFILL_LONG, prefill_config
 
     n, d = LONG_PREFILL + 37, 128
     assert prefill_config(d, dtype, True, n) == PREFILL_LONG[(d, 2)]
@@ -158,9 +159,9 @@ def _hopper() -> bool:
 
 def _gluon_spy():
     """A context that counts the Gluon kernel's launches (the mock wraps the real one)."""
-    import importlib
+    from attention_kernel_triton.kernels import prefill
 
-    module = importlib.import_module("kernels.prefill")._sm90_module()
+    module = prefill._sm90_module()
     return mock.patch.object(module, "launch", wraps=module.launch)
 
 
@@ -180,17 +181,17 @@ def test_prefill_sm90_gluon(dtype, n, hq, hkv, batch):
     a NaN-filled out= is written, out and lse match the float64 oracle within the suite's
     bound, and the Triton kernel's result within the same bound. One query tile (only the
     diagonal), GQA 4 with two batches, and eight tiles per pair."""
-    from kernels._config import prefill_gluon
+    from attention_kernel_triton.kernels import tuning
 
     q, k, v = _qkv128(batch, hq, hkv, n, dtype, seed=n + hq)
     out = _nan(q.shape, dtype)
     with _gluon_spy() as spy:
-        with prefill_gluon(True):
+        with tuning.override(prefill_gluon=True):
             got = kernels.prefill(q, k, v, causal=True, return_lse=True, out=out)
         assert spy.call_count == 1, "the call did not take the Gluon kernel"
-        with prefill_gluon(False):
+        with tuning.override(prefill_gluon=False):
             triton_got = kernels.prefill(q, k, v, causal=True, return_lse=True)
-        assert spy.call_count == 1, "prefill_gluon(False) took the Gluon kernel"
+        assert spy.call_count == 1, "tuning.override(prefill_gluon=False) took the Gluon kernel"
     assert got[0] is out and bool(out.isfinite().all()), "out has elements left unwritten"
     ref = oracles.prefill_ref(q, k, v, causal=True)
     low = oracles.prefill_ref(q, k, v, causal=True, dtype=dtype)
@@ -205,7 +206,7 @@ def test_prefill_sm90_gluon_dispatch():
     """The default rule: a causal call without lengths at N = LONG_PREFILL (a multiple of
     128) takes the Gluon kernel and is accurate; the same call with N not a multiple of
     128, with a non-contiguous out=, with lengths, or not causal, takes the Triton kernel."""
-    from kernels._config import LONG_PREFILL
+    from attention_kernel_triton.kernels._config import LONG_PREFILL
 
     n = LONG_PREFILL
     assert n % 128 == 0
@@ -248,11 +249,11 @@ def gluon_cases():
 @pytest.mark.parametrize("prop", GLUON_PROPERTIES)
 @given(case=gluon_cases())
 def test_prefill_sm90_properties(prop, case, device):
-    """The suite's properties on the Gluon kernel, forced (kernels._config.prefill_gluon):
+    """The suite's properties on the Gluon kernel, forced (tuning.prefill_gluon):
     Hypothesis draws the cases and shrinks a failure like any other. Every case must reach
     the Gluon kernel at least once."""
-    from kernels._config import prefill_gluon
+    from attention_kernel_triton.kernels import tuning
 
-    with prefill_gluon(True), _gluon_spy() as spy:
+    with tuning.override(prefill_gluon=True), _gluon_spy() as spy:
         check("prefill", prop, case, device)
     assert spy.called, f"the case never reached the Gluon kernel: {case}"

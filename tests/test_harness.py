@@ -7,8 +7,10 @@ import dataclasses
 import pytest
 import torch
 
-from strategies import DecodeCase, decode_inputs, relayout_like
-from strategies.tensors import _randn
+from attention_kernel_triton.strategies.cases import DecodeCase
+
+from attention_kernel_triton.strategies.tensors import decode_inputs, relayout_like
+from attention_kernel_triton.strategies.tensors import _randn
 from tests.runners import RUNNERS
 
 

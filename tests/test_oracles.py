@@ -14,8 +14,10 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-import oracles
-from oracles.reference import paged_gather
+from attention_kernel_triton.oracles import core as oracle_core
+
+from attention_kernel_triton.oracles import reference as oracles
+from attention_kernel_triton.oracles.reference import paged_gather
 
 F64 = torch.float64
 
@@ -109,7 +111,7 @@ def test_attention_matches_python_softmax_loop(case):
     k = _randn(g, batch, hkv, n_k, d)
     v = _randn(g, batch, hkv, n_k, d)
     allowed = torch.rand((batch, hkv * group, n_q, n_k), generator=g) < density
-    out, lse = oracles.attention(q, k, v, allowed, sm_scale=scale)
+    out, lse = oracle_core.attention(q, k, v, allowed, sm_scale=scale)
     assert out.dtype == F64 and lse.dtype == F64
     exp_out, exp_lse = _loop(q, k, v, allowed, 1 / math.sqrt(d) if scale is None else scale)
     _close(out, exp_out)
@@ -122,13 +124,13 @@ def test_attention_gqa_random_mask(seed):
     g = torch.Generator().manual_seed(100 + seed)
     q, k, v = _randn(g, 2, 4, 3, 4), _randn(g, 2, 2, 5, 4), _randn(g, 2, 2, 5, 4)
     allowed = torch.rand((2, 4, 3, 5), generator=g) < 0.6
-    out, lse = oracles.attention(q, k, v, allowed)
+    out, lse = oracle_core.attention(q, k, v, allowed)
     exp_out, exp_lse = _loop(q, k, v, allowed, 0.5)
     _close(out, exp_out)
     _close(lse, exp_lse)
     # GQA equals MHA on repeat-interleaved KV (head h reads KV head h // 2, not h % 2).
     mhak, mhav = k.repeat_interleave(2, dim=1), v.repeat_interleave(2, dim=1)
-    assert torch.equal(oracles.attention(q, mhak, mhav, allowed)[0], out)
+    assert torch.equal(oracle_core.attention(q, mhak, mhav, allowed)[0], out)
 
 
 def test_attention_broadcast_mask():
@@ -136,7 +138,7 @@ def test_attention_broadcast_mask():
     g = torch.Generator().manual_seed(7)
     q, k, v = _randn(g, 1, 2, 3, 4), _randn(g, 1, 1, 4, 4), _randn(g, 1, 1, 4, 4)
     mask = _i32([[1, 0, 1, 0], [0, 1, 1, 1], [1, 1, 0, 0]]).bool().view(1, 1, 3, 4)
-    out, lse = oracles.attention(q, k, v, mask)
+    out, lse = oracle_core.attention(q, k, v, mask)
     exp_out, exp_lse = _loop(q, k, v, mask, 0.5)
     _close(out, exp_out)
     _close(lse, exp_lse)
@@ -146,9 +148,9 @@ def test_lowp_attention_runs_in_input_dtype():
     g = torch.Generator().manual_seed(3)
     q, k, v = (_randn(g, 1, 2, 3, 16, dtype=torch.float16) for _ in range(3))
     allowed = torch.ones(1, 1, 3, 3, dtype=torch.bool)
-    out, lse = oracles.lowp_attention(q, k, v, allowed)
+    out, lse = oracle_core.lowp_attention(q, k, v, allowed)
     assert out.dtype == torch.float16 and lse.dtype == torch.float16
-    ref, _ = oracles.attention(q, k, v, allowed)
+    ref, _ = oracle_core.attention(q, k, v, allowed)
     assert (out.double() - ref).abs().max() < 1e-2
 
 
@@ -159,7 +161,7 @@ def test_empty_row_gives_zero_and_minus_inf():
     allowed = torch.ones(1, 2, 3, 4, dtype=torch.bool)
     allowed[0, 0, 1] = False  # one empty row
     allowed[0, 1] = False  # a whole head of empty rows
-    out, lse = oracles.attention(q, k, v, allowed)
+    out, lse = oracle_core.attention(q, k, v, allowed)
     assert not torch.isnan(out).any() and not torch.isnan(lse).any()
     assert torch.equal(out[0, 0, 1], torch.zeros(4, dtype=F64))
     assert torch.equal(out[0, 1], torch.zeros(3, 4, dtype=F64))
@@ -170,7 +172,7 @@ def test_empty_row_gives_zero_and_minus_inf():
 
 def test_all_rows_empty():
     q = torch.ones(2, 1, 2, 4, dtype=F64)
-    out, lse = oracles.attention(q, q, q, torch.zeros(1, 1, 1, 2, dtype=torch.bool))
+    out, lse = oracle_core.attention(q, q, q, torch.zeros(1, 1, 1, 2, dtype=torch.bool))
     assert torch.equal(out, torch.zeros_like(out))
     assert bool((lse == -math.inf).all())
 
@@ -181,7 +183,7 @@ def test_single_allowed_key_gives_its_value_row(j):
     q, k, v = _randn(g, 1, 1, 1, 8) * 10, _randn(g, 1, 1, 4, 8), _randn(g, 1, 1, 4, 8)
     allowed = torch.zeros(1, 1, 1, 4, dtype=torch.bool)
     allowed[..., j] = True
-    out, lse = oracles.attention(q, k, v, allowed, sm_scale=0.3)
+    out, lse = oracle_core.attention(q, k, v, allowed, sm_scale=0.3)
     assert torch.equal(out[0, 0, 0], v[0, 0, j])  # weight exp(0) = 1 exactly
     score = sum(a * b for a, b in zip(q[0, 0, 0].tolist(), k[0, 0, j].tolist(), strict=True)) * 0.3
     assert lse.item() == pytest.approx(score, rel=1e-13, abs=1e-13)
@@ -197,7 +199,7 @@ def test_equal_scores_give_the_mean_of_allowed_values(offset):
     k = torch.full((1, 1, 5, d), offset / d * math.sqrt(d), dtype=F64)  # score = offset
     v = _randn(g, 1, 1, 5, d)
     allowed = torch.tensor([[1, 0, 1, 1, 0], [1, 1, 1, 1, 1]], dtype=torch.bool).view(1, 1, 2, 5)
-    out, lse = oracles.attention(q, k, v, allowed)
+    out, lse = oracle_core.attention(q, k, v, allowed)
     for row, keys in ((0, [0, 2, 3]), (1, [0, 1, 2, 3, 4])):
         mean = [sum(v[0, 0, j, x].item() for j in keys) / len(keys) for x in range(d)]
         # exp(s - lse) carries lse's rounding (~|lse| * eps): 1e-12 covers offset 800.
@@ -209,7 +211,7 @@ def test_large_logits_do_not_overflow():
     q = torch.tensor([[[[300.0, 0.0]]]], dtype=F64)
     k = torch.tensor([[[[10.0, 0.0], [9.0, 0.0]]]], dtype=F64)
     v = torch.tensor([[[[1.0, 0.0], [0.0, 1.0]]]], dtype=F64)
-    out, lse = oracles.attention(q, k, v, torch.ones(1, 1, 1, 2, dtype=torch.bool), sm_scale=1.0)
+    out, lse = oracle_core.attention(q, k, v, torch.ones(1, 1, 1, 2, dtype=torch.bool), sm_scale=1.0)
     exp_out, exp_lse = _loop(q, k, v, torch.ones(1, 1, 1, 2, dtype=torch.bool), 1.0)
     _close(out, exp_out)
     _close(lse, exp_lse)
@@ -218,7 +220,7 @@ def test_large_logits_do_not_overflow():
 
 # ------------------------------------------------------------------------ (c) causal mask
 def _mask(q_len, k_len, n_q=None, n_k=None):
-    m = oracles.causal_mask(_i32([q_len]), _i32([k_len]), n_q or q_len, n_k or k_len)
+    m = oracle_core.causal_mask(_i32([q_len]), _i32([k_len]), n_q or q_len, n_k or k_len)
     return m[0, 0].int().tolist()
 
 
@@ -237,14 +239,14 @@ def test_causal_mask_is_bottom_right_aligned():
 
 def test_causal_mask_per_sequence_lengths():
     """The shift is taken per sequence from its valid lengths, not from Nq and Nk."""
-    m = oracles.causal_mask(_i32([1, 3]), _i32([3, 2]), 3, 4).int()
+    m = oracle_core.causal_mask(_i32([1, 3]), _i32([3, 2]), 3, 4).int()
     assert m.shape == (2, 1, 3, 4)
     assert m[0, 0].tolist() == [[1, 1, 1, 0], [1, 1, 1, 1], [1, 1, 1, 1]]  # shift +2
     assert m[1, 0].tolist() == [[0, 0, 0, 0], [1, 0, 0, 0], [1, 1, 0, 0]]  # shift -1
 
 
 def test_length_mask():
-    m = oracles.length_mask(_i32([1, 2]), _i32([2, 0]), 2, 3).int()
+    m = oracle_core.length_mask(_i32([1, 2]), _i32([2, 0]), 2, 3).int()
     assert m[0, 0].tolist() == [[1, 1, 0], [0, 0, 0]]
     assert m[1, 0].tolist() == [[0, 0, 0], [0, 0, 0]]
 
@@ -496,10 +498,10 @@ def _all_oracle_calls():
     mask = torch.rand((2, 4, 3, 5), generator=g) < 0.5
     lens_q, lens_k = _i32([3, 1]), _i32([5, 2])
     return [
-        ("attention", oracles.attention, (q4, k4, v4, mask), {}),
-        ("lowp_attention", oracles.lowp_attention, (q4.half(), k4.half(), v4.half(), mask), {}),
-        ("causal_mask", oracles.causal_mask, (lens_q, lens_k, 3, 5), {}),
-        ("length_mask", oracles.length_mask, (lens_q, lens_k, 3, 5), {}),
+        ("attention", oracle_core.attention, (q4, k4, v4, mask), {}),
+        ("lowp_attention", oracle_core.lowp_attention, (q4.half(), k4.half(), v4.half(), mask), {}),
+        ("causal_mask", oracle_core.causal_mask, (lens_q, lens_k, 3, 5), {}),
+        ("length_mask", oracle_core.length_mask, (lens_q, lens_k, 3, 5), {}),
         ("prefill_ref", oracles.prefill_ref, (q4, k4, v4),
          dict(seq_lens=lens_q, kv_seq_lens=lens_k)),
         ("prefill_varlen_ref", oracles.prefill_varlen_ref, (qv, kv, vv, _i32([0, 2, 5])),

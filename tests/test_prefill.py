@@ -5,8 +5,8 @@ from dataclasses import replace
 import pytest
 from hypothesis import example, given
 
-from strategies import prefill_cases
-from strategies.cases import PrefillCase
+from attention_kernel_triton.strategies.cases import prefill_cases
+from attention_kernel_triton.strategies.cases import PrefillCase
 from tests import sizes
 from tests.properties import check
 
@@ -80,34 +80,30 @@ def test_program_order_choice():
     pairs only when the call carries lengths and its K/V fits the budget; a forced chunk
     size wins, clamped to [1, pairs]. Query tiles count from each sequence's end only
     with lengths and one pair per chunk."""
-    from kernels import _config
+    from attention_kernel_triton.kernels import _config
 
     budget = _config.PREFILL_CHUNK_BYTES
     assert _config.prefill_chunk_pairs(budget, 512, lengths_vary=True) == 512
     assert _config.prefill_chunk_pairs(budget + 1, 512, lengths_vary=True) == 1
     assert _config.prefill_chunk_pairs(1.0, 512, lengths_vary=False) == 1
-    with _config.prefill_chunk(3):
-        assert _config.prefill_chunk_pairs(budget + 1, 512, lengths_vary=False) == 3
-    with _config.prefill_chunk(1 << 30):
-        assert _config.prefill_chunk_pairs(1.0, 7, lengths_vary=True) == 7
+    assert _config.prefill_chunk_pairs(budget + 1, 512, lengths_vary=False, forced=3) == 3
+    assert _config.prefill_chunk_pairs(1.0, 7, lengths_vary=True, forced=1 << 30) == 7
     # query tiles from each sequence's end only with lengths and one pair per chunk;
     # a forced order wins
     assert _config.prefill_tiles_from_end(lengths_vary=True, pairs_per_chunk=1)
     assert not _config.prefill_tiles_from_end(lengths_vary=True, pairs_per_chunk=512)
     assert not _config.prefill_tiles_from_end(lengths_vary=False, pairs_per_chunk=1)
-    with _config.prefill_order_from_end(False):
-        assert not _config.prefill_tiles_from_end(lengths_vary=True, pairs_per_chunk=1)
-    with _config.prefill_order_from_end(True):
-        assert _config.prefill_tiles_from_end(lengths_vary=False, pairs_per_chunk=512)
+    assert not _config.prefill_tiles_from_end(lengths_vary=True, pairs_per_chunk=1,
+                                              forced=False)
+    assert _config.prefill_tiles_from_end(lengths_vary=False, pairs_per_chunk=512, forced=True)
 
 
-def test_prefill_grid_shapes(monkeypatch):
+def test_prefill_grid_shapes():
     """The launch grid (kernels.prefill._grid): one chunk of all pairs as (Hq, B, levels),
     one pair per chunk as (levels, Hq, B), launched x fastest in the kernel's program
-    order; other chunkings, sizes past CUDA's y/z limit of 65535, or PREFILL_3D_GRID off
-    take one axis of levels x pairs."""
-    from kernels import _config
-    from kernels.prefill import _grid
+    order; other chunkings, sizes past CUDA's y/z limit of 65535, or tuning.prefill_3d_grid
+    off take one axis of levels x pairs."""
+    from attention_kernel_triton.kernels.prefill import _grid
 
     assert _grid(16, 8, 64, 512) == ((64, 8, 16), 1)
     assert _grid(16, 8, 64, 1) == ((16, 64, 8), 2)
@@ -115,8 +111,7 @@ def test_prefill_grid_shapes(monkeypatch):
     assert _grid(70000, 2, 4, 8) == ((70000 * 8,), 0)  # levels past gridDim.z
     assert _grid(70000, 2, 4, 1) == ((70000, 4, 2), 2)  # levels on x: no limit there
     assert _grid(3, 70000, 1, 1) == ((3 * 70000,), 0)  # batch past gridDim.z
-    monkeypatch.setattr(_config, "PREFILL_3D_GRID", False)
-    assert _grid(16, 8, 64, 512) == ((16 * 512,), 0)
+    assert _grid(16, 8, 64, 512, three_d=False) == ((16 * 512,), 0)
 
 
 def test_varlen_loose_max_seqlen_q(device, monkeypatch):
@@ -125,13 +120,10 @@ def test_varlen_loose_max_seqlen_q(device, monkeypatch):
     the grid is cut to the longest length (the host reads the lengths anyway), and with
     validate=False, where the extra programs find no rows and write nothing. Rows past
     cu_seqlens_q[-1] keep out='s values in every call."""
-    import importlib
-
     import torch
 
-    import kernels
-
-    prefill_module = importlib.import_module("kernels.prefill")
+    import attention_kernel_triton as kernels
+    from attention_kernel_triton.kernels import prefill as prefill_module
     lengths, hq, hkv, d = (5, 33, 0, 20), 4, 2, 32
     g = torch.Generator().manual_seed(0)
     total = sum(lengths) + 3  # 3 rows belong to no sequence
@@ -141,9 +133,9 @@ def test_varlen_loose_max_seqlen_q(device, monkeypatch):
     cu = torch.tensor([0, 5, 38, 38, 58], dtype=torch.int32, device=device)
     longest = max(lengths)
     grid_q = []
-    launch = prefill_module._launch
-    monkeypatch.setattr(prefill_module, "_launch",
-                        lambda *a, **kw: (grid_q.append(kw["max_q"]), launch(*a, **kw))[1])
+    attend = prefill_module.attend  # a spy on the grid's query length (the plan's input)
+    monkeypatch.setattr(prefill_module, "attend",
+                        lambda *a, **kw: (grid_q.append(kw["max_q"]), attend(*a, **kw))[1])
 
     def run(max_seqlen_q, validate):
         out = torch.full_like(q, 7.0)

@@ -5,7 +5,7 @@ from dataclasses import replace
 import pytest
 from hypothesis import example, given
 
-from strategies import DecodeCase, decode_cases
+from attention_kernel_triton.strategies.cases import DecodeCase, decode_cases
 from tests import sizes
 from tests.properties import check
 

@@ -1,15 +1,18 @@
-"""`python -m kernels`: run every kernel once on small random inputs and compare it with
-the float64 oracle. On a machine without a GPU this runs under Triton's interpreter."""
+"""`python -m attention_kernel_triton`: run every kernel once on small random inputs and
+compare it with the float64 oracle. On a machine without a GPU this program picks Triton's
+interpreter (the package itself never does: importing it changes no global state)."""
 
 import sys
 
 import torch
 
-import kernels
-import oracles
+import attention_kernel_triton as kernels
+from attention_kernel_triton.oracles import reference as oracles
 
 
 def main() -> int:
+    if not torch.cuda.is_available():
+        kernels.use_interpreter()  # before the first kernel is defined
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     where = torch.cuda.get_device_name() if dev == "cuda" else "CPU (TRITON_INTERPRET=1)"
     print(f"attention_kernel_triton self-check on {where}")

@@ -1,0 +1,78 @@
+"""Triton attention kernels for LLM inference (the public API), and the float64 oracles
+and Hypothesis strategies that hold them.
+
+    prefill, prefill_varlen            -- prefill: causal or not, padded or packed var-len, GQA
+    decode, paged_decode               -- GQA decode over a dense or paged KV cache, split-KV
+    sparse_decode, sparse_paged_decode -- decode over a given set of token positions
+
+One import name per module. The repository keeps ``kernels/``, ``oracles/`` and
+``strategies/`` at its top; they are subpackages of this package, never top-level names
+(Hugging Face's kernel hub installs ``kernels``, and PyPI has a ``strategies``): those
+folders hold no ``__init__.py``, so a bare ``import kernels`` from a checkout's root finds
+the installed ``kernels``, not ours. In an installed wheel they sit inside this package;
+in a checkout (editable install, or the repository root on ``sys.path``) ``__path__``
+below also names the repository root, where they are.
+
+Importing this package changes no global state and loads no kernel: the six functions
+are loaded on first use (PEP 562), so ``attention_kernel_triton.oracles`` and
+``.strategies`` work without a GPU and without Triton compiling anything. Without a GPU
+the kernels run only under Triton's interpreter, which must be chosen before the first
+kernel is defined: set ``TRITON_INTERPRET=1`` in the environment (or call
+``use_interpreter()``) before the first use of a kernel.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_ROOT = os.path.dirname(_HERE)
+if not os.path.isdir(os.path.join(_HERE, "kernels")) and os.path.isfile(
+        os.path.join(_ROOT, "kernels", "_jit.py")):
+    __path__.append(_ROOT)  # a checkout: kernels/, oracles/, strategies/ sit beside us
+
+# public name -> the module that defines it
+_API = {name: "kernels.api" for name in (
+    "prefill", "prefill_varlen", "decode", "paged_decode", "sparse_decode",
+    "sparse_paged_decode")}
+_MODULES = {"tuning": "kernels.tuning"}  # the one public tuning surface
+__all__ = [*_API, *_MODULES, "use_interpreter"]
+
+if TYPE_CHECKING:
+    from .kernels import tuning
+    from .kernels.api import (decode, paged_decode, prefill, prefill_varlen, sparse_decode,
+                              sparse_paged_decode)
+
+
+def __getattr__(name: str):
+    if name in _API or name in _MODULES:
+        import importlib
+
+        if name in _API:
+            value = getattr(importlib.import_module(f".{_API[name]}", __name__), name)
+        else:
+            value = importlib.import_module(f".{_MODULES[name]}", __name__)
+        globals()[name] = value  # later lookups skip this hook
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
+
+
+def use_interpreter(enabled: bool = True) -> None:
+    """Run the kernels under Triton's interpreter (on CPU tensors): sets TRITON_INTERPRET.
+    Triton reads it when a kernel is defined, so call this before the first kernel call
+    (before anything imports a module of ``attention_kernel_triton.kernels``); raises RuntimeError
+    after, when it could no longer take effect."""
+    import sys
+
+    want = "1" if enabled else "0"
+    if f"{__name__}.kernels._jit" in sys.modules and os.environ.get("TRITON_INTERPRET",
+                                                                     "0") != want:
+        raise RuntimeError("use_interpreter() must be called before the kernels are loaded "
+                           "(they were defined with TRITON_INTERPRET="
+                           f"{os.environ.get('TRITON_INTERPRET', 'unset')})")
+    os.environ["TRITON_INTERPRET"] = want

@@ -1,0 +1,201 @@
+"""The six public functions (re-exported as ``attention_kernel_triton.<name>``).
+
+Each checks its arguments once (kernels/_validate.py; ``validate=False`` skips the checks
+that read tensor values on the host), allocates what it returns, and runs its custom op
+(kernels/ops.py): the kernel family's one path of layout -> plan -> launch. Under
+``torch.compile`` pass ``validate=False`` (the value checks need a host-device sync;
+validate=True raises a ValueError that says so).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import _validate as val
+from . import ops
+
+
+def _result(out, lse, return_lse: bool):
+    return (out, lse) if return_lse else out
+
+
+def prefill(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    causal: bool = True,
+    seq_lens: torch.Tensor | None = None,
+    kv_seq_lens: torch.Tensor | None = None,
+    sm_scale: float | None = None,
+    return_lse: bool = False,
+    out: torch.Tensor | None = None,
+    validate: bool = True,
+):
+    """Attention over a padded batch.
+
+    q: [B, Hq, Nq, D]; k, v: [B, Hkv, Nk, D] with Hq % Hkv == 0 (query head h reads KV
+    head h // (Hq // Hkv)); fp16, bf16 or fp32; any strides with a contiguous last dim.
+    seq_lens: int32 [B], valid query lengths (padded var-len); kv_seq_lens: int32 [B],
+    valid key lengths (defaults to seq_lens when seq_lens is given, else Nk).
+    Rows >= seq_lens[b] of the output are 0; keys >= kv_seq_lens[b] are never read.
+    causal: bottom-right aligned on the valid lengths. Returns out [B, Hq, Nq, D]
+    (and lse [B, Hq, Nq] float32, natural log, -inf on rows that see no key).
+    validate=False skips the checks that need a host-device sync.
+    """
+    out, scale, kv_seq_lens = val.prefill_call(q, k, v, seq_lens=seq_lens,
+                                               kv_seq_lens=kv_seq_lens, sm_scale=sm_scale,
+                                               out=out, validate=validate)
+    lse = ops.call("prefill", q, k, v, seq_lens, kv_seq_lens, bool(causal), scale,
+                   bool(return_lse), out)
+    return _result(out, lse, return_lse)
+
+
+def prefill_varlen(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    cu_seqlens_q: torch.Tensor,
+    cu_seqlens_k: torch.Tensor | None = None,
+    *,
+    max_seqlen_q: int,
+    max_seqlen_k: int | None = None,
+    causal: bool = True,
+    sm_scale: float | None = None,
+    return_lse: bool = False,
+    out: torch.Tensor | None = None,
+    validate: bool = True,
+):
+    """Attention over packed sequences (FlashAttention's varlen convention).
+
+    q: [Tq, Hq, D]; k, v: [Tk, Hkv, D]; sequence b's queries are rows
+    cu_seqlens_q[b]:cu_seqlens_q[b+1] (int32 [B+1], non-decreasing, starting at 0), its
+    keys likewise with cu_seqlens_k (defaults to cu_seqlens_q). max_seqlen_q must bound
+    every query length. Returns out [Tq, Hq, D] (and lse [Hq, Tq]).
+    The grid has cdiv(max_seqlen_q, BLOCK_M) query tiles per (sequence, head), so a loose
+    bound launches programs that find no rows and exit, and those cost GPU time (about
+    2.3 ns each on an H200: max_seqlen_q 4096 instead of 1024 at the seed lengths,
+    158.8 us instead of 101.8; benchmarks/NOTES.md, session 8). With validate=True the
+    lengths are read on the host anyway, and the grid uses the longest length instead.
+    max_seqlen_k is accepted for FlashAttention compatibility; it is only checked.
+    Packed rows past cu_seqlens_q[-1] belong to no sequence and are left as they are
+    (not written; uninitialised when out= is not given), as in FlashAttention.
+    """
+    out, scale, cu_seqlens_k, max_q = val.prefill_varlen_call(
+        q, k, v, cu_seqlens_q=cu_seqlens_q, cu_seqlens_k=cu_seqlens_k,
+        max_seqlen_q=max_seqlen_q, max_seqlen_k=max_seqlen_k, sm_scale=sm_scale, out=out,
+        validate=validate)
+    lse = ops.call("prefill_varlen", q, k, v, cu_seqlens_q, cu_seqlens_k, max_q, bool(causal),
+                   scale, bool(return_lse), out)
+    return _result(out, lse, return_lse)
+
+
+def decode(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    seq_lens: torch.Tensor | None = None,
+    num_splits: int | None = None,
+    sm_scale: float | None = None,
+    return_lse: bool = False,
+    out: torch.Tensor | None = None,
+    validate: bool = True,
+):
+    """Decode over a dense cache.
+
+    q: [B, Hq, D] or [B, Hq, 1, D] (the output mirrors it); k, v: [B, Hkv, N, D];
+    seq_lens: int32 [B] valid cache lengths (default N; keys past it are never read).
+    num_splits: split-KV count (default: a heuristic from B x Hkv and N).
+    Returns out (and lse [B, Hq] float32, natural log; -inf for a length-0 row).
+    """
+    out, scale = val.decode_call(q, k, v, seq_lens=seq_lens, num_splits=num_splits,
+                                 sm_scale=sm_scale, out=out, validate=validate)
+    lse = ops.call("decode", q, k, v, seq_lens, num_splits, scale, bool(return_lse), out)
+    return _result(out, lse, return_lse)
+
+
+def paged_decode(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    block_table: torch.Tensor,
+    seq_lens: torch.Tensor,
+    *,
+    num_splits: int | None = None,
+    sm_scale: float | None = None,
+    return_lse: bool = False,
+    out: torch.Tensor | None = None,
+    validate: bool = True,
+):
+    """Decode over a paged cache.
+
+    q: [B, Hq, D] or [B, Hq, 1, D]; k_cache, v_cache: [num_pages, page_size, Hkv, D]
+    (any strides with a contiguous last dim); block_table: int32 [B, max_pages];
+    seq_lens: int32 [B]. Token t of sequence b is cache[block_table[b, t // P], t % P];
+    table entries past a sequence's last page are never read and may hold anything.
+    """
+    out, scale = val.decode_call(q, k_cache, v_cache, block_table=block_table,
+                                 seq_lens=seq_lens, num_splits=num_splits, sm_scale=sm_scale,
+                                 out=out, validate=validate)
+    lse = ops.call("paged_decode", q, k_cache, v_cache, block_table, seq_lens, num_splits,
+                   scale, bool(return_lse), out)
+    return _result(out, lse, return_lse)
+
+
+def sparse_decode(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    indices: torch.Tensor,
+    *,
+    seq_lens: torch.Tensor | None = None,
+    num_splits: int | None = None,
+    sm_scale: float | None = None,
+    return_lse: bool = False,
+    out: torch.Tensor | None = None,
+    validate: bool = True,
+):
+    """Sparse decode over a dense cache: each query attends only the token positions of
+    its index row. q: [B, Hq, D] or [B, Hq, 1, D]; k, v: [B, Hkv, N, D];
+    indices: int32 [B, H_idx, K] with H_idx in {Hkv, Hq} (one row per KV head, shared by
+    its query group, or one per query head): logical positions in [0, seq_len), -1 marks
+    an unused slot anywhere in a row, order is free, a repeated position counts as often
+    as it appears; a row of only -1 gives output 0 and LSE -inf. seq_lens: int32 [B]
+    (default N) bounds the valid positions. With validate=False, positions outside
+    [0, seq_len) are skipped, never read."""
+    out, scale = val.decode_call(q, k, v, seq_lens=seq_lens, idx=indices,
+                                 num_splits=num_splits, sm_scale=sm_scale, out=out,
+                                 validate=validate)
+    lse = ops.call("sparse_decode", q, k, v, indices, seq_lens, num_splits, scale,
+                   bool(return_lse), out)
+    return _result(out, lse, return_lse)
+
+
+def sparse_paged_decode(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    block_table: torch.Tensor,
+    seq_lens: torch.Tensor,
+    indices: torch.Tensor,
+    *,
+    num_splits: int | None = None,
+    sm_scale: float | None = None,
+    return_lse: bool = False,
+    out: torch.Tensor | None = None,
+    validate: bool = True,
+):
+    """Sparse decode over a paged cache ([num_pages, page_size, Hkv, D], as
+    ``paged_decode``); indices hold logical positions (as ``sparse_decode``), looked up
+    through block_table."""
+    out, scale = val.decode_call(q, k_cache, v_cache, block_table=block_table,
+                                 seq_lens=seq_lens, idx=indices, num_splits=num_splits,
+                                 sm_scale=sm_scale, out=out, validate=validate)
+    lse = ops.call("sparse_paged_decode", q, k_cache, v_cache, block_table, seq_lens, indices,
+                   num_splits, scale, bool(return_lse), out)
+    return _result(out, lse, return_lse)
+
+
+__all__ = ["prefill", "prefill_varlen", "decode", "paged_decode", "sparse_decode",
+           "sparse_paged_decode"]
