@@ -7,11 +7,13 @@ and Hypothesis strategies that hold them.
 
 One import name per module. The repository keeps ``kernels/``, ``oracles/`` and
 ``strategies/`` at its top; they are subpackages of this package, never top-level names
-(Hugging Face's kernel hub installs ``kernels``, and PyPI has a ``strategies``): those
+(Hugging Face's kernel hub installs ``kernels``, and PyPI has a ``strategies``). Those
 folders hold no ``__init__.py``, so a bare ``import kernels`` from a checkout's root finds
-the installed ``kernels``, not ours. In an installed wheel they sit inside this package;
-in a checkout (editable install, or the repository root on ``sys.path``) ``__path__``
-below also names the repository root, where they are.
+an installed ``kernels`` first, and every module in them refuses to load under any name
+but its own (``import oracles.reference`` from the root is an ImportError that names
+``attention_kernel_triton.oracles.reference``). In an installed wheel they sit inside
+this package; in a checkout, ``attention_kernel_triton/{kernels,oracles,strategies}``
+are symbolic links to them.
 
 Importing this package changes no global state and loads no kernel: the six functions
 are loaded on first use (PEP 562), so ``attention_kernel_triton.oracles`` and
@@ -25,12 +27,6 @@ from __future__ import annotations
 
 import os
 from typing import TYPE_CHECKING
-
-_HERE = os.path.dirname(os.path.abspath(__file__))
-_ROOT = os.path.dirname(_HERE)
-if not os.path.isdir(os.path.join(_HERE, "kernels")) and os.path.isfile(
-        os.path.join(_ROOT, "kernels", "_jit.py")):
-    __path__.append(_ROOT)  # a checkout: kernels/, oracles/, strategies/ sit beside us
 
 # public name -> the module that defines it
 _API = {name: "kernels.api" for name in (

@@ -10,6 +10,9 @@ cross several tile boundaries.
 
 from __future__ import annotations
 
+if __name__.partition(".")[0] != "attention_kernel_triton":  # one import name per module
+    raise ImportError(f"import {__name__} as attention_kernel_triton.{__name__}")
+
 import functools
 import os
 from dataclasses import dataclass

@@ -13,6 +13,9 @@
 Reference: Dao, "FlashAttention-2" (2023), Algorithm 1; Triton tutorial 06.
 """
 
+if __name__.partition(".")[0] != "attention_kernel_triton":  # one import name per module
+    raise ImportError(f"import {__name__} as attention_kernel_triton.{__name__}")
+
 import triton
 import triton.language as tl
 

@@ -14,6 +14,9 @@ the custom op, whose implementation trusts what it gets.
 
 from __future__ import annotations
 
+if __name__.partition(".")[0] != "attention_kernel_triton":  # one import name per module
+    raise ImportError(f"import {__name__} as attention_kernel_triton.{__name__}")
+
 import math
 
 import torch

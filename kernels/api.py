@@ -9,6 +9,9 @@ validate=True raises a ValueError that says so).
 
 from __future__ import annotations
 
+if __name__.partition(".")[0] != "attention_kernel_triton":  # one import name per module
+    raise ImportError(f"import {__name__} as attention_kernel_triton.{__name__}")
+
 import torch
 
 from . import _validate as val

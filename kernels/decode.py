@@ -35,6 +35,9 @@ attention.
 
 from __future__ import annotations
 
+if __name__.partition(".")[0] != "attention_kernel_triton":  # one import name per module
+    raise ImportError(f"import {__name__} as attention_kernel_triton.{__name__}")
+
 from dataclasses import dataclass
 
 import torch

@@ -16,6 +16,9 @@ plain function; decode runs in ~20 us on an H200). Both paths run the same code,
 compiled call is bit-identical to an eager one (tests/test_ops.py).
 """
 
+if __name__.partition(".")[0] != "attention_kernel_triton":  # one import name per module
+    raise ImportError(f"import {__name__} as attention_kernel_triton.{__name__}")
+
 # No `from __future__ import annotations`: torch.library reads the schema from the
 # annotations as objects.
 from typing import Optional
@@ -23,10 +26,6 @@ from typing import Optional
 import torch
 
 from . import decode, prefill
-
-if __package__ != "attention_kernel_triton.kernels":  # e.g. `import kernels.ops` from a checkout
-    raise ImportError(f"import this module as attention_kernel_triton.kernels.ops, not as "
-                      f"{__name__} (a second import would register the ops twice)")
 
 NAMESPACE = "attention_kernel_triton"
 Tensor = torch.Tensor

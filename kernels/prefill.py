@@ -38,6 +38,9 @@ References: Dao 2023 (FlashAttention-2); Triton tutorial 06-fused-attention.
 
 from __future__ import annotations
 
+if __name__.partition(".")[0] != "attention_kernel_triton":  # one import name per module
+    raise ImportError(f"import {__name__} as attention_kernel_triton.{__name__}")
+
 import functools
 from dataclasses import dataclass
 

@@ -38,6 +38,9 @@ overlap); Triton's Gluon tutorials (layouts, wgmma, TMA).
 
 from __future__ import annotations
 
+if __name__.partition(".")[0] != "attention_kernel_triton":  # one import name per module
+    raise ImportError(f"import {__name__} as attention_kernel_triton.{__name__}")
+
 import torch
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl

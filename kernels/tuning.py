@@ -23,6 +23,9 @@ compiled function follows the override active when it runs.
 
 from __future__ import annotations
 
+if __name__.partition(".")[0] != "attention_kernel_triton":  # one import name per module
+    raise ImportError(f"import {__name__} as attention_kernel_triton.{__name__}")
+
 import contextlib
 import contextvars
 import dataclasses

@@ -8,6 +8,9 @@ h // (Hq // Hkv). A row with no allowed key gives output 0 and LSE -inf.
 
 from __future__ import annotations
 
+if __name__.partition(".")[0] != "attention_kernel_triton":  # one import name per module
+    raise ImportError(f"import {__name__} as attention_kernel_triton.{__name__}")
+
 import math
 
 import torch

@@ -7,6 +7,9 @@ formula in another dtype for the low-precision reference).
 
 from __future__ import annotations
 
+if __name__.partition(".")[0] != "attention_kernel_triton":  # one import name per module
+    raise ImportError(f"import {__name__} as attention_kernel_triton.{__name__}")
+
 import torch
 
 from .core import attention, causal_mask, length_mask

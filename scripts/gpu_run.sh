@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # One device call: the GPU test suite at the dev profile, then the benchmarks.
-# Usage (through the device tool): bash scripts/gpu_run.sh [tests|bench|sweep|probe|all] [pytest args...]
+# Usage (through the device tool): bash scripts/gpu_run.sh [tests|bench|refbench|hf|sweep|probe|all] [pytest args...]
 # Steps may be joined with commas (tests,probe); all = tests,bench.
+#   refbench: the benchmarks of another commit, from a tree exported into REF_TREE (e.g.
+#     `git archive REV | tar -x -C .ref`, carried), run before `bench` in the same call so
+#     that before/after share the card and the run; results in $OUT/ref_results.tgz.
+#   hf: python -m benchmarks.hf_models (random-weight transformers models, ours vs sdpa).
 # Logs and results go under $OUT (default ./.out). Environment knobs:
 #   HYPOTHESIS_PROFILE (default dev), HYPOTHESIS_MAX_EXAMPLES (cap for smoke runs),
 #   TEST_TIMEOUT (s, default 560), TEST_WORKERS (pytest-xdist workers, default 14 per GPU:
@@ -15,6 +19,7 @@ what=${1:-all}; shift || true
 wants() { [[ ",$what," == *",$1,"* ]]; }
 OUT=${OUT:-$PWD/.out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 HYPOTHESIS_PROFILE=${HYPOTHESIS_PROFILE:-dev}
+export NO_PACKAGE_INDEX=1  # the device machine reaches no package index (test_packaging)
 export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/card.txt"
 python3 -c "import torch, triton, numpy, hypothesis; print('torch', torch.__version__, 'triton', triton.__version__, 'numpy', numpy.__version__, 'hypothesis', hypothesis.__version__)" | tee -a "$OUT/card.txt"
@@ -57,6 +62,20 @@ if wants probe; then
   python3 -m benchmarks.probe --out "$OUT" ${PROBE_ARGS:-} 2>&1 | tee "$OUT/probe.log"
   prc=${PIPESTATUS[0]}
   [[ $rc == 0 ]] && rc=$prc
+fi
+if wants refbench; then
+  ( cd "${REF_TREE:?refbench needs REF_TREE}" && python3 -m benchmarks --tag ref --no-plot \
+      --out "$OUT/ref_results" ${BENCH_ARGS:-} ) 2>&1 | tee "$OUT/refbench.log"
+  rrc=${PIPESTATUS[0]}
+  tar czf "$OUT/ref_results.tgz" -C "$OUT" ref_results && rm -rf "$OUT/ref_results"
+  echo "refbench: exit $rrc" | tee -a "$OUT/refbench.log"
+  [[ $rc == 0 ]] && rc=$rrc
+fi
+if wants hf; then
+  python3 -m benchmarks.hf_models --out "$OUT/hf" 2>&1 | tee "$OUT/hf.log"
+  hrc=${PIPESTATUS[0]}
+  tar czf "$OUT/hf.tgz" -C "$OUT" hf && rm -rf "$OUT/hf"
+  [[ $rc == 0 ]] && rc=$hrc
 fi
 if wants bench; then
   python3 -m benchmarks ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.log"

@@ -13,6 +13,9 @@ page size 1, non-power-of-two heads, groups and head dims, large logits.
 
 from __future__ import annotations
 
+if __name__.partition(".")[0] != "attention_kernel_triton":  # one import name per module
+    raise ImportError(f"import {__name__} as attention_kernel_triton.{__name__}")
+
 from dataclasses import asdict, dataclass
 
 from hypothesis import strategies as st

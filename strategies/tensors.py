@@ -6,6 +6,9 @@ layouts as the case asks: transposed storage gives non-contiguous views).
 
 from __future__ import annotations
 
+if __name__.partition(".")[0] != "attention_kernel_triton":  # one import name per module
+    raise ImportError(f"import {__name__} as attention_kernel_triton.{__name__}")
+
 import torch
 
 from .cases import DecodeCase, PrefillCase
