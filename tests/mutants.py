@@ -450,9 +450,10 @@ def pytest_configure(config):
 
 
 def pytest_collection_finish(session):
-    mod = sys.modules.get("kernels")
-    where = Path(getattr(mod, "__file__", "") or "/").resolve()
-    if mod is None or HERE not in where.parents:
+    import attention_kernel_triton.kernels.api as mod  # what the tests call
+
+    where = Path(mod.__file__).resolve()
+    if HERE not in where.parents:
         raise pytest.UsageError(f"kernels imported from {where}, not from {HERE}")
 '''
 
@@ -479,17 +480,19 @@ def repo_files() -> list[Path]:
         skip = {".git", ".hypothesis", "__pycache__", ".pytest_cache", ".ruff_cache",
                 ".venv", "build", ".whl", ".out"}
         files = [p.relative_to(ROOT) for p in ROOT.rglob("*")
-                 if p.is_file() and not skip.intersection(p.relative_to(ROOT).parts)]
+                 if (p.is_file() or p.is_symlink()) and not skip.intersection(p.relative_to(ROOT).parts)]
     files += [p.relative_to(ROOT) for p in (ROOT / "tests" / "corpus").glob("*")
               if p.is_file()]
-    return sorted({f for f in files if (ROOT / f).is_file()})
+    # symbolic links stay links (attention_kernel_triton/kernels -> ../kernels: the copy's
+    # package must reach the copy's mutated sources, not the original's)
+    return sorted({f for f in files if (ROOT / f).is_file() or (ROOT / f).is_symlink()})
 
 
 def make_copy(files: list[Path], prefix: str) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=prefix))
     for f in files:
         (tmp / f).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / f, tmp / f)
+        shutil.copy2(ROOT / f, tmp / f, follow_symlinks=False)
     (tmp / "_mutants_guard.py").write_text(_GUARD)
     return tmp
 
