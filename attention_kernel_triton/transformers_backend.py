@@ -75,11 +75,17 @@ Refused, with ``NotImplementedError`` naming the feature (before any kernel runs
 sliding-window or chunked attention on the layer (``sliding_window`` argument or module
 attribute, ``config.layer_types``, ``attention_chunk_size``), logit soft-capping
 (``softcap``), attention sinks (``s_aux`` / ``module.sinks``), additive position biases
-(``position_bias``), dropout > 0, attention weights (``output_attentions``), gradients
-(the kernels have no backward: a training step would silently not train attention's
-inputs), padding-free / continuous-batching kwargs (``cu_seq_lens_*``, ``block_table``),
-2-D or 3-D masks and BlockMasks reaching the layer. Non-causal attention
-(``module.is_causal`` False, or a bidirectional mask) is supported.
+(``position_bias``), dropout > 0, attention weights (``output_attentions``),
+padding-free / continuous-batching kwargs (``cu_seq_lens_*``, ``block_table``), 2-D or
+3-D masks and BlockMasks reaching the layer. Gradients: a forward with grad enabled
+works, and ``backward()`` through it raises (the kernels have no backward pass; without
+the error a training step would silently not train through attention). Non-causal
+attention (``module.is_causal`` False, or a bidirectional mask) is supported.
+
+Under ``torch.compile`` (e.g. generate()'s automatic compile with a static cache on a
+GPU) the kernels run as their custom ops; the masked paths read lengths on the host,
+which breaks the graph there (Dynamo runs those lines eagerly), and nothing is cached on
+tensors. Checked on the CPU with Dynamo's eager backend; not yet with Inductor on a GPU.
 """
 
 from __future__ import annotations
@@ -230,6 +236,10 @@ def _plan_for_mask(mask: torch.Tensor, batch: int, q_len: int, k_len: int,
                    device: torch.device) -> _Plan:
     """The plan of a 4-D mask, computed once and cached on the tensor (all layers of a
     forward get the same mask object)."""
+    if torch.compiler.is_compiling():  # no tensor attributes under Dynamo: plain values
+        structure = _structure_from_dense(mask, batch, q_len, k_len)
+        return _plan(_Structure(structure.causal, structure.keys.to(device),
+                                structure.rows.to(device)), q_len, k_len)
     key = (batch, q_len, k_len, str(device))
     cached = getattr(mask, "_akt_plans", None)
     if cached is not None and cached[0] == mask._version and key in cached[1]:
@@ -301,14 +311,15 @@ def build_mask(batch_size: int, q_length: int, kv_length: int, q_offset=0, kv_of
         shift = torch.full((batch_size,), q_offset - kv_offset, dtype=torch.long,
                            device=device)
         structure = _causal_structure(keys, shift, q_length)
-    mask._akt_structure = (mask._version, structure)
+    if not torch.compiler.is_compiling():
+        mask._akt_structure = (mask._version, structure)
     return mask
 
 
 # --------------------------------------------------------------------------- attention
 
 
-def _check_supported(module, query, key, value, dropout, kwargs) -> None:
+def _check_supported(module, dropout, kwargs) -> None:
     config = getattr(module, "config", None)
     layer = getattr(module, "layer_idx", None)
     window = kwargs.get("sliding_window")
@@ -341,9 +352,6 @@ def _check_supported(module, query, key, value, dropout, kwargs) -> None:
                  "block_table"):
         if kwargs.get(name) is not None:
             _refuse("padding-free / continuous-batching inputs", f"{name} was passed")
-    if torch.is_grad_enabled() and any(t.requires_grad for t in (query, key, value)):
-        _refuse("gradients (training)", "the kernels have no backward pass; run under "
-                "torch.no_grad() / torch.inference_mode()")
 
 
 def attention_forward(module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -353,7 +361,7 @@ def attention_forward(module, query: torch.Tensor, key: torch.Tensor, value: tor
     returns (attn_output [B, Lq, Hq, D], None)."""
     import attention_kernel_triton as akt
 
-    _check_supported(module, query, key, value, dropout, kwargs)
+    _check_supported(module, dropout, kwargs)
     batch, num_q_heads, q_len, head_dim = query.shape
     k_len = key.shape[2]
     if key.shape[-1] != head_dim:
@@ -367,7 +375,6 @@ def attention_forward(module, query: torch.Tensor, key: torch.Tensor, value: tor
         pad = torch.nn.functional.pad
         query, key = pad(query, (0, width - head_dim)), pad(key, (0, width - head_dim))
         value = pad(value, (0, width - v_dim))
-    width = query.shape[-1]
 
     if attention_mask is None:
         causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
@@ -381,13 +388,34 @@ def attention_forward(module, query: torch.Tensor, key: torch.Tensor, value: tor
             "attention_kernel_triton.transformers_backend.register() before loading the "
             "model) or 4-D bool/float masks")
     else:
-        raise NotImplementedError(f"{NAME}: attention_mask of type "
+        raise NotImplementedError(f"{NAME}: an attention_mask of type "
                                   f"{type(attention_mask).__name__} is not supported")
 
-    out = _run(akt, plan, query, key, value, scaling)
+    if query.is_cuda and query.device.index != torch.cuda.current_device():
+        with torch.cuda.device(query.device):  # a model spread over several GPUs
+            out = _run(akt, plan, query, key, value, scaling)
+    else:
+        out = _run(akt, plan, query, key, value, scaling)
     if v_dim != head_dim:
         out = out[..., :v_dim]
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (query, key, value)):
+        out = _NoBackward.apply(out, query, key, value)
     return out, None
+
+
+class _NoBackward(torch.autograd.Function):
+    """Forward: the output as is. Backward: a clear error. The kernels have no backward
+    pass; without this, a training step would silently leave attention's inputs (and so
+    the q/k/v projections) without gradients from this path."""
+
+    @staticmethod
+    def forward(ctx, out, *inputs):
+        return out
+
+    @staticmethod
+    def backward(ctx, *grads):
+        _refuse("gradients (training)", "the kernels have no backward pass; train with "
+                "attn_implementation='sdpa' and switch with model.set_attn_implementation")
 
 
 def _run(akt, plan: _Plan, q, k, v, scale: float) -> torch.Tensor:
