@@ -28,6 +28,11 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
+if not os.path.isdir(os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels")):
+    raise ImportError("attention_kernel_triton/kernels is not a folder: in a checkout it is a "
+                      "symbolic link to ../kernels (and oracles, strategies likewise); clone "
+                      "with symbolic links enabled (git config core.symlinks true)")
+
 # public name -> the module that defines it
 _API = {name: "kernels.api" for name in (
     "prefill", "prefill_varlen", "decode", "paged_decode", "sparse_decode",
@@ -35,10 +40,10 @@ _API = {name: "kernels.api" for name in (
 _MODULES = {"tuning": "kernels.tuning"}  # the one public tuning surface
 __all__ = [*_API, *_MODULES, "use_interpreter"]
 
-if TYPE_CHECKING:
-    from .kernels import tuning
-    from .kernels.api import (decode, paged_decode, prefill, prefill_varlen, sparse_decode,
-                              sparse_paged_decode)
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads them
+    from .kernels import tuning  # noqa: F401
+    from .kernels.api import (  # noqa: F401
+        decode, paged_decode, prefill, prefill_varlen, sparse_decode, sparse_paged_decode)
 
 
 def __getattr__(name: str):
@@ -66,8 +71,9 @@ def use_interpreter(enabled: bool = True) -> None:
     import sys
 
     want = "1" if enabled else "0"
-    if f"{__name__}.kernels._jit" in sys.modules and os.environ.get("TRITON_INTERPRET",
-                                                                     "0") != want:
+    # _jit: the first kernel definitions; _config: reads the setting once, at its import
+    loaded = any(f"{__name__}.kernels.{m}" in sys.modules for m in ("_jit", "_config"))
+    if loaded and os.environ.get("TRITON_INTERPRET", "0") != want:
         raise RuntimeError("use_interpreter() must be called before the kernels are loaded "
                            "(they were defined with TRITON_INTERPRET="
                            f"{os.environ.get('TRITON_INTERPRET', 'unset')})")

@@ -295,7 +295,6 @@ def main(argv=None) -> int:
                                 generator=gen)
 
                 if label.startswith("sparse"):
-                    from attention_kernel_triton.oracles import core as oracle_core
                     from attention_kernel_triton.oracles import reference as oracles
 
                     idx = torch.stack([torch.randperm(n, device=cases.DEVICE)[:SPARSE_KEPT]

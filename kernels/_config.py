@@ -19,25 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-
-@dataclass(frozen=True)
-class Config:
-    block_m: int  # query rows per tile (prefill); unused by decode (tile = the query group)
-    block_n: int  # keys per tile
-    num_warps: int
-    num_stages: int
-    # ptxas register cap per thread (None: the compiler's choice). A cap that lets one
-    # more program fit on an SM can pay for itself (see PREFILL's D64 entry). Prefill
-    # applies it on the TMA path only, where it was measured: the pointer path needs
-    # ~210 registers at D64 and would spill.
-    maxnreg: int | None = None
-
-    def launch_options(self) -> dict:
-        """The launch keywords of this config (maxnreg only when set)."""
-        opts = {"num_warps": self.num_warps, "num_stages": self.num_stages}
-        if self.maxnreg is not None:
-            opts["maxnreg"] = self.maxnreg
-        return opts
+from .tuning import Config  # noqa: F401  (defined with the tuning surface)
 
 
 # Triton reads TRITON_INTERPRET when a kernel is defined, at import: read it once then too

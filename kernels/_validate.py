@@ -164,15 +164,20 @@ def check_num_splits(num_splits) -> None:
         raise ValueError(f"num_splits must be >= 1, got {num_splits}")
 
 
+COMPILE_VALIDATE = ("validate=True reads lengths, tables and indices on the host (a host-device "
+                    "sync), which torch.compile cannot put in a graph: pass validate=False "
+                    "inside a compiled region (and check the inputs outside it, e.g. with "
+                    "one eager call)")
+
+
 def compile_guard(validate: bool) -> None:
     """validate=True reads tensor values on the host (a device sync), which torch.compile
-    cannot trace into its graph: say so clearly instead of a graph break or a
-    data-dependent error deep inside Dynamo."""
+    cannot trace into its graph. Say so with an explicit graph break: without fullgraph
+    the checks then run eagerly behind it (correct, with a break); with fullgraph=True it
+    is Dynamo's Unsupported error carrying this message (not a data-dependent error deep
+    inside Dynamo)."""
     if validate and torch.compiler.is_compiling():
-        raise ValueError("validate=True reads lengths, tables and indices on the host (a "
-                         "host-device sync), which torch.compile cannot trace: pass "
-                         "validate=False inside a compiled region (and check the inputs "
-                         "outside it, e.g. with one eager call)")
+        torch._dynamo.graph_break(msg=COMPILE_VALIDATE)
 
 
 # ------------------------------------------------------------------ decode family, one path

@@ -3,8 +3,10 @@
 Each checks its arguments once (kernels/_validate.py; ``validate=False`` skips the checks
 that read tensor values on the host), allocates what it returns, and runs its custom op
 (kernels/ops.py): the kernel family's one path of layout -> plan -> launch. Under
-``torch.compile`` pass ``validate=False`` (the value checks need a host-device sync;
-validate=True raises a ValueError that says so).
+``torch.compile`` pass ``validate=False``: the value checks need a host-device sync, so
+validate=True there is an explicit graph break (the checks and the call then run eagerly;
+with fullgraph=True, Dynamo's Unsupported error, whose message says to pass
+validate=False).
 """
 
 from __future__ import annotations

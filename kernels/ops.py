@@ -8,8 +8,8 @@ not returned). Its fake (meta) implementation gives that LSE's shape from the in
 symbolic shapes, so the ops work under dynamic shapes. To Inductor an op is opaque: the
 kernels stay Triton launches that Inductor neither re-analyses nor recompiles.
 
-``call`` is how the public functions reach them: under ``torch.compile`` (Dynamo
-tracing) through the op; in eager mode straight to the same implementation, because the
+``call`` is how the public functions reach them: under ``torch.compile``, make_fx, export
+or fake tensors through the op; in plain eager mode straight to the same implementation, because the
 custom-op dispatcher costs more host time than some of the launches take (this CPU, torch
 2.13: 150 us per call of an op of this signature with a mutated argument, 3 us for the
 plain function; decode runs in ~20 us on an H200). Both paths run the same code, so a
@@ -24,6 +24,7 @@ if __name__.partition(".")[0] != "attention_kernel_triton":  # one import name p
 from typing import Optional
 
 import torch
+from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from . import decode, prefill
 
@@ -122,9 +123,19 @@ _IMPLS = {"prefill": prefill.prefill_impl, "prefill_varlen": prefill.prefill_var
           "sparse_paged_decode": decode.sparse_paged_decode_impl}
 
 
+def _plain_eager(args) -> bool:
+    """No tracer in sight: not Dynamo, no dispatch mode (make_fx, FakeTensorMode,
+    functionalisation, export's tracers), and only plain tensors (no FakeTensor or other
+    subclass), so the launch can run on the tensors' data."""
+    if torch.compiler.is_compiling() or _get_current_dispatch_mode() is not None:
+        return False
+    return all(type(a) is torch.Tensor for a in args if isinstance(a, torch.Tensor))
+
+
 def call(name: str, *args) -> Tensor:
-    """Run public function `name` on validated arguments: through its custom op while
-    Dynamo traces (the op is what lands in the graph), else the implementation itself."""
-    if torch.compiler.is_compiling():
-        return getattr(torch.ops.attention_kernel_triton, name)(*args)
-    return _IMPLS[name](*args)
+    """Run public function `name` on validated arguments: through its custom op under any
+    tracing (the op is what lands in the graph, its fake implementation what a tracer
+    runs), else the implementation itself."""
+    if _plain_eager(args):
+        return _IMPLS[name](*args)
+    return getattr(torch.ops.attention_kernel_triton, name)(*args)

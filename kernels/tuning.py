@@ -18,7 +18,11 @@ Thread-safe: the settings live in one ``contextvars.ContextVar``, so an override
 one thread or asyncio task leaves every other alone, and a new thread starts from the
 defaults. Overrides nest; leaving a ``with`` block restores what was there. The settings
 are read when a call is launched (inside the custom op under ``torch.compile``), so a
-compiled function follows the override active when it runs.
+compiled function follows the override active when it runs. A CUDA graph does not: its
+replays repeat the launches recorded at capture (``torch.cuda.graph``, or
+``torch.compile(mode="reduce-overhead")``), whatever override is active at replay.
+
+Importing this module loads no kernel (``use_interpreter()`` still works after it).
 """
 
 from __future__ import annotations
@@ -31,9 +35,27 @@ import contextvars
 import dataclasses
 from dataclasses import dataclass
 
-from ._config import Config
-
 __all__ = ["Config", "Tuning", "current", "override"]
+
+
+@dataclass(frozen=True)
+class Config:
+    block_m: int  # query rows per tile (prefill); unused by decode (tile = the query group)
+    block_n: int  # keys per tile
+    num_warps: int
+    num_stages: int
+    # ptxas register cap per thread (None: the compiler's choice). A cap that lets one
+    # more program fit on an SM can pay for itself (see PREFILL's D64 entry). Prefill
+    # applies it on the TMA path only, where it was measured: the pointer path needs
+    # ~210 registers at D64 and would spill.
+    maxnreg: int | None = None
+
+    def launch_options(self) -> dict:
+        """The launch keywords of this config (maxnreg only when set)."""
+        opts = {"num_warps": self.num_warps, "num_stages": self.num_stages}
+        if self.maxnreg is not None:
+            opts["maxnreg"] = self.maxnreg
+        return opts
 
 
 @dataclass(frozen=True)
@@ -47,7 +69,9 @@ class Tuning:
     # False = never (pointer loads).
     tma: bool | None = None
     # The tuned default for padded var-len (seq_lens on [B, H, N, D]) when tma is None.
-    # Seed lengths on an H100 (v7 A/B): 0.169 ms with TMA, 0.205 ms with pointer loads.
+    # Seed lengths on an H100 (benchmarks/NOTES.md, v7 A/B): 0.169 ms with TMA, 0.205 ms
+    # with pointer loads (v6's kernel, two key loops: 0.271 with TMA, 0.181 with
+    # pointers); run v9: 0.157 ms.
     padded_tma: bool = True
     # (batch, head) pairs per chunk of prefill's program order (None: the rule of
     # _config.prefill_chunk_pairs: all pairs when lengths vary and K/V fits in L2, else 1).
@@ -55,8 +79,11 @@ class Tuning:
     # Prefill counts query tiles from each sequence's end (True) or from the longest
     # length (False); None: from each end only with lengths and one pair per chunk.
     prefill_tiles_from_end: bool | None = None
-    # Prefill's two common program orders on 3-D grids (coordinates straight from the
-    # program ids). H200, probe v19-grid: full seed 218.9 -> 213.7 us, padded 98.7 -> 93.7.
+    # Prefill's two common program orders on 3-D grids, whose coordinates come straight
+    # from the program ids (prefill._grid), instead of three runtime integer divisions
+    # (~120 instructions) ahead of the first load. H200, probe v19-grid, A B A B: full
+    # seed 218.9 -> 213.7 us, padded seed 98.7 -> 93.7, packed seed 100.7 -> 95.7, N4096
+    # D128 (Triton) 1053 -> 1045.
     prefill_3d_grid: bool = True
     # The Gluon Hopper prefill (kernels/prefill_sm90.py): None = from LONG_PREFILL query
     # rows on, where it was measured faster; True = every shape it supports; False = never.

@@ -7,7 +7,6 @@ configs and paths fail. Prints one line per (config, path): ok or the error's fi
 """
 
 import argparse
-import contextlib
 import json
 import sys
 from pathlib import Path

@@ -28,7 +28,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-os.environ["TRITON_INTERPRET"] = "0"  # compile for real (kernels/__init__ would set 1)
+os.environ["TRITON_INTERPRET"] = "0"  # compile for real (conftest-like callers may set 1)
 
 import torch  # noqa: E402
 import triton  # noqa: E402

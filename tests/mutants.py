@@ -288,7 +288,7 @@ MUTANTS: tuple[Mutant, ...] = (
            "t_ok = pos_ok & (t >= 0) & (t < seq_len)",
            "t_ok = pos_ok & (t >= 0)",
            "an index at or past seq_len is attended (validate=False lets it through; "
-           "sparse.py promises it is skipped, never read)"),
+           "sparse_decode promises it is skipped, never read)"),
     Mutant("sparse_kv_head_row_for_every_query_head", "sparse", DEC,
            "+ off_hp.to(tl.int64) * stride_idx_head",
            "+ off_kvh.to(tl.int64) * stride_idx_head",

@@ -410,7 +410,7 @@ def sparse_every_index_equals_dense(runner, case, device):
 @prop
 def sparse_unvalidated_out_of_range_skipped(runner, case, device):
     """With validate=False, index entries outside [0, seq_len) are skipped, never read
-    (kernels/sparse.py): past the length, past the cache's capacity, below -1. The output
+    (kernels/api.py, sparse_decode): past the length, past the cache's capacity, below -1. The output
     equals, bit for bit, the same call with -1 in those slots, with NaN in every K/V row
     and table entry that the valid indices do not reach."""
     args = runner.inputs(case, device)

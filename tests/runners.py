@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import torch
 
 import attention_kernel_triton as kernels
-from attention_kernel_triton.oracles import core as oracle_core
 from attention_kernel_triton.oracles import reference as oracles
 from attention_kernel_triton.strategies import tensors as strategies
 

@@ -10,7 +10,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import attention_kernel_triton as kernels
-from attention_kernel_triton.oracles import core as oracle_core
 from attention_kernel_triton.oracles import reference as oracles
 from attention_kernel_triton.strategies.cases import prefill_cases
 from tests import sizes

@@ -160,32 +160,57 @@ def test_compile_dynamic_shapes(name, device):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_compile_validate_true_says_use_validate_false(name, device):
-    """validate=True needs a host-device sync: under compile it is a ValueError that says
-    to pass validate=False (never a silent graph break)."""
+def test_compile_validate_true(name, device):
+    """validate=True needs a host-device sync. Under compile it is an explicit graph break
+    whose message says to pass validate=False: with fullgraph=True, Dynamo's Unsupported
+    error carrying that message; without, the checks and the call run eagerly behind the
+    break and give the eager bits."""
+    from torch._dynamo.exc import Unsupported
+
     torch._dynamo.reset()
     tensors, kw = _inputs(name, device)
     fn = getattr(akt, name)
-    compiled = torch.compile(lambda *t: fn(*t, **kw), fullgraph=True, backend="eager")
-    with pytest.raises(Exception, match="validate=False") as err:
-        compiled(*tensors)
-    assert "validate" in str(err.value)
+    strict = torch.compile(lambda *t: fn(*t, **kw), fullgraph=True, backend="eager")
+    with pytest.raises(Unsupported, match="pass validate=False inside a compiled region"):
+        strict(*tensors)
+    torch._dynamo.reset()
+    lenient = torch.compile(lambda *t: fn(*t, **kw), backend="eager")
+    assert torch.equal(lenient(*tensors), fn(*tensors, **kw))
 
 
-def test_compiled_call_follows_the_tuning_active_when_it_runs(device):
+def test_make_fx_traces_the_op(device):
+    """Tracers other than Dynamo (make_fx with fake tensors, as export and AOT use) reach
+    the op and its fake implementation, never a launch on fake tensors."""
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    tensors, kw = _inputs("decode", device)
+    graph = make_fx(lambda q, k, v, lens: akt.decode(q, k, v, seq_lens=lens, validate=False),
+                    tracing_mode="fake")(*tensors, kw["seq_lens"])
+    targets = {str(n.target) for n in graph.graph.nodes if n.op == "call_function"}
+    assert any("attention_kernel_triton.decode" in t for t in targets), targets
+
+
+def test_compiled_call_follows_the_tuning_active_when_it_runs(device, monkeypatch):
     """The plan is made inside the op at run time: an override around a compiled call
-    applies to it, and a bad config pinned that way is the config's error, not a stale
-    compiled choice (interpreter configs differ from GPU ones, so this checks the effect
-    through num_splits-free decode bits: every config gives the same result within the
-    accuracy rule, checked exactly here only where the sums are unchanged)."""
+    reaches the launch (seen by a spy on the family's launch), and the bits do not move
+    (the program order never changes a bit: program_order_agrees)."""
+    from attention_kernel_triton.kernels import prefill as prefill_family
+
+    seen = []
+    launch = prefill_family.launch
+    monkeypatch.setattr(prefill_family, "launch", lambda p, *a: (
+        seen.append((p.args["bh_per_chunk"], p.consts["GRID_ORDER"])), launch(p, *a))[1])
     torch._dynamo.reset()
     tensors, kw = _inputs("prefill", device)
     compiled = torch.compile(lambda *t: akt.prefill(*t, **kw, validate=False),
                              fullgraph=True, backend="aot_eager")
     want = akt.prefill(*tensors, **kw)
-    for pairs in (1, 3):  # the program order never changes a bit (program_order_agrees)
-        with tuning.override(prefill_chunk_pairs=pairs, prefill_3d_grid=pairs == 1):
+    seen.clear()
+    for pairs, three_d in ((1, True), (3, False), (1, False)):
+        with tuning.override(prefill_chunk_pairs=pairs, prefill_3d_grid=three_d):
             assert torch.equal(compiled(*tensors), want)
+    # one pair per chunk: (levels, Hq, B) on a 3-D grid (order 2), else one axis (0)
+    assert seen == [(1, 2), (3, 0), (1, 0)], seen
 
 
 @pytest.mark.gpu

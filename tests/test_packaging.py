@@ -237,6 +237,14 @@ def test_fresh_install_has_one_top_level_name(tmp_path, editable):
         assert not stray, ("the wheel installs files outside attention_kernel_triton/: "
                            f"{stray} (a stale build/lib in the checkout? setuptools ships "
                            "whatever build/lib holds; remove build/ and rebuild)")
+        # and inside it exactly the checkout's modules (a stale build/lib could add a
+        # module the sources no longer have, e.g. an old kernels/sparse.py)
+        shipped = {f for f in ours_dist["files"] if f.endswith(".py") and f.startswith(PKG)}
+        sources = {f"{PKG}/{p.relative_to(ROOT).as_posix()}" if p.parent.name != PKG
+                   else f"{PKG}/{p.name}"
+                   for d in ("kernels", "oracles", "strategies", PKG)
+                   for p in (ROOT / d).glob("*.py")}
+        assert shipped == sources, (sorted(shipped - sources), sorted(sources - shipped))
         # an installed wheel holds its subpackages: __init__ must not add another folder
         assert facts["pkg_path"] == [str(site / PKG)], facts["pkg_path"]
 
@@ -394,11 +402,16 @@ def test_use_interpreter_before_the_kernels_takes_effect():
         import json, os
         import attention_kernel_triton as akt
 
+        with akt.tuning.override(tma=False):  # the README's order: tuning first is fine
+            pass
         akt.use_interpreter()
         out = {"env": os.environ.get("TRITON_INTERPRET")}
         akt.decode  # loads the kernels
         from attention_kernel_triton.kernels import _config
         out["interpreting"] = _config.interpreting()
+        import torch  # a CPU call runs: the kernels took the interpreter, not the GPU tables
+        q, k = torch.randn(1, 2, 16), torch.randn(1, 1, 8, 16)
+        out["cpu_call"] = bool(torch.isfinite(akt.decode(q, k, k)).all())
         akt.use_interpreter(True)  # unchanged: fine
         try:
             akt.use_interpreter(False)
@@ -408,8 +421,8 @@ def test_use_interpreter_before_the_kernels_takes_effect():
         out["env_after"] = os.environ.get("TRITON_INTERPRET")
         print(json.dumps(out))
         """, cwd=ROOT)
-    assert facts == {"env": "1", "interpreting": True, "switch_off": "RuntimeError",
-                     "env_after": "1"}, facts
+    assert facts == {"env": "1", "interpreting": True, "cpu_call": True,
+                     "switch_off": "RuntimeError", "env_after": "1"}, facts
 
 
 # --------------------------------------------------------------------------------------
