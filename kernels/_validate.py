@@ -202,14 +202,19 @@ def decode_query(q) -> tuple[torch.Tensor, tuple]:
     return q3, tuple(q.shape)
 
 
-def dense_cache(q3, k, v) -> None:
-    for name, t in (("k", k), ("v", v)):
-        tensor(name, t, 4, "[B, Hkv, N, D]")
+def _kv_pair(q3, names: tuple[str, str], k, v, layout: str) -> None:
+    """A K/V pair of rank 4, float, contiguous head dim, q's dtype and device, one shape."""
+    for name, t in zip(names, (k, v), strict=True):
+        tensor(name, t, 4, layout)
         float_input(name, t)
         same_kind("q", q3, name, t)
     if k.shape != v.shape:
-        raise ValueError(f"k and v must have the same shape, got {tuple(k.shape)} and "
-                         f"{tuple(v.shape)}")
+        raise ValueError(f"{names[0]} and {names[1]} must have the same shape, got "
+                         f"{tuple(k.shape)} and {tuple(v.shape)}")
+
+
+def dense_cache(q3, k, v) -> None:
+    _kv_pair(q3, ("k", "v"), k, v, "[B, Hkv, N, D]")
     if k.shape[0] != q3.shape[0]:
         raise ValueError(f"k must have batch {q3.shape[0]} like q, got {tuple(k.shape)}")
     if k.shape[3] != q3.shape[2]:
@@ -220,13 +225,7 @@ def dense_cache(q3, k, v) -> None:
 def paged_cache(q3, k_cache, v_cache, block_table, seq_lens, validate: bool) -> None:
     """Caches [num_pages, P, Hkv, D]; block_table int32 [B, max_pages]; seq_lens int32 [B].
     With validate, lengths fit the table row and every *used* table entry is a page id."""
-    for name, t in (("k_cache", k_cache), ("v_cache", v_cache)):
-        tensor(name, t, 4, "[num_pages, page_size, Hkv, D]")
-        float_input(name, t)
-        same_kind("q", q3, name, t)
-    if k_cache.shape != v_cache.shape:
-        raise ValueError(f"k_cache and v_cache must have the same shape, got "
-                         f"{tuple(k_cache.shape)} and {tuple(v_cache.shape)}")
+    _kv_pair(q3, ("k_cache", "v_cache"), k_cache, v_cache, "[num_pages, page_size, Hkv, D]")
     num_pages, page_size, num_kv_heads, d = k_cache.shape
     if d != q3.shape[2]:
         raise ValueError(f"k_cache must have head dim {q3.shape[2]} like q, got {d}")
