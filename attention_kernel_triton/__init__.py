@@ -4,6 +4,7 @@ and Hypothesis strategies that hold them.
     prefill, prefill_varlen            -- prefill: causal or not, padded or packed var-len, GQA
     decode, paged_decode               -- GQA decode over a dense or paged KV cache, split-KV
     sparse_decode, sparse_paged_decode -- decode over a given set of token positions
+    paged_prefill                      -- new tokens against a paged cache (chunks, mixed batches)
 
 One import name per module. The repository keeps ``kernels/``, ``oracles/`` and
 ``strategies/`` at its top; they are subpackages of this package, never top-level names
@@ -15,7 +16,7 @@ but its own (``import oracles.reference`` from the root is an ImportError that n
 this package; in a checkout, ``attention_kernel_triton/{kernels,oracles,strategies}``
 are symbolic links to them.
 
-Importing this package changes no global state and loads no kernel: the six functions
+Importing this package changes no global state and loads no kernel: the seven functions
 are loaded on first use (PEP 562), so ``attention_kernel_triton.oracles`` and
 ``.strategies`` work without a GPU and without Triton compiling anything. Without a GPU
 the kernels run only under Triton's interpreter, which must be chosen before the first
@@ -36,14 +37,21 @@ if not os.path.isdir(os.path.join(os.path.dirname(os.path.abspath(__file__)), "k
 # public name -> the module that defines it
 _API = {name: "kernels.api" for name in (
     "prefill", "prefill_varlen", "decode", "paged_decode", "sparse_decode",
-    "sparse_paged_decode")}
+    "sparse_paged_decode", "paged_prefill")}
 _MODULES = {"tuning": "kernels.tuning"}  # the one public tuning surface
 __all__ = [*_API, *_MODULES, "use_interpreter"]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads them
     from .kernels import tuning  # noqa: F401
     from .kernels.api import (  # noqa: F401
-        decode, paged_decode, prefill, prefill_varlen, sparse_decode, sparse_paged_decode)
+        decode,
+        paged_decode,
+        paged_prefill,
+        prefill,
+        prefill_varlen,
+        sparse_decode,
+        sparse_paged_decode,
+    )
 
 
 def __getattr__(name: str):

@@ -211,6 +211,38 @@ def prefill_config(head_dim_pad: int, dtype: torch.dtype, causal: bool,
     return _pick(table, head_dim_pad, dtype, forced)
 
 
+# Paged prefill (kernels/paged_prefill.py): the tile's M side packs query tokens x the
+# query heads of one KV head, so its height follows rows = max_seqlen_q x group size:
+# decode rows and speculative verification take decode's tile (16 rows), chunks the
+# prefill-sized ones. Keyed by (M, HEAD_DIM_PAD, element bytes). First GPU values: the
+# decode and prefill tables' shapes (pointer loads; sweep pending, benchmarks/NOTES.md).
+PAGED_PREFILL = {
+    **{(16, d, 2): c for (d, _), c in DECODE.items() if _ == 2},
+    **{(16, d, 4): c for (d, _), c in DECODE.items() if _ == 4},
+    (64, 16, 2): Config(64, 64, 4, 3), (64, 32, 2): Config(64, 64, 4, 3),
+    (64, 64, 2): Config(64, 64, 4, 3), (64, 128, 2): Config(64, 64, 4, 3),
+    (64, 256, 2): Config(64, 32, 4, 2),
+    (128, 16, 2): Config(128, 64, 8, 3), (128, 32, 2): Config(128, 64, 8, 3),
+    (128, 64, 2): Config(128, 64, 8, 3), (128, 128, 2): Config(128, 64, 8, 3),
+    (128, 256, 2): Config(64, 32, 4, 2),  # M128 x D256 does not fit: 64 rows
+    # fp32 (no tensor cores): a correctness path, at most 64 rows
+    **{(m, d, 4): Config(64, 32 if d <= 128 else 16, 4, 2)
+       for m in (64, 128) for d in (16, 32, 64, 128, 256)},
+}
+
+
+def paged_prefill_config(head_dim_pad: int, dtype: torch.dtype, rows: int,
+                         forced: Config | None = None) -> Config:
+    """rows: max_seqlen_q x group size, the M extent one sequence's tile could fill;
+    forced: tuning.paged_prefill_config."""
+    if forced is not None:
+        return forced
+    if interpreting():
+        return INTERPRETER
+    m = 16 if rows <= 16 else 64 if rows <= 64 else 128
+    return PAGED_PREFILL[(m, head_dim_pad, dtype.itemsize)]
+
+
 def decode_config(head_dim_pad: int, dtype: torch.dtype, forced: Config | None = None) -> Config:
     """forced: tuning.decode_config."""
     return _pick(DECODE, head_dim_pad, dtype, forced)

@@ -222,9 +222,11 @@ def dense_cache(q3, k, v) -> None:
     gqa(q3.shape[1], k.shape[1])
 
 
-def paged_cache(q3, k_cache, v_cache, block_table, seq_lens, validate: bool) -> None:
-    """Caches [num_pages, P, Hkv, D]; block_table int32 [B, max_pages]; seq_lens int32 [B].
-    With validate, lengths fit the table row and every *used* table entry is a page id."""
+def paged_cache(q3, k_cache, v_cache, block_table, seq_lens, validate: bool,
+                batch: int | None = None) -> None:
+    """Caches [num_pages, P, Hkv, D]; block_table int32 [B, max_pages]; seq_lens int32 [B]
+    (B: q3's batch unless given). With validate, lengths fit the table row and every
+    *used* table entry is a page id."""
     _kv_pair(q3, ("k_cache", "v_cache"), k_cache, v_cache, "[num_pages, page_size, Hkv, D]")
     num_pages, page_size, num_kv_heads, d = k_cache.shape
     if d != q3.shape[2]:
@@ -232,7 +234,7 @@ def paged_cache(q3, k_cache, v_cache, block_table, seq_lens, validate: bool) -> 
     if page_size < 1:
         raise ValueError(f"page_size (k_cache.shape[1]) must be >= 1, got {page_size}")
     gqa(q3.shape[1], num_kv_heads)
-    batch = q3.shape[0]
+    batch = q3.shape[0] if batch is None else batch
     tensor("block_table", block_table)
     if block_table.dtype != torch.int32:
         raise ValueError(f"block_table must be int32, got {block_table.dtype}")
@@ -366,3 +368,48 @@ def prefill_varlen_call(q, k, v, *, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, ma
                                  f"key sequence ({longest_k})")
     scale = check_sm_scale(sm_scale, d)
     return check_out(out, q, tuple(q.shape)), scale, cu_seqlens_k, max_q
+
+
+# ------------------------------------------------------------------ paged prefill
+
+
+def max_seqlen(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    return value
+
+
+def paged_prefill_call(q, k_cache, v_cache, block_table, cu_seqlens_q, seq_lens, *,
+                       max_seqlen_q, num_splits, sm_scale, out, validate: bool):
+    """Every check of a paged prefill call: packed q [Tq, Hq, D], the paged cache (as
+    paged decode's), cu_seqlens_q, and with validate every sequence's new tokens within
+    its context (q_len_b <= seq_lens[b]) and within max_seqlen_q. Returns (out, sm_scale,
+    max_q: the grid's query length, the longest one when validate reads it anyway)."""
+    compile_guard(validate)
+    tensor("q", q, 3, "[Tq, Hq, D]")
+    float_input("q", q)
+    on_kernel_device("q", q)
+    head_dim(q.shape[2])
+    total_q = q.shape[0]
+    batch = check_cu_seqlens("cu_seqlens_q", cu_seqlens_q, total_q, q.device, validate)
+    paged_cache(q, k_cache, v_cache, block_table, seq_lens, validate, batch=batch)
+    check_num_splits(num_splits)
+    max_q = min(max_seqlen("max_seqlen_q", max_seqlen_q), total_q)
+    if validate and batch:
+        q_lens = (cu_seqlens_q[1:] - cu_seqlens_q[:-1]).cpu()
+        longest = int(q_lens.max())
+        if longest > max_seqlen_q:
+            raise ValueError(f"max_seqlen_q={max_seqlen_q} is smaller than the longest "
+                             f"query sequence ({longest})")
+        over = (q_lens > seq_lens.cpu()).nonzero()
+        if over.numel():
+            b = int(over[0])
+            raise ValueError(f"sequence {b} has {int(q_lens[b])} new tokens (cu_seqlens_q) "
+                             f"but a context of seq_lens[{b}] = {int(seq_lens[b])}: "
+                             f"seq_lens counts the new tokens too, so it must be >= the "
+                             f"query length")
+        max_q = min(max_q, longest)
+    scale = check_sm_scale(sm_scale, q.shape[2])
+    return check_out(out, q, tuple(q.shape)), scale, max_q

@@ -1,4 +1,4 @@
-"""The six public functions (re-exported as ``attention_kernel_triton.<name>``).
+"""The seven public functions (re-exported as ``attention_kernel_triton.<name>``).
 
 Each checks its arguments once (kernels/_validate.py; ``validate=False`` skips the checks
 that read tensor values on the host), allocates what it returns, and runs its custom op
@@ -202,5 +202,46 @@ def sparse_paged_decode(
     return _result(out, lse, return_lse)
 
 
+def paged_prefill(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    block_table: torch.Tensor,
+    cu_seqlens_q: torch.Tensor,
+    seq_lens: torch.Tensor,
+    *,
+    max_seqlen_q: int,
+    causal: bool = True,
+    num_splits: int | None = None,
+    sm_scale: float | None = None,
+    return_lse: bool = False,
+    out: torch.Tensor | None = None,
+    validate: bool = True,
+):
+    """New query tokens against their whole context in a paged cache (chunked prefill,
+    prefix caching, speculative verification; decode rows and chunks in one call).
+
+    q: packed [Tq, Hq, D]; sequence b's q_len_b new tokens are rows
+    cu_seqlens_q[b]:cu_seqlens_q[b+1] (int32 [B+1], non-decreasing, from 0).
+    k_cache, v_cache: [num_pages, page_size, Hkv, D] (any strides with a contiguous last
+    dim); block_table: int32 [B, max_pages]; seq_lens: int32 [B], each sequence's whole
+    context *including* its new tokens, whose K/V are already in the cache at positions
+    seq_lens[b] - q_len_b .. seq_lens[b] - 1 (so q_len_b <= seq_lens[b]). Token t of
+    sequence b is cache[block_table[b, t // P], t % P]; table entries past its last page
+    are never read. causal: query i of sequence b attends key j iff
+    j <= seq_lens[b] - q_len_b + i (bottom-right); else every j < seq_lens[b].
+    max_seqlen_q must bound every q_len_b (with validate=True the longest is used).
+    num_splits: split-KV count (default: a heuristic). Returns out [Tq, Hq, D] (and lse
+    [Hq, Tq] float32). Packed rows past cu_seqlens_q[-1] belong to no sequence and are
+    left as they are, as in prefill_varlen.
+    """
+    out, scale, max_q = val.paged_prefill_call(
+        q, k_cache, v_cache, block_table, cu_seqlens_q, seq_lens, max_seqlen_q=max_seqlen_q,
+        num_splits=num_splits, sm_scale=sm_scale, out=out, validate=validate)
+    lse = ops.call("paged_prefill", q, k_cache, v_cache, block_table, cu_seqlens_q, seq_lens,
+                   max_q, bool(causal), num_splits, scale, bool(return_lse), out)
+    return _result(out, lse, return_lse)
+
+
 __all__ = ["prefill", "prefill_varlen", "decode", "paged_decode", "sparse_decode",
-           "sparse_paged_decode"]
+           "sparse_paged_decode", "paged_prefill"]

@@ -232,24 +232,33 @@ def _combine_kernel(
     part_lse_ptr,  # [B * Hq, num_splits] fp32
     out_ptr,  # [B, Hq, D]
     lse_ptr,  # [B, Hq] fp32 (WRITE_LSE)
+    rows_end_ptr,  # int32 [1]: rows b >= it are left as they are (HAS_ROWS_END)
     num_splits, num_q_heads, head_dim,
     stride_o_batch, stride_o_head,
     stride_lse_batch, stride_lse_head,
     WRITE_LSE: tl.constexpr,
+    HAS_ROWS_END: tl.constexpr,  # paged prefill: packed rows past cu_seqlens_q[-1]
     SPLITS_PAD: tl.constexpr,  # next power of two >= num_splits
     HEAD_DIM_PAD: tl.constexpr,
     EVEN_D: tl.constexpr,  # head_dim == HEAD_DIM_PAD
     PDL: tl.constexpr,  # launched as a programmatic dependent of the split kernel
 ):
     """out = sum_s w_s o_s / sum_s w_s with w_s = exp(lse_s - max lse): the exact merge
-    of softmax partials. All splits empty -> out 0, lse -inf."""
+    of softmax partials. All splits empty -> out 0, lse -inf. Paged prefill's rows are
+    (packed token, head): "b" is the token there, and rows past the last sequence's
+    tokens have no partials (HAS_ROWS_END)."""
     row = tl.program_id(0).to(tl.int64)  # b * Hq + h
     off_b = row // num_q_heads
     off_h = row % num_q_heads
     offs_s = tl.arange(0, SPLITS_PAD)
-    s_ok = offs_s < num_splits
     offs_d = tl.arange(0, HEAD_DIM_PAD)
     d_ok = dim_ok(offs_d, head_dim, EVEN_D)
+    if HAS_ROWS_END:  # a dead row reads no split and stores nothing
+        live = off_b < tl.load(rows_end_ptr)
+        s_ok = offs_s < tl.where(live, num_splits, 0)
+        d_ok = d_ok & (offs_d < tl.where(live, HEAD_DIM_PAD, 0))
+    else:
+        s_ok = offs_s < num_splits
     if PDL:  # the split kernel has finished and its partials are visible
         gdc_wait()
     lse_s = tl.load(part_lse_ptr + row * num_splits + offs_s, mask=s_ok,
@@ -267,7 +276,11 @@ def _combine_kernel(
              out.to(out_ptr.dtype.element_ty), mask=d_ok)
     if WRITE_LSE:
         lse = tl.where(total == 0.0, float("-inf"), m_safe + tl.log(total_safe))
-        tl.store(lse_ptr + off_b * stride_lse_batch + off_h * stride_lse_head, lse)
+        lse_at = lse_ptr + off_b * stride_lse_batch + off_h * stride_lse_head
+        if HAS_ROWS_END:
+            tl.store(lse_at, lse, mask=live)
+        else:
+            tl.store(lse_at, lse)
 
 
 def default_num_splits(num_programs: int, list_capacity: int, resident: int, min_keys: int,
@@ -290,16 +303,18 @@ _resident: dict[tuple, int] = {}
 
 
 def resident_programs(device: torch.device, kernel_args: dict, consts: dict,
-                      launch_options: dict) -> int:
-    """How many split-kernel programs (SPLIT_KV variant) the GPU runs at once, from the
-    compiled kernel's registers and shared memory; compiled (not launched) on first use,
-    then looked up (no allocation, no compile)."""
-    key = (device, kernel_args["q_ptr"].dtype, tuple(consts.items()),
+                      launch_options: dict, kernel=None) -> int:
+    """How many split-kernel programs (SPLIT_KV variant; of `kernel`, default this file's
+    split kernel, else one with the same partial-row arguments) the GPU runs at once, from
+    the compiled kernel's registers and shared memory; compiled (not launched) on first
+    use, then looked up (no allocation, no compile)."""
+    kernel = _decode_kernel if kernel is None else kernel
+    key = (kernel, device, kernel_args["q_ptr"].dtype, tuple(consts.items()),
            tuple(launch_options.items()))
     if key not in _resident:
         partials = torch.empty(0, device=device, dtype=torch.float32)  # fp32 pointers
-        compiled = _decode_kernel.warmup(
-            grid=(1, 1), **kernel_args, part_out_ptr=partials, part_lse_ptr=partials,
+        compiled = kernel.warmup(
+            grid=(1, 1, 1), **kernel_args, part_out_ptr=partials, part_lse_ptr=partials,
             num_splits=2, **consts, SPLIT_KV=True, **launch_options)
         compiled._init_handles()  # loads the binary: n_regs is known from here
         limits = sm_limits(device)
@@ -453,11 +468,12 @@ def launch(p: DecodePlan) -> None:
     if p.num_splits > 1:
         _combine_kernel[(batch * num_q_heads,)](
             part_out_ptr=part_out, part_lse_ptr=part_lse, out_ptr=out, lse_ptr=lse,
-            num_splits=p.num_splits, num_q_heads=num_q_heads, head_dim=head_dim,
+            rows_end_ptr=part_lse, num_splits=p.num_splits, num_q_heads=num_q_heads,
+            head_dim=head_dim,
             stride_o_batch=out.stride(0), stride_o_head=out.stride(1),
             stride_lse_batch=p.args["stride_lse_batch"],
             stride_lse_head=p.args["stride_lse_head"],
-            WRITE_LSE=write_lse,
+            WRITE_LSE=write_lse, HAS_ROWS_END=False,
             SPLITS_PAD=triton.next_power_of_2(p.num_splits), HEAD_DIM_PAD=p.head_dim_pad,
             EVEN_D=p.consts["EVEN_D"], PDL=p.pdl,
             num_warps=4 if p.head_dim_pad >= 128 else 2,

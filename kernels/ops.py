@@ -1,4 +1,4 @@
-"""The six public functions as ``torch.library`` custom ops, namespace
+"""The seven public functions as ``torch.library`` custom ops, namespace
 ``attention_kernel_triton`` (``torch.ops.attention_kernel_triton.<name>``).
 
 Each op takes validated arguments (kernels/api.py checks them first) and fills ``out`` in
@@ -26,7 +26,7 @@ from typing import Optional
 import torch
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
-from . import decode, prefill
+from . import decode, paged_prefill, prefill
 
 NAMESPACE = "attention_kernel_triton"
 Tensor = torch.Tensor
@@ -114,13 +114,30 @@ def _(q, k_cache, v_cache, block_table, seq_lens, indices, num_splits, sm_scale,
     return _lse(q, q.shape[:2], return_lse)
 
 
+@torch.library.custom_op(f"{NAMESPACE}::paged_prefill", mutates_args=("out",))
+def paged_prefill_op(q: Tensor, k_cache: Tensor, v_cache: Tensor, block_table: Tensor,
+                     cu_seqlens_q: Tensor, seq_lens: Tensor, max_seqlen_q: int, causal: bool,
+                     num_splits: Optional[int], sm_scale: float, return_lse: bool,
+                     out: Tensor) -> Tensor:
+    return paged_prefill.paged_prefill_impl(q, k_cache, v_cache, block_table, cu_seqlens_q,
+                                            seq_lens, max_seqlen_q, causal, num_splits,
+                                            sm_scale, return_lse, out)
+
+
+@paged_prefill_op.register_fake
+def _(q, k_cache, v_cache, block_table, cu_seqlens_q, seq_lens, max_seqlen_q, causal,
+      num_splits, sm_scale, return_lse, out):
+    return _lse(q, (q.shape[1], q.shape[0]), return_lse)
+
+
 OPS = {"prefill": prefill_op, "prefill_varlen": prefill_varlen_op, "decode": decode_op,
        "paged_decode": paged_decode_op, "sparse_decode": sparse_decode_op,
-       "sparse_paged_decode": sparse_paged_decode_op}
+       "sparse_paged_decode": sparse_paged_decode_op, "paged_prefill": paged_prefill_op}
 _IMPLS = {"prefill": prefill.prefill_impl, "prefill_varlen": prefill.prefill_varlen_impl,
           "decode": decode.decode_impl, "paged_decode": decode.paged_decode_impl,
           "sparse_decode": decode.sparse_decode_impl,
-          "sparse_paged_decode": decode.sparse_paged_decode_impl}
+          "sparse_paged_decode": decode.sparse_paged_decode_impl,
+          "paged_prefill": paged_prefill.paged_prefill_impl}
 
 
 def _plain_eager(args) -> bool:

@@ -64,6 +64,7 @@ class Tuning:
     # None: the tuned table of kernels/_config.py, picked by head dim and dtype.
     prefill_config: Config | None = None
     decode_config: Config | None = None
+    paged_prefill_config: Config | None = None
     # Prefill loads through TMA descriptors: None = the tuned default (TMA wherever the
     # layout allows; padded var-len as padded_tma says), True = wherever the layout allows,
     # False = never (pointer loads).
@@ -93,7 +94,7 @@ class Tuning:
     pdl: bool = True
 
     def __post_init__(self):
-        for name in ("prefill_config", "decode_config"):
+        for name in ("prefill_config", "decode_config", "paged_prefill_config"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, Config):
                 raise TypeError(f"{name} must be a tuning.Config or None, got "
