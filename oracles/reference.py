@@ -10,6 +10,8 @@ from __future__ import annotations
 if __name__.partition(".")[0] != "attention_kernel_triton":  # one import name per module
     raise ImportError(f"import {__name__} as attention_kernel_triton.{__name__}")
 
+import itertools
+
 import torch
 
 from .core import attention, causal_mask, length_mask
@@ -80,6 +82,23 @@ def paged_decode_ref(q, k_cache, v_cache, block_table, seq_lens, *, sm_scale=Non
     k = paged_gather(k_cache, block_table, seq_lens)
     v = paged_gather(v_cache, block_table, seq_lens)
     return decode_ref(q, k, v, seq_lens=seq_lens, sm_scale=sm_scale, dtype=dtype)
+
+
+def paged_prefill_ref(q, k_cache, v_cache, block_table, cu_seqlens_q, seq_lens, *,
+                      causal=True, sm_scale=None, dtype=torch.float64):
+    """Packed new query tokens q [Tq, Hq, D] over a paged cache -> out [Tq, Hq, D], lse
+    [Hq, Tq]. Sequence b's rows cu_seqlens_q[b]:cu_seqlens_q[b+1] are the last tokens of
+    its seq_lens[b]: its context, gathered and packed, is prefill_varlen's keys (causal
+    bottom-right). Rows past cu_seqlens_q[-1]: 0 and -inf."""
+    lens = seq_lens.tolist()
+    cu_k = torch.tensor([0, *itertools.accumulate(lens)], dtype=torch.int64, device=q.device)
+
+    def packed(cache):  # [sum(seq_lens), Hkv, D]: each sequence's tokens in order
+        dense = paged_gather(cache, block_table, seq_lens)
+        return torch.cat([dense[b, :, :n].transpose(0, 1) for b, n in enumerate(lens)])
+
+    return prefill_varlen_ref(q, packed(k_cache), packed(v_cache), cu_seqlens_q, cu_k,
+                              causal=causal, sm_scale=sm_scale, dtype=dtype)
 
 
 def sparse_gather(k, indices):

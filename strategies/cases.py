@@ -54,6 +54,33 @@ def group_sizes(*, max_group: int):
                      st.integers(1, max_group))
 
 
+def page_sizes(*, max_page_size: int):
+    """Tokens per cache page: 1, 3, 16, 64, 256 (those allowed) or any in between."""
+    _check_bounds(page_size=(1, max_page_size))
+    listed = [p for p in (1, 3, 16, 64, 256) if p <= max_page_size]
+    return st.one_of(st.sampled_from(listed), st.integers(1, max_page_size))
+
+
+def context_lengths(n_ctx: int, *, page_size: int | None = None):
+    """A sequence's length in [0, n_ctx]; paged, also the page edges P - 1, P, P + 1, 2P."""
+    one_len = lengths(n_ctx)
+    if page_size is None:
+        return one_len
+    edge = [x for x in (page_size - 1, page_size, page_size + 1, 2 * page_size)
+            if 0 <= x <= n_ctx]
+    return st.one_of(one_len, st.sampled_from(edge)) if edge else one_len
+
+
+@st.composite
+def _table_layouts(draw, *, shared):
+    """The page table's fields of a paged case beyond its page size (DecodeCase's
+    docstring says what each means); `shared` draws `shared_pages`."""
+    return dict(extra_pages=draw(st.sampled_from((0, 1, 5))), shared_pages=draw(shared),
+                tail=draw(st.sampled_from(("garbage", "valid"))),
+                page_id_offset=draw(st.sampled_from((0, 0, 7))),
+                table_gap=draw(st.sampled_from(ROW_GAPS)))
+
+
 def scales():
     return st.one_of(st.just(1.0), st.sampled_from(SCALES))
 
@@ -210,32 +237,18 @@ def decode_cases(draw, *, min_batch=1, max_batch=4, max_kv_heads=3, max_group=5,
     group = draw(group_sizes(max_group=max_group))
     head_dim = draw(head_dims(min_head_dim=min_head_dim, max_head_dim=max_head_dim))
     dtype = draw(st.sampled_from(dtypes))
-    page_size = None
-    if paged:
-        sizes = [p for p in (1, 3, 16, 64, 256) if p <= max_page_size]
-        page_size = draw(st.one_of(st.sampled_from(sizes), st.integers(1, max_page_size)))
+    page_size = draw(page_sizes(max_page_size=max_page_size)) if paged else None
     n_ctx = draw(lengths(max_ctx, min_len=max(1, max_ctx // 2) if long_context else 1))
     if paged:  # a table row's capacity, in whole pages
         n_ctx = -(-n_ctx // page_size) * page_size
     lens = with_lens if with_lens is not None else (paged or draw(st.booleans()))
     seq_lens = None
-    if lens:
-        min_len = 0  # sparse: a length-0 sequence has all -1 index rows (output 0)
-        edge = [x for x in (page_size - 1, page_size, page_size + 1, 2 * page_size)
-                if min_len <= x <= n_ctx] if paged else []
-        one_len = lengths(n_ctx, min_len=min_len)
-        if edge:
-            one_len = st.one_of(one_len, st.sampled_from(edge))
+    if lens:  # sparse: a length-0 sequence has all -1 index rows (output 0)
+        one_len = context_lengths(n_ctx, page_size=page_size)
         seq_lens = tuple(draw(st.lists(one_len, min_size=batch, max_size=batch)))
     splits = draw(st.one_of(st.none(), st.integers(1, max_splits)))
-    extra = dict(
-        page_size=page_size,
-        extra_pages=draw(st.sampled_from((0, 1, 5))) if paged else 0,
-        shared_pages=draw(st.booleans()) if paged else False,
-        tail=draw(st.sampled_from(("garbage", "valid"))) if paged else "garbage",
-        page_id_offset=draw(st.sampled_from((0, 0, 7))) if paged else 0,
-        table_gap=draw(st.sampled_from(ROW_GAPS)) if paged else 0,
-    )
+    extra = dict(page_size=page_size, **draw(_table_layouts(shared=st.booleans()))) \
+        if paged else {}
     if sparse:
         extra.update(index_kind=draw(st.sampled_from(INDEX_KINDS)),
                      num_indices=draw(st.integers(1, max_indices)),
@@ -252,9 +265,109 @@ def decode_cases(draw, *, min_batch=1, max_batch=4, max_kv_heads=3, max_group=5,
         row_gap=draw(st.sampled_from(ROW_GAPS)), out_like_q=draw(st.booleans()), **extra)
 
 
+@dataclass(frozen=True)
+class PagedPrefillCase:
+    """Paged prefill: sequence b's q_lens[b] new query tokens, packed, are the last tokens
+    of its seq_lens[b]-token context in a paged cache (chunked prefill, prefix caching).
+
+    The page table's fields mean what DecodeCase's do, except `shared_pages`: a count,
+    every later sequence's first pages (up to that many) being sequence 0's (a shared
+    prefix). q is packed [Tq, Hq, D] with Tq = sum(q_lens) + slack_rows: the slack rows
+    belong to no sequence. `q_transposed`: q is a [Hq, Tq, D] storage; `transposed`: the
+    caches are [pages, Hkv, P, D] storage; `row_gap`: q and cache rows stored D + row_gap
+    apart (the gap NaN).
+    """
+    batch: int
+    num_kv_heads: int
+    group_size: int
+    head_dim: int
+    n_ctx: int  # max_pages * page_size >= every seq_len
+    dtype: str
+    seq_lens: tuple  # each sequence's whole context, its new tokens included
+    q_lens: tuple  # each sequence's new tokens, q_lens[b] <= seq_lens[b]
+    page_size: int
+    causal: bool
+    scale: float  # multiplies q
+    seed: int
+    num_splits: int | None = None
+    slack_rows: int = 0
+    q_transposed: bool = False
+    transposed: bool = False
+    v_transposed: bool = False  # v laid out unlike k (k and v strides differ)
+    extra_pages: int = 0
+    shared_pages: int = 0
+    tail: str = "garbage"
+    page_id_offset: int = 0
+    table_gap: int = 0
+    sm_scale: float | None = None  # None: the default 1/sqrt(D)
+    row_gap: int = 0
+    out_like_q: bool = False  # out= (where a property passes one) laid out like q
+
+    @property
+    def num_q_heads(self) -> int:
+        return self.num_kv_heads * self.group_size
+
+    @property
+    def max_pages(self) -> int:
+        return -(-self.n_ctx // self.page_size)
+
+    @property
+    def n_q(self) -> int:
+        """The longest query (max_seqlen_q); n_q and n_k are prefill's names for a case's
+        extent (tests/corpus_io.py sizes a case by them)."""
+        return max(self.q_lens, default=0)
+
+    @property
+    def n_k(self) -> int:
+        return self.n_ctx
+
+    def to_dict(self):
+        return {"type": type(self).__name__, **asdict(self)}
+
+
+def query_lengths(seq_len: int, *, max_q: int):
+    """New tokens of a sequence of seq_len: any in [0, min(seq_len, max_q)], biased to the
+    edges and tile boundaries, 2..8 (speculative verification), and the whole sequence."""
+    hi = min(seq_len, max_q)
+    return st.one_of(lengths(hi), st.integers(min(2, hi), min(8, hi)), st.just(hi))
+
+
+@st.composite
+def paged_prefill_cases(draw, *, min_batch=1, max_batch=4, max_kv_heads=3, max_group=5,
+                        min_head_dim=16, max_head_dim=128, max_ctx=64, max_q=64,
+                        dtypes=("float16",), max_page_size=16, max_splits=8, causal=None):
+    """Cases for paged_prefill: contexts 0..max_ctx (page edges too), each with 0..max_q
+    new tokens (at most its context); causal drawn unless given."""
+    _check_bounds(batch=(min_batch, max_batch), ctx=(1, max_ctx), q=(1, max_q),
+                  splits=(1, max_splits))
+    batch = draw(st.integers(min_batch, max_batch))
+    num_kv_heads = draw(st.integers(1, max_kv_heads))
+    group = draw(group_sizes(max_group=max_group))
+    head_dim = draw(head_dims(min_head_dim=min_head_dim, max_head_dim=max_head_dim))
+    dtype = draw(st.sampled_from(dtypes))
+    page_size = draw(page_sizes(max_page_size=max_page_size))
+    n_ctx = -(-draw(lengths(max_ctx, min_len=1)) // page_size) * page_size  # whole pages
+    seq_lens, q_lens = [], []
+    for _ in range(batch):
+        seq_lens.append(draw(context_lengths(n_ctx, page_size=page_size)))
+        q_lens.append(draw(query_lengths(seq_lens[-1], max_q=max_q)))
+    return PagedPrefillCase(
+        batch=batch, num_kv_heads=num_kv_heads, group_size=group, head_dim=head_dim,
+        n_ctx=n_ctx, dtype=dtype, seq_lens=tuple(seq_lens), q_lens=tuple(q_lens),
+        page_size=page_size, causal=draw(st.booleans()) if causal is None else causal,
+        scale=draw(scales()), seed=draw(st.integers(0, 2**31 - 1)),
+        num_splits=draw(st.one_of(st.none(), st.integers(1, max_splits))),
+        slack_rows=draw(st.sampled_from((0, 0, 1, 3))), q_transposed=draw(st.booleans()),
+        transposed=draw(st.booleans()), v_transposed=draw(st.booleans()),
+        **draw(_table_layouts(shared=st.sampled_from((0, 1, 2, 4)))),
+        sm_scale=draw(sm_scales()), row_gap=draw(st.sampled_from(ROW_GAPS)),
+        out_like_q=draw(st.booleans()))
+
+
 def case_from_dict(d: dict):
     """Inverse of `to_dict` (corpus replay); lists become tuples again."""
     d = dict(d)
-    cls = {"PrefillCase": PrefillCase, "DecodeCase": DecodeCase}[d.pop("type")]
+    cls = {"PrefillCase": PrefillCase, "DecodeCase": DecodeCase,
+           "PagedPrefillCase": PagedPrefillCase}[d.pop("type")]
     fix = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
     return cls(**fix)

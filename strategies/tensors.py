@@ -11,7 +11,7 @@ if __name__.partition(".")[0] != "attention_kernel_triton":  # one import name p
 
 import torch
 
-from .cases import DecodeCase, PrefillCase
+from .cases import DecodeCase, PagedPrefillCase, PrefillCase
 
 
 def torch_dtype(name: str) -> torch.dtype:
@@ -81,6 +81,11 @@ def _lens(values, device):
     return torch.tensor(values, dtype=torch.int32, device=device)
 
 
+def _cu(lens, device):
+    """cu_seqlens int32 [B + 1] of lengths: 0, then their running sums."""
+    return _lens([0] + torch.tensor(lens, dtype=torch.int64).cumsum(0).tolist(), device)
+
+
 def prefill_inputs(case: PrefillCase, device) -> dict:
     """Arguments of `prefill`: q, k, v [+ seq_lens, kv_seq_lens], causal."""
     g = torch.Generator().manual_seed(case.seed)
@@ -124,25 +129,23 @@ def prefill_varlen_inputs(case: PrefillCase, device) -> dict:
     k = make(tk, hkv, case.transposed)
     v = make(tk, hkv, case.transposed != case.v_transposed)
 
-    def cu(lens):
-        return _lens([0] + torch.tensor(lens, dtype=torch.int64).cumsum(0).tolist(), device)
-
-    args = dict(q=q, k=k, v=v, cu_seqlens_q=cu(q_lens), max_seqlen_q=max(q_lens),
+    args = dict(q=q, k=k, v=v, cu_seqlens_q=_cu(q_lens, device), max_seqlen_q=max(q_lens),
                 causal=case.causal)
     if case.kv_lens is not None:
-        args["cu_seqlens_k"] = cu(kv_lens)
+        args["cu_seqlens_k"] = _cu(kv_lens, device)
     if case.sm_scale is not None:
         args["sm_scale"] = case.sm_scale
     return args
 
 
-def _seq_lens(case: DecodeCase):
+def _seq_lens(case: DecodeCase | PagedPrefillCase):
     return list(case.seq_lens) if case.seq_lens is not None else [case.n_ctx] * case.batch
 
 
-def page_table(case: DecodeCase, gen) -> tuple[torch.Tensor, int]:
+def page_table(case: DecodeCase | PagedPrefillCase, gen) -> tuple[torch.Tensor, int]:
     """(block_table int32 [B, max_pages] on the CPU, num_pages) built directly: used pages
-    are a random permutation of [page_id_offset, num_pages); optional sharing; tails
+    are a random permutation of [page_id_offset, num_pages); with shared_pages (a count;
+    True is 1) every later sequence's first pages, up to that many, are sequence 0's; tails
     hold garbage (-1, out of range) or other valid ids. With table_gap > 0 the table is
     the column slice wide[:, :max_pages] of a [B, max_pages + table_gap] table (a row
     stride above max_pages); the extra columns hold valid ids, so that a kernel reading
@@ -167,11 +170,28 @@ def page_table(case: DecodeCase, gen) -> tuple[torch.Tensor, int]:
     for b, n in enumerate(needed):
         table[b, :n] = ids[at:at + n].to(torch.int32)
         at += n
-    if case.shared_pages and case.batch > 1 and needed[0] > 0:
-        for b in range(1, case.batch):
-            if needed[b] > 0:
-                table[b, 0] = table[0, 0]  # sequence b's first page is sequence 0's
+    for b in range(1, case.batch):  # sequence b's first pages are sequence 0's
+        shared = min(int(case.shared_pages), needed[0], needed[b])
+        table[b, :shared] = table[0, :shared]
     return table, num_pages
+
+
+def _paged_cache(case: DecodeCase | PagedPrefillCase, gen, device) -> dict:
+    """k_cache, v_cache [num_pages, P, Hkv, D] (from [num_pages, Hkv, P, D] storage where
+    the case says transposed), block_table and seq_lens, drawn in that order after q."""
+    table, num_pages = page_table(case, gen)
+    dt, hkv, d = torch_dtype(case.dtype), case.num_kv_heads, case.head_dim
+
+    def cache(transposed):
+        if transposed:
+            return _randn(gen, (num_pages, hkv, case.page_size, d), dtype=dt, device=device,
+                          perm=(0, 2, 1, 3), gap=case.row_gap)
+        return _randn(gen, (num_pages, case.page_size, hkv, d), dtype=dt, device=device,
+                      gap=case.row_gap)
+
+    return dict(k_cache=cache(case.transposed),
+                v_cache=cache(case.transposed != case.v_transposed),
+                block_table=_moved(table, device), seq_lens=_lens(_seq_lens(case), device))
 
 
 # Index slots in the storage gaps of a laid-out index tensor: out of range, so a kernel
@@ -248,20 +268,28 @@ def decode_inputs(case: DecodeCase, device) -> dict:
         if case.seq_lens is not None:
             args["seq_lens"] = _lens(case.seq_lens, device)
     else:
-        table, num_pages = page_table(case, g)
-        def cache(transposed):  # [num_pages, Hkv, P, D] storage seen as [pages, P, Hkv, D]
-            if transposed:
-                return _randn(g, (num_pages, hkv, case.page_size, d), dtype=dt, device=device,
-                              perm=(0, 2, 1, 3), gap=case.row_gap)
-            return _randn(g, (num_pages, case.page_size, hkv, d), dtype=dt, device=device,
-                          gap=case.row_gap)
-
-        args["k_cache"] = cache(case.transposed)
-        args["v_cache"] = cache(case.transposed != case.v_transposed)
-        args["block_table"] = _moved(table, device)
-        args["seq_lens"] = _lens(_seq_lens(case), device)
+        args.update(_paged_cache(case, g, device))
     if case.index_kind is not None:
         args["indices"] = _moved(index_rows(case, g), device)
+    if case.num_splits is not None:
+        args["num_splits"] = case.num_splits
+    if case.sm_scale is not None:
+        args["sm_scale"] = case.sm_scale
+    return args
+
+
+def paged_prefill_inputs(case: PagedPrefillCase, device) -> dict:
+    """Arguments of `paged_prefill`: packed q [Tq, Hq, D] (Tq = sum(q_lens) + slack_rows,
+    from [Hq, Tq, D] storage if asked), the paged caches and table, cu_seqlens_q,
+    seq_lens, max_seqlen_q, causal."""
+    g = torch.Generator().manual_seed(case.seed)
+    tq, hq, d = sum(case.q_lens) + case.slack_rows, case.num_q_heads, case.head_dim
+    shape, perm = ((hq, tq, d), (1, 0, 2)) if case.q_transposed else ((tq, hq, d), None)
+    args = dict(q=_randn(g, shape, scale=case.scale, dtype=torch_dtype(case.dtype),
+                         device=device, perm=perm, gap=case.row_gap))
+    args.update(_paged_cache(case, g, device))
+    args.update(cu_seqlens_q=_cu(case.q_lens, device), max_seqlen_q=case.n_q,
+                causal=case.causal)
     if case.num_splits is not None:
         args["num_splits"] = case.num_splits
     if case.sm_scale is not None:

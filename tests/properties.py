@@ -46,7 +46,7 @@ def check(kernel: str, name: str, case, device) -> None:
 def _restrict(runner, args, out, lse):
     """Elements the kernel does not define (packed rows past the last sequence) are set
     to the oracle's convention (0, -inf) so whole tensors can be compared."""
-    if runner.name != "prefill_varlen":
+    if "cu_seqlens_q" not in args:  # prefill_varlen, paged_prefill: packed query rows
         return out, lse
     end = int(args["cu_seqlens_q"][-1])
     out = out.clone()
@@ -200,7 +200,7 @@ def gqa_equals_mha(runner, case, device):
     args = runner.inputs(case, device)
     group = case.group_size
     bound, lse_bound = _bounds(runner, args)
-    lse_heads = 0 if runner.name == "prefill_varlen" else 1  # lse [Hq, T] or [B, Hq, ...]
+    lse_heads = 0 if "cu_seqlens_q" in args else 1  # lse [Hq, T] (packed) or [B, Hq, ...]
     if group == 1:
         # heads are dim 1 of q and out in every layout; index rows (H_idx = Hkv = Hq here)
         # stay per KV head
@@ -215,7 +215,7 @@ def gqa_equals_mha(runner, case, device):
     if runner.name == "prefill_varlen":  # [T, H, D]: heads on dim 1
         mha = {**args, "k": args["k"].repeat_interleave(group, 1),
                "v": args["v"].repeat_interleave(group, 1)}
-    elif runner.name in ("paged_decode", "sparse_paged_decode"):
+    elif "k_cache" in args:  # [num_pages, P, Hkv, D]: heads on dim 2
         mha = {**args, "k_cache": args["k_cache"].repeat_interleave(group, 2),
                "v_cache": args["v_cache"].repeat_interleave(group, 2)}
     else:
@@ -249,9 +249,9 @@ def splits_agree(runner, case, device):
     """Any split count gives the same result within tolerance (empty splits included)."""
     args = {k: v for k, v in runner.inputs(case, device).items() if k != "num_splits"}
     bound, lse_bound = _bounds(runner, args)
-    base, base_lse = runner.call(args, num_splits=1)
+    base, base_lse = _restrict(runner, args, *runner.call(args, num_splits=1))
     for n in (2, 3, 7, 64):
-        out, lse = runner.call(args, num_splits=n)
+        out, lse = _restrict(runner, args, *runner.call(args, num_splits=n))
         assert_close_pair(f"num_splits={n} vs 1", out, base, bound, case=case)
         assert_close_pair(f"lse num_splits={n} vs 1", lse, base_lse, lse_bound, case=case)
 
@@ -338,8 +338,8 @@ def _permute_pages(args, seed):
 @prop
 def page_permutation_bit_identical(runner, case, device):
     args = runner.inputs(case, device)
-    out, lse = runner.call(args)
-    out_p, lse_p = runner.call(_permute_pages(args, case.seed + 1))
+    out, lse = _restrict(runner, args, *runner.call(args))
+    out_p, lse_p = _restrict(runner, args, *runner.call(_permute_pages(args, case.seed + 1)))
     assert_same_bits("out (pages permuted)", out_p, out, case=case)
     assert_same_bits("lse (pages permuted)", lse_p, lse, case=case)
 
@@ -527,3 +527,129 @@ def varlen_equals_padded(runner, case, device):
         assert_close_pair(f"sequence {i}: varlen vs padded", rows,
                           padded[i, :, :cu_q[i + 1] - cu_q[i]].transpose(0, 1), bound,
                           case=case)
+
+
+# --- paged prefill's relations ------------------------------------------------------------
+
+def _i32(values, device) -> torch.Tensor:
+    return torch.tensor(list(values), dtype=torch.int32, device=device)
+
+
+def _sequences(args) -> list[tuple[int, int, int]]:
+    """(first packed row, q_len, seq_len) of each sequence of a paged prefill call."""
+    cu, lens = args["cu_seqlens_q"].tolist(), args["seq_lens"].tolist()
+    return [(cu[b], cu[b + 1] - cu[b], lens[b]) for b in range(len(lens))]
+
+
+def _paged_prefill_of(args, rows: list[list[int]], q_lens, seq_lens, device) -> dict:
+    """A paged prefill call on the same cache and table whose sequence b takes the packed
+    q rows rows[b] (its new tokens) and context length seq_lens[b]."""
+    order = [r for rs in rows for r in rs]
+    q = args["q"][torch.tensor(order, dtype=torch.long, device=device)] if order \
+        else args["q"][:0]
+    cu = [0]
+    for n in q_lens:
+        cu.append(cu[-1] + n)
+    return {**args, "q": q, "cu_seqlens_q": _i32(cu, device),
+            "seq_lens": _i32(seq_lens, device), "max_seqlen_q": max(q_lens, default=0)}
+
+
+@prop
+def paged_prefill_one_by_one(runner, case, device):
+    """Each sequence alone (its query rows, table row and length) gives its rows of the
+    batched output."""
+    args = runner.inputs(case, device)
+    out, _ = runner.call(args)
+    bound = _bound(runner, args)
+    for b, (q0, q_len, seq_len) in enumerate(_sequences(args)):
+        one = _paged_prefill_of(args, [list(range(q0, q0 + q_len))], [q_len], [seq_len],
+                                device)
+        one["block_table"] = args["block_table"][b:b + 1]
+        out_b, _ = runner.call(one)
+        assert_close_pair(f"sequence {b} alone vs in the batch", out_b, out[q0:q0 + q_len],
+                          bound, case=case)
+
+
+@prop
+def paged_prefill_chunked_equals_whole(runner, case, device):
+    """Chunked prefill: each sequence's new tokens cut into up to three chunks, chunk c of
+    every sequence in call c against the context filled so far (seq_len - q_len + the
+    chunk's end; non-causal, the whole context), equal one call over all of them within
+    the accuracy bound."""
+    args = runner.inputs(case, device)
+    out, lse = runner.call(args)
+    bound, lse_bound = _bounds(runner, args)
+    g = torch.Generator().manual_seed(case.seed + 5)
+    seqs = _sequences(args)
+    cuts = []  # per sequence: chunk edges 0 = e0 <= e1 <= e2 <= e3 = q_len
+    for _, q_len, _ in seqs:
+        inner = sorted(torch.randint(0, q_len + 1, (2,), generator=g).tolist())
+        cuts.append([0, *inner, q_len])
+    for c in range(3):
+        rows = [list(range(q0 + e[c], q0 + e[c + 1])) for (q0, _, _), e in zip(seqs, cuts)]
+        # non-causal: every chunk sees the whole context (a split of the queries only)
+        lens = [seq_len - q_len + e[c + 1] if args["causal"] else seq_len
+                for (_, q_len, seq_len), e in zip(seqs, cuts)]
+        call = _paged_prefill_of(args, rows, [len(r) for r in rows], lens, device)
+        out_c, lse_c = runner.call(call)
+        at = [r for rs in rows for r in rs]
+        if not at:
+            continue
+        idx = torch.tensor(at, dtype=torch.long, device=device)
+        assert_close_pair(f"chunk {c} vs the whole prefill", out_c, out[idx], bound, case=case)
+        assert_close_pair(f"lse, chunk {c} vs the whole prefill", lse_c, lse[:, idx],
+                          lse_bound, case=case)
+
+
+@prop
+def paged_prefill_single_token_equals_paged_decode(runner, case, device):
+    """Every sequence's last new token alone (q_len 1, same context) equals paged_decode
+    on the same cache, table and lengths."""
+    args = runner.inputs(case, device)
+    keep = [(b, q0 + q_len - 1) for b, (q0, q_len, _) in enumerate(_sequences(args))
+            if q_len > 0]
+    if not keep:
+        return
+    bs = torch.tensor([b for b, _ in keep], dtype=torch.long, device=device)
+    rows = [[r] for _, r in keep]
+    lens = args["seq_lens"][bs]
+    call = _paged_prefill_of(args, rows, [1] * len(keep), lens.tolist(), device)
+    call["block_table"] = args["block_table"][bs]
+    out, lse = runner.call(call)
+    dec, dec_lse = kernels.paged_decode(call["q"], args["k_cache"], args["v_cache"],
+                                        call["block_table"], lens, sm_scale=args.get("sm_scale"),
+                                        return_lse=True)
+    bound, lse_bound = _bounds(runner, call)
+    assert_close_pair("q_len 1 vs paged_decode", out, dec, bound, case=case)
+    assert_close_pair("lse, q_len 1 vs paged_decode", lse.t(), dec_lse, lse_bound, case=case)
+
+
+@prop
+def paged_prefill_equals_varlen(runner, case, device):
+    """Equals prefill_varlen on each context gathered into packed dense K/V (keys aligned
+    bottom-right there too), within the accuracy bound."""
+    from attention_kernel_triton.oracles.reference import paged_gather
+
+    args = runner.inputs(case, device)
+    out, lse = _restrict(runner, args, *runner.call(args))
+    seqs = _sequences(args)
+    ks, vs, cu_k = [], [], [0]
+    for b, (_, _, seq_len) in enumerate(seqs):
+        for name, acc in (("k_cache", ks), ("v_cache", vs)):
+            dense = paged_gather(args[name], args["block_table"][b:b + 1],
+                                 args["seq_lens"][b:b + 1])  # [1, Hkv, seq_len, D]
+            acc.append(dense[0].transpose(0, 1))
+        cu_k.append(cu_k[-1] + seq_len)
+    hkv, d = args["k_cache"].shape[2:]
+    k = torch.cat(ks) if ks else args["k_cache"].new_zeros((0, hkv, d))
+    v = torch.cat(vs) if vs else args["v_cache"].new_zeros((0, hkv, d))
+    ref, ref_lse = kernels.prefill_varlen(
+        args["q"], k, v, args["cu_seqlens_q"], _i32(cu_k, device),
+        max_seqlen_q=args["max_seqlen_q"], causal=args.get("causal", True),
+        sm_scale=args.get("sm_scale"), return_lse=True)
+    ref, ref_lse = _restrict(runner, args, ref, ref_lse)
+    bound, lse_bound = _bounds(runner, args)
+    assert_close_pair("paged prefill vs prefill_varlen on the gathered context", out, ref,
+                      bound, case=case)
+    assert_close_pair("lse, paged prefill vs prefill_varlen on the gathered context", lse,
+                      ref_lse, lse_bound, case=case)

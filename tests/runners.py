@@ -148,6 +148,15 @@ def _poison_sparse_paged(a):
     return _poison_pages(a, _selected(a["indices"], kc.shape[2], cap))
 
 
+def _poison_paged_prefill(a):
+    """NaN in packed q rows past cu_seqlens_q[-1], in cache rows no context token maps
+    to, and (an all-NaN page) in table entries past each sequence's last page."""
+    q = a["q"].clone()
+    q[int(a["cu_seqlens_q"][-1]):] = NAN
+    a["q"] = q
+    return _poison_paged(a)
+
+
 PREFILL = Runner("prefill", kernels.prefill, oracles.prefill_ref, strategies.prefill_inputs,
                  _poison_prefill)
 PREFILL_VARLEN = Runner("prefill_varlen", kernels.prefill_varlen, oracles.prefill_varlen_ref,
@@ -161,6 +170,9 @@ SPARSE_DECODE = Runner("sparse_decode", kernels.sparse_decode, oracles.sparse_de
 SPARSE_PAGED_DECODE = Runner("sparse_paged_decode", kernels.sparse_paged_decode,
                              oracles.sparse_paged_decode_ref, strategies.decode_inputs,
                              _poison_sparse_paged)
+PAGED_PREFILL = Runner("paged_prefill", kernels.paged_prefill,
+                       oracles.paged_prefill_ref, strategies.paged_prefill_inputs,
+                       _poison_paged_prefill)
 
 RUNNERS = {r.name: r for r in (PREFILL, PREFILL_VARLEN, DECODE, PAGED_DECODE, SPARSE_DECODE,
-                               SPARSE_PAGED_DECODE)}
+                               SPARSE_PAGED_DECODE, PAGED_PREFILL)}

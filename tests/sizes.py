@@ -31,3 +31,14 @@ def decode(**over) -> dict:
                   max_page_size=16, max_splits=6, max_indices=40,
                   dtypes=("float16", "float32"))
     return {**kw, **over}
+
+
+def paged_prefill(**over) -> dict:
+    if ON_GPU:
+        kw = dict(max_batch=6, max_kv_heads=4, max_group=8, max_head_dim=256,
+                  max_ctx=4096 if FUZZ else 2048, max_q=1024 if FUZZ else 300,
+                  max_page_size=256, max_splits=32, dtypes=("float16", "bfloat16", "float32"))
+    else:
+        kw = dict(max_batch=3, max_kv_heads=2, max_group=4, max_head_dim=64, max_ctx=48,
+                  max_q=40, max_page_size=16, max_splits=6, dtypes=("float16", "float32"))
+    return {**kw, **over}

@@ -6,11 +6,15 @@ import dataclasses
 
 import pytest
 import torch
+from hypothesis import example, given
 
-from attention_kernel_triton.strategies.cases import DecodeCase
-
-from attention_kernel_triton.strategies.tensors import decode_inputs, relayout_like
-from attention_kernel_triton.strategies.tensors import _randn
+from attention_kernel_triton.strategies.cases import (
+    DecodeCase,
+    PagedPrefillCase,
+    paged_prefill_cases,
+)
+from attention_kernel_triton.strategies.tensors import _randn, decode_inputs, relayout_like
+from tests import sizes
 from tests.runners import RUNNERS
 
 
@@ -76,3 +80,48 @@ def test_poisoned_paged_cache_keeps_the_layout(transposed, gap):
 def test_cases_default_to_no_gap():
     fields = {f.name: f.default for f in dataclasses.fields(DecodeCase)}
     assert fields["row_gap"] == 0  # corpus files written before the field replay unchanged
+
+
+# Every kind of memory the paged prefill poison fills: slack q rows, partial and unused
+# pages, shared prefix pages, valid-looking table tails and a table gap.
+POISON_PAGED_PREFILL = PagedPrefillCase(
+    batch=3, num_kv_heads=2, group_size=2, head_dim=16, n_ctx=12, dtype="float16",
+    seq_lens=(7, 12, 0), q_lens=(2, 12, 0), page_size=3, causal=True, scale=1.0, seed=9,
+    slack_rows=3, q_transposed=True, transposed=True, extra_pages=5, shared_pages=2,
+    tail="valid", page_id_offset=7, table_gap=3, row_gap=3)
+
+
+@given(case=paged_prefill_cases(**sizes.paged_prefill()))
+@example(case=POISON_PAGED_PREFILL)
+def test_paged_prefill_poison_keeps_oracle(case):
+    """The poisoned copy gives the oracle's result bit for bit, and holds NaN in exactly
+    what no sequence reads: q rows past cu_seqlens_q[-1] and cache rows no context token
+    maps to; table entries past a sequence's last page point at the appended NaN page."""
+    runner = RUNNERS["paged_prefill"]
+    args = runner.inputs(case, "cpu")
+    poisoned = runner.poison(args)
+    out, lse = runner.oracle(args)
+    out_p, lse_p = runner.oracle(poisoned)
+    assert torch.equal(out_p, out) and torch.equal(lse_p, lse)
+    assert not torch.isnan(out).any() and not torch.isnan(lse).any()
+
+    end = int(args["cu_seqlens_q"][-1])
+    assert torch.equal(poisoned["q"][:end], args["q"][:end])
+    assert bool(torch.isnan(poisoned["q"][end:]).all())
+    assert poisoned["q"].stride() == args["q"].stride()
+
+    p, table = case.page_size, args["block_table"]
+    num_pages = args["k_cache"].shape[0]
+    read = torch.zeros((num_pages, p), dtype=torch.bool)
+    for b, n in enumerate(case.seq_lens):
+        for t in range(n):
+            read[int(table[b, t // p]), t % p] = True
+    for name in ("k_cache", "v_cache"):
+        cache = poisoned[name]
+        assert cache.shape[0] == num_pages + 1 and bool(torch.isnan(cache[num_pages]).all())
+        assert torch.equal(cache[:num_pages][read], args[name][read])
+        assert bool(torch.isnan(cache[:num_pages][~read]).all())
+    for b, n in enumerate(case.seq_lens):
+        pages = -(-n // p)
+        assert torch.equal(poisoned["block_table"][b, :pages], table[b, :pages])
+        assert bool((poisoned["block_table"][b, pages:] == num_pages).all())

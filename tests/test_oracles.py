@@ -15,7 +15,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from attention_kernel_triton.oracles import core as oracle_core
-
 from attention_kernel_triton.oracles import reference as oracles
 from attention_kernel_triton.oracles.reference import paged_gather
 
@@ -211,8 +210,9 @@ def test_large_logits_do_not_overflow():
     q = torch.tensor([[[[300.0, 0.0]]]], dtype=F64)
     k = torch.tensor([[[[10.0, 0.0], [9.0, 0.0]]]], dtype=F64)
     v = torch.tensor([[[[1.0, 0.0], [0.0, 1.0]]]], dtype=F64)
-    out, lse = oracle_core.attention(q, k, v, torch.ones(1, 1, 1, 2, dtype=torch.bool), sm_scale=1.0)
-    exp_out, exp_lse = _loop(q, k, v, torch.ones(1, 1, 1, 2, dtype=torch.bool), 1.0)
+    every = torch.ones(1, 1, 1, 2, dtype=torch.bool)
+    out, lse = oracle_core.attention(q, k, v, every, sm_scale=1.0)
+    exp_out, exp_lse = _loop(q, k, v, every, 1.0)
     _close(out, exp_out)
     _close(lse, exp_lse)
     assert lse.item() == pytest.approx(3000.0 + math.log1p(math.exp(-300.0)))
@@ -512,6 +512,8 @@ def _all_oracle_calls():
         ("sparse_decode_ref", oracles.sparse_decode_ref, (qd, k4, v4, idx), {}),
         ("sparse_paged_decode_ref", oracles.sparse_paged_decode_ref,
          (qd, pk, pv, table, plens, idx), {}),
+        ("paged_prefill_ref", oracles.paged_prefill_ref,
+         (qv, pk, pv, table, _i32([0, 2, 3]), plens), {}),
     ]
 
 
@@ -567,3 +569,89 @@ def test_prefill_varlen_ref_equals_per_sequence_prefill(causal):
                                  vp[b:b + 1, :, :lk], allowed, 0.5)
         _close(out[cu_q[b]:cu_q[b + 1]], exp_out[0].transpose(0, 1))
         _close(lse[:, cu_q[b]:cu_q[b + 1]], exp_lse[0])
+
+
+# ------------------------------------------------------------------------ (i) paged prefill
+def _packed(dense, lens):
+    """Hand-built dense [B, Hkv, N, D] -> packed [sum(lens), Hkv, D], sequence by sequence."""
+    return torch.cat([dense[b, :, :n].transpose(0, 1) for b, n in enumerate(lens)])
+
+
+@pytest.mark.parametrize("sm_scale", [None, 0.3])
+@pytest.mark.parametrize("hq", [2, 4])
+@pytest.mark.parametrize("causal", [True, False])
+def test_paged_prefill_ref_matches_python_softmax_loop(causal, hq, sm_scale):
+    """Sequence 0: its last 2 of 5 tokens are new; sequence 1: all 7; sequence 2: none of
+    0. Query i of q_len attends key j iff j <= seq_len - q_len + i (causal). The slack
+    row past cu_seqlens_q[-1] and the cache's unused slots hold NaN: never read."""
+    dense_k, dense_v, k_cache, v_cache, table, lens = _paged_case(17)
+    q_lens, cu = [2, 7, 0], [0, 2, 9, 9]
+    q = _randn(torch.Generator().manual_seed(18), 10, hq, 4)
+    q[9] = math.nan
+    out, lse = oracles.paged_prefill_ref(q, k_cache, v_cache, table, _i32(cu), lens,
+                                         causal=causal, sm_scale=sm_scale)
+    assert out.shape == (10, hq, 4) and lse.shape == (hq, 10)
+    for b, (lq, n) in enumerate(zip(q_lens, LENS, strict=True)):
+        if lq == 0:
+            continue
+        allowed = torch.tensor([[j <= n - lq + i or not causal for j in range(n)]
+                                for i in range(lq)])
+        exp_out, exp_lse = _loop(q[cu[b]:cu[b + 1]].transpose(0, 1)[None],
+                                 dense_k[b:b + 1, :, :n], dense_v[b:b + 1, :, :n], allowed,
+                                 0.5 if sm_scale is None else sm_scale)
+        _close(out[cu[b]:cu[b + 1]], exp_out[0].transpose(0, 1))
+        _close(lse[:, cu[b]:cu[b + 1]], exp_lse[0])
+    assert torch.equal(out[9], torch.zeros(hq, 4, dtype=F64))
+    assert bool((lse[:, 9] == -math.inf).all())
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_paged_prefill_ref_one_new_token_equals_paged_decode(causal):
+    """q_len 1: the new token is the context's last and sees all of it, causal or not."""
+    _, _, k_cache, v_cache, table, lens = _paged_case(19)
+    q = _randn(torch.Generator().manual_seed(20), 2, 4, 4)  # sequence 2 (length 0): no row
+    out, lse = oracles.paged_prefill_ref(q, k_cache, v_cache, table, _i32([0, 1, 2, 2]), lens,
+                                         causal=causal)
+    qd = torch.cat([q, torch.zeros(1, 4, 4, dtype=F64)])
+    ref_out, ref_lse = oracles.paged_decode_ref(qd, k_cache, v_cache, table, lens)
+    _close(out, ref_out[:2], tol=1e-14)
+    _close(lse, ref_lse[:2].transpose(0, 1), tol=1e-14)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_paged_prefill_ref_whole_sequence_equals_prefill_varlen(causal):
+    """q_len == seq_len: prefill_varlen over the hand-built dense context, bit for bit."""
+    dense_k, dense_v, k_cache, v_cache, table, lens = _paged_case(21)
+    cu = _i32([0, 5, 12, 12])
+    q = _randn(torch.Generator().manual_seed(22), 12, 4, 4)
+    out, lse = oracles.paged_prefill_ref(q, k_cache, v_cache, table, cu, lens, causal=causal)
+    ref_out, ref_lse = oracles.prefill_varlen_ref(q, _packed(dense_k, LENS),
+                                                  _packed(dense_v, LENS), cu, causal=causal)
+    assert torch.equal(out, ref_out) and torch.equal(lse, ref_lse)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_paged_prefill_ref_chunk_equals_last_rows_of_whole_prefill(causal):
+    """The last q_len tokens as a chunk give the last q_len rows of the whole sequence's
+    prefill (bottom-right causal; non-causal, every row sees the whole context)."""
+    _, _, k_cache, v_cache, table, lens = _paged_case(23)
+    q_whole = _randn(torch.Generator().manual_seed(24), 12, 2, 4)
+    whole = oracles.paged_prefill_ref(q_whole, k_cache, v_cache, table, _i32([0, 5, 12, 12]),
+                                      lens, causal=causal)
+    rows = [3, 4, 8, 9, 10, 11]  # sequence 0's last 2 tokens, sequence 1's last 4
+    out, lse = oracles.paged_prefill_ref(q_whole[rows], k_cache, v_cache, table,
+                                         _i32([0, 2, 6, 6]), lens, causal=causal)
+    _close(out, whole[0][rows], tol=1e-14)
+    _close(lse, whole[1][:, rows], tol=1e-14)
+
+
+def test_paged_prefill_ref_empty_sequences():
+    """Sequences without new tokens (seq_len 4, and seq_len 0) and rows of no sequence:
+    every row 0 and -inf, whatever the cache and the table hold."""
+    k_cache = torch.full((2, 3, 1, 4), math.nan, dtype=F64)
+    q = _randn(torch.Generator().manual_seed(25), 3, 2, 4)
+    for lens, table in (([4, 0], [[1, 0], [-5, 77]]), ([0, 0], [[-1, -1], [9, 9]])):
+        out, lse = oracles.paged_prefill_ref(q, k_cache, k_cache, _i32(table),
+                                             _i32([0, 0, 0]), _i32(lens))
+        assert torch.equal(out, torch.zeros(3, 2, 4, dtype=F64))
+        assert bool((lse == -math.inf).all())
