@@ -3,6 +3,7 @@
     python -m benchmarks                         # everything (~5 min on an H100)
     python -m benchmarks --quick                 # seed shapes only, short timings
     python -m benchmarks --kernel decode,paged_decode --out /tmp/bench
+    python -m benchmarks --family paged_prefill   # --family is the same as --kernel
     python -m benchmarks --list                  # the cases; needs no GPU
 
 Order: the card's ceilings (copy, fp16/bf16 matmul), then each family's cases. Each
@@ -36,7 +37,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         prog="python -m benchmarks",
         description="Time the attention kernels against torch SDPA (flash, cuDNN), "
                     "FlexAttention and naive references, with float64 checks.")
-    p.add_argument("--kernel", default="all",
+    p.add_argument("--kernel", "--family", dest="kernel", default="all",
                    help=f"comma-separated families, or 'all' (default): {','.join(FAMILIES)}")
     p.add_argument("--quick", action="store_true",
                    help="seed shapes only, fp16, short do_bench; skips FlexAttention "
@@ -45,7 +46,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="output folder (default: benchmarks/results)")
     p.add_argument("--dtype", default=None,
                    help="comma-separated dtypes (fp16,bf16,fp32) to run every case in; "
-                        "default: each case's own (fp16; fp16+bf16 for the long prefills)")
+                        "default: each case's own (fp16; fp16+bf16 for the long prefills "
+                        "and paged_prefill)")
     p.add_argument("--impl", default=None,
                    help="comma-separated implementations to run besides ours "
                         "(e.g. sdpa-cudnn,flex); default: all")

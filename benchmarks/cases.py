@@ -11,7 +11,11 @@ against all keys (bottom-right causal keeps them exact); fp64 over a whole
 [B, Hq, 16384, 16384] score matrix would not fit.
 
 FLOPs: causal prefill 4*Hq*L^2*D/2 per sequence (the seeds' convention), summed over the
-valid lengths. Bytes: K and V of the valid (or selected) tokens, read once.
+valid lengths; paged prefill counts the keys each query row attends exactly
+(``paged_prefill_flops``). Bytes: K and V of the valid (or selected) tokens, read once.
+
+A case may carry ``targets``: ours' time over a named implementation's, with the limit
+the kernel aims at; the report prints them as a table after the family's summary.
 """
 
 from __future__ import annotations
@@ -27,10 +31,12 @@ import torch.nn.functional as F
 from . import peers
 
 FAMILIES = ("prefill", "prefill_varlen", "decode", "paged_decode", "sparse_decode",
-            "sparse_paged_decode")
+            "sparse_paged_decode", "paged_prefill")
 # the public function each family times (a family is skipped until it exists)
 FUNCTION = {family: family for family in FAMILIES}
-COMPUTE_BOUND = ("prefill", "prefill_varlen")  # TFLOP/s; the others report GB/s
+# TFLOP/s; the others report GB/s (paged_prefill records both: its speculative and mixed
+# cases are bound by the K/V read)
+COMPUTE_BOUND = ("prefill", "prefill_varlen", "paged_prefill")
 GRAPH_FAMILIES = ("decode", "paged_decode", "sparse_decode", "sparse_paged_decode")
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
@@ -68,12 +74,22 @@ class Problem:
 
 
 @dataclass(frozen=True)
+class Target:
+    """What the kernel aims at on a case: ours' ms / the ms of the fastest of `peers` that
+    passed its check must be at most `limit` (0.5: ours at least 2x faster)."""
+    peers: tuple[str, ...]
+    limit: float
+    what: str
+
+
+@dataclass(frozen=True)
 class Case:
     family: str
     name: str
     dtypes: tuple[torch.dtype, ...]
     build: Callable[[torch.dtype], Problem] = field(compare=False, repr=False)
     quick: bool = False  # part of --quick
+    targets: tuple[Target, ...] = field(default=(), compare=False)
 
     @property
     def graph(self) -> bool:
@@ -491,6 +507,277 @@ def sparse_paged_case(batch, num_q_heads, num_kv_heads, head_dim, page_size, *, 
     return build
 
 
+# --------------------------------------------------------------------------- paged prefill
+
+@dataclass(frozen=True)
+class SeqGroup:
+    """`count` sequences, each with q_len new tokens at the end of a seq_len context (the
+    new tokens included, as paged_prefill's seq_lens counts them)."""
+    count: int
+    q_len: int
+    seq_len: int
+
+
+def paged_prefill_flops(q_lens, seq_lens, num_q_heads: int, head_dim: int) -> float:
+    """Causal work: query row i (0-based) of a sequence with m new tokens in an n-token
+    context attends n - m + i + 1 keys, 4*Hq*D FLOPs per (row, key)."""
+    return sum(4.0 * num_q_heads * head_dim * (m * (n - m) + m * (m + 1) / 2)
+               for m, n in zip(q_lens, seq_lens, strict=True))
+
+
+def _bottom_right_allowed(m: int, n: int) -> torch.Tensor:
+    """[m, n] bool: query i (the last m of n positions) sees key j <= n - m + i."""
+    i = torch.arange(m, device=DEVICE).view(m, 1)
+    j = torch.arange(n, device=DEVICE).view(1, n)
+    return j <= i + (n - m)
+
+
+def _sdpa_mask(m: int, n: int, kind: str, dtype):
+    """(attn_mask, is_causal) for SDPA, bottom-right causal over m queries and n keys.
+    One query row sees every key (no mask); m == n is SDPA's own top-left causal. Else
+    kind: 'bias' an additive 0/-inf mask in the inputs' dtype, made once (cuDNN takes a
+    bias: a bool mask would be converted on every call, and a float32 one is misread by
+    some torch builds); 'lower_right' torch's CausalBias (FlashAttention's bottom-right
+    causal, no mask tensor); 'bool' a boolean mask (any backend)."""
+    if m == 1:
+        return None, False
+    if m == n:
+        return None, True
+    if kind == "lower_right":
+        from torch.nn.attention.bias import causal_lower_right
+
+        return causal_lower_right(m, n), False
+    allowed = _bottom_right_allowed(m, n).view(1, 1, m, n)
+    if kind == "bool":
+        return allowed, False
+    bias = torch.zeros(1, 1, m, n, dtype=dtype, device=DEVICE)
+    return bias.masked_fill_(~allowed, float("-inf")), False
+
+
+def _grouped(groups, q, num_q_heads: int, head_dim: int):
+    """Per group: (first sequence, sequences, its query rows as [count, Hq, q_len, D],
+    a view of the packed q)."""
+    out, seq, row = [], 0, 0
+    for g in groups:
+        rows = q[row:row + g.count * g.q_len]
+        qg = rows.view(g.count, g.q_len, num_q_heads, head_dim).transpose(1, 2)
+        out.append((g, slice(seq, seq + g.count), qg))
+        seq, row = seq + g.count, row + g.count * g.q_len
+    return out
+
+
+def _packed_out(outs, num_q_heads: int, head_dim: int) -> torch.Tensor:
+    """Per-group [count, Hq, q_len, D] outputs -> packed [Tq, Hq, D]."""
+    flat = [o.transpose(1, 2).reshape(-1, num_q_heads, head_dim) for o in outs]
+    return flat[0] if len(flat) == 1 else torch.cat(flat)
+
+
+def _grouped_call(calls, num_q_heads: int, head_dim: int):
+    """One group: its [count, Hq, q_len, D] output as it is (the check reshapes it; no
+    copy in the timed call); several: concatenated into the packed layout (timed)."""
+    if len(calls) == 1:
+        return calls[0]
+    return lambda: _packed_out([c() for c in calls], num_q_heads, head_dim)
+
+
+def paged_sdpa(backend: str | None, q, kv: PagedKV, groups, num_q_heads: int,
+               head_dim: int, *, mask_kind: str | None = None):
+    """Timed: per group of equal (q_len, seq_len), gather its pages into dense
+    [count, Hkv, seq_len, D] K and V, then one SDPA call (pinned to `backend`, or any)
+    with a bottom-right causal mask (`_sdpa_mask`)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    kind = mask_kind or {"cudnn": "bias", "flash": "lower_right"}.get(backend, "bool")
+    parts = []
+    for g, seqs, qg in _grouped(groups, q, num_q_heads, head_dim):
+        mask, causal = _sdpa_mask(g.q_len, g.seq_len, kind, q.dtype)
+        parts.append((g, kv.block_table[seqs], qg, mask, causal))
+
+    def group_call(g, table, qg, mask, causal):
+        def call():
+            kg = peers.gather_paged_dense(kv.k_cache, table, g.seq_len)
+            vg = peers.gather_paged_dense(kv.v_cache, table, g.seq_len)
+            return F.scaled_dot_product_attention(qg, kg, vg, attn_mask=mask,
+                                                  is_causal=causal, enable_gqa=True)
+        return call
+
+    inner = _grouped_call([group_call(*p) for p in parts], num_q_heads, head_dim)
+    if backend is None:
+        return peers.probe(inner)
+    chosen = {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION,
+              "efficient": SDPBackend.EFFICIENT_ATTENTION, "math": SDPBackend.MATH}[backend]
+
+    def pinned():
+        with sdpa_kernel(chosen):
+            return inner()
+
+    return peers.probe(pinned)
+
+
+def paged_flex(q, kv: PagedKV, groups, num_q_heads: int, head_dim: int):
+    """FlexAttention per group on K/V gathered dense in setup (untimed), each a batched
+    call with a bottom-right causal block mask (none for one query row)."""
+    calls = []
+    for g, seqs, qg in _grouped(groups, q, num_q_heads, head_dim):
+        table = kv.block_table[seqs]
+        kg = peers.gather_paged_dense(kv.k_cache, table, g.seq_len).contiguous()
+        vg = peers.gather_paged_dense(kv.v_cache, table, g.seq_len).contiguous()
+        mask = None if g.q_len == 1 else peers.flex_causal_mask(g.q_len, g.seq_len, DEVICE)
+        calls.append(peers.flex(qg.contiguous(), kg, vg, mask=mask))
+    call = _grouped_call(calls, num_q_heads, head_dim)
+    call.bench_note = "K/V gathered dense in setup (untimed)"
+    return call
+
+
+def _paged_prefill_ref(q, k_cache, v_cache, block_table, cu_seqlens_q, seq_lens):
+    """The fp64 oracle: oracles.reference.paged_prefill_ref, or (while it does not
+    exist) the same through paged_gather + prefill_varlen_ref (bottom-right causal)."""
+    from attention_kernel_triton.oracles import reference
+
+    if hasattr(reference, "paged_prefill_ref"):
+        return reference.paged_prefill_ref(q, k_cache, v_cache, block_table, cu_seqlens_q,
+                                           seq_lens, causal=True)
+    lens = seq_lens.tolist()
+
+    def packed(cache):
+        dense = reference.paged_gather(cache, block_table, seq_lens)
+        return torch.cat([dense[b, :, :n].transpose(0, 1) for b, n in enumerate(lens)])
+
+    cu_k = torch.tensor([0, *accumulate(lens)], dtype=torch.int64, device=q.device)
+    return reference.prefill_varlen_ref(q, packed(k_cache), packed(v_cache), cu_seqlens_q,
+                                        cu_k, causal=True)
+
+
+def paged_prefill_case(groups, num_q_heads, num_kv_heads, head_dim, page_size, *,
+                       decode_step=False, parts=False, seed=0):
+    """New tokens of packed sequences against their paged context (all pages of the cache
+    in one random physical order). groups: SeqGroup list, packed in that order.
+    decode_step: add ours' paged_decode over the same cache with each sequence's last
+    query row (one decode step). parts: add ours' specialised kernels on the same call,
+    paged_decode on the leading one-token rows + prefill_varlen on the rest (dense)."""
+    groups = tuple(groups)
+    q_lens = [g.q_len for g in groups for _ in range(g.count)]
+    seq_lens = [g.seq_len for g in groups for _ in range(g.count)]
+    if any(m > n or m < 1 for m, n in zip(q_lens, seq_lens, strict=True)):
+        raise ValueError("every sequence needs 1 <= q_len <= seq_len")
+
+    def build(dtype) -> Problem:
+        kernels = _kernels()
+        gen = _gen(seed)
+        q = _randn(gen, (sum(q_lens), num_q_heads, head_dim), dtype)
+        kv = make_paged(gen, seq_lens, num_kv_heads, head_dim, page_size, dtype)
+        cu_q = _i32([0, *accumulate(q_lens)])
+        max_q, max_k = max(q_lens), max(seq_lens)
+        kvh, heads = _last_group(num_q_heads, num_kv_heads)
+        kvs = slice(kvh, kvh + 1)
+        what = f"fp64 oracle on heads {heads.start}-{heads.stop - 1}"
+        memo: dict[str, Reference] = {}
+
+        def reference() -> Reference:
+            if "ref" not in memo:
+                ref, _ = _paged_prefill_ref(q[:, heads], kv.k_cache[:, :, kvs],
+                                            kv.v_cache[:, :, kvs], kv.block_table, cu_q,
+                                            kv.seq_lens)
+                memo["ref"] = Reference(ref, lambda out: out[:, heads], what)
+            return memo["ref"]
+
+        def batched_reference() -> Reference:
+            # a one-group peer returns [count, Hq, q_len, D]; compare it packed
+            base = reference()
+            return Reference(base.out, lambda out: base.select(
+                _packed_out([out], num_q_heads, head_dim)), base.what)
+
+        grouped_ref = batched_reference if len(groups) == 1 else None
+
+        def dense_packed(lo: int, hi: int):
+            """Sequences lo..hi-1: their K and V packed dense [sum(seq_lens), Hkv, D]."""
+            slots = peers.packed_slots(kv.block_table[lo:hi], seq_lens[lo:hi], page_size)
+            return (peers.gather_paged_packed(kv.k_cache, slots),
+                    peers.gather_paged_packed(kv.v_cache, slots),
+                    _i32([0, *accumulate(seq_lens[lo:hi])]))
+
+        def make_dense_varlen():
+            kd, vd, cu_k = dense_packed(0, len(seq_lens))
+            call = lambda: kernels.prefill_varlen(  # noqa: E731
+                q, kd, vd, cu_q, cu_k, max_seqlen_q=max_q, max_seqlen_k=max_k, causal=True,
+                validate=False)
+            call.bench_note = "K/V gathered dense in setup (untimed)"
+            return call
+
+        impls = [
+            Impl("ours", lambda: lambda: kernels.paged_prefill(
+                q, kv.k_cache, kv.v_cache, kv.block_table, cu_q, kv.seq_lens,
+                max_seqlen_q=max_q, causal=True, validate=False)),
+            Impl("ours-dense-varlen", make_dense_varlen),
+        ]
+        if parts:
+            impls.append(Impl("ours-decode+varlen", lambda: _parts_call(
+                kernels, q, kv, cu_q, q_lens, seq_lens, dense_packed)))
+        if decode_step:
+            last_rows = cu_q[1:].long() - 1
+
+            def make_decode_step():
+                q1 = q[last_rows]  # [B, Hq, D]: each sequence's last new token
+                return lambda: kernels.paged_decode(q1, kv.k_cache, kv.v_cache,
+                                                    kv.block_table, kv.seq_lens,
+                                                    validate=False)
+
+            def decode_step_reference() -> Reference:
+                from attention_kernel_triton.oracles.reference import paged_decode_ref
+
+                ref, _ = paged_decode_ref(q[last_rows][:, heads], kv.k_cache[:, :, kvs],
+                                          kv.v_cache[:, :, kvs], kv.block_table,
+                                          kv.seq_lens)
+                return Reference(ref, lambda out: out[:, heads],
+                                 f"{what} (each sequence's last query row, paged decode)")
+
+            impls.append(Impl("ours-paged-decode-1step", make_decode_step,
+                              reference=decode_step_reference,
+                              flops=paged_prefill_flops([1] * len(seq_lens), seq_lens,
+                                                        num_q_heads, head_dim)))
+        for backend in ("cudnn", "flash"):
+            impls.append(Impl(f"gather+sdpa-{backend}", lambda b=backend: paged_sdpa(
+                b, q, kv, groups, num_q_heads, head_dim), reference=grouped_ref))
+        impls.append(Impl("flex", lambda: paged_flex(q, kv, groups, num_q_heads, head_dim),
+                          reference=grouped_ref))
+        impls.append(Impl("flashinfer", lambda: peers.flashinfer_paged_prefill(
+            q, kv.k_cache, kv.v_cache, kv.block_table, cu_q, kv.seq_lens, causal=True,
+            scale=head_dim ** -0.5)))
+        return Problem(impls, reference=reference,
+                       flops=paged_prefill_flops(q_lens, seq_lens, num_q_heads, head_dim),
+                       bytes=kv_bytes(sum(seq_lens), num_kv_heads, head_dim, dtype))
+
+    return build
+
+
+def _parts_call(kernels, q, kv: PagedKV, cu_q, q_lens, seq_lens, dense_packed):
+    """Ours' specialised kernels on one mixed call, into one output: paged_decode on the
+    leading one-token sequences (same paged cache), prefill_varlen on the others (their
+    K/V gathered dense in setup, untimed)."""
+    decode_rows = next((i for i, m in enumerate(q_lens) if m != 1), len(q_lens))
+    if decode_rows == 0 or decode_rows == len(q_lens) or any(
+            m == 1 for m in q_lens[decode_rows:]):
+        raise peers.Skipped("needs one-token sequences first, then longer ones")
+    out = torch.empty_like(q)
+    q_dec, q_pre = q[:decode_rows], q[decode_rows:]
+    out_dec, out_pre = out[:decode_rows], out[decode_rows:]
+    table, lens = kv.block_table[:decode_rows], kv.seq_lens[:decode_rows]
+    kd, vd, cu_k = dense_packed(decode_rows, len(q_lens))
+    cu_pre = (cu_q[decode_rows:] - decode_rows).contiguous()
+    max_q, max_k = max(q_lens[decode_rows:]), max(seq_lens[decode_rows:])
+
+    def call():
+        kernels.paged_decode(q_dec, kv.k_cache, kv.v_cache, table, lens, out=out_dec,
+                             validate=False)
+        kernels.prefill_varlen(q_pre, kd, vd, cu_pre, cu_k, max_seqlen_q=max_q,
+                               max_seqlen_k=max_k, causal=True, out=out_pre, validate=False)
+        return out
+
+    call.bench_note = (f"paged_decode on {decode_rows} rows + prefill_varlen on "
+                       f"{len(q_lens) - decode_rows} sequences (K/V dense, gathered untimed)")
+    return call
+
+
 # --------------------------------------------------------------------------- the list
 
 FP16 = (torch.float16,)
@@ -539,7 +826,44 @@ def all_cases() -> list[Case]:
         Case("sparse_paged_decode", "B4 Hq32 Hkv8 N65536 D256 P16, 2% per KV head", FP16,
              sparse_paged_case(4, 32, 8, 256, 16, n=65536)),
     ]
+    cases += paged_prefill_cases()
     return cases
+
+
+def paged_prefill_cases() -> list[Case]:
+    """Hq32 Hkv8 D128, page 16, every page of the cache in one random order."""
+    def case(label, groups, targets, *, quick=False, **kw):
+        return Case("paged_prefill", f"{label}, Hq32 Hkv8 D128 P16", BOTH,
+                    paged_prefill_case(groups, 32, 8, 128, 16, **kw), quick=quick,
+                    targets=targets)
+
+    dense = ("ours-dense-varlen",)
+    sdpa = ("gather+sdpa-cudnn", "gather+sdpa-flash")
+    return [
+        case("chunked: 8 seqs, 512 new on 4096 context (seq_len 4608)",
+             [SeqGroup(8, 512, 4608)],
+             (Target(dense, 1.15, "within 1.15x of ours-dense-varlen"),
+              Target(sdpa, 0.5, "at least 2x faster than gather+SDPA (faster backend)")),
+             quick=True),
+        case("fresh: 4 x 4096 through the paged cache", [SeqGroup(4, 4096, 4096)],
+             (Target(dense, 1.10, "within 1.10x of ours-dense-varlen"),)),
+        case("mixed: 32 decode rows at 4096 + 2 chunks of 1024 new at 8192",
+             [SeqGroup(32, 1, 4096), SeqGroup(2, 1024, 8192)],
+             (Target(("ours-decode+varlen",), 1.15,
+                     "within 1.15x of the sum of parts (paged_decode + prefill_varlen)"),),
+             parts=True),
+        case("spec-verify: 32 seqs, 4 new at 4096 context", [SeqGroup(32, 4, 4096)],
+             (Target(("ours-paged-decode-1step",), 1.5,
+                     "at most 1.5x one paged_decode step"),), decode_step=True),
+        case("spec-verify: 32 seqs, 4 new at 32768 context", [SeqGroup(32, 4, 32768)],
+             (Target(("ours-paged-decode-1step",), 1.5,
+                     "at most 1.5x one paged_decode step"),), decode_step=True),
+    ]
+
+
+def case_targets() -> dict[tuple[str, str], tuple[Target, ...]]:
+    """(family, case name) -> the case's targets, for the report."""
+    return {(c.family, c.name): c.targets for c in all_cases() if c.targets}
 
 
 def select_cases(families, *, quick: bool, dtypes=None) -> list[tuple[Case, torch.dtype]]:

@@ -5,6 +5,7 @@
 - FlexAttention, compiled once with ``torch.compile`` (it recompiles per shape and mask),
   with block masks for causal, padding and packed documents.
 - torch ``varlen_attn`` (FlashAttention varlen) where this torch has it.
+- FlashInfer's ``BatchPrefillWithPagedKVCacheWrapper`` where ``import flashinfer`` works.
 - A naive reference like the seeds': matmul, mask, softmax, matmul, in the input dtype.
 - Gathers for the paged and sparse cases (token rows, then SDPA), capturable in a graph.
 
@@ -266,6 +267,23 @@ def gather_paged_dense(k_cache, block_table, n: int):
     return k_cache.reshape(-1, heads, dim)[slots].transpose(1, 2)
 
 
+def packed_slots(block_table: torch.Tensor, lengths, page_size: int) -> torch.Tensor:
+    """int64 [sum(lengths)]: physical rows of tokens 0..lengths[b]-1 of every sequence b,
+    sequence after sequence (the packed var-len order)."""
+    rows = []
+    for b, n in enumerate(lengths):
+        t = torch.arange(n, device=block_table.device)
+        rows.append(block_table[b, t // page_size].long() * page_size + t % page_size)
+    if not rows:
+        return torch.zeros(0, dtype=torch.int64, device=block_table.device)
+    return torch.cat(rows)
+
+
+def gather_paged_packed(k_cache, slots):
+    """[num_pages, P, Hkv, D] cache, rows from packed_slots -> [len(slots), Hkv, D]."""
+    return k_cache.reshape(-1, *k_cache.shape[2:])[slots]
+
+
 def gather_sparse(k, indices):
     """k [B, Hkv, N, D], indices int32 [B, Hkv, K] (-1 clamped to 0) -> [B, Hkv, K, D]."""
     idx = indices.clamp(min=0).long().unsqueeze(-1).expand(-1, -1, -1, k.shape[-1])
@@ -278,3 +296,80 @@ def gather_sparse_paged(k_cache, block_table, indices):
     slots = paged_slots(block_table, indices.clamp(min=0).long(), page_size)
     head_ids = torch.arange(heads, device=k_cache.device).view(1, heads, 1)
     return k_cache.reshape(-1, heads, dim)[slots, head_ids]
+
+
+# --------------------------------------------------------------------------- FlashInfer
+
+FLASHINFER_WORKSPACE_BYTES = 128 * 1024 * 1024  # the size FlashInfer's docs recommend
+
+
+def flashinfer_paged_prefill(q, k_cache, v_cache, block_table, cu_seqlens_q, seq_lens, *,
+                             causal=True, scale=None):
+    """FlashInfer's batch prefill over a paged cache, planned once (untimed), then run.
+
+    q packed [Tq, Hq, D]; caches [num_pages, P, Hkv, D] (FlashInfer's "NHD" layout, passed
+    as a (k, v) tuple); FlashInfer's page table is CSR: indptr into a flat list of page
+    ids, and the last page's fill (1..P). Its causal mask is bottom-right aligned, as
+    ours (query i of a sequence sees keys j <= kv_len - qo_len + i). Skipped when
+    flashinfer does not import; plan() (>= 0.2) or begin_forward() (older)."""
+    try:
+        import flashinfer
+    except Exception as exc:  # not installed, or built for another torch/CUDA
+        raise Skipped(f"flashinfer does not import ({type(exc).__name__}: "
+                      f"{_first_lines([exc], 160)})") from exc
+    num_q_heads, head_dim = q.shape[1], q.shape[2]
+    page_size, num_kv_heads = k_cache.shape[1], k_cache.shape[2]
+    lens = [int(n) for n in seq_lens.tolist()]
+    if any(n == 0 for n in lens):
+        raise Refused("FlashInfer's page table needs at least one page per sequence")
+    pages = [-(-n // page_size) for n in lens]
+    device = q.device
+    indptr = torch.tensor([0, *_cumsum(pages)], dtype=torch.int32, device=device)
+    indices = torch.cat([block_table[b, :count] for b, count in enumerate(pages)]).to(
+        torch.int32).contiguous()
+    last = torch.tensor([n - (count - 1) * page_size for n, count in zip(lens, pages, strict=True)],
+                        dtype=torch.int32, device=device)
+    workspace = torch.zeros(FLASHINFER_WORKSPACE_BYTES, dtype=torch.uint8, device=device)
+    wrapper = flashinfer.BatchPrefillWithPagedKVCacheWrapper(workspace, "NHD")
+    cache = (k_cache, v_cache)
+    common = (cu_seqlens_q.to(torch.int32), indptr, indices, last, num_q_heads, num_kv_heads,
+              head_dim, page_size)
+    try:
+        if hasattr(wrapper, "plan"):
+            wrapper.plan(*common, **_accepted(wrapper.plan, causal=bool(causal),
+                                              sm_scale=scale, q_data_type=q.dtype,
+                                              kv_data_type=k_cache.dtype))
+
+            def call():
+                return wrapper.run(q, cache)
+        else:  # flashinfer < 0.2: begin_forward / forward(causal=...)
+            wrapper.begin_forward(*common, **_accepted(wrapper.begin_forward,
+                                                       q_data_type=q.dtype))
+
+            def call():
+                return wrapper.forward(q, cache, causal=bool(causal), sm_scale=scale)
+    except (RuntimeError, NotImplementedError, ValueError, TypeError) as exc:
+        raise Refused(f"flashinfer plan: {_first_lines([exc])}") from exc
+    call = probe(call)
+    call.bench_note = f"flashinfer {getattr(flashinfer, '__version__', '?')}, planned untimed"
+    return call
+
+
+def _cumsum(values):
+    total, out = 0, []
+    for v in values:
+        total += v
+        out.append(total)
+    return out
+
+
+def _accepted(fn, **kwargs) -> dict:
+    """The keyword arguments fn takes (FlashInfer's signatures moved between versions);
+    None values are left out so fn's defaults apply."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return {k: v for k, v in kwargs.items() if v is not None}
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return {k: v for k, v in kwargs.items() if v is not None}
+    return {k: v for k, v in kwargs.items() if k in params and v is not None}

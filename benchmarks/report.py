@@ -13,6 +13,10 @@ the case (None for peers); host_ms the host time per eager call (Python and laun
 gbps from ms; pct_ceiling against the same run's matmul (prefill) or copy (decode)
 ceiling; speedup = this implementation's ms / ours' ms (how many times faster ours
 is); max_err against the float64 oracle.
+
+A family whose cases carry targets (benchmarks/cases.py, ``Case.targets``) gets a
+second table after its summary: per case and dtype, ours' time over the named
+implementation's, the limit, and whether both of ours' timings meet it.
 """
 
 from __future__ import annotations
@@ -100,16 +104,58 @@ def _again(ours: dict | None) -> str:
     return f"{_ms(ours['ms_again'])} ({100.0 * (ours['ms_again'] / ours['ms'] - 1):+.1f}%)"
 
 
-def detail_table(records: list[dict], family: str) -> str:
-    unit = "TFLOP/s" if family in COMPUTE_BOUND else "GB/s"
-    header = ["case", "dtype", "impl", "ms", "eager ms", "graph ms", "host ms", unit,
-              "% ceiling", "ours ×", "max err", "note"]
+def targets_table(records: list[dict], family: str, targets: dict | None = None) -> str:
+    """One row per (case, dtype, target): ours' ms over the fastest passing one of the
+    target's implementations, against its limit. `met`: yes when ours' first and second
+    timings both meet it, no when neither does, borderline otherwise. Empty string when
+    no case of the family that ran has a target."""
+    if targets is None:
+        from .cases import case_targets
+
+        targets = case_targets()
+    recs = [r for r in records if r["kernel"] == family]
+    header = ["case", "dtype", "target", "ours ms", "against", "ours / it", "limit", "met"]
     rows = []
-    for r in (r for r in records if r["kernel"] == family):
+    for key in _ordered(_case_key(r) for r in recs):
+        by_impl = {r["impl"]: r for r in recs if _case_key(r) == key}
+        ours = by_impl.get("ours")
+        for target in targets.get((family, key[0]), ()):
+            cells = _target_cells(ours, [by_impl.get(n) for n in target.peers], target)
+            rows.append([key[0], key[1], target.what, *cells])
+    return _table(header, rows) if rows else ""
+
+
+def _target_cells(ours: dict | None, candidates: list, target) -> list[str]:
+    limit = f"≤ {target.limit:g}"
+    ok = [r for r in candidates if r is not None and r["status"] == "ok" and r["ms"]]
+    if not ours or ours["status"] != "ok" or not ours["ms"]:
+        return ["—" if not ours else ours["status"], "—", "—", limit, "—"]
+    if not ok:
+        ran = [f"{r['impl']}: {r['status']}" for r in candidates if r is not None]
+        return [_ms(ours["ms"]), "; ".join(ran) or "not run", "—", limit, "—"]
+    best = min(ok, key=lambda r: r["ms"])
+    ratio = ours["ms"] / best["ms"]
+    again = ours["ms_again"] / best["ms"] if ours.get("ms_again") else None
+    passed = [x <= target.limit for x in (ratio, again) if x is not None]
+    met = "yes" if all(passed) else "no" if not any(passed) else "borderline"
+    shown = f"{ratio:.3f}" + ("" if again is None else f" (again {again:.3f})")
+    return [_ms(ours["ms"]), f"{best['impl']} {_ms(best['ms'])}", shown, limit, met]
+
+
+def detail_table(records: list[dict], family: str) -> str:
+    recs = [r for r in records if r["kernel"] == family]
+    unit = "TFLOP/s" if family in COMPUTE_BOUND else "GB/s"
+    # compute-bound families whose cases also give bytes (paged_prefill) show both
+    both = family in COMPUTE_BOUND and any(r.get("gbps") is not None for r in recs)
+    header = ["case", "dtype", "impl", "ms", "eager ms", "graph ms", "host ms", unit,
+              *(["GB/s"] if both else []), "% ceiling", "ours ×", "max err", "note"]
+    rows = []
+    for r in recs:
         note = r["note"] if r["status"] == "ok" else f"{r['status']}: {r['note']}"
         rows.append([
             r["case"], r["dtype"], r["impl"], _ms(r["ms"]), _ms(r["eager_ms"]),
-            _ms(r["graph_ms"]), _ms(r.get("host_ms")), _throughput(r), _num(r["pct_ceiling"], 1),
+            _ms(r["graph_ms"]), _ms(r.get("host_ms")), _throughput(r),
+            *([_num(r.get("gbps"))] if both else []), _num(r["pct_ceiling"], 1),
             "—" if r["speedup"] is None else f"{r['speedup']:.2f}",
             "—" if r["max_err"] is None else f"{r['max_err']:.1e}", note])
     return _table(header, rows)
@@ -145,6 +191,10 @@ def render_markdown(meta: dict, records: list[dict], *, details: bool = True) ->
         if not any(r["kernel"] == family for r in records):
             continue
         lines += ["", f"## {family}", "", summary_table(records, family)]
+        goals = targets_table(records, family)
+        if goals:
+            lines += ["", "Targets: ours' time over the fastest of the named implementations "
+                      "that passed (`again`: ours' second timing over the same).", "", goals]
         if details:
             lines += ["", "<details><summary>all records</summary>", "",
                       detail_table(records, family), "", "</details>"]
