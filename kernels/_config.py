@@ -214,16 +214,20 @@ def prefill_config(head_dim_pad: int, dtype: torch.dtype, causal: bool,
 # Paged prefill (kernels/paged_prefill.py): the tile's M side packs query tokens x the
 # query heads of one KV head, so its height follows rows = max_seqlen_q x group size:
 # decode rows and speculative verification take decode's tile (16 rows), chunks the
-# prefill-sized ones. Keyed by (M, HEAD_DIM_PAD, element bytes). First GPU values: the
-# decode and prefill tables' shapes (pointer loads; sweep pending, benchmarks/NOTES.md).
+# prefill-sized ones. Keyed by (M, HEAD_DIM_PAD, element bytes). D128 fp16: best of a
+# 12-config sweep per shape on an H200 (benchmarks/NOTES.md, session 12): M16 N128 w4 s2
+# 153.2 us at q_len 4 x 32 sequences, context 4096 (decode's N64 w4 s3: 184.1); M128 N128
+# w8 s2 975.8 us at 8 x 512 new tokens on 4096 cached (N64 w8 s3: 1185.6), 1763.9 at a
+# fresh 4 x 4096. Other head dims: the same shapes, not measured.
 PAGED_PREFILL = {
     **{(16, d, 2): c for (d, _), c in DECODE.items() if _ == 2},
     **{(16, d, 4): c for (d, _), c in DECODE.items() if _ == 4},
-    (64, 16, 2): Config(64, 64, 4, 3), (64, 32, 2): Config(64, 64, 4, 3),
-    (64, 64, 2): Config(64, 64, 4, 3), (64, 128, 2): Config(64, 64, 4, 3),
+    (16, 128, 2): Config(16, 128, 4, 2),
+    (64, 16, 2): Config(64, 64, 4, 2), (64, 32, 2): Config(64, 64, 4, 2),
+    (64, 64, 2): Config(64, 64, 4, 2), (64, 128, 2): Config(64, 64, 4, 2),
     (64, 256, 2): Config(64, 32, 4, 2),
-    (128, 16, 2): Config(128, 64, 8, 3), (128, 32, 2): Config(128, 64, 8, 3),
-    (128, 64, 2): Config(128, 64, 8, 3), (128, 128, 2): Config(128, 64, 8, 3),
+    (128, 16, 2): Config(128, 128, 8, 2), (128, 32, 2): Config(128, 128, 8, 2),
+    (128, 64, 2): Config(128, 128, 8, 2), (128, 128, 2): Config(128, 128, 8, 2),
     (128, 256, 2): Config(64, 32, 4, 2),  # M128 x D256 does not fit: 64 rows
     # fp32 (no tensor cores): a correctness path, at most 64 rows
     **{(m, d, 4): Config(64, 32 if d <= 128 else 16, 4, 2)

@@ -173,7 +173,7 @@ def _paged_prefill_kernel(
             first = tl.load(cu_q_ptr + mid) // q_per_tile + mid
             off_b = tl.where(first <= pid, mid, off_b)
             size -= half
-        tile = pid - (tl.load(cu_q_ptr + off_b) // q_per_tile + off_b)
+        local = pid - (tl.load(cu_q_ptr + off_b) // q_per_tile + off_b)
     head_prog = tl.program_id(1)
     off_kvh = head_prog // head_blocks
     first_head = off_kvh * group_size + (head_prog % head_blocks) * heads_per_program
@@ -181,6 +181,11 @@ def _paged_prefill_kernel(
 
     q_start = tl.load(cu_q_ptr + off_b)
     q_len = tl.load(cu_q_ptr + off_b + 1) - q_start
+    if not ONE_TILE:
+        # Heaviest (causal: last) tile first: a sequence's tiles launch in that order, so
+        # the light ones fill the tail of the grid. Past the last tile: no tile (t0 >= q_len).
+        n_tiles = tl.cdiv(q_len, q_per_tile)
+        tile = tl.where(local < n_tiles, n_tiles - 1 - local, local)
     t0 = tile * q_per_tile
     # clamped: with validate=False a bad length must not read past the table's capacity
     seq_len = tl.minimum(tl.maximum(tl.load(seq_lens_ptr + off_b), 0), n_ctx)
