@@ -116,6 +116,8 @@ def probe_case(name, q_lens, ctx, dtype, a):
                                       max_seqlen_k=max(ctx), validate=False, out=out_d)
 
     line += f" | dense varlen {time_us(dense):.1f} us"
+    with tuning.override(tma=False):  # the same kernel on pointer loads: the load path's share
+        line += f" | dense varlen, pointer loads {time_us(dense):.1f} us"
     if mq <= 4:  # one paged_decode step over the same cache
         qd = q[cu[:-1].long()].contiguous()
         od = torch.empty_like(qd)

@@ -71,6 +71,16 @@ def test_paged_pages_past_2_32_elements():
         _accurate(f"paged_decode splits={splits}", got,
                   oracles.paged_decode_ref(q, kc, vc, table, seq_lens),
                   oracles.paged_decode_ref(q, kc, vc, table, seq_lens, dtype=torch.float16))
+    # paged prefill over the same pages: 5 and 7 new tokens (the last of each context)
+    cu = torch.tensor([0, 5, 12], dtype=torch.int32, device="cuda")
+    qp = torch.randn((12, 4, d), generator=g, device="cuda").half()
+    for splits in (1, 4):
+        got = kernels.paged_prefill(qp, kc, vc, table, cu, seq_lens, max_seqlen_q=7,
+                                    num_splits=splits, return_lse=True)
+        _accurate(f"paged_prefill splits={splits}", got,
+                  oracles.paged_prefill_ref(qp, kc, vc, table, cu, seq_lens),
+                  oracles.paged_prefill_ref(qp, kc, vc, table, cu, seq_lens,
+                                            dtype=torch.float16))
     idx = torch.randint(0, 37, (2, hkv, 24), generator=g, device="cuda").to(torch.int32)
     got = kernels.sparse_paged_decode(q, kc, vc, table, seq_lens, idx, return_lse=True)
     _accurate("sparse_paged_decode", got,
