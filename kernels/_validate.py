@@ -25,6 +25,7 @@ from ._config import interpreting
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 MIN_HEAD_DIM, MAX_HEAD_DIM = 16, 256
+MAX_NUM_SPLITS = 65535  # a split count is a grid axis: CUDA's gridDim.y/z limit
 
 
 def tensor(name: str, t, rank: int | None = None, layout: str = "") -> torch.Tensor:
@@ -160,8 +161,9 @@ def check_num_splits(num_splits) -> None:
         return
     if isinstance(num_splits, bool) or not isinstance(num_splits, int):
         raise TypeError(f"num_splits must be an int, got {type(num_splits).__name__}")
-    if num_splits < 1:
-        raise ValueError(f"num_splits must be >= 1, got {num_splits}")
+    if not 1 <= num_splits <= MAX_NUM_SPLITS:
+        raise ValueError(f"num_splits must be in [1, {MAX_NUM_SPLITS}] (the splits are a "
+                         f"CUDA grid axis), got {num_splits}")
 
 
 COMPILE_VALIDATE = ("validate=True reads lengths, tables and indices on the host (a host-device "

@@ -32,18 +32,23 @@ TABLE = [[4, 1, 0], [2, 5, 3]]  # row 0 uses 2 pages (length 5); row 1 uses all 
 PAGED_LENS = [5, 9]
 DENSE_LENS = [5, 8]
 IDX_ROW = [0, 4, 2, -1]  # valid for every sequence (all lengths >= 5)
+# Packed queries (prefill_varlen, paged_prefill): 3 + 4 rows, every row in a sequence.
+TQ, CU_Q, MAX_Q = 7, [0, 3, 7], 4  # paged_prefill: 3 new tokens of 5, 4 of 9 (PAGED_LENS)
 
 FUNCS = ("prefill", "prefill_varlen", "decode", "paged_decode", "sparse_decode",
-         "sparse_paged_decode")
-DECODE_FAMILY = FUNCS[2:]
-WITH_SEQ_LENS = ("prefill", "decode", "paged_decode", "sparse_decode", "sparse_paged_decode")
-PAGED = ("paged_decode", "sparse_paged_decode")
+         "sparse_paged_decode", "paged_prefill")
+DECODE_FAMILY = ("decode", "paged_decode", "sparse_decode", "sparse_paged_decode")
+WITH_SPLITS = (*DECODE_FAMILY, "paged_prefill")  # take num_splits
+WITH_SEQ_LENS = ("prefill", "decode", "paged_decode", "sparse_decode", "sparse_paged_decode",
+                 "paged_prefill")
+PAGED = ("paged_decode", "sparse_paged_decode", "paged_prefill")
+PACKED = ("prefill_varlen", "paged_prefill")  # q [T, H, D] with cu_seqlens_q, max_seqlen_q
 SPARSE = ("sparse_decode", "sparse_paged_decode")
 BATCHED_KV = ("prefill", "decode", "sparse_decode")  # k/v carry a batch axis
 
 # Capacity of seq_lens: Nq for prefill, N for dense decode, max_pages * page size if paged.
-CAPACITY = {"prefill": NQ, "decode": N, "sparse_decode": N, "paged_decode": len(TABLE[0]) * PAGE,
-            "sparse_paged_decode": len(TABLE[0]) * PAGE}
+CAPACITY = {"prefill": NQ, "decode": N, "sparse_decode": N,
+            **{fn: len(TABLE[0]) * PAGE for fn in PAGED}}
 
 
 @dataclass
@@ -93,18 +98,23 @@ def build(fn_name: str, device, *, hq: int = HQ, hkv: int = HKV, d: int = D,
             seq_lens=_i32([3, 4], device), kv_seq_lens=_i32([5, 6], device)))
     elif fn_name == "prefill_varlen":
         call = Call(fn_name, ("q", "k", "v", "cu_seqlens_q", "cu_seqlens_k"), dict(
-            q=rnd(7, hq, d), k=rnd(9, hkv, d), v=rnd(9, hkv, d),
-            cu_seqlens_q=_i32([0, 3, 7], device), cu_seqlens_k=_i32([0, 4, 9], device),
-            max_seqlen_q=4, max_seqlen_k=5))
+            q=rnd(TQ, hq, d), k=rnd(9, hkv, d), v=rnd(9, hkv, d),
+            cu_seqlens_q=_i32(CU_Q, device), cu_seqlens_k=_i32([0, 4, 9], device),
+            max_seqlen_q=MAX_Q, max_seqlen_k=5))
     elif fn_name in ("decode", "sparse_decode"):
         call = Call(fn_name, ("q", "k", "v"), dict(
             q=rnd(B, hq, d), k=rnd(B, hkv, N, d), v=rnd(B, hkv, N, d),
             seq_lens=_i32(DENSE_LENS, device)))
-    else:
+    else:  # a paged cache
         call = Call(fn_name, ("q", "k_cache", "v_cache", "block_table", "seq_lens"), dict(
             q=rnd(B, hq, d), k_cache=rnd(NUM_PAGES, PAGE, hkv, d),
             v_cache=rnd(NUM_PAGES, PAGE, hkv, d), block_table=_i32(TABLE, device),
             seq_lens=_i32(PAGED_LENS, device)))
+        if fn_name == "paged_prefill":  # packed new tokens, the last ones of each context
+            call.positional = ("q", "k_cache", "v_cache", "block_table", "cu_seqlens_q",
+                               "seq_lens")
+            call.args.update(q=rnd(TQ, hq, d), cu_seqlens_q=_i32(CU_Q, device),
+                             max_seqlen_q=MAX_Q)
     if fn_name in SPARSE:
         call.positional += ("indices",)
         call.args["indices"] = _i32([[IDX_ROW] * hkv] * B, device)
@@ -256,6 +266,11 @@ COMMON_CASES = [
      r"^{k} must have dtype torch\.float32 like q, got torch\.float16"),
     ("v-dtype-mismatch", _set_v(lambda t: t.bfloat16()), ValueError,
      r"^{v} must have dtype torch\.float32 like q"),
+    ("fp16-q-bf16-kv", _both(_all_float(torch.float16), _set_k(lambda t: t.bfloat16()),
+                             _set_v(lambda t: t.bfloat16())), ValueError,
+     r"^{k} must have dtype torch\.float16 like q, got torch\.bfloat16"),
+    ("bf16-q-fp16-v", _both(_all_float(torch.bfloat16), _set_v(lambda t: t.half())), ValueError,
+     r"^{v} must have dtype torch\.bfloat16 like q, got torch\.float16"),
     ("q-last-dim-strided", _set("q", _strided_last), ValueError,
      r"^q must be contiguous in its last"),
     ("k-last-dim-strided", _set_k(_strided_last), ValueError,
@@ -358,6 +373,8 @@ def _lens_cases(fn_name: str) -> list:
          r"^seq_lens must have shape \(2,\)"),
         ("2d", _set("seq_lens", lambda t: t[:, None]), ValueError,
          r"^seq_lens must have shape \(2,\)"),
+        ("strided", _set("seq_lens", _strided_last), ValueError,
+         r"^seq_lens must be contiguous, got stride 2"),
         ("negative", _item("seq_lens", (0,), -1), ValueError,
          r"^seq_lens must be >= 0, got a length of -1"),
         ("beyond-capacity", _item("seq_lens", (1,), cap + 1), ValueError,
@@ -407,23 +424,34 @@ def test_prefill_seq_lens_default_kv_beyond_nk(device):
 
 
 # ------------------------------------------------------------------------ varlen
-VARLEN_CASES = [
+CU_Q_CASES = [  # packed q [T, H, D]: prefill_varlen and paged_prefill alike
     ("cu_q-int64", _set("cu_seqlens_q", lambda t: t.long()), ValueError,
      r"^cu_seqlens_q must be int32, got torch\.int64"),
-    ("cu_k-int64", _set("cu_seqlens_k", lambda t: t.long()), ValueError,
-     r"^cu_seqlens_k must be int32"),
     ("cu_q-not-tensor", _set("cu_seqlens_q", lambda t: t.tolist()), TypeError,
      r"^cu_seqlens_q must be a torch\.Tensor"),
     ("cu_q-2d", _set("cu_seqlens_q", lambda t: t[None]), ValueError,
      r"^cu_seqlens_q must have shape \(B \+ 1,\)"),
     ("cu_q-empty", _set("cu_seqlens_q", lambda t: t[:0]), ValueError,
      r"^cu_seqlens_q must have shape \(B \+ 1,\)"),
+    ("cu_q-strided", _set("cu_seqlens_q", _strided_last), ValueError,
+     r"^cu_seqlens_q must be contiguous, got stride 2"),
     ("cu_q-not-from-0", _lens("cu_seqlens_q", [1, 3, 7]), ValueError,
      r"^cu_seqlens_q must start at 0, got 1"),
     ("cu_q-decreasing", _lens("cu_seqlens_q", [0, 4, 3]), ValueError,
      r"^cu_seqlens_q must be non-decreasing"),
     ("cu_q-past-end", _lens("cu_seqlens_q", [0, 3, 8]), ValueError,
      r"^cu_seqlens_q ends at 8, past the 7 packed rows"),
+    ("max_seqlen_q-too-small", _arg("max_seqlen_q", 3), ValueError,
+     r"^max_seqlen_q=3 is smaller than the longest query sequence \(4\)"),
+    ("max_seqlen_q-zero", _arg("max_seqlen_q", 0), ValueError,
+     r"^max_seqlen_q=0 is smaller than the longest query sequence \(4\)"),
+    ("max_seqlen_q-negative", _arg("max_seqlen_q", -1), ValueError,
+     r"^max_seqlen_q must be >= 0, got -1"),
+]
+
+VARLEN_CASES = [  # prefill_varlen's keys
+    ("cu_k-int64", _set("cu_seqlens_k", lambda t: t.long()), ValueError,
+     r"^cu_seqlens_k must be int32"),
     ("cu_k-not-from-0", _lens("cu_seqlens_k", [2, 4, 9]), ValueError,
      r"^cu_seqlens_k must start at 0"),
     ("cu_k-decreasing", _lens("cu_seqlens_k", [0, 5, 4]), ValueError,
@@ -435,18 +463,58 @@ VARLEN_CASES = [
     ("cu_q-default-k-past-end", _both(_del("cu_seqlens_k"), _arg("max_seqlen_k", None),
                                       _set("k", lambda t: t[:5]), _set("v", lambda t: t[:5])),
      ValueError, r"ends at 7, past the 5 packed rows"),
-    ("max_seqlen_q-too-small", _arg("max_seqlen_q", 3), ValueError,
-     r"^max_seqlen_q=3 is smaller than the longest query sequence \(4\)"),
-    ("max_seqlen_q-negative", _arg("max_seqlen_q", -1), ValueError, r"^max_seqlen_q must be"),
     ("max_seqlen_k-too-small", _arg("max_seqlen_k", 4), ValueError,
      r"^max_seqlen_k=4 is smaller than the longest key sequence \(5\)"),
 ]
 
+QLEN_OVER_CONTEXT = r"seq_lens counts the new tokens too, so it must be >= the query length"
+PAGED_PREFILL_CASES = [  # B = len(cu_seqlens_q) - 1 sequences, new tokens within the context
+    ("q-rank-4", _set("q", lambda t: t[None]), ValueError,
+     r"^q must have rank 3 \[Tq, Hq, D\], got shape \(1, 7, 4, 16\)"),
+    ("q_len-over-seq_len-b0", _lens("seq_lens", [2, 9]), ValueError,
+     r"^sequence 0 has 3 new tokens \(cu_seqlens_q\) but a context of seq_lens\[0\] = 2: "
+     + QLEN_OVER_CONTEXT),
+    ("q_len-over-seq_len-b1", _lens("seq_lens", [5, 3]), ValueError,
+     r"^sequence 1 has 4 new tokens \(cu_seqlens_q\) but a context of seq_lens\[1\] = 3: "
+     + QLEN_OVER_CONTEXT),
+    ("q_len-over-empty-context", _lens("seq_lens", [0, 9]), ValueError,
+     r"^sequence 0 has 3 new tokens .* seq_lens\[0\] = 0: " + QLEN_OVER_CONTEXT),
+    ("table-batch-fewer-than-cu", _both(_lens("cu_seqlens_q", [0, 7]), _arg("max_seqlen_q", 7)),
+     ValueError, r"^block_table must have shape \(1, max_pages\), got \(2, 3\)"),
+    ("table-batch-more-than-cu", _lens("cu_seqlens_q", [0, 3, 5, 7]), ValueError,
+     r"^block_table must have shape \(3, max_pages\), got \(2, 3\)"),
+    ("table-batch-no-sequences", _lens("cu_seqlens_q", [0]), ValueError,
+     r"^block_table must have shape \(0, max_pages\), got \(2, 3\)"),
+    ("seq_lens-batch-vs-cu", _both(_lens("cu_seqlens_q", [0, 3, 5, 7]),
+                                   _set("block_table", lambda t: torch.cat([t, t[:1]]))),
+     ValueError, r"^seq_lens must have shape \(3,\), got \(2,\)"),
+]
 
-@pytest.mark.parametrize("case", VARLEN_CASES, ids=[c[0] for c in VARLEN_CASES])
-def test_prefill_varlen_bad_cu_seqlens(case, device):
-    _, mutation, exc, match = case
-    _check("prefill_varlen", device, mutation, exc, match)
+PACKED_PARAMS = [pytest.param(fn, *case[1:], id=f"{fn}-{case[0]}")
+                 for fn in PACKED for case in CU_Q_CASES] + [
+    pytest.param("prefill_varlen", *case[1:], id=f"prefill_varlen-{case[0]}")
+    for case in VARLEN_CASES] + [
+    pytest.param("paged_prefill", *case[1:], id=f"paged_prefill-{case[0]}")
+    for case in PAGED_PREFILL_CASES]
+
+
+@pytest.mark.parametrize(("fn_name", "mutation", "exc", "match"), PACKED_PARAMS)
+def test_packed_bad_lengths(fn_name, mutation, exc, match, device):
+    """cu_seqlens_q / max_seqlen_q of both packed calls; prefill_varlen's keys;
+    paged_prefill's batch agreement (table and seq_lens vs cu_seqlens_q) and new tokens
+    within the context."""
+    _check(fn_name, device, mutation, exc, match)
+
+
+@pytest.mark.parametrize("max_seqlen_q", [MAX_Q, TQ + 100], ids=["exact", "past-tq"])
+@pytest.mark.parametrize("seq_lens", [PAGED_LENS, [3, 4]], ids=["context", "no-context"])
+def test_paged_prefill_bounds_accepted(seq_lens, max_seqlen_q, device):
+    """The bounds are inclusive: q_len == seq_len (no cached context, a plain prefill)
+    and max_seqlen_q == the longest (or past the packed rows) are accepted."""
+    call = build("paged_prefill", device)
+    call.args.update(seq_lens=_i32(seq_lens, device), max_seqlen_q=max_seqlen_q)
+    out = assert_accepts(call)
+    assert torch.isfinite(out).all() and not bool((out == SENTINEL).any())
 
 
 def test_prefill_varlen_grid_limit(device):
@@ -463,18 +531,21 @@ def test_prefill_varlen_grid_limit(device):
         kernels.prefill_varlen(q, kv, kv, cu, max_seqlen_q=t, validate=False)
 
 
-@pytest.mark.parametrize("value", [2.5, "4"], ids=["float", "str"])
-@pytest.mark.parametrize("name", ["max_seqlen_q", "max_seqlen_k"])
-def test_prefill_varlen_max_seqlen_wrong_type(name, value, device):
+@pytest.mark.parametrize("value", [2.5, "4", True], ids=["float", "str", "bool"])
+@pytest.mark.parametrize(("fn_name", "name"), [
+    ("prefill_varlen", "max_seqlen_q"), ("prefill_varlen", "max_seqlen_k"),
+    ("paged_prefill", "max_seqlen_q")])
+def test_max_seqlen_wrong_type(fn_name, name, value, device):
     """A max_seqlen_* that is not an int is a wrong Python type: TypeError naming it, by
     the convention of kernels/_validate.py."""
-    _check("prefill_varlen", device, _arg(name, value), TypeError, rf"^{name} must be")
+    _check(fn_name, device, _arg(name, value), TypeError, rf"^{name} must be an int, got")
 
 
 # ------------------------------------------------------------------------ decode family
 SPLIT_CASES = [
-    ("zero", 0, ValueError, r"^num_splits must be >= 1, got 0"),
-    ("negative", -2, ValueError, r"^num_splits must be >= 1"),
+    ("zero", 0, ValueError, r"^num_splits must be in \[1, 65535\] .*, got 0"),
+    ("negative", -2, ValueError, r"^num_splits must be in \[1, 65535\]"),
+    ("past the grid", 65536, ValueError, r"^num_splits must be in \[1, 65535\] .*got 65536"),
     ("float", 1.5, TypeError, r"^num_splits must be an int, got float"),
     ("integral-float", 2.0, TypeError, r"^num_splits must be an int"),
     ("bool", True, TypeError, r"^num_splits must be an int, got bool"),
@@ -483,7 +554,7 @@ SPLIT_CASES = [
 
 
 @pytest.mark.parametrize("case", SPLIT_CASES, ids=[c[0] for c in SPLIT_CASES])
-@pytest.mark.parametrize("fn_name", DECODE_FAMILY)
+@pytest.mark.parametrize("fn_name", WITH_SPLITS)
 def test_bad_num_splits(fn_name, case, device):
     _, value, exc, match = case
     _check(fn_name, device, _arg("num_splits", value), exc, match)
@@ -517,6 +588,7 @@ def test_decode_query_4d_accepted(fn_name, device):
 
 
 # ------------------------------------------------------------------------ paged
+_PAGE_SIZE_0 = _both(_set("k_cache", lambda t: t[:, :0]), _set("v_cache", lambda t: t[:, :0]))
 PAGED_CASES = [
     ("table-int64", _set("block_table", lambda t: t.long()), ValueError,
      r"^block_table must be int32, got torch\.int64"),
@@ -540,10 +612,13 @@ PAGED_CASES = [
      r"^block_table\[1, 2\] = 2147483647 is used"),
     ("first-entry-negative", _item("block_table", (0, 0), -5), ValueError,
      r"^block_table\[0, 0\] = -5"),
-    ("page-size-0", _both(_set("k_cache", lambda t: t[:, :0]), _set("v_cache", lambda t: t[:, :0])),
-     ValueError, r"^page_size \(k_cache\.shape\[1\]\) must be >= 1"),
+    ("page-size-0", _PAGE_SIZE_0, ValueError, r"^page_size \(k_cache\.shape\[1\]\) must be >= 1"),
     ("k_cache-page-size-mismatch", _set("v_cache", lambda t: t[:, :2]), ValueError,
      r"^k_cache and v_cache must have the same shape"),
+    ("k_cache-num-pages-mismatch", _set("v_cache", lambda t: t[:-1]), ValueError,
+     r"^k_cache and v_cache must have the same shape, got \(6, 3, 2, 16\) and \(5, 3, 2, 16\)"),
+    ("table-strided", _set("block_table", lambda t: t.t().contiguous().t()), ValueError,
+     r"^block_table must be contiguous along its pages, got strides \(1, 2\)"),
 ]
 
 
@@ -562,16 +637,18 @@ def test_paged_bad_table(fn_name, case, device):
 def test_paged_garbage_past_last_page_accepted(fn_name, row, garbage, seq_len, device):
     """Entries past a sequence's last page are never read: garbage there must not raise,
     and the result equals the one with a clean table."""
-    clean = build(fn_name, device)
-    clean.args["seq_lens"] = _i32([seq_len, PAGED_LENS[1]], device)
-    if fn_name == "sparse_paged_decode":  # keep the indices inside the shorter sequence
-        clean.args["indices"] = _i32([[[i if i < seq_len else -1 for i in IDX_ROW]] * HKV] * B,
-                                     device)
-    expected = assert_accepts(clean).clone()
-    dirty = build(fn_name, device)
-    dirty.args.update(seq_lens=clean.args["seq_lens"], indices=clean.args.get("indices"))
-    if fn_name == "paged_decode":
-        dirty.args.pop("indices")
+    def shorter(call: Call) -> Call:  # sequence 0 of seq_len tokens
+        call.args["seq_lens"] = _i32([seq_len, PAGED_LENS[1]], device)
+        if fn_name == "sparse_paged_decode":  # keep the indices inside the shorter sequence
+            call.args["indices"] = _i32([[[i if i < seq_len else -1 for i in IDX_ROW]] * HKV]
+                                        * B, device)
+        if fn_name == "paged_prefill":  # at most seq_len new tokens (later rows: no sequence)
+            q_len = min(seq_len, CU_Q[1])
+            call.args["cu_seqlens_q"] = _i32([0, q_len, q_len + CU_Q[2] - CU_Q[1]], device)
+        return call
+
+    expected = assert_accepts(shorter(build(fn_name, device))).clone()
+    dirty = shorter(build(fn_name, device))
     first_unused = -(-seq_len // PAGE)
     table = dirty.args["block_table"].clone()
     table[row, first_unused:] = garbage
@@ -662,6 +739,13 @@ VALUE_ONLY = [  # bad values that only validate=True detects
                  id="sparse_paged_decode-negative"),
     pytest.param("sparse_paged_decode", _item("indices", (1, 1, 1), PAGED_LENS[1]),
                  id="sparse_paged_decode-index-past-seq_len"),
+    pytest.param("paged_prefill", _item("seq_lens", (0,), -1), id="paged_prefill-negative"),
+    pytest.param("paged_prefill", _lens("seq_lens", [2, 9]), id="paged_prefill-q_len-over-seq_len"),
+    pytest.param("paged_prefill", _arg("max_seqlen_q", 3), id="paged_prefill-max_seqlen_q"),
+    pytest.param("paged_prefill", _lens("cu_seqlens_q", [0, 4, 3]),
+                 id="paged_prefill-cu-decreasing"),
+    pytest.param("paged_prefill", _lens("cu_seqlens_q", [1, 3, 7]),
+                 id="paged_prefill-cu-not-from-0"),
 ]
 
 
@@ -705,6 +789,38 @@ STRUCTURAL = [  # shape/dtype/type checks run with validate=False too
                  r"^out must have dtype", id="sparse_paged_decode-out-dtype"),
     pytest.param("sparse_paged_decode", _set("q", lambda t: t.tolist()), TypeError,
                  r"^q must be a torch\.Tensor", id="sparse_paged_decode-q-list"),
+    pytest.param("paged_prefill", _set("q", lambda t: t[None]), ValueError,
+                 r"^q must have rank 3", id="paged_prefill-q-rank"),
+    pytest.param("paged_prefill", _rebuild(d=8), ValueError, r"head dim", id="paged_prefill-d8"),
+    pytest.param("paged_prefill", _rebuild(hq=4, hkv=3), ValueError, r"^Hq % Hkv",
+                 id="paged_prefill-gqa"),
+    pytest.param("paged_prefill", _set("k_cache", lambda t: t.bfloat16()), ValueError,
+                 r"^k_cache must have dtype", id="paged_prefill-dtype"),
+    pytest.param("paged_prefill", _set("v_cache", lambda t: t[:, :2]), ValueError,
+                 r"^k_cache and v_cache must have the same shape", id="paged_prefill-kv-shape"),
+    pytest.param("paged_prefill", _PAGE_SIZE_0, ValueError, r"^page_size",
+                 id="paged_prefill-page-size-0"),
+    pytest.param("paged_prefill", _set("cu_seqlens_q", lambda t: t.long()), ValueError,
+                 r"^cu_seqlens_q must be int32", id="paged_prefill-cu-int64"),
+    pytest.param("paged_prefill", _lens("cu_seqlens_q", [0, 3, 5, 7]), ValueError,
+                 r"^block_table must have shape \(3, max_pages\)",
+                 id="paged_prefill-table-batch-vs-cu"),
+    pytest.param("paged_prefill", _set("block_table", lambda t: t.long()), ValueError,
+                 r"^block_table must be int32", id="paged_prefill-table-int64"),
+    pytest.param("paged_prefill", _set("seq_lens", lambda t: t[:1]), ValueError,
+                 r"^seq_lens must have shape \(2,\)", id="paged_prefill-seq_lens-shape"),
+    pytest.param("paged_prefill", _arg("max_seqlen_q", -1), ValueError,
+                 r"^max_seqlen_q must be >= 0", id="paged_prefill-max_seqlen_q-negative"),
+    pytest.param("paged_prefill", _arg("max_seqlen_q", 4.0), TypeError,
+                 r"^max_seqlen_q must be an int", id="paged_prefill-max_seqlen_q-float"),
+    pytest.param("paged_prefill", _arg("num_splits", 0), ValueError, r"^num_splits",
+                 id="paged_prefill-num-splits"),
+    pytest.param("paged_prefill", _arg("sm_scale", float("nan")), ValueError,
+                 r"^sm_scale must be finite", id="paged_prefill-sm-scale-nan"),
+    pytest.param("paged_prefill", _out_like(lambda t: t[:-1].clone()), ValueError,
+                 r"^out must have shape \(7, 4, 16\)", id="paged_prefill-out-shape"),
+    pytest.param("paged_prefill", _out_like(lambda t: t.half()), ValueError,
+                 r"^out must have dtype", id="paged_prefill-out-dtype"),
 ]
 
 
@@ -740,10 +856,12 @@ DEVICE_CASES = [
 ] + [
     pytest.param("prefill", _to_cpu(lambda c: "kv_seq_lens"), r"^kv_seq_lens must be on cuda",
                  id="prefill-kv_seq_lens"),
-    pytest.param("prefill_varlen", _to_cpu(lambda c: "cu_seqlens_q"),
-                 r"^cu_seqlens_q must be on cuda", id="prefill_varlen-cu_q"),
     pytest.param("prefill_varlen", _to_cpu(lambda c: "cu_seqlens_k"),
                  r"^cu_seqlens_k must be on cuda", id="prefill_varlen-cu_k"),
+] + [
+    pytest.param(fn, _to_cpu(lambda c: "cu_seqlens_q"), r"^cu_seqlens_q must be on cuda",
+                 id=f"{fn}-cu_q")
+    for fn in PACKED
 ] + [
     pytest.param(fn, _to_cpu(lambda c: "block_table"), r"^block_table must be on cuda",
                  id=f"{fn}-block_table")
