@@ -20,9 +20,10 @@ from attention_kernel_triton.oracles.reference import paged_gather, prefill_ref
 HQ, HKV, D, P = 32, 8, 128, 16
 
 
-def build(q_lens, ctx_lens, dtype, seed=0):
+def build(q_lens, ctx_lens, dtype, seed=0, page=None):
     g = torch.Generator(device="cuda").manual_seed(seed)
     b = len(q_lens)
+    P = page or globals()["P"]  # noqa: N806 (the page size, P16 unless asked)
     pages = [-(-c // P) for c in ctx_lens]
     max_pages = max(pages)
     num_pages = sum(pages) + 7
@@ -88,15 +89,22 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sweep", action="store_true")
     ap.add_argument("--dtype", default="fp16")
+    ap.add_argument("--pages", default="", help="comma-separated page sizes: case a only, "
+                    "at each (the page lookup's share of the time)")
     a = ap.parse_args()
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}[a.dtype]
+    if a.pages:
+        for page in map(int, a.pages.split(",")):
+            probe_case(f"a_chunk8x512@4608 P{page}", *CASES["a_chunk8x512@4608"], dtype, a,
+                       page=page)
+        return
     for name, (q_lens, ctx) in CASES.items():
         probe_case(name, q_lens, ctx, dtype, a)
         torch.cuda.empty_cache()
 
 
-def probe_case(name, q_lens, ctx, dtype, a):
-    q, kc, vc, table, cu, lens = build(q_lens, ctx, dtype)
+def probe_case(name, q_lens, ctx, dtype, a, page=None):
+    q, kc, vc, table, cu, lens = build(q_lens, ctx, dtype, page=page)
     mq = max(q_lens)
     out = torch.empty_like(q)
 
