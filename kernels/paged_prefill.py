@@ -83,12 +83,17 @@ def _key_tiles(
     FP32: tl.constexpr,
 ):
     offs_n0 = tl.arange(0, BLOCK_N)
+    # The page lookup runs one tile ahead: the table entries of tile i + 1 are loaded
+    # while tile i computes, so no K/V load waits on a table load in its own iteration
+    # (in the same iteration the pipeliner waits for every copy in flight, each tile).
+    page, slot = page_lookup(table_row, lo + offs_n0, (lo + offs_n0) < seq_len, page_size)
     for start_n in range(lo, hi, BLOCK_N):
         offs_n = start_n + offs_n0
         n_ok = offs_n < seq_len
-        page, slot = page_lookup(table_row, offs_n, n_ok, page_size)
         k_off = page * stride_k_page + slot * stride_k_slot
         v_off = page * stride_v_page + slot * stride_v_slot
+        nxt = offs_n + BLOCK_N
+        page, slot = page_lookup(table_row, nxt, (nxt < seq_len) & (nxt < hi), page_size)
         if BOUNDED:
             kv_mask = n_ok[:, None] & d_ok[None, :]
         else:  # d_ok is a constant with EVEN_D: the loads stay 16-byte vectors

@@ -88,6 +88,7 @@ CASES = {
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sweep", action="store_true")
+    ap.add_argument("--mini", action="store_true", help="with --sweep: 3-4 configs per case")
     ap.add_argument("--dtype", default="fp16")
     ap.add_argument("--pages", default="", help="comma-separated page sizes: case a only, "
                     "at each (the page lookup's share of the time)")
@@ -152,7 +153,11 @@ def probe_case(name, q_lens, ctx, dtype, a, page=None):
     print(line, flush=True)
     if a.sweep:
         ms = (16,) if mq <= 4 else (64, 128)
-        for bm, bn, w, s in itertools.product(ms, (32, 64, 128), (4, 8), (2, 3)):
+        grid = itertools.product(ms, (32, 64, 128), (4, 8), (2, 3))
+        if a.mini:  # a few configs around the table's choice
+            grid = [(16, 128, 4, 2), (16, 128, 4, 3), (16, 64, 4, 3)] if mq <= 4 else \
+                [(128, 128, 8, 2), (128, 128, 8, 3), (128, 64, 4, 3), (64, 64, 4, 3)]
+        for bm, bn, w, s in grid:
             if name.startswith("e_"):
                 break
             cfg = tuning.Config(bm, bn, w, s)

@@ -98,6 +98,19 @@ def prefill_source(args, cfg: _config.Config) -> ASTSource:
     return _signature(mod._prefill_kernel, values, consts)
 
 
+def paged_prefill_source(args, cfg: _config.Config) -> ASTSource:
+    mod = importlib.import_module("attention_kernel_triton.kernels.paged_prefill")
+    half, i32 = torch.zeros(16, dtype=torch.float16), torch.zeros(16, dtype=torch.int32)
+    f32 = torch.zeros(16, dtype=torch.float32)
+    values = dict(q_ptr=half, k_ptr=half, v_ptr=half, block_table_ptr=i32, cu_q_ptr=i32,
+                  seq_lens_ptr=i32, out_ptr=half, lse_ptr=f32, part_out_ptr=f32,
+                  part_lse_ptr=f32)
+    consts = dict(IS_CAUSAL=True, WRITE_LSE=False, SPLIT_KV=False, ONE_TILE=False,
+                  BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, HEAD_DIM_PAD=args.head_dim,
+                  EVEN_D=True, FP32=False, ALIGNED=True, PDL=False)
+    return _signature(mod._paged_prefill_kernel, values, consts)
+
+
 def report(source: ASTSource, cfg: _config.Config, sass: bool = False) -> dict:
     options = {"num_warps": cfg.num_warps, "num_stages": cfg.num_stages}
     if cfg.maxnreg is not None:
@@ -125,6 +138,7 @@ def _ptxas(compiled, maxnreg: int | None, sass: bool) -> dict:
             dump = subprocess.run([str(ptxas.with_name("cuobjdump")), "-sass", str(cubin)],
                                   capture_output=True, text=True, check=True).stdout
             Path("sm90_report.sass").write_text(dump)
+            Path("sm90_report.ptx").write_text(compiled.asm["ptx"])
     number = lambda pattern: int(re.search(pattern, log).group(1))
     return {"shared_bytes": compiled.metadata.shared,
             "registers": number(r"Used (\d+) registers"),
@@ -160,7 +174,7 @@ def prefill_sm90_report(sass: bool = False) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("family", choices=["decode", "prefill", "prefill-sm90"])
+    ap.add_argument("family", choices=["decode", "prefill", "prefill-sm90", "paged-prefill"])
     ap.add_argument("--head-dim", type=int, default=None)
     ap.add_argument("--paged", action="store_true", help="decode: paged cache")
     ap.add_argument("--indices", action="store_true", help="decode: sparse (index lists)")
@@ -180,6 +194,8 @@ def main(argv=None) -> int:
         args.head_dim = 128 if args.family == "decode" else 64
     if args.family == "decode":
         cfg = _config.decode_config(args.head_dim, torch.float16)
+    elif args.family == "paged-prefill":  # rows: a chunk's (M128 unless --block-m)
+        cfg = _config.paged_prefill_config(args.head_dim, torch.float16, 1 << 20)
     else:
         max_q = _config.LONG_PREFILL if args.long else 0
         cfg = _config.prefill_config(args.head_dim, torch.float16, True, max_q)
@@ -188,7 +204,8 @@ def main(argv=None) -> int:
     cfg = _config.Config(args.block_m or cfg.block_m, args.block_n or cfg.block_n,
                          args.warps or cfg.num_warps, args.stages or cfg.num_stages,
                          args.maxnreg if args.maxnreg is not None else cfg.maxnreg)
-    source = (decode_source if args.family == "decode" else prefill_source)(args, cfg)
+    source = {"decode": decode_source, "prefill": prefill_source,
+              "paged-prefill": paged_prefill_source}[args.family](args, cfg)
     result = report(source, cfg, sass=args.sass)
     flags = [f for f in ("paged", "indices", "lens", "varlen", "pointer", "long")
              if getattr(args, f)]
