@@ -214,20 +214,19 @@ def prefill_config(head_dim_pad: int, dtype: torch.dtype, causal: bool,
 # Paged prefill (kernels/paged_prefill.py): the tile's M side packs query tokens x the
 # query heads of one KV head, so its height follows rows = max_seqlen_q x group size:
 # decode rows and speculative verification take decode's tile (16 rows), chunks the
-# prefill-sized ones. Keyed by (M, HEAD_DIM_PAD, element bytes). D128 fp16: best of a
-# 12-config sweep per shape on an H200 (benchmarks/NOTES.md, session 12): M16 N128 w4 s2
-# 153.2 us at q_len 4 x 32 sequences, context 4096 (decode's N64 w4 s3: 184.1); M128 N128
-# w8 s2 975.8 us at 8 x 512 new tokens on 4096 cached (N64 w8 s3: 1185.6), 1763.9 at a
-# fresh 4 x 4096. Other head dims: the same shapes, not measured.
+# prefill-sized ones. Keyed by (M, HEAD_DIM_PAD, element bytes). D128 fp16, H200
+# (benchmarks/NOTES.md, session 12), after the page lookup moved one tile ahead: M16
+# decode's N64 w4 s3, 148.4 us at q_len 4 x 32 sequences on 4096 (N128 s2 152.4); M128
+# N128 w8 s3, 902.1 us at 8 x 512 new tokens on 4096 cached (s2 987.8; M64 N64 w4 s3
+# 1048.4), 1783.5 at a fresh 4 x 4096. Other head dims: the same shapes, not measured.
 PAGED_PREFILL = {
     **{(16, d, 2): c for (d, _), c in DECODE.items() if _ == 2},
     **{(16, d, 4): c for (d, _), c in DECODE.items() if _ == 4},
-    (16, 128, 2): Config(16, 128, 4, 2),
-    (64, 16, 2): Config(64, 64, 4, 2), (64, 32, 2): Config(64, 64, 4, 2),
-    (64, 64, 2): Config(64, 64, 4, 2), (64, 128, 2): Config(64, 64, 4, 2),
+    (64, 16, 2): Config(64, 64, 4, 3), (64, 32, 2): Config(64, 64, 4, 3),
+    (64, 64, 2): Config(64, 64, 4, 3), (64, 128, 2): Config(64, 64, 4, 3),
     (64, 256, 2): Config(64, 32, 4, 2),
-    (128, 16, 2): Config(128, 128, 8, 2), (128, 32, 2): Config(128, 128, 8, 2),
-    (128, 64, 2): Config(128, 128, 8, 2), (128, 128, 2): Config(128, 128, 8, 2),
+    (128, 16, 2): Config(128, 128, 8, 3), (128, 32, 2): Config(128, 128, 8, 3),
+    (128, 64, 2): Config(128, 128, 8, 3), (128, 128, 2): Config(128, 128, 8, 3),
     (128, 256, 2): Config(64, 32, 4, 2),  # M128 x D256 does not fit: 64 rows
     # fp32 (no tensor cores): a correctness path, at most 64 rows
     **{(m, d, 4): Config(64, 32 if d <= 128 else 16, 4, 2)
@@ -236,14 +235,15 @@ PAGED_PREFILL = {
 
 
 def paged_prefill_config(head_dim_pad: int, dtype: torch.dtype, rows: int,
-                         forced: Config | None = None) -> Config:
+                         hopper: bool = True, forced: Config | None = None) -> Config:
     """rows: max_seqlen_q x group size, the M extent one sequence's tile could fill;
-    forced: tuning.paged_prefill_config."""
+    hopper: 228 KB of shared memory per SM, which M128 N128 x 3 stages needs (else at
+    most 64 rows); forced: tuning.paged_prefill_config."""
     if forced is not None:
         return forced
     if interpreting():
         return INTERPRETER
-    m = 16 if rows <= 16 else 64 if rows <= 64 else 128
+    m = 16 if rows <= 16 else 64 if rows <= 64 or not hopper else 128
     return PAGED_PREFILL[(m, head_dim_pad, dtype.itemsize)]
 
 

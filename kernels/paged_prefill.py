@@ -49,7 +49,7 @@ import triton.language as tl
 from triton.language.extra.cuda import gdc_launch_dependents
 
 from . import tuning
-from ._config import interpreting, paged_prefill_config, pdl
+from ._config import cc_major, interpreting, paged_prefill_config, pdl
 from ._jit import LOG2E_HOST, aligned, dim_ok, finalize, mm, online_softmax_step, page_lookup
 from .decode import MIN_KEYS_PER_SPLIT, _combine_kernel, default_num_splits, resident_programs
 from .tuning import Tuning
@@ -290,6 +290,7 @@ def plan(q, k_cache, v_cache, block_table, cu_seqlens_q, seq_lens, out, lse, *, 
         return None
     head_dim_pad = max(16, triton.next_power_of_2(head_dim))
     cfg = paged_prefill_config(head_dim_pad, q.dtype, max_q * group_size,
+                               hopper=cc_major(q.device) in (9, 10),
                                forced=tune.paged_prefill_config)
     hp = heads_per_program(group_size, cfg.block_m)
     q_per_tile = cfg.block_m // hp
