@@ -63,6 +63,7 @@ TESTS = {
     "shared": ("tests/test_prefill.py",),
     "combine": ("tests/test_decode.py",),
     "validation": ("tests/test_errors.py",),
+    "paged_prefill": ("tests/test_paged_prefill.py",),
 }
 
 GPU_INT64 = "tests/test_gpu.py::"
@@ -89,6 +90,7 @@ DEC = "kernels/decode.py"
 JIT = "kernels/_jit.py"
 VAL = "kernels/_validate.py"
 SM90 = "kernels/prefill_sm90.py"
+PP = "kernels/paged_prefill.py"
 # Gluon runs only on a Hopper GPU, never under the interpreter: its mutants are GPU-only.
 _GLUON = dict(gpu_only="Gluon runs only on a Hopper GPU, never under the interpreter",
               gpu_tests=("tests/test_gpu.py::test_prefill_sm90_gluon",))
@@ -395,6 +397,45 @@ MUTANTS: tuple[Mutant, ...] = (
            "fp32 inputs multiplied in tf32",
            gpu_only="the interpreter's tl.dot is numpy matmul and ignores input_precision",
            gpu_tests=("tests/test_prefill.py::test_prefill[accuracy]",)),
+    # ---------------------------------------------------------------- paged prefill
+    Mutant("pp_causal_off_by_one", "paged_prefill", PP,
+           "ok = ok & (offs_n[None, :] <= q_tok[:, None] + causal_shift)",
+           "ok = ok & (offs_n[None, :] < q_tok[:, None] + causal_shift)",
+           "paged prefill: the causal mask excludes the diagonal key"),
+    Mutant("pp_causal_top_left", "paged_prefill", PP,
+           "    causal_shift = seq_len - q_len\n",
+           "    causal_shift = (seq_len - q_len) * 0\n",
+           "paged prefill: new tokens aligned to the context's start, not its end"),
+    Mutant("pp_search_first_tile", "paged_prefill", PP,
+           "first = tl.load(cu_q_ptr + mid) // q_per_tile + mid",
+           "first = tl.load(cu_q_ptr + mid) // q_per_tile",
+           "paged prefill: the binary search's first tile of a sequence drops the + b "
+           "(programs land in the wrong sequence)"),
+    Mutant("pp_lookahead_same_tile", "paged_prefill", PP,
+           "        nxt = offs_n + BLOCK_N\n",
+           "        nxt = offs_n + BLOCK_N * 0\n",
+           "paged prefill: the page lookup for the next tile repeats this tile's pages"),
+    Mutant("pp_mask_from_last_token", "paged_prefill", PP,
+           "mask_from = tl.maximum(t0 + causal_shift + 1, 0) // BLOCK_N * BLOCK_N",
+           "mask_from = tl.maximum(t0 + q_per_tile + causal_shift, 0) // BLOCK_N * BLOCK_N",
+           "paged prefill: the diagonal mask starts from the tile's last token, so earlier "
+           "rows see keys past their diagonal"),
+    Mutant("pp_heads_of_next_block", "paged_prefill", PP,
+           "first_head = off_kvh * group_size + (head_prog % head_blocks) * heads_per_program",
+           "first_head = off_kvh * group_size",
+           "paged prefill: every head block of a KV head computes its first block's heads"),
+    Mutant("pp_split_not_whole_tiles", "paged_prefill", PP,
+           "per_split = tl.cdiv(tl.cdiv(hi, num_splits), BLOCK_N) * BLOCK_N",
+           "per_split = tl.cdiv(hi, num_splits)",
+           "paged prefill: split edges inside a tile (a tile read by two splits, twice)"),
+    Mutant("combine_rows_end_ignored", "paged_prefill", DEC,
+           "        live = off_b < tl.load(rows_end_ptr)\n",
+           "        live = off_b >= 0\n",
+           "split-KV merge writes rows past cu_seqlens_q[-1] (they belong to no sequence)"),
+    Mutant("pp_q_len_over_seq_len_accepted", "validation", VAL,
+           "        over = (q_lens > seq_lens.cpu()).nonzero()",
+           "        over = (q_lens > seq_lens.cpu() + 1).nonzero()",
+           "paged prefill: a sequence with one more new token than its context is accepted"),
     # ---------------------------------------------------------------- prefill, Gluon (sm_90)
     Mutant("sm90_causal_off_by_one", "prefill", SM90,
            "keep = gl.expand_dims(start_n + offs_n0, 0) <= gl.expand_dims(offs_m, 1)",
@@ -480,7 +521,8 @@ def repo_files() -> list[Path]:
         skip = {".git", ".hypothesis", "__pycache__", ".pytest_cache", ".ruff_cache",
                 ".venv", "build", ".whl", ".out"}
         files = [p.relative_to(ROOT) for p in ROOT.rglob("*")
-                 if (p.is_file() or p.is_symlink()) and not skip.intersection(p.relative_to(ROOT).parts)]
+                 if (p.is_file() or p.is_symlink())
+                 and not skip.intersection(p.relative_to(ROOT).parts)]
     files += [p.relative_to(ROOT) for p in (ROOT / "tests" / "corpus").glob("*")
               if p.is_file()]
     # symbolic links stay links (attention_kernel_triton/kernels -> ../kernels: the copy's

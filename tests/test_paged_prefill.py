@@ -33,12 +33,19 @@ GROUP5 = PagedPrefillCase(batch=2, num_kv_heads=1, group_size=5, head_dim=24, n_
                           causal=False, scale=3.0, seed=13, row_gap=3, q_transposed=True,
                           out_like_q=True)
 
+# A group wider than the interpreter's 16-row tile: 24 query heads per KV head run as two
+# programs of 12 heads (one token per tile).
+WIDE_GROUP = PagedPrefillCase(batch=2, num_kv_heads=1, group_size=24, head_dim=16, n_ctx=4,
+                              dtype="float16", seq_lens=(4, 2), q_lens=(2, 2), page_size=4,
+                              causal=True, scale=1.0, seed=14)
+
 
 @pytest.mark.parametrize("prop", COMMON)
 @given(case=paged_prefill_cases(**sizes.paged_prefill()))
 @example(case=MIXED)
 @example(case=SHORT)
 @example(case=GROUP5)
+@example(case=WIDE_GROUP)
 def test_paged_prefill(prop, case, device):
     check("paged_prefill", prop, case, device)
 
