@@ -62,10 +62,15 @@ Then, without any assumption about where the padding is:
   ``sparse_decode`` with an index row of the valid positions (left padding, holes);
 * q_len > 1, keys and real query rows both prefixes (right padding, StaticCache) ->
   ``prefill(seq_lens=, kv_seq_lens=)`` in place on the padded tensors;
-* otherwise (left padding, holes) the valid keys and real query rows are packed,
-  ``prefill_varlen`` runs with cu_seqlens, and the rows are scattered back. Packing keeps
-  the causal mask exact: the real query rows of a sequence are its last valid keys, so
-  bottom-right alignment on the packed lengths is the mask's diagonal.
+* otherwise (left padding, holes, prefill on top of a cache) the real query rows are
+  packed and ``paged_prefill`` reads the keys where they lie: the layer's K/V tensor
+  [B, Hkv, Lk, D] is a paged cache of one-token pages (page b * (batch stride / row
+  stride) + j is key j of sequence b) and each sequence's table row lists its valid
+  key positions, so no K/V row is copied. The rows are scattered back. This keeps the
+  causal mask exact: the real query rows of a sequence are its last valid keys, so
+  bottom-right alignment on (query rows, valid keys) is the mask's diagonal. A K/V
+  tensor whose batch stride is not a multiple of its row stride (or a full mask with
+  more real rows than keys) packs the keys too and runs ``prefill_varlen``.
 
 Query rows whose own token is padding (left-padding rows, which see no key, and
 right-padding rows) come back as 0: finite, and they never reach a real token (no real
@@ -139,7 +144,19 @@ class _Plan:
     cu_k: torch.Tensor | None = None
     max_q: int = 0
     max_k: int = 0
+    k_pos: torch.Tensor | None = None  # int32 [B, max(max_k, 1)]: valid key positions
+    pages: bool = False  # "varlen" through paged_prefill (every sequence: rows <= keys)
     _indices: dict = field(default_factory=dict)  # Hkv -> int32 [B, Hkv, K]
+    _tables: dict = field(default_factory=dict)  # sequence stride in rows -> block table
+
+    def table(self, rows_per_sequence: int) -> torch.Tensor:
+        """block_table of the one-token-page view: key t of sequence b is page
+        b * rows_per_sequence + k_pos[b, t]."""
+        if rows_per_sequence not in self._tables:
+            b = torch.arange(self.k_pos.shape[0], device=self.k_pos.device)[:, None]
+            self._tables[rows_per_sequence] = (b * rows_per_sequence + self.k_pos).to(
+                torch.int32).contiguous()
+        return self._tables[rows_per_sequence]
 
     def indices(self, num_kv_heads: int) -> torch.Tensor:
         if num_kv_heads not in self._indices:
@@ -224,7 +241,12 @@ def _plan(structure: _Structure, q_len: int, k_len: int) -> _Plan:
             return _Plan("dense", causal=structure.causal)
         return _Plan("padded", causal=structure.causal, q_lens=nq, k_lens=nk)
     zero = torch.zeros(1, dtype=torch.int32, device=dev)
-    return _Plan("varlen", causal=structure.causal,
+    width = max(int(nk.max()), 1)
+    pos = torch.where(keys, torch.arange(k_len, device=dev)[None, :], k_len)
+    pos = pos.sort(dim=1).values[:, :width]
+    return _Plan("varlen", causal=structure.causal, k_lens=nk,
+                 k_pos=torch.where(pos < k_len, pos, 0).to(torch.int32),
+                 pages=structure.causal or bool((nq <= nk).all()),
                  q_rows=tuple(rows.nonzero(as_tuple=True)),
                  k_rows=tuple(keys.nonzero(as_tuple=True)),
                  cu_q=torch.cat([zero, nq.cumsum(0, dtype=torch.int32)]),
@@ -418,6 +440,20 @@ class _NoBackward(torch.autograd.Function):
                 "attn_implementation='sdpa' and switch with model.set_attn_implementation")
 
 
+def _one_token_pages(t: torch.Tensor):
+    """t [B, Hkv, Lk, D] as a paged cache [pages, 1, Hkv, D] of one-token pages, page
+    b * m + j holding key j of sequence b (m = batch stride / row stride), and m; None
+    when the batch stride is not a multiple of the row stride. The view ends at t's last
+    element, so it addresses nothing outside t's storage range."""
+    batch, num_kv_heads, k_len, width = t.shape
+    s_b, s_h, s_l, _ = t.stride()
+    if s_l <= 0 or s_b % s_l or t.stride(-1) != 1:
+        return None
+    m = s_b // s_l
+    pages = (batch - 1) * m + k_len
+    return t.as_strided((pages, 1, num_kv_heads, width), (s_l, s_l, s_h, 1)), m
+
+
 def _run(akt, plan: _Plan, q, k, v, scale: float) -> torch.Tensor:
     batch, num_q_heads, q_len, width = q.shape
     if plan.kind in ("empty", "varlen") or q.numel() == 0 or k.shape[2] == 0:
@@ -441,10 +477,18 @@ def _run(akt, plan: _Plan, q, k, v, scale: float) -> torch.Tensor:
                     kv_seq_lens=plan.k_lens, out=view, **kw)
     elif plan.kind == "varlen":
         qp = q.transpose(1, 2)[plan.q_rows]  # [Tq, Hq, D]
-        kp = k.transpose(1, 2)[plan.k_rows]  # [Tk, Hkv, D]
-        vp = v.transpose(1, 2)[plan.k_rows]
-        packed = akt.prefill_varlen(qp, kp, vp, plan.cu_q, plan.cu_k, max_seqlen_q=plan.max_q,
-                                    max_seqlen_k=plan.max_k, causal=plan.causal, **kw)
+        pages = _one_token_pages(k), _one_token_pages(v)
+        if plan.pages and pages[0] is not None and pages[1] is not None \
+                and pages[0][1] == pages[1][1]:
+            packed = akt.paged_prefill(qp, pages[0][0], pages[1][0], plan.table(pages[0][1]),
+                                       plan.cu_q, plan.k_lens, max_seqlen_q=plan.max_q,
+                                       causal=plan.causal, **kw)
+        else:
+            kp = k.transpose(1, 2)[plan.k_rows]  # [Tk, Hkv, D]
+            vp = v.transpose(1, 2)[plan.k_rows]
+            packed = akt.prefill_varlen(qp, kp, vp, plan.cu_q, plan.cu_k,
+                                        max_seqlen_q=plan.max_q, max_seqlen_k=plan.max_k,
+                                        causal=plan.causal, **kw)
         out[plan.q_rows] = packed
     else:  # pragma: no cover
         raise AssertionError(plan.kind)

@@ -100,7 +100,7 @@ def left_padded(prompts):
 def calls(monkeypatch):
     """Which of our kernels ran (the backend looks them up on the package at call time)."""
     seen = []
-    for fn in ("prefill", "prefill_varlen", "decode", "sparse_decode"):
+    for fn in ("prefill", "prefill_varlen", "paged_prefill", "decode", "sparse_decode"):
         real = getattr(akt, fn)
 
         def wrapper(*args, _real=real, _fn=fn, **kwargs):
@@ -178,7 +178,7 @@ def test_left_padded_batch_matches_each_prompt_alone(name, calls):
     prompts = [tokens(7, seed=3), tokens(12, seed=4)]
     ids, mask, pos = left_padded(prompts)
     batched = logits(model, name, ids, attention_mask=mask, position_ids=pos)
-    assert calls == ["prefill_varlen"] * 2  # packed: left padding
+    assert calls == ["paged_prefill"] * 2  # packed queries, keys in place: left padding
     assert torch.isfinite(batched).all()  # padding rows too
     for b, p in enumerate(prompts):
         alone = logits(model, "sdpa", p[None])
@@ -193,7 +193,7 @@ def test_left_padded_batch_matches_each_prompt_alone(name, calls):
 
 def test_right_padding_and_static_cache(name, calls):
     """Right padding (no cache) and a StaticCache (key tensor longer than what was
-    written, left-padded batch) both take the padded var-len path or the packed one."""
+    written, left-padded batch) take the padded var-len path and the paged one."""
     model = build(transformers.LlamaConfig, name)
     prompts = [tokens(5, seed=5), tokens(9, seed=6)]
     ids = torch.zeros(2, 9, dtype=torch.long, device=DEVICE)
@@ -210,7 +210,7 @@ def test_right_padding_and_static_cache(name, calls):
                   disable_compile=True)  # no automatic torch.compile on a GPU
     calls.clear()
     assert greedy(model, name, ids, **static) == greedy(model, "sdpa", ids, **static)
-    assert calls[:2] == ["prefill_varlen"] * 2 and set(calls[2:]) == {"sparse_decode"}
+    assert calls[:2] == ["paged_prefill"] * 2 and set(calls[2:]) == {"sparse_decode"}
 
 
 def test_chunked_prefill_with_a_cache(name, calls):
@@ -232,7 +232,7 @@ def test_chunked_prefill_with_a_cache(name, calls):
     got = torch.cat(parts, 1)
     valid = mask.bool()
     assert (got - want)[valid].abs().max().item() <= ATOL32
-    assert calls == ["prefill_varlen"] * 4
+    assert calls == ["paged_prefill"] * 4  # new tokens against the cache, read in place
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, *LOWP], ids=str)
@@ -257,7 +257,9 @@ def test_bidirectional_model_matches_eager(name, calls):
     kw = dict(attention_mask=mask, position_ids=pos)
     diff = logits(model, name, ids, **kw) - logits(model, "eager", ids, **kw)
     assert diff[mask.bool()].abs().max().item() <= ATOL32
-    assert calls == ["prefill_varlen"] * 2  # packed, non-causal
+    # non-causal: the padding rows see every valid key too, so a sequence has more real
+    # rows than keys, which paged_prefill does not take: keys packed as well
+    assert calls == ["prefill_varlen"] * 2
 
 
 def test_user_4d_masks(name):
@@ -321,6 +323,29 @@ def test_masks_with_holes_and_per_sequence_shifts_against_float64(name):
         assert torch.isfinite(out).all()
         err = (out.double() - ref)[real].abs().max().item()
         assert err <= 1e-5, (keep.shape, err)  # fp32 kernels vs float64, values O(1)
+
+
+def test_packed_keys_when_the_cache_cannot_be_paged(name, calls):
+    """A K/V tensor whose batch stride is not a multiple of its row stride ([Lk, B, Hkv, D]
+    storage) cannot be viewed as one-token pages: the keys are packed and prefill_varlen
+    runs, with the bits of the paged path on the same values."""
+    g = torch.Generator().manual_seed(16)
+    batch, hq, hkv, lq, lk, d = 2, 4, 2, 3, 7, 16
+    q = torch.randn(batch, hq, lq, d, generator=g).to(DEVICE)
+    k, v = (torch.randn(lk, batch, hkv, d, generator=g).to(DEVICE).permute(1, 2, 0, 3)
+            for _ in range(2))
+    valid = torch.ones(batch, lk, dtype=torch.bool)
+    valid[0, :2] = False  # left padding: the packed path
+    j, i = torch.arange(lk), torch.arange(lq)
+    mask = (valid[:, None, :] & (j[None, None, :] <= i[None, :, None] + lk - lq))[:, None]
+    module = torch.nn.Module()
+    module.is_causal = True
+    strided, _ = backend.attention_forward(module, q, k, v, mask.to(DEVICE), scaling=0.25)
+    dense, _ = backend.attention_forward(module, q, k.contiguous(), v.contiguous(),
+                                         mask.to(DEVICE).clone(), scaling=0.25)
+    assert calls == ["prefill_varlen", "paged_prefill"]
+    real = valid[:, lk - lq:].to(DEVICE)  # query row i is key lk - lq + i
+    assert (strided - dense)[real].abs().max().item() <= 1e-6
 
 
 # --------------------------------------------------------------------------- refused
