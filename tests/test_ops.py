@@ -19,7 +19,7 @@ from attention_kernel_triton.kernels import ops, tuning
 from attention_kernel_triton.kernels._config import Config
 
 NAMES = ["prefill", "prefill_varlen", "decode", "paged_decode", "sparse_decode",
-         "sparse_paged_decode"]
+         "sparse_paged_decode", "paged_prefill"]
 
 
 def _inputs(name: str, device, batch: int = 2, dtype=torch.float16, seed: int = 0):
@@ -59,6 +59,10 @@ def _inputs(name: str, device, batch: int = 2, dtype=torch.float16, seed: int = 
     table = torch.randperm(pages, generator=g).to(torch.int32).view(batch, -1).to(device)
     if name == "paged_decode":
         return (q, kc, vc, table, lens), {}
+    if name == "paged_prefill":  # 5, 1, 5, ... new tokens at the end of each context
+        q_lens = [5 if b % 2 == 0 else 1 for b in range(batch)]
+        cu = i32([0] + [sum(q_lens[:i + 1]) for i in range(batch)])
+        return (rnd(sum(q_lens), hq, d), kc, vc, table, cu, lens), dict(max_seqlen_q=5)
     idx = torch.randint(-1, n - 7 * (batch - 1), (batch, hq, 9), generator=g)
     return (q, kc, vc, table, lens, idx.to(torch.int32).to(device)), {}
 
@@ -78,6 +82,8 @@ def _op_args(name: str, tensors, kw, *, return_lse: bool, out):
     if name == "sparse_decode":
         q, k, v, idx = tensors
         return (q, k, v, idx, kw["seq_lens"], None, scale, return_lse, out)
+    if name == "paged_prefill":
+        return (*tensors, kw["max_seqlen_q"], True, None, scale, return_lse, out)
     return (*tensors, None, scale, return_lse, out)  # paged, sparse paged
 
 
@@ -143,7 +149,7 @@ def test_compile_fullgraph_bit_identical(name, device):
     assert torch.equal(total, want.sum())
 
 
-@pytest.mark.parametrize("name", ["prefill_varlen", "paged_decode"])
+@pytest.mark.parametrize("name", ["prefill_varlen", "paged_decode", "paged_prefill"])
 def test_compile_dynamic_shapes(name, device):
     """dynamic=True: the fake implementations give symbolic LSE shapes, and a second batch
     size runs in the same compiled function with the eager bits."""
