@@ -111,8 +111,10 @@ def pytest_configure(config):
 # alone). They go first, so that they never start in the suite's tail; scripts/gpu_run.sh
 # runs xdist with --dist worksteal, so that idle workers take them from a busy worker.
 # On the CPU (2 workers, the interpreter) splits_agree is the longest property of all
-# (2026-12-02: 137 s for sparse_paged_decode, 88 s for decode, of a 740 s suite): it goes
-# first there too, so that its five items do not end the run on one worker.
+# (2026-12-02: 137 s for sparse_paged_decode, 88 s for decode, of a 740 s suite; with its
+# interpreter counts cut to 2, 3, 17, tests/properties.py _split_counts: 32 s for
+# paged_prefill, 14 s for sparse_paged_decode, of a 258 s suite, 846 tests): it goes
+# first there too, so that its six items do not end the run on one worker.
 SLOW_FIRST = ("splits_agree", "program_order_from_end_agrees", "program_order_agrees",
               "batch_equals_one_by_one", "load_paths_agree")
 

@@ -167,6 +167,20 @@ def every_element_written(runner, case, device):
 
 
 @prop
+def slack_rows_untouched(runner, case, device):
+    """Packed query rows past cu_seqlens_q[-1] belong to no sequence: out= keeps its
+    values there bit for bit (prefill_varlen, paged_prefill; split calls too)."""
+    args = runner.inputs(case, device)
+    end = int(args["cu_seqlens_q"][-1])
+    for splits in ((None, 3) if "block_table" in args else (None,)):
+        out = torch.full_like(args["q"], 7.0)
+        extra = {} if splits is None else {"num_splits": splits}
+        got, _ = runner.call({**args, **extra}, out=out)
+        assert_same_bits(f"out rows past cu_seqlens_q[-1] (num_splits={splits})", got[end:],
+                         torch.full_like(got[end:], 7.0), case=case)
+
+
+@prop
 def inputs_untouched(runner, case, device):
     """Every input is bit-identical after the call: its whole storage, the gaps that its
     view hides included."""
@@ -433,7 +447,8 @@ def sparse_every_index_equals_dense(runner, case, device):
 @prop
 def sparse_unvalidated_out_of_range_skipped(runner, case, device):
     """With validate=False, index entries outside [0, seq_len) are skipped, never read
-    (kernels/api.py, sparse_decode): past the length, past the cache's capacity, below -1. The output
+    (kernels/api.py, sparse_decode): past the length, past the cache's capacity, below -1.
+    The output
     equals, bit for bit, the same call with -1 in those slots, with NaN in every K/V row
     and table entry that the valid indices do not reach."""
     args = runner.inputs(case, device)
@@ -609,10 +624,11 @@ def paged_prefill_chunked_equals_whole(runner, case, device):
         inner = sorted(torch.randint(0, q_len + 1, (2,), generator=g).tolist())
         cuts.append([0, *inner, q_len])
     for c in range(3):
-        rows = [list(range(q0 + e[c], q0 + e[c + 1])) for (q0, _, _), e in zip(seqs, cuts)]
+        rows = [list(range(q0 + e[c], q0 + e[c + 1]))
+                for (q0, _, _), e in zip(seqs, cuts, strict=True)]
         # non-causal: every chunk sees the whole context (a split of the queries only)
         lens = [seq_len - q_len + e[c + 1] if args["causal"] else seq_len
-                for (_, q_len, seq_len), e in zip(seqs, cuts)]
+                for (_, q_len, seq_len), e in zip(seqs, cuts, strict=True)]
         call = _paged_prefill_of(args, rows, [len(r) for r in rows], lens, device)
         out_c, lse_c = runner.call(call)
         at = [r for rs in rows for r in rs]

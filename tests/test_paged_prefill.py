@@ -12,7 +12,8 @@ from tests.properties import check
 COMMON = ["accuracy", "finite", "unread_memory", "every_element_written", "inputs_untouched",
           "deterministic", "gqa_equals_mha", "splits_agree", "page_permutation_bit_identical",
           "paged_prefill_one_by_one", "paged_prefill_chunked_equals_whole",
-          "paged_prefill_single_token_equals_paged_decode", "paged_prefill_equals_varlen"]
+          "paged_prefill_single_token_equals_paged_decode", "paged_prefill_equals_varlen",
+          "slack_rows_untouched"]
 
 # A mixed batch in one call: a decode row, a speculative chunk of 3, a chunk crossing
 # tiles on a cached prefix, a fresh prefill (q_len == seq_len), a sequence with no new

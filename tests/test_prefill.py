@@ -5,8 +5,7 @@ from dataclasses import replace
 import pytest
 from hypothesis import example, given
 
-from attention_kernel_triton.strategies.cases import prefill_cases
-from attention_kernel_triton.strategies.cases import PrefillCase
+from attention_kernel_triton.strategies.cases import PrefillCase, prefill_cases
 from tests import sizes
 from tests.properties import check
 
@@ -66,7 +65,7 @@ def test_prefill_padded(prop, case, device):
     check("prefill", prop, case, device)
 
 
-@pytest.mark.parametrize("prop", COMMON + ["varlen_equals_padded"])
+@pytest.mark.parametrize("prop", COMMON + ["varlen_equals_padded", "slack_rows_untouched"])
 @given(case=prefill_cases(**sizes.prefill(), varlen=True))
 @example(case=TMA_VARLEN)
 @example(case=NO_KEYS)
