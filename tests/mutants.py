@@ -136,8 +136,8 @@ MUTANTS: tuple[Mutant, ...] = (
            "program order from each end: valid levels shifted by one tile (the first "
            "tile never computed, one past the length taken twice)"),
     Mutant("prefill_varlen_grid_not_cut", "prefill", VAL,
-           "        max_q = min(max_q, longest)",
-           "        max_q = max_q",
+           "        max_q = min(max_q, longest)  # known here",
+           "        max_q = max_q  # known here",
            "prefill_varlen with validate=True keeps a loose max_seqlen_q's grid (programs "
            "past the longest length), though the host has read the lengths"),
     Mutant("prefill_kv_lens_ignored", "prefill", PRE,
