@@ -35,6 +35,9 @@ def main() -> int:
     qp = torch.cat([q4[0].transpose(0, 1), q4[1, :, :29].transpose(0, 1)])
     kp = torch.cat([k[0].transpose(0, 1), k[1, :, :29].transpose(0, 1)])
     vp = torch.cat([v[0].transpose(0, 1), v[1, :, :29].transpose(0, 1)])
+    # paged prefill: the last 5 and 11 tokens of each context are new
+    cu_new = torch.tensor([0, 5, 16], dtype=torch.int32, device=dev)
+    q_new = torch.cat([q4[0, :, 43:48].transpose(0, 1), q4[1, :, 18:29].transpose(0, 1)])
     runs = [
         ("prefill", kernels.prefill(q4, k, v, seq_lens=lens),
          oracles.prefill_ref(q4, k, v, seq_lens=lens)[0]),
@@ -48,6 +51,9 @@ def main() -> int:
          oracles.sparse_decode_ref(q, k, v, idx)[0]),
         ("sparse_paged_decode", kernels.sparse_paged_decode(q, kc, vc, table, lens, idx),
          oracles.sparse_paged_decode_ref(q, kc, vc, table, lens, idx)[0]),
+        ("paged_prefill", kernels.paged_prefill(q_new, kc, vc, table, cu_new, lens,
+                                                max_seqlen_q=11),
+         oracles.paged_prefill_ref(q_new, kc, vc, table, cu_new, lens)[0]),
     ]
     worst = 0.0
     for name, out, ref in runs:
