@@ -2,7 +2,7 @@
 capture, and the tuning surface (kernels/tuning.py).
 
 On the CPU the kernels run under the interpreter and torch.compile uses the aot_eager
-backend for five of the six functions (Dynamo tracing with zero graph breaks, AOT
+backend for six of the seven functions (Dynamo tracing with zero graph breaks, AOT
 functionalisation of the mutated ``out``) and Inductor for decode (an Inductor compile
 costs ~10 s here); on a GPU every function compiles with Inductor.
 """
