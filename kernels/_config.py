@@ -27,6 +27,11 @@ from .tuning import Config  # noqa: F401  (defined with the tuning surface)
 _INTERPRETING = os.environ.get("TRITON_INTERPRET") == "1"
 
 
+# CUDA's grid limits: programs on axis x, and on axes y and z.
+GRID_LIMIT = 2**31 - 1
+GRID_YZ_LIMIT = 65535
+
+
 def interpreting() -> bool:
     """Whether the kernels were defined under Triton's interpreter (CPU tensors)."""
     return _INTERPRETING

@@ -22,6 +22,9 @@ import triton.language as tl
 # log2(e) and ln(2): scores are scaled into base 2 once so the inner loop uses exp2.
 LOG2E_HOST = 1.4426950408889634  # the wrappers fold it into qk_scale
 LN2 = tl.constexpr(0.6931471805599453)
+# The running max's start in the prefill kernels: finite, so a row whose keys so far are
+# all masked needs no -inf guard in online_softmax_step (MAY_BE_EMPTY=False).
+FLT_MAX_NEG = tl.constexpr(-3.4028234663852886e38)  # the most negative finite float32
 
 
 @triton.jit

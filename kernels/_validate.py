@@ -21,11 +21,11 @@ import math
 
 import torch
 
-from ._config import interpreting
+from ._config import GRID_YZ_LIMIT, interpreting
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 MIN_HEAD_DIM, MAX_HEAD_DIM = 16, 256
-MAX_NUM_SPLITS = 65535  # a split count is a grid axis: CUDA's gridDim.y/z limit
+MAX_NUM_SPLITS = GRID_YZ_LIMIT  # a split count is a grid axis (y or z)
 
 
 def tensor(name: str, t, rank: int | None = None, layout: str = "") -> torch.Tensor:

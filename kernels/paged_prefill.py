@@ -49,14 +49,20 @@ import triton.language as tl
 from triton.language.extra.cuda import gdc_launch_dependents
 
 from . import tuning
-from ._config import cc_major, interpreting, paged_prefill_config, pdl
-from ._jit import LOG2E_HOST, aligned, dim_ok, finalize, mm, online_softmax_step, page_lookup
+from ._config import GRID_LIMIT, GRID_YZ_LIMIT, cc_major, interpreting, paged_prefill_config, pdl
+from ._jit import (
+    FLT_MAX_NEG,
+    LOG2E_HOST,
+    aligned,
+    dim_ok,
+    finalize,
+    mm,
+    online_softmax_step,
+    page_lookup,
+)
 from .decode import MIN_KEYS_PER_SPLIT, _combine_kernel, default_num_splits, resident_programs
 from .tuning import Tuning
 
-FLT_MAX_NEG = tl.constexpr(-3.4028234663852886e38)  # the most negative finite float32
-GRID_LIMIT = 2**31 - 1  # programs on grid axis 0
-GRID_YZ_LIMIT = 65535  # CUDA's limit on gridDim.y and gridDim.z
 MAX_SPLITS = 64  # the default split count's cap (as paged decode's)
 
 _STRIDES = ["stride_q_tok", "stride_q_head", "stride_k_page", "stride_k_slot",

@@ -50,12 +50,9 @@ import triton.language as tl
 from triton.tools.tensor_descriptor import TensorDescriptor
 
 from . import _config, tuning
-from ._config import cc_major, interpreting, prefill_config
-from ._jit import LOG2E_HOST, aligned, dim_ok, finalize, mm, online_softmax_step
+from ._config import GRID_LIMIT, GRID_YZ_LIMIT, cc_major, interpreting, prefill_config
+from ._jit import FLT_MAX_NEG, LOG2E_HOST, aligned, dim_ok, finalize, mm, online_softmax_step
 from .tuning import Tuning
-
-GRID_LIMIT = 2**31 - 1  # programs on one grid axis (CUDA's limit on gridDim.x)
-FLT_MAX_NEG = tl.constexpr(-3.4028234663852886e38)  # the most negative finite float32
 
 
 @triton.jit
@@ -379,7 +376,6 @@ def _has_228kb_smem(device: torch.device) -> bool:
     return cc_major(device) in (9, 10)
 
 
-GRID_YZ_LIMIT = 65535  # CUDA's limit on gridDim.y and gridDim.z
 
 
 def _grid(num_m_tiles: int, num_batch: int, num_q_heads: int, bh_per_chunk: int,
