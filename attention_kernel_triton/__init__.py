@@ -5,6 +5,7 @@ and Hypothesis strategies that hold them.
     decode, paged_decode               -- GQA decode over a dense or paged KV cache, split-KV
     sparse_decode, sparse_paged_decode -- decode over a given set of token positions
     paged_prefill                      -- new tokens against a paged cache (chunks, mixed batches)
+    quantize_kv                        -- an fp8 KV cache and its scale, for the five above
 
 One import name per module. The repository keeps ``kernels/``, ``oracles/`` and
 ``strategies/`` at its top; they are subpackages of this package, never top-level names
@@ -16,7 +17,7 @@ but its own (``import oracles.reference`` from the root is an ImportError that n
 this package; in a checkout, ``attention_kernel_triton/{kernels,oracles,strategies}``
 are symbolic links to them.
 
-Importing this package changes no global state and loads no kernel: the seven functions
+Importing this package changes no global state and loads no kernel: the eight functions
 are loaded on first use (PEP 562), so ``attention_kernel_triton.oracles`` and
 ``.strategies`` work without a GPU and without Triton compiling anything. Without a GPU
 the kernels run only under Triton's interpreter, which must be chosen before the first
@@ -37,7 +38,7 @@ if not os.path.isdir(os.path.join(os.path.dirname(os.path.abspath(__file__)), "k
 # public name -> the module that defines it
 _API = {name: "kernels.api" for name in (
     "prefill", "prefill_varlen", "decode", "paged_decode", "sparse_decode",
-    "sparse_paged_decode", "paged_prefill")}
+    "sparse_paged_decode", "paged_prefill")} | {"quantize_kv": "kernels.quant"}
 _MODULES = {"tuning": "kernels.tuning"}  # the one public tuning surface
 __all__ = [*_API, *_MODULES, "use_interpreter"]
 
@@ -52,6 +53,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads t
         sparse_decode,
         sparse_paged_decode,
     )
+    from .kernels.quant import quantize_kv  # noqa: F401
 
 
 def __getattr__(name: str):

@@ -9,6 +9,8 @@
 * ``dim_ok``: the head-dim column mask, a compile-time constant when D is a power of two.
 * ``aligned``: marks a stride as a multiple of 16 (one flag instead of per-value
   specialisation).
+* ``kv_values``: a loaded K/V tile in the dtype of the tensor-core operands (fp8 caches
+  are converted, exactly); ``kv_scale``: a KV head's fp8 dequantisation scale.
 
 Reference: Dao, "FlashAttention-2" (2023), Algorithm 1; Triton tutorial 06.
 """
@@ -19,12 +21,18 @@ if __name__.partition(".")[0] != "attention_kernel_triton":  # one import name p
 import triton
 import triton.language as tl
 
+from ._config import interpreting
+
 # log2(e) and ln(2): scores are scaled into base 2 once so the inner loop uses exp2.
 LOG2E_HOST = 1.4426950408889634  # the wrappers fold it into qk_scale
 LN2 = tl.constexpr(0.6931471805599453)
 # The running max's start in the prefill kernels: finite, so a row whose keys so far are
 # all masked needs no -inf guard in online_softmax_step (MAY_BE_EMPTY=False).
 FLT_MAX_NEG = tl.constexpr(-3.4028234663852886e38)  # the most negative finite float32
+# Triton's interpreter converts fp8 through its own tables, which are wrong for e4m3fn's
+# NaN (0x7F/0xFF read as +-480) and for e5m2's subnormals (flushed); there the bits are
+# decoded by hand (``_fp8_decoded``). On a GPU the hardware converts.
+INTERPRET = tl.constexpr(interpreting())
 
 
 @triton.jit
@@ -114,3 +122,48 @@ def page_lookup(table_row_ptr, t, mask, page_size):
     """
     page = tl.load(table_row_ptr + t // page_size, mask=mask, other=0)
     return page.to(tl.int64), (t % page_size).to(tl.int64)
+
+
+@triton.jit
+def _fp8_decoded(x):
+    """fp32 values of an fp8 tile (e4m3fn or e5m2), from its bits: the interpreter's
+    conversion, done right (IEEE-style subnormals; e4m3fn has NaN and no inf)."""
+    bits = x.to(tl.uint8, bitcast=True).to(tl.int32)
+    sign = tl.where(bits >= 128, -1.0, 1.0)
+    if x.dtype == tl.float8e4nv:  # 1-4-3, bias 7
+        e = (bits >> 3) & 15
+        m = (bits & 7).to(tl.float32)
+        mag = tl.where(e == 0, m * 0.001953125,  # m x 2^-9
+                       (8.0 + m) * tl.exp2((e - 10).to(tl.float32)))
+        mag = tl.where((bits & 127) == 127, float("nan"), mag)
+    else:  # 1-5-2, bias 15
+        e = (bits >> 2) & 31
+        m = (bits & 3).to(tl.float32)
+        mag = tl.where(e == 0, m * 0.0000152587890625,  # m x 2^-16
+                       (4.0 + m) * tl.exp2((e - 17).to(tl.float32)))
+        mag = tl.where(e == 31, tl.where(m == 0.0, float("inf"), float("nan")), mag)
+    return sign * mag
+
+
+@triton.jit
+def kv_values(x, dtype: tl.constexpr):
+    """A loaded K or V tile as tensor-core operands of `dtype` (q's): an fp8 tile is
+    converted (exactly: every e4m3fn and e5m2 value is an fp16 and a bf16 value; its scale
+    is applied to the scores and the output, not here), any other tile is returned as is."""
+    if x.dtype == tl.float8e4nv or x.dtype == tl.float8e5:
+        if INTERPRET:
+            return _fp8_decoded(x).to(dtype)
+        else:
+            return x.to(dtype)
+    else:
+        return x
+
+
+@triton.jit
+def kv_scale(scale_ptr, kv_head, stride, HAS_SCALES: tl.constexpr):
+    """KV head `kv_head`'s dequantisation scale (real = stored x scale; stride 0 for one
+    scale per tensor); 1.0 without scales."""
+    if HAS_SCALES:
+        return tl.load(scale_ptr + kv_head * stride)
+    else:
+        return 1.0

@@ -24,6 +24,8 @@ import torch
 from ._config import GRID_YZ_LIMIT, interpreting
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+# KV caches the decode functions and paged_prefill also take (with fp16 / bf16 q).
+FP8_DTYPES = (torch.float8_e4m3fn, torch.float8_e5m2)
 MIN_HEAD_DIM, MAX_HEAD_DIM = 16, 256
 MAX_NUM_SPLITS = GRID_YZ_LIMIT  # a split count is a grid axis (y or z)
 
@@ -205,11 +207,28 @@ def decode_query(q) -> tuple[torch.Tensor, tuple]:
 
 
 def _kv_pair(q3, names: tuple[str, str], k, v, layout: str) -> None:
-    """A K/V pair of rank 4, float, contiguous head dim, q's dtype and device, one shape."""
+    """A K/V pair of rank 4, contiguous head dim, on q's device, one shape, one dtype:
+    q's, or fp8 (e4m3fn / e5m2) when q is fp16 or bf16."""
     for name, t in zip(names, (k, v), strict=True):
         tensor(name, t, 4, layout)
-        float_input(name, t)
-        same_kind("q", q3, name, t)
+    if k.dtype in FP8_DTYPES:
+        if q3.dtype not in (torch.float16, torch.bfloat16):
+            raise ValueError(f"{names[0]} is {k.dtype}: fp8 caches need q in float16 or "
+                             f"bfloat16 (the dtype they are converted to), got q {q3.dtype}")
+        for name, t in zip(names, (k, v), strict=True):
+            same_kind(names[0], k, name, t)
+            if t.device != q3.device:
+                raise ValueError(f"{name} must be on {q3.device} like q, got {t.device}")
+            if t.numel() and t.stride(-1) != 1:
+                raise ValueError(f"{name} must be contiguous in its last (head) dim, got "
+                                 f"strides {t.stride()}")
+    else:
+        for name, t in zip(names, (k, v), strict=True):
+            if t.dtype in FP8_DTYPES:  # v fp8, k not: name the mix
+                raise ValueError(f"{name} is {t.dtype} but {names[0]} is {k.dtype}: K and V "
+                                 f"caches must share one dtype")
+            float_input(name, t)
+            same_kind("q", q3, name, t)
     if k.shape != v.shape:
         raise ValueError(f"{names[0]} and {names[1]} must have the same shape, got "
                          f"{tuple(k.shape)} and {tuple(v.shape)}")
@@ -260,6 +279,35 @@ def paged_cache(q3, k_cache, v_cache, block_table, seq_lens, validate: bool,
                              f"sequence {b} but is not a page id in [0, {num_pages})")
 
 
+def kv_scales(k, k_scale, v_scale, num_kv_heads: int, device, validate: bool) -> None:
+    """fp8 dequantisation scales (real = stored x scale): both or neither, only with fp8
+    caches; each a float32 tensor on q's device of shape [] / [1] (per tensor) or [Hkv]
+    (per KV head); with validate, finite and > 0."""
+    if k_scale is None and v_scale is None:
+        return
+    if k_scale is None or v_scale is None:
+        given, missing = ("k_scale", "v_scale") if v_scale is None else ("v_scale", "k_scale")
+        raise ValueError(f"{given} given without {missing}: pass both scales or neither "
+                         f"(neither: scale 1)")
+    if k.dtype not in FP8_DTYPES:
+        raise ValueError(f"k_scale and v_scale dequantise fp8 caches (float8_e4m3fn, "
+                         f"float8_e5m2); the caches here are {k.dtype}")
+    for name, t in (("k_scale", k_scale), ("v_scale", v_scale)):
+        tensor(name, t)
+        if t.dtype != torch.float32:
+            raise ValueError(f"{name} must be float32, got {t.dtype}")
+        if t.device != device:
+            raise ValueError(f"{name} must be on {device} like q, got {t.device}")
+        if not (t.dim() == 0 or (t.dim() == 1 and t.shape[0] in (1, num_kv_heads))):
+            raise ValueError(f"{name} must have shape (), (1,) (one scale) or "
+                             f"({num_kv_heads},) (one per KV head), got {tuple(t.shape)}")
+        if validate:
+            bad = ~(torch.isfinite(t) & (t > 0))
+            if bool(bad.any()):
+                raise ValueError(f"{name} must be finite and > 0, got "
+                                 f"{t.reshape(-1)[bad.reshape(-1)][0].item()}")
+
+
 def indices(idx, q3, num_kv_heads: int, seq_lens, n_ctx: int, validate: bool) -> None:
     """int32 [B, H_idx, K], H_idx in {Hkv, Hq}; with validate every entry in
     [-1, seq_len) (the length, or n_ctx without lengths; -1 = unused)."""
@@ -286,10 +334,12 @@ def indices(idx, q3, num_kv_heads: int, seq_lens, n_ctx: int, validate: bool) ->
 
 
 def decode_call(q, k, v, *, block_table=None, seq_lens=None, idx=None, num_splits=None,
-                sm_scale=None, out=None, validate: bool = True) -> tuple[torch.Tensor, float]:
+                sm_scale=None, k_scale=None, v_scale=None, out=None,
+                validate: bool = True) -> tuple[torch.Tensor, float]:
     """Every check of a decode-family call (dense or paged cache, with or without index
     rows), in one place and in one order: q, the cache (and table, and lengths), the split
-    count, the indices, sm_scale, out=. Returns (out, allocated when not given; sm_scale)."""
+    count, the indices, sm_scale, the fp8 scales, out=. Returns (out, allocated when not
+    given; sm_scale)."""
     compile_guard(validate)
     q3, out_shape = decode_query(q)
     if block_table is None:
@@ -305,6 +355,7 @@ def decode_call(q, k, v, *, block_table=None, seq_lens=None, idx=None, num_split
     if idx is not None:
         indices(idx, q3, num_kv_heads, seq_lens, n_ctx, validate)
     scale = check_sm_scale(sm_scale, q3.shape[2])
+    kv_scales(k, k_scale, v_scale, num_kv_heads, q3.device, validate)
     return check_out(out, q3, out_shape), scale
 
 
@@ -384,7 +435,8 @@ def max_seqlen(name: str, value) -> int:
 
 
 def paged_prefill_call(q, k_cache, v_cache, block_table, cu_seqlens_q, seq_lens, *,
-                       max_seqlen_q, num_splits, sm_scale, out, validate: bool):
+                       max_seqlen_q, num_splits, sm_scale, out, validate: bool,
+                       k_scale=None, v_scale=None):
     """Every check of a paged prefill call: packed q [Tq, Hq, D], the paged cache (as
     paged decode's), cu_seqlens_q, and with validate every sequence's new tokens within
     its context (q_len_b <= seq_lens[b]) and within max_seqlen_q. Returns (out, sm_scale,
@@ -414,4 +466,5 @@ def paged_prefill_call(q, k_cache, v_cache, block_table, cu_seqlens_q, seq_lens,
                              f"query length")
         max_q = min(max_q, longest)
     scale = check_sm_scale(sm_scale, q.shape[2])
+    kv_scales(k_cache, k_scale, v_scale, k_cache.shape[2], q.device, validate)
     return check_out(out, q, tuple(q.shape)), scale, max_q

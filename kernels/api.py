@@ -103,6 +103,8 @@ def decode(
     seq_lens: torch.Tensor | None = None,
     num_splits: int | None = None,
     sm_scale: float | None = None,
+    k_scale: torch.Tensor | None = None,
+    v_scale: torch.Tensor | None = None,
     return_lse: bool = False,
     out: torch.Tensor | None = None,
     validate: bool = True,
@@ -113,10 +115,17 @@ def decode(
     seq_lens: int32 [B] valid cache lengths (default N; keys past it are never read).
     num_splits: split-KV count (default: a heuristic from B x Hkv and N).
     Returns out (and lse [B, Hq] float32, natural log; -inf for a length-0 row).
+    fp8 caches (every decode function and paged_prefill): k and v float8_e4m3fn or
+    float8_e5m2 with q (and out) float16 or bfloat16; k_scale, v_scale: float32 tensors of
+    shape [] / [1] (per tensor) or [Hkv] (per KV head), on q's device, both or neither
+    (neither: scale 1), with vLLM's convention stored = real / scale, i.e. real K =
+    k.float() * k_scale. ``quantize_kv`` makes such a cache and its scale.
     """
     out, scale = val.decode_call(q, k, v, seq_lens=seq_lens, num_splits=num_splits,
-                                 sm_scale=sm_scale, out=out, validate=validate)
-    lse = ops.call("decode", q, k, v, seq_lens, num_splits, scale, bool(return_lse), out)
+                                 sm_scale=sm_scale, k_scale=k_scale, v_scale=v_scale,
+                                 out=out, validate=validate)
+    lse = ops.call("decode", q, k, v, seq_lens, num_splits, scale, k_scale, v_scale,
+                   bool(return_lse), out)
     return _result(out, lse, return_lse)
 
 
@@ -129,6 +138,8 @@ def paged_decode(
     *,
     num_splits: int | None = None,
     sm_scale: float | None = None,
+    k_scale: torch.Tensor | None = None,
+    v_scale: torch.Tensor | None = None,
     return_lse: bool = False,
     out: torch.Tensor | None = None,
     validate: bool = True,
@@ -139,12 +150,13 @@ def paged_decode(
     (any strides with a contiguous last dim); block_table: int32 [B, max_pages];
     seq_lens: int32 [B]. Token t of sequence b is cache[block_table[b, t // P], t % P];
     table entries past a sequence's last page are never read and may hold anything.
+    fp8 caches and k_scale / v_scale: as ``decode``.
     """
     out, scale = val.decode_call(q, k_cache, v_cache, block_table=block_table,
                                  seq_lens=seq_lens, num_splits=num_splits, sm_scale=sm_scale,
-                                 out=out, validate=validate)
+                                 k_scale=k_scale, v_scale=v_scale, out=out, validate=validate)
     lse = ops.call("paged_decode", q, k_cache, v_cache, block_table, seq_lens, num_splits,
-                   scale, bool(return_lse), out)
+                   scale, k_scale, v_scale, bool(return_lse), out)
     return _result(out, lse, return_lse)
 
 
@@ -157,6 +169,8 @@ def sparse_decode(
     seq_lens: torch.Tensor | None = None,
     num_splits: int | None = None,
     sm_scale: float | None = None,
+    k_scale: torch.Tensor | None = None,
+    v_scale: torch.Tensor | None = None,
     return_lse: bool = False,
     out: torch.Tensor | None = None,
     validate: bool = True,
@@ -168,12 +182,12 @@ def sparse_decode(
     an unused slot anywhere in a row, order is free, a repeated position counts as often
     as it appears; a row of only -1 gives output 0 and LSE -inf. seq_lens: int32 [B]
     (default N) bounds the valid positions. With validate=False, positions outside
-    [0, seq_len) are skipped, never read."""
+    [0, seq_len) are skipped, never read. fp8 caches and k_scale / v_scale: as ``decode``."""
     out, scale = val.decode_call(q, k, v, seq_lens=seq_lens, idx=indices,
-                                 num_splits=num_splits, sm_scale=sm_scale, out=out,
-                                 validate=validate)
-    lse = ops.call("sparse_decode", q, k, v, indices, seq_lens, num_splits, scale,
-                   bool(return_lse), out)
+                                 num_splits=num_splits, sm_scale=sm_scale, k_scale=k_scale,
+                                 v_scale=v_scale, out=out, validate=validate)
+    lse = ops.call("sparse_decode", q, k, v, indices, seq_lens, num_splits, scale, k_scale,
+                   v_scale, bool(return_lse), out)
     return _result(out, lse, return_lse)
 
 
@@ -187,18 +201,21 @@ def sparse_paged_decode(
     *,
     num_splits: int | None = None,
     sm_scale: float | None = None,
+    k_scale: torch.Tensor | None = None,
+    v_scale: torch.Tensor | None = None,
     return_lse: bool = False,
     out: torch.Tensor | None = None,
     validate: bool = True,
 ):
     """Sparse decode over a paged cache ([num_pages, page_size, Hkv, D], as
     ``paged_decode``); indices hold logical positions (as ``sparse_decode``), looked up
-    through block_table."""
+    through block_table. fp8 caches and k_scale / v_scale: as ``decode``."""
     out, scale = val.decode_call(q, k_cache, v_cache, block_table=block_table,
                                  seq_lens=seq_lens, idx=indices, num_splits=num_splits,
-                                 sm_scale=sm_scale, out=out, validate=validate)
+                                 sm_scale=sm_scale, k_scale=k_scale, v_scale=v_scale, out=out,
+                                 validate=validate)
     lse = ops.call("sparse_paged_decode", q, k_cache, v_cache, block_table, seq_lens, indices,
-                   num_splits, scale, bool(return_lse), out)
+                   num_splits, scale, k_scale, v_scale, bool(return_lse), out)
     return _result(out, lse, return_lse)
 
 
@@ -214,6 +231,8 @@ def paged_prefill(
     causal: bool = True,
     num_splits: int | None = None,
     sm_scale: float | None = None,
+    k_scale: torch.Tensor | None = None,
+    v_scale: torch.Tensor | None = None,
     return_lse: bool = False,
     out: torch.Tensor | None = None,
     validate: bool = True,
@@ -233,13 +252,15 @@ def paged_prefill(
     max_seqlen_q must bound every q_len_b (with validate=True the longest is used).
     num_splits: split-KV count (default: a heuristic). Returns out [Tq, Hq, D] (and lse
     [Hq, Tq] float32). Packed rows past cu_seqlens_q[-1] belong to no sequence and are
-    left as they are, as in prefill_varlen.
+    left as they are, as in prefill_varlen. fp8 caches and k_scale / v_scale: as ``decode``.
     """
     out, scale, max_q = val.paged_prefill_call(
         q, k_cache, v_cache, block_table, cu_seqlens_q, seq_lens, max_seqlen_q=max_seqlen_q,
-        num_splits=num_splits, sm_scale=sm_scale, out=out, validate=validate)
+        num_splits=num_splits, sm_scale=sm_scale, k_scale=k_scale, v_scale=v_scale, out=out,
+        validate=validate)
     lse = ops.call("paged_prefill", q, k_cache, v_cache, block_table, cu_seqlens_q, seq_lens,
-                   max_q, bool(causal), num_splits, scale, bool(return_lse), out)
+                   max_q, bool(causal), num_splits, scale, k_scale, v_scale, bool(return_lse),
+                   out)
     return _result(out, lse, return_lse)
 
 

@@ -47,7 +47,17 @@ from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
 
 from . import tuning
 from ._config import decode_config, interpreting, pdl, programs_per_sm, sm_limits
-from ._jit import LOG2E_HOST, aligned, dim_ok, finalize, mm, online_softmax_step, page_lookup
+from ._jit import (
+    LOG2E_HOST,
+    aligned,
+    dim_ok,
+    finalize,
+    kv_scale,
+    kv_values,
+    mm,
+    online_softmax_step,
+    page_lookup,
+)
 from .tuning import Tuning
 
 # Split-KV rule (benchmarks/NOTES.md, session 6). The split kernel is memory-bound; its
@@ -101,6 +111,7 @@ def _decode_kernel(
     block_table_ptr,  # [B, max_pages] int32 (IS_PAGED)
     seq_lens_ptr,  # [B] int32 (HAS_LENS)
     indices_ptr,  # [B, H_idx, K] int32 (HAS_INDICES); H_idx = Hq // heads_per_program
+    k_scale_ptr, v_scale_ptr,  # fp8 caches: [Hkv] fp32, or one value (stride 0) (HAS_SCALES)
     out_ptr,  # [B, Hq, D]            (not SPLIT_KV)
     lse_ptr,  # [B, Hq] fp32          (not SPLIT_KV and WRITE_LSE)
     part_out_ptr,  # [B, Hq, num_splits, D] fp32 (SPLIT_KV)
@@ -117,10 +128,12 @@ def _decode_kernel(
     stride_idx_batch, stride_idx_head, stride_idx_k,
     stride_o_batch, stride_o_head,
     stride_lse_batch, stride_lse_head,
+    stride_k_scale, stride_v_scale,
     IS_PAGED: tl.constexpr,
     HAS_LENS: tl.constexpr,
     HAS_INDICES: tl.constexpr,
     WRITE_LSE: tl.constexpr,
+    HAS_SCALES: tl.constexpr,  # fp8 caches with k_scale / v_scale
     SPLIT_KV: tl.constexpr,  # num_splits > 1: write fp32 partials for _combine_kernel
     BLOCK_H: tl.constexpr,  # >= heads_per_program, >= 16 for tl.dot
     BLOCK_N: tl.constexpr,
@@ -180,6 +193,10 @@ def _decode_kernel(
         v_base = v_ptr + off_b.to(tl.int64) * stride_v_batch + off_kvh.to(tl.int64) * stride_v_head
     idx_row = indices_ptr + off_b.to(tl.int64) * stride_idx_batch \
         + off_hp.to(tl.int64) * stride_idx_head
+    # fp8: real K = stored K x k_scale, folded into the scores' scale (one multiply per
+    # program, not per element); V's scale multiplies the output (the softmax weights sum
+    # to one, so scaling sum_j p_j v_j is scaling every v_j).
+    qk_scale = qk_scale * kv_scale(k_scale_ptr, off_kvh, stride_k_scale, HAS_SCALES)
 
     m_i = tl.full([BLOCK_H], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BLOCK_H], dtype=tl.float32)
@@ -202,14 +219,18 @@ def _decode_kernel(
             k_off = t.to(tl.int64) * stride_k_seq
             v_off = t.to(tl.int64) * stride_v_seq
         kv_mask = t_ok[:, None] & d_ok[None, :]  # constant along D with EVEN_D: cp.async
-        k = tl.load(k_base + k_off[:, None] + offs_d[None, :], mask=kv_mask, other=0.0)
-        v = tl.load(v_base + v_off[:, None] + offs_d[None, :], mask=kv_mask, other=0.0)
+        k = kv_values(tl.load(k_base + k_off[:, None] + offs_d[None, :], mask=kv_mask,
+                              other=0.0), q.dtype)
+        v = kv_values(tl.load(v_base + v_off[:, None] + offs_d[None, :], mask=kv_mask,
+                              other=0.0), q.dtype)
         s = mm(q, tl.trans(k), tl.zeros([BLOCK_H, BLOCK_N], dtype=tl.float32), FP32)
         s = tl.where(t_ok[None, :], s, float("-inf"))  # [BLOCK_H, BLOCK_N] raw scores
         acc, m_i, l_i = online_softmax_step(acc, m_i, l_i, s, v, qk_scale,
                                             MAY_BE_EMPTY=True, FP32=FP32)
 
     out, lse = finalize(acc, m_i, l_i)  # [BLOCK_H, HEAD_DIM_PAD], [BLOCK_H]
+    if HAS_SCALES:
+        out = out * kv_scale(v_scale_ptr, off_kvh, stride_v_scale, HAS_SCALES)
     if not SPLIT_KV:
         tl.store(out_ptr + off_b.to(tl.int64) * stride_o_batch
                  + offs_h[:, None].to(tl.int64) * stride_o_head + offs_d[None, :],
@@ -309,7 +330,8 @@ def resident_programs(device: torch.device, kernel_args: dict, consts: dict,
     the compiled kernel's registers and shared memory; compiled (not launched) on first
     use, then looked up (no allocation, no compile)."""
     kernel = _decode_kernel if kernel is None else kernel
-    key = (kernel, device, kernel_args["q_ptr"].dtype, tuple(consts.items()),
+    key = (kernel, device, kernel_args["q_ptr"].dtype, kernel_args["k_ptr"].dtype,
+           tuple(consts.items()),
            tuple(launch_options.items()))
     if key not in _resident:
         partials = torch.empty(0, device=device, dtype=torch.float32)  # fp32 pointers
@@ -327,6 +349,16 @@ def resident_programs(device: torch.device, kernel_args: dict, consts: dict,
 # validated arguments (_validate.decode_call) -> KVLayout -> DecodePlan -> launch
 
 
+def scale_args(k_scale, v_scale, dummy) -> dict:
+    """The scale pointers and strides of a kernel taking fp8 dequantisation scales
+    (validated: both or neither, fp32, one value or [Hkv]); dummies without them."""
+    if k_scale is None:
+        return dict(k_scale_ptr=dummy, v_scale_ptr=dummy, stride_k_scale=0, stride_v_scale=0)
+    return dict(k_scale_ptr=k_scale, v_scale_ptr=v_scale,
+                stride_k_scale=k_scale.stride(0) if k_scale.numel() > 1 else 0,
+                stride_v_scale=v_scale.stride(0) if v_scale.numel() > 1 else 0)
+
+
 @dataclass(frozen=True)
 class KVLayout:
     """Where the kernel finds key-list entry i of (sequence b, KV head h):
@@ -335,12 +367,15 @@ class KVLayout:
       paged  [num_pages, P, Hkv, D]:     position p = i           -> k[table[b, p // P], p % P, h]
       indexed (either of the above):     position p = indices[b, h_idx, i] (-1: skipped)
 
-    seq_lens (optional on a dense cache) bounds the valid positions."""
+    seq_lens (optional on a dense cache) bounds the valid positions. fp8 caches may
+    come with dequantisation scales (real = stored x scale), fp32 [Hkv] or one value."""
     k: torch.Tensor
     v: torch.Tensor
     block_table: torch.Tensor | None = None
     seq_lens: torch.Tensor | None = None
     indices: torch.Tensor | None = None
+    k_scale: torch.Tensor | None = None
+    v_scale: torch.Tensor | None = None
 
     @property
     def paged(self) -> bool:
@@ -374,7 +409,7 @@ class KVLayout:
                     f"stride_{name}_head": t.stride(1)}
 
         return dict(
-            k_ptr=k, v_ptr=v,
+            k_ptr=k, v_ptr=v, **scale_args(self.k_scale, self.v_scale, dummy),
             block_table_ptr=table if self.paged else dummy,
             seq_lens_ptr=self.seq_lens if self.seq_lens is not None else dummy,
             indices_ptr=idx if idx is not None else dummy,
@@ -431,6 +466,7 @@ def plan(q, layout: KVLayout, out, lse, *, sm_scale: float, num_splits: int | No
     consts = dict(
         IS_PAGED=layout.paged, HAS_LENS=layout.seq_lens is not None,
         HAS_INDICES=indices is not None, WRITE_LSE=lse is not None,
+        HAS_SCALES=layout.k_scale is not None,
         BLOCK_H=max(16, triton.next_power_of_2(heads_per_program)), BLOCK_N=cfg.block_n,
         HEAD_DIM_PAD=head_dim_pad, EVEN_D=head_dim == head_dim_pad,
         FP32=q.dtype == torch.float32, ALIGNED=aligned_strides, PDL=pdl(q.device, tune.pdl))
@@ -498,24 +534,27 @@ def attend(q, layout: KVLayout, *, num_splits: int | None, sm_scale: float, retu
 
 
 # The custom-op implementations (kernels/ops.py), one per public function.
-def decode_impl(q, k, v, seq_lens, num_splits, sm_scale, return_lse, out):
-    return attend(q, KVLayout(k, v, seq_lens=seq_lens), num_splits=num_splits,
-                  sm_scale=sm_scale, return_lse=return_lse, out=out)
-
-
-def paged_decode_impl(q, k_cache, v_cache, block_table, seq_lens, num_splits, sm_scale,
-                      return_lse, out):
-    return attend(q, KVLayout(k_cache, v_cache, block_table=block_table, seq_lens=seq_lens),
+def decode_impl(q, k, v, seq_lens, num_splits, sm_scale, k_scale, v_scale, return_lse, out):
+    return attend(q, KVLayout(k, v, seq_lens=seq_lens, k_scale=k_scale, v_scale=v_scale),
                   num_splits=num_splits, sm_scale=sm_scale, return_lse=return_lse, out=out)
 
 
-def sparse_decode_impl(q, k, v, indices, seq_lens, num_splits, sm_scale, return_lse, out):
-    return attend(q, KVLayout(k, v, seq_lens=seq_lens, indices=indices),
+def paged_decode_impl(q, k_cache, v_cache, block_table, seq_lens, num_splits, sm_scale,
+                      k_scale, v_scale, return_lse, out):
+    return attend(q, KVLayout(k_cache, v_cache, block_table=block_table, seq_lens=seq_lens,
+                              k_scale=k_scale, v_scale=v_scale),
+                  num_splits=num_splits, sm_scale=sm_scale, return_lse=return_lse, out=out)
+
+
+def sparse_decode_impl(q, k, v, indices, seq_lens, num_splits, sm_scale, k_scale, v_scale,
+                       return_lse, out):
+    return attend(q, KVLayout(k, v, seq_lens=seq_lens, indices=indices, k_scale=k_scale,
+                              v_scale=v_scale),
                   num_splits=num_splits, sm_scale=sm_scale, return_lse=return_lse, out=out)
 
 
 def sparse_paged_decode_impl(q, k_cache, v_cache, block_table, seq_lens, indices, num_splits,
-                             sm_scale, return_lse, out):
+                             sm_scale, k_scale, v_scale, return_lse, out):
     return attend(q, KVLayout(k_cache, v_cache, block_table=block_table, seq_lens=seq_lens,
-                              indices=indices),
+                              indices=indices, k_scale=k_scale, v_scale=v_scale),
                   num_splits=num_splits, sm_scale=sm_scale, return_lse=return_lse, out=out)

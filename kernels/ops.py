@@ -64,69 +64,75 @@ def _(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, causal, sm_scale, retur
 
 @torch.library.custom_op(f"{NAMESPACE}::decode", mutates_args=("out",))
 def decode_op(q: Tensor, k: Tensor, v: Tensor, seq_lens: Optional[Tensor],
-              num_splits: Optional[int], sm_scale: float, return_lse: bool,
-              out: Tensor) -> Tensor:
-    return decode.decode_impl(q, k, v, seq_lens, num_splits, sm_scale, return_lse, out)
+              num_splits: Optional[int], sm_scale: float, k_scale: Optional[Tensor],
+              v_scale: Optional[Tensor], return_lse: bool, out: Tensor) -> Tensor:
+    return decode.decode_impl(q, k, v, seq_lens, num_splits, sm_scale, k_scale, v_scale,
+                              return_lse, out)
 
 
 @decode_op.register_fake
-def _(q, k, v, seq_lens, num_splits, sm_scale, return_lse, out):
+def _(q, k, v, seq_lens, num_splits, sm_scale, k_scale, v_scale, return_lse, out):
     return _lse(q, q.shape[:2], return_lse)
 
 
 @torch.library.custom_op(f"{NAMESPACE}::paged_decode", mutates_args=("out",))
 def paged_decode_op(q: Tensor, k_cache: Tensor, v_cache: Tensor, block_table: Tensor,
                     seq_lens: Tensor, num_splits: Optional[int], sm_scale: float,
-                    return_lse: bool, out: Tensor) -> Tensor:
+                    k_scale: Optional[Tensor], v_scale: Optional[Tensor], return_lse: bool,
+                    out: Tensor) -> Tensor:
     return decode.paged_decode_impl(q, k_cache, v_cache, block_table, seq_lens, num_splits,
-                                    sm_scale, return_lse, out)
+                                    sm_scale, k_scale, v_scale, return_lse, out)
 
 
 @paged_decode_op.register_fake
-def _(q, k_cache, v_cache, block_table, seq_lens, num_splits, sm_scale, return_lse, out):
+def _(q, k_cache, v_cache, block_table, seq_lens, num_splits, sm_scale, k_scale, v_scale,
+      return_lse, out):
     return _lse(q, q.shape[:2], return_lse)
 
 
 @torch.library.custom_op(f"{NAMESPACE}::sparse_decode", mutates_args=("out",))
 def sparse_decode_op(q: Tensor, k: Tensor, v: Tensor, indices: Tensor,
                      seq_lens: Optional[Tensor], num_splits: Optional[int], sm_scale: float,
-                     return_lse: bool, out: Tensor) -> Tensor:
+                     k_scale: Optional[Tensor], v_scale: Optional[Tensor], return_lse: bool,
+                     out: Tensor) -> Tensor:
     return decode.sparse_decode_impl(q, k, v, indices, seq_lens, num_splits, sm_scale,
-                                     return_lse, out)
+                                     k_scale, v_scale, return_lse, out)
 
 
 @sparse_decode_op.register_fake
-def _(q, k, v, indices, seq_lens, num_splits, sm_scale, return_lse, out):
+def _(q, k, v, indices, seq_lens, num_splits, sm_scale, k_scale, v_scale, return_lse, out):
     return _lse(q, q.shape[:2], return_lse)
 
 
 @torch.library.custom_op(f"{NAMESPACE}::sparse_paged_decode", mutates_args=("out",))
 def sparse_paged_decode_op(q: Tensor, k_cache: Tensor, v_cache: Tensor, block_table: Tensor,
                            seq_lens: Tensor, indices: Tensor, num_splits: Optional[int],
-                           sm_scale: float, return_lse: bool, out: Tensor) -> Tensor:
+                           sm_scale: float, k_scale: Optional[Tensor],
+                           v_scale: Optional[Tensor], return_lse: bool, out: Tensor) -> Tensor:
     return decode.sparse_paged_decode_impl(q, k_cache, v_cache, block_table, seq_lens,
-                                           indices, num_splits, sm_scale, return_lse, out)
+                                           indices, num_splits, sm_scale, k_scale, v_scale,
+                                           return_lse, out)
 
 
 @sparse_paged_decode_op.register_fake
-def _(q, k_cache, v_cache, block_table, seq_lens, indices, num_splits, sm_scale, return_lse,
-      out):
+def _(q, k_cache, v_cache, block_table, seq_lens, indices, num_splits, sm_scale, k_scale,
+      v_scale, return_lse, out):
     return _lse(q, q.shape[:2], return_lse)
 
 
 @torch.library.custom_op(f"{NAMESPACE}::paged_prefill", mutates_args=("out",))
 def paged_prefill_op(q: Tensor, k_cache: Tensor, v_cache: Tensor, block_table: Tensor,
                      cu_seqlens_q: Tensor, seq_lens: Tensor, max_seqlen_q: int, causal: bool,
-                     num_splits: Optional[int], sm_scale: float, return_lse: bool,
-                     out: Tensor) -> Tensor:
+                     num_splits: Optional[int], sm_scale: float, k_scale: Optional[Tensor],
+                     v_scale: Optional[Tensor], return_lse: bool, out: Tensor) -> Tensor:
     return paged_prefill.paged_prefill_impl(q, k_cache, v_cache, block_table, cu_seqlens_q,
                                             seq_lens, max_seqlen_q, causal, num_splits,
-                                            sm_scale, return_lse, out)
+                                            sm_scale, k_scale, v_scale, return_lse, out)
 
 
 @paged_prefill_op.register_fake
 def _(q, k_cache, v_cache, block_table, cu_seqlens_q, seq_lens, max_seqlen_q, causal,
-      num_splits, sm_scale, return_lse, out):
+      num_splits, sm_scale, k_scale, v_scale, return_lse, out):
     return _lse(q, (q.shape[1], q.shape[0]), return_lse)
 
 

@@ -56,11 +56,19 @@ from ._jit import (
     aligned,
     dim_ok,
     finalize,
+    kv_scale,
+    kv_values,
     mm,
     online_softmax_step,
     page_lookup,
 )
-from .decode import MIN_KEYS_PER_SPLIT, _combine_kernel, default_num_splits, resident_programs
+from .decode import (
+    MIN_KEYS_PER_SPLIT,
+    _combine_kernel,
+    default_num_splits,
+    resident_programs,
+    scale_args,
+)
 from .tuning import Tuning
 
 MAX_SPLITS = 64  # the default split count's cap (as paged decode's)
@@ -104,8 +112,10 @@ def _key_tiles(
             kv_mask = n_ok[:, None] & d_ok[None, :]
         else:  # d_ok is a constant with EVEN_D: the loads stay 16-byte vectors
             kv_mask = d_ok[None, :]
-        k = tl.load(k_base + k_off[:, None] + offs_d[None, :], mask=kv_mask, other=0.0)
-        v = tl.load(v_base + v_off[:, None] + offs_d[None, :], mask=kv_mask, other=0.0)
+        k = kv_values(tl.load(k_base + k_off[:, None] + offs_d[None, :], mask=kv_mask,
+                              other=0.0), q.dtype)
+        v = kv_values(tl.load(v_base + v_off[:, None] + offs_d[None, :], mask=kv_mask,
+                              other=0.0), q.dtype)
         s = mm(q, tl.trans(k), tl.zeros([q.shape[0], BLOCK_N], dtype=tl.float32), FP32)
         if start_n >= mask_from:  # the causal diagonal, or the tile crossing seq_len
             ok = n_ok[None, :]
@@ -128,6 +138,7 @@ def _paged_prefill_kernel(
     block_table_ptr,  # [B, max_pages] int32
     cu_q_ptr,  # [B + 1] int32
     seq_lens_ptr,  # [B] int32, the context including the new tokens
+    k_scale_ptr, v_scale_ptr,  # fp8 caches: [Hkv] fp32, or one value (stride 0) (HAS_SCALES)
     out_ptr,  # [Tq, Hq, D]                    (not SPLIT_KV)
     lse_ptr,  # [Hq, Tq] fp32                  (not SPLIT_KV and WRITE_LSE)
     part_out_ptr,  # [Tq * Hq, num_splits, D] fp32 (SPLIT_KV)
@@ -146,8 +157,10 @@ def _paged_prefill_kernel(
     stride_table_batch,
     stride_o_tok, stride_o_head,
     stride_lse_head, stride_lse_tok,
+    stride_k_scale, stride_v_scale,
     IS_CAUSAL: tl.constexpr,
     WRITE_LSE: tl.constexpr,
+    HAS_SCALES: tl.constexpr,  # fp8 caches with k_scale / v_scale (as decode's)
     SPLIT_KV: tl.constexpr,
     ONE_TILE: tl.constexpr,  # every sequence fits one tile: program b is sequence b
     BLOCK_M: tl.constexpr,
@@ -235,6 +248,7 @@ def _paged_prefill_kernel(
         mask_from = tl.minimum(mask_from, whole)
         whole_hi = tl.maximum(tl.minimum(hi, whole), lo)
         table_row = block_table_ptr + off_b.to(tl.int64) * stride_table_batch
+        qk_scale = qk_scale * kv_scale(k_scale_ptr, off_kvh, stride_k_scale, HAS_SCALES)
         k_base = k_ptr + off_kvh.to(tl.int64) * stride_k_head
         v_base = v_ptr + off_kvh.to(tl.int64) * stride_v_head
         acc, m_i, l_i = _key_tiles(
@@ -249,6 +263,8 @@ def _paged_prefill_kernel(
             BOUNDED=True, IS_CAUSAL=IS_CAUSAL, BLOCK_N=BLOCK_N, FP32=FP32)
 
         out, lse = finalize(acc, m_i, l_i)
+        if HAS_SCALES:
+            out = out * kv_scale(v_scale_ptr, off_kvh, stride_v_scale, HAS_SCALES)
         st_ok = row_ok[:, None] & d_ok[None, :]
         if not SPLIT_KV:
             tl.store(out_ptr + tok[:, None] * stride_o_tok
@@ -285,9 +301,10 @@ class PagedPrefillPlan:
 
 
 def plan(q, k_cache, v_cache, block_table, cu_seqlens_q, seq_lens, out, lse, *, max_q: int,
-         causal: bool, sm_scale: float, num_splits: int | None,
-         tune: Tuning) -> PagedPrefillPlan | None:
-    """q/out [Tq, Hq, D]; lse [Hq, Tq] or None. None: nothing to launch."""
+         causal: bool, sm_scale: float, num_splits: int | None, tune: Tuning,
+         k_scale=None, v_scale=None) -> PagedPrefillPlan | None:
+    """q/out [Tq, Hq, D]; lse [Hq, Tq] or None; fp8 caches' scales or None. None: nothing
+    to launch."""
     total_q, num_q_heads, head_dim = q.shape
     num_batch = cu_seqlens_q.shape[0] - 1
     num_pages, page_size, num_kv_heads, _ = k_cache.shape
@@ -316,6 +333,7 @@ def plan(q, k_cache, v_cache, block_table, cu_seqlens_q, seq_lens, out, lse, *, 
     args = dict(
         q_ptr=q, k_ptr=k_cache, v_ptr=v_cache, block_table_ptr=block_table,
         cu_q_ptr=cu_seqlens_q, seq_lens_ptr=seq_lens, out_ptr=out,
+        **scale_args(k_scale, v_scale, dummy=out),
         lse_ptr=lse if lse is not None else out, num_batch=num_batch,
         search_steps=math.ceil(math.log2(num_batch)) if num_batch > 1 else 0, n_ctx=n_ctx,
         page_size=page_size, q_per_tile=q_per_tile, heads_per_program=hp,
@@ -325,7 +343,8 @@ def plan(q, k_cache, v_cache, block_table, cu_seqlens_q, seq_lens, out, lse, *, 
         stride_lse_head=lse.stride(0) if lse is not None else 0,
         stride_lse_tok=lse.stride(1) if lse is not None else 0)
     consts = dict(
-        IS_CAUSAL=causal, WRITE_LSE=lse is not None, ONE_TILE=one_tile,
+        IS_CAUSAL=causal, WRITE_LSE=lse is not None, HAS_SCALES=k_scale is not None,
+        ONE_TILE=one_tile,
         BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, HEAD_DIM_PAD=head_dim_pad,
         EVEN_D=head_dim == head_dim_pad, FP32=q.dtype == torch.float32,
         ALIGNED=all(st % 16 == 0 for st in strides.values()), PDL=pdl(q.device, tune.pdl))
@@ -384,14 +403,15 @@ def launch(p: PagedPrefillPlan) -> None:
 
 
 def paged_prefill_impl(q, k_cache, v_cache, block_table, cu_seqlens_q, seq_lens, max_q,
-                       causal, num_splits, sm_scale, return_lse, out):
+                       causal, num_splits, sm_scale, k_scale, v_scale, return_lse, out):
     """The custom op's implementation (kernels/ops.py), on validated arguments: out filled
     in place; returns the LSE [Hq, Tq], or an empty tensor without return_lse."""
     total_q, num_q_heads, _ = q.shape
     lse = torch.empty((num_q_heads, total_q), device=q.device, dtype=torch.float32) \
         if return_lse else None
     p = plan(q, k_cache, v_cache, block_table, cu_seqlens_q, seq_lens, out, lse, max_q=max_q,
-             causal=causal, sm_scale=sm_scale, num_splits=num_splits, tune=tuning.current())
+             causal=causal, sm_scale=sm_scale, num_splits=num_splits, tune=tuning.current(),
+             k_scale=k_scale, v_scale=v_scale)
     if p is not None:
         launch(p)
     return lse if return_lse else q.new_empty(0, dtype=torch.float32)
