@@ -14,8 +14,17 @@ FLOPs: causal prefill 4*Hq*L^2*D/2 per sequence (the seeds' convention), summed 
 valid lengths; paged prefill counts the keys each query row attends exactly
 (``paged_prefill_flops``). Bytes: K and V of the valid (or selected) tokens, read once.
 
-A case may carry ``targets``: ours' time over a named implementation's, with the limit
-the kernel aims at; the report prints them as a table after the family's summary.
+A case may carry ``targets``: ours' time over a named implementation's, or ours' own
+time in ms (``Target.at_most_ms``), with the limit the kernel aims at; the report prints
+them as a table after the family's summary.
+
+fp8 KV cases (``Case.kv_dtype``, e.g. float8_e4m3fn; q stays in the case's dtype): the
+16-bit K/V are made as usual, then quantised per tensor with ``quantize_kv`` (scales on
+the device). "ours" is the fp8 call with k_scale / v_scale, checked against the fp64
+oracle on the dequantised values (stored x scale); ``ours-fp16`` (``ours-<dtype>``) is
+ours on the 16-bit K/V the cache came from, and the 16-bit peers are each checked
+against the oracle on their own inputs. Bytes: 1 per fp8 element for the fp8 calls, the
+16-bit size for the others (``Impl.bytes``).
 """
 
 from __future__ import annotations
@@ -43,6 +52,11 @@ DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
 # max |out - float64 oracle| beyond which an implementation is reported wrong, not timed
 TOLERANCE = {torch.float16: 2e-2, torch.bfloat16: 5e-2, torch.float32: 1e-3}
+
+# fp8 KV caches the decode families and paged_prefill take (q stays fp16 / bf16)
+FP8_NAMES = {torch.float8_e4m3fn: "fp8 e4m3", torch.float8_e5m2: "fp8 e5m2"}
+# --kv: every case, only the fp8-KV cases, or only those whose K/V are in q's dtype
+KV_CHOICES = ("all", "fp8", "plain")
 
 SEED_LENGTHS = (1024, 468, 631, 258, 353, 599, 732, 94)
 CHECK_ROWS = 512  # query rows checked in fp64 on long prefill shapes
@@ -76,10 +90,17 @@ class Problem:
 @dataclass(frozen=True)
 class Target:
     """What the kernel aims at on a case: ours' ms / the ms of the fastest of `peers` that
-    passed its check must be at most `limit` (0.5: ours at least 2x faster)."""
+    passed its check must be at most `limit` (0.5: ours at least 2x faster). With
+    `absolute` (``Target.at_most_ms``): no peers, and ours' own ms must be at most
+    `limit` (in ms)."""
     peers: tuple[str, ...]
     limit: float
     what: str
+    absolute: bool = False
+
+    @classmethod
+    def at_most_ms(cls, limit_ms: float, what: str) -> Target:
+        return cls((), float(limit_ms), what, absolute=True)
 
 
 @dataclass(frozen=True)
@@ -90,6 +111,7 @@ class Case:
     build: Callable[[torch.dtype], Problem] = field(compare=False, repr=False)
     quick: bool = False  # part of --quick
     targets: tuple[Target, ...] = field(default=(), compare=False)
+    kv_dtype: torch.dtype | None = None  # an fp8 KV cache (None: K/V in the case's dtype)
 
     @property
     def graph(self) -> bool:
@@ -133,6 +155,71 @@ def causal_flops(lengths, num_q_heads: int, head_dim: int) -> float:
 def kv_bytes(tokens: int, num_kv_heads: int, head_dim: int, dtype) -> float:
     """K and V of `tokens` tokens (summed over the batch), every KV head, read once."""
     return 2.0 * tokens * num_kv_heads * head_dim * torch.empty((), dtype=dtype).element_size()
+
+
+@dataclass
+class Fp8KV:
+    """K and V quantised per tensor by quantize_kv: real = stored x scale."""
+    k: torch.Tensor
+    v: torch.Tensor
+    k_scale: torch.Tensor  # float32 [], on the device
+    v_scale: torch.Tensor
+
+    @property
+    def note(self) -> str:
+        return f"{str(self.k.dtype).replace('torch.', '')} K/V, per-tensor k_scale/v_scale"
+
+    @property
+    def scales(self) -> dict:
+        return {"k_scale": self.k_scale, "v_scale": self.v_scale}
+
+    def floats(self) -> tuple[float, float]:
+        """The scales as Python floats (peers that take floats; a sync, in setup)."""
+        return float(self.k_scale), float(self.v_scale)
+
+
+def quantize_pair(kernels, k, v, kv_dtype) -> Fp8KV:
+    k8, k_scale = kernels.quantize_kv(k, dtype=kv_dtype)
+    v8, v_scale = kernels.quantize_kv(v, dtype=kv_dtype)
+    return Fp8KV(k8, v8, k_scale, v_scale)
+
+
+def real_heads(cache: torch.Tensor, scale: torch.Tensor | None, head_axis: int,
+               heads: slice) -> torch.Tensor:
+    """The KV heads `heads` (along head_axis) of a cache, as the kernels see them: a
+    16/32-bit cache as it is (a view); an fp8 one (scale given, [] or [Hkv]) dequantised
+    to float64, stored x scale. Slicing first keeps the fp64 copy to the checked heads."""
+    index = [slice(None)] * cache.dim()
+    index[head_axis] = heads
+    part = cache[tuple(index)]
+    if scale is None:
+        return part
+    s = scale.double()
+    if s.numel() == 1:
+        s = s.reshape(())
+    else:
+        shape = [1] * cache.dim()
+        shape[head_axis] = -1
+        s = s[heads].reshape(shape)
+    return part.double() * s
+
+
+def _noted(call, note: str):
+    """The call with a ``bench_note`` (the record's note)."""
+    call.bench_note = note
+    return call
+
+
+def _own_name(dtype) -> str:
+    """Ours on the 16-bit K/V an fp8 case's cache was quantised from."""
+    return f"ours-{DTYPE_NAMES[dtype]}"
+
+
+OURS_16BIT = ("ours-fp16", "ours-bf16")  # _own_name of the dtypes an fp8 case runs in
+
+
+def _fp8_what(what: str) -> str:
+    return f"{what}, on the dequantised fp8 K/V (stored x scale)"
 
 
 def _sdpa_impls(q, k, v, *, causal: bool) -> list[Impl]:
@@ -275,18 +362,23 @@ def varlen_case(lengths, num_q_heads, num_kv_heads, head_dim, *, seed=0):
 
 # --------------------------------------------------------------------------- decode
 
-def _decode_reference(q, k, v, seq_lens=None) -> Reference:
+def _decode_reference(q, k, v, seq_lens=None, *, k_scale=None, v_scale=None) -> Reference:
+    """The fp64 oracle on the last query group; with scales, k and v are fp8 and the
+    oracle sees their dequantised values."""
     from attention_kernel_triton.oracles.reference import decode_ref
 
     kvh, heads = _last_group(q.shape[1], k.shape[1])
     kv = slice(kvh, kvh + 1)
-    ref, _ = decode_ref(q[:, heads], k[:, kv], v[:, kv], seq_lens=seq_lens)
+    ref, _ = decode_ref(q[:, heads], real_heads(k, k_scale, 1, kv),
+                        real_heads(v, v_scale, 1, kv), seq_lens=seq_lens)
+    what = f"fp64 oracle on heads {heads.start}-{heads.stop - 1}"
     return Reference(ref, lambda out: out[:, heads],
-                     f"fp64 oracle on heads {heads.start}-{heads.stop - 1}")
+                     what if k_scale is None else _fp8_what(what))
 
 
-def decode_case(batch, num_q_heads, num_kv_heads, n, head_dim, *, seed=0):
-    """One query token per sequence, q [B, Hq, 1, D], against a full dense K/V."""
+def decode_case(batch, num_q_heads, num_kv_heads, n, head_dim, *, kv_dtype=None, seed=0):
+    """One query token per sequence, q [B, Hq, 1, D], against a full dense K/V; with
+    kv_dtype (fp8), ours on the quantised K/V (``_fp8_decode_problem``)."""
 
     def build(dtype) -> Problem:
         kernels = _kernels()
@@ -295,6 +387,8 @@ def decode_case(batch, num_q_heads, num_kv_heads, n, head_dim, *, seed=0):
         k = _randn(gen, (batch, num_kv_heads, n, head_dim), dtype)
         v = _randn(gen, (batch, num_kv_heads, n, head_dim), dtype)
         scale = head_dim ** -0.5
+        if kv_dtype is not None:
+            return _fp8_decode_problem(kernels, q, k, v, kv_dtype)
         impls = [Impl("ours", lambda: lambda: kernels.decode(q, k, v, validate=False))]
         impls += _sdpa_impls(q, k, v, causal=False)
         impls.append(Impl("flex", lambda: peers.flex(q, k, v)))
@@ -303,6 +397,39 @@ def decode_case(batch, num_q_heads, num_kv_heads, n, head_dim, *, seed=0):
                        bytes=kv_bytes(batch * n, num_kv_heads, head_dim, dtype))
 
     return build
+
+
+def _fp8_decode_problem(kernels, q, k, v, kv_dtype) -> Problem:
+    """Dense decode with an fp8 cache: ours on it; ours and cuDNN SDPA on the 16-bit K/V
+    it was quantised from (each checked against its own inputs' oracle); FlashInfer's
+    fp8 batch decode on the same fp8 cache (one page per sequence, HND layout)."""
+    batch, num_kv_heads, n, head_dim = k.shape
+    fp8 = quantize_pair(kernels, k, v, kv_dtype)
+    bytes16 = kv_bytes(batch * n, num_kv_heads, head_dim, q.dtype)
+    ref16 = lambda: _decode_reference(q, k, v)  # noqa: E731
+
+    def make_flashinfer():
+        table = torch.arange(batch, dtype=torch.int32, device=q.device).view(batch, 1)
+        lens = torch.full((batch,), n, dtype=torch.int32, device=q.device)
+        call = peers.flashinfer_decode(q[:, :, 0].contiguous(), fp8.k, fp8.v, table, lens,
+                                       kv_layout="HND", scale=head_dim ** -0.5,
+                                       k_scale=fp8.k_scale, v_scale=fp8.v_scale)
+        return _noted(lambda: call().unsqueeze(2),
+                      f"{call.bench_note}; one page of {n} per sequence")
+
+    impls = [
+        Impl("ours", lambda: _noted(lambda: kernels.decode(
+            q, fp8.k, fp8.v, **fp8.scales, validate=False), fp8.note)),
+        Impl(_own_name(q.dtype), lambda: _noted(
+            lambda: kernels.decode(q, k, v, validate=False),
+            f"{DTYPE_NAMES[q.dtype]} K/V (the fp8 cache's source)"),
+            reference=ref16, bytes=bytes16),
+        Impl("sdpa-cudnn", lambda: peers.sdpa("cudnn", q, k, v), reference=ref16,
+             bytes=bytes16),
+        Impl("flashinfer-fp8", make_flashinfer),
+    ]
+    return Problem(impls, reference=lambda: _decode_reference(q, fp8.k, fp8.v, **fp8.scales),
+                   bytes=kv_bytes(batch * n, num_kv_heads, head_dim, kv_dtype))
 
 
 # --------------------------------------------------------------------------- paged

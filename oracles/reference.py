@@ -2,7 +2,9 @@
 
 Every function takes the kernel's own arguments, never modifies them, and returns
 (out, lse) shaped like the kernel's, in float64 by default (`dtype=` runs the same
-formula in another dtype for the low-precision reference).
+formula in another dtype for the low-precision reference). An fp8 cache is dequantised
+first, in float64 (``dequantize``): the low-precision reference then runs on those
+values rounded to `dtype`, which is what fp8 storage has already lost plus q's format.
 """
 
 from __future__ import annotations
@@ -15,6 +17,20 @@ import itertools
 import torch
 
 from .core import attention, causal_mask, length_mask
+
+
+def dequantize(cache, scale, head_axis: int):
+    """An fp8 cache's real values, float64: stored x scale (one scale, or one per index of
+    head_axis; None: 1). Any other cache is returned as it is."""
+    if cache.dtype not in (torch.float8_e4m3fn, torch.float8_e5m2):
+        return cache
+    real = cache.double()
+    if scale is None:
+        return real
+    shape = [1] * cache.dim()
+    if scale.numel() > 1:
+        shape[head_axis] = -1
+    return real * scale.double().reshape(shape)
 
 
 def _full(n: int, batch: int, device):
@@ -53,8 +69,10 @@ def prefill_varlen_ref(q, k, v, cu_seqlens_q, cu_seqlens_k=None, *, causal=True,
     return out, lse
 
 
-def decode_ref(q, k, v, *, seq_lens=None, sm_scale=None, dtype=torch.float64):
+def decode_ref(q, k, v, *, seq_lens=None, sm_scale=None, k_scale=None, v_scale=None,
+               dtype=torch.float64):
     """q [B, Hq, D] (or [B, Hq, 1, D]), k/v [B, Hkv, N, D] -> out like q, lse [B, Hq]."""
+    k, v = dequantize(k, k_scale, 1), dequantize(v, v_scale, 1)
     q4 = q if q.dim() == 4 else q.unsqueeze(2)
     batch, n_k = q.shape[0], k.shape[2]
     k_lens = _full(n_k, batch, q.device) if seq_lens is None else seq_lens.long()
@@ -78,18 +96,21 @@ def paged_gather(cache, block_table, seq_lens):
 
 
 def paged_decode_ref(q, k_cache, v_cache, block_table, seq_lens, *, sm_scale=None,
-                     dtype=torch.float64):
+                     k_scale=None, v_scale=None, dtype=torch.float64):
+    k_cache, v_cache = dequantize(k_cache, k_scale, 2), dequantize(v_cache, v_scale, 2)
     k = paged_gather(k_cache, block_table, seq_lens)
     v = paged_gather(v_cache, block_table, seq_lens)
     return decode_ref(q, k, v, seq_lens=seq_lens, sm_scale=sm_scale, dtype=dtype)
 
 
 def paged_prefill_ref(q, k_cache, v_cache, block_table, cu_seqlens_q, seq_lens, *,
-                      causal=True, sm_scale=None, dtype=torch.float64):
+                      causal=True, sm_scale=None, k_scale=None, v_scale=None,
+                      dtype=torch.float64):
     """Packed new query tokens q [Tq, Hq, D] over a paged cache -> out [Tq, Hq, D], lse
     [Hq, Tq]. Sequence b's rows cu_seqlens_q[b]:cu_seqlens_q[b+1] are the last tokens of
     its seq_lens[b]: its context, gathered and packed, is prefill_varlen's keys (causal
     bottom-right). Rows past cu_seqlens_q[-1]: 0 and -inf."""
+    k_cache, v_cache = dequantize(k_cache, k_scale, 2), dequantize(v_cache, v_scale, 2)
     lens = seq_lens.tolist()
     cu_k = torch.tensor([0, *itertools.accumulate(lens)], dtype=torch.int64, device=q.device)
 
@@ -113,11 +134,12 @@ def sparse_gather(k, indices):
     return torch.gather(src, 2, idx), used
 
 
-def sparse_decode_ref(q, k, v, indices, *, seq_lens=None, sm_scale=None,
-                      dtype=torch.float64):
+def sparse_decode_ref(q, k, v, indices, *, seq_lens=None, sm_scale=None, k_scale=None,
+                      v_scale=None, dtype=torch.float64):
     """Each query attends exactly the listed positions (duplicates count twice).
     seq_lens only bounds valid indices; it does not change the result."""
     del seq_lens
+    k, v = dequantize(k, k_scale, 1), dequantize(v, v_scale, 1)
     q4 = q if q.dim() == 4 else q.unsqueeze(2)
     kg, used = sparse_gather(k, indices)
     vg, _ = sparse_gather(v, indices)
@@ -128,7 +150,8 @@ def sparse_decode_ref(q, k, v, indices, *, seq_lens=None, sm_scale=None,
 
 
 def sparse_paged_decode_ref(q, k_cache, v_cache, block_table, seq_lens, indices, *,
-                            sm_scale=None, dtype=torch.float64):
+                            sm_scale=None, k_scale=None, v_scale=None, dtype=torch.float64):
+    k_cache, v_cache = dequantize(k_cache, k_scale, 2), dequantize(v_cache, v_scale, 2)
     k = paged_gather(k_cache, block_table, seq_lens)
     v = paged_gather(v_cache, block_table, seq_lens)
     return sparse_decode_ref(q, k, v, indices, sm_scale=sm_scale, dtype=dtype)

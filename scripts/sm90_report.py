@@ -1,10 +1,12 @@
 """Compile a kernel variant for sm_90 on this machine (no GPU needed) and report what
 decides its occupancy: shared memory, ptxas registers and spills, programs per SM.
 
-    python scripts/sm90_report.py decode  [--head-dim 128] [--paged] [--indices] [config]
+    python scripts/sm90_report.py decode  [--head-dim 128] [--paged] [--indices] [--fp8]
+                                          [config]
     python scripts/sm90_report.py prefill [--head-dim 64] [--lens | --varlen] [--pointer]
                                           [config]
     python scripts/sm90_report.py prefill-sm90   # the Gluon kernel (kernels/prefill_sm90.py)
+    python scripts/sm90_report.py paged-prefill [--head-dim 64] [--fp8] [config]
     config: --block-m BM --block-n BN --warps W --stages S --maxnreg R (each defaults to
             the tuned table's choice for fp16 on Hopper)
 
@@ -65,15 +67,21 @@ def _signature(fn, values: dict, consts: dict, source_cls=ASTSource) -> ASTSourc
                                            for k, v in consts.items()}, attrs=attrs)
 
 
+def _kv_sample(args) -> torch.Tensor:
+    """A K/V pointer's type: fp16, or with --fp8 an e4m3fn cache (k_scale / v_scale)."""
+    return torch.zeros(16, dtype=torch.float8_e4m3fn if args.fp8 else torch.float16)
+
+
 def decode_source(args, cfg: _config.Config) -> ASTSource:
     mod = importlib.import_module("attention_kernel_triton.kernels.decode")
     half, i32 = torch.zeros(16, dtype=torch.float16), torch.zeros(16, dtype=torch.int32)
     f32 = torch.zeros(16, dtype=torch.float32)
-    values = dict(q_ptr=half, k_ptr=half, v_ptr=half, block_table_ptr=i32, seq_lens_ptr=i32,
-                  indices_ptr=i32, out_ptr=half, lse_ptr=f32, part_out_ptr=f32,
-                  part_lse_ptr=f32)
+    kv = _kv_sample(args)
+    values = dict(q_ptr=half, k_ptr=kv, v_ptr=kv, block_table_ptr=i32, seq_lens_ptr=i32,
+                  indices_ptr=i32, k_scale_ptr=f32, v_scale_ptr=f32, out_ptr=half,
+                  lse_ptr=f32, part_out_ptr=f32, part_lse_ptr=f32)
     consts = dict(IS_PAGED=args.paged, HAS_LENS=args.paged, HAS_INDICES=args.indices,
-                  WRITE_LSE=False, SPLIT_KV=True, BLOCK_H=16, BLOCK_N=cfg.block_n,
+                  WRITE_LSE=False, HAS_SCALES=args.fp8, SPLIT_KV=True, BLOCK_H=16, BLOCK_N=cfg.block_n,
                   HEAD_DIM_PAD=args.head_dim, EVEN_D=True, FP32=False, ALIGNED=True,
                   PDL=True, stride_idx_k=1)
     return _signature(mod._decode_kernel, values, consts)
@@ -102,10 +110,11 @@ def paged_prefill_source(args, cfg: _config.Config) -> ASTSource:
     mod = importlib.import_module("attention_kernel_triton.kernels.paged_prefill")
     half, i32 = torch.zeros(16, dtype=torch.float16), torch.zeros(16, dtype=torch.int32)
     f32 = torch.zeros(16, dtype=torch.float32)
-    values = dict(q_ptr=half, k_ptr=half, v_ptr=half, block_table_ptr=i32, cu_q_ptr=i32,
-                  seq_lens_ptr=i32, out_ptr=half, lse_ptr=f32, part_out_ptr=f32,
-                  part_lse_ptr=f32)
-    consts = dict(IS_CAUSAL=True, WRITE_LSE=False, SPLIT_KV=False, ONE_TILE=False,
+    kv = _kv_sample(args)
+    values = dict(q_ptr=half, k_ptr=kv, v_ptr=kv, block_table_ptr=i32, cu_q_ptr=i32,
+                  seq_lens_ptr=i32, k_scale_ptr=f32, v_scale_ptr=f32, out_ptr=half,
+                  lse_ptr=f32, part_out_ptr=f32, part_lse_ptr=f32)
+    consts = dict(IS_CAUSAL=True, WRITE_LSE=False, HAS_SCALES=args.fp8, SPLIT_KV=False, ONE_TILE=False,
                   BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, HEAD_DIM_PAD=args.head_dim,
                   EVEN_D=True, FP32=False, ALIGNED=True, PDL=False)
     return _signature(mod._paged_prefill_kernel, values, consts)
@@ -182,6 +191,8 @@ def main(argv=None) -> int:
     ap.add_argument("--varlen", action="store_true", help="prefill: packed var-len")
     ap.add_argument("--pointer", action="store_true", help="prefill: pointer loads, no TMA")
     ap.add_argument("--long", action="store_true", help="prefill: the long-sequence table")
+    ap.add_argument("--fp8", action="store_true",
+                    help="decode, paged-prefill: e4m3fn K/V with k_scale / v_scale")
     for name in ("block-m", "block-n", "warps", "stages", "maxnreg"):
         ap.add_argument(f"--{name}", type=int, default=None)
     ap.add_argument("--sass", action="store_true", help="write sm90_report.sass")
@@ -207,7 +218,7 @@ def main(argv=None) -> int:
     source = {"decode": decode_source, "prefill": prefill_source,
               "paged-prefill": paged_prefill_source}[args.family](args, cfg)
     result = report(source, cfg, sass=args.sass)
-    flags = [f for f in ("paged", "indices", "lens", "varlen", "pointer", "long")
+    flags = [f for f in ("paged", "indices", "lens", "varlen", "pointer", "long", "fp8")
              if getattr(args, f)]
     print(f"{args.family} D{args.head_dim} {' '.join(flags)} {cfg}: " + ", ".join(
         f"{k} {v}" for k, v in result.items()) + f" (of 132 SMs: {132 * result['per_sm']})")

@@ -25,6 +25,14 @@ HEAD_DIMS = (16, 24, 40, 64, 80, 96, 128, 160, 192, 256)
 # Tile sizes used by the kernels (interpreter 16; GPU 16..128): +-1 around each.
 BOUNDARIES = (15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129)
 SCALES = (1.0, 3.0, 10.0, 30.0, 100.0)  # multiplies q: logits scale with it
+# fp8 KV caches (decode functions, paged_prefill; q fp16 / bf16): the format, how the
+# scale is given ("tensor": one fp32 scale, shape []; "head": one per KV head; "none": no
+# scale argument, i.e. scale 1) and how it fits the values ("amax": amax / the format's
+# max; "saturate": an eighth of that, so the largest values clip to the max;
+# "subnormal": the largest value lands on the smallest normal, the rest below it).
+FP8_DTYPES = ("float8_e4m3fn", "float8_e5m2")
+KV_SCALES = ("tensor", "head", "none")
+SCALE_FITS = ("amax", "saturate", "subnormal")
 
 
 def _check_bounds(**bounds):
@@ -83,6 +91,21 @@ def _table_layouts(draw, *, shared):
 
 def scales():
     return st.one_of(st.just(1.0), st.sampled_from(SCALES))
+
+
+@st.composite
+def kv_formats(draw, *, dtype: str, kv_dtypes):
+    """The fp8 fields of a decode or paged prefill case: kv_dtype (None: the caches are in
+    q's dtype) drawn from kv_dtypes (fp32 q: never fp8), its scale kind and fit."""
+    for name in kv_dtypes:
+        if name is not None and name not in FP8_DTYPES:
+            raise ValueError(f"kv_dtypes holds {name!r}: each must be None or one of "
+                             f"{FP8_DTYPES}")
+    kv_dtype = draw(st.sampled_from(kv_dtypes)) if dtype != "float32" else None
+    if kv_dtype is None:
+        return {}
+    return dict(kv_dtype=kv_dtype, kv_scale=draw(st.sampled_from(KV_SCALES)),
+                scale_fit=draw(st.sampled_from(SCALE_FITS)))
 
 
 def sm_scales():
@@ -207,6 +230,9 @@ class DecodeCase:
     index_step: int = 1  # sparse: index slots stored index_step apart (last-dim stride)
     index_transposed: bool = False  # sparse: [H_idx, B, K] storage seen as [B, H_idx, K]
     out_like_q: bool = False  # out= (where a property passes one) laid out like q
+    kv_dtype: str | None = None  # fp8 caches (FP8_DTYPES); None: q's dtype
+    kv_scale: str = "tensor"  # fp8: KV_SCALES
+    scale_fit: str = "amax"  # fp8: SCALE_FITS
 
     @property
     def num_q_heads(self) -> int:
@@ -228,9 +254,10 @@ INDEX_KINDS = ("sorted", "shuffled", "duplicates", "neg_start", "neg_middle", "n
 def decode_cases(draw, *, min_batch=1, max_batch=4, max_kv_heads=3, max_group=5,
                  min_head_dim=16, max_head_dim=128, max_ctx=64, dtypes=("float16",),
                  paged=False, sparse=False, with_lens=None, max_page_size=16,
-                 long_context=False, max_splits=8, max_indices=48):
+                 long_context=False, max_splits=8, max_indices=48, kv_dtypes=(None,)):
     """Decode cases; `paged` draws a page table, `sparse` an index set. long_context
-    draws few sequences near max_ctx (so the split heuristic splits)."""
+    draws few sequences near max_ctx (so the split heuristic splits). kv_dtypes: the
+    caches' formats to draw (None: q's dtype; see FP8_DTYPES)."""
     _check_bounds(batch=(min_batch, max_batch), ctx=(1, max_ctx))
     batch = draw(st.integers(min_batch, 2 if long_context else max_batch))
     num_kv_heads = draw(st.integers(1, max_kv_heads))
@@ -262,7 +289,8 @@ def decode_cases(draw, *, min_batch=1, max_batch=4, max_kv_heads=3, max_group=5,
         seed=draw(st.integers(0, 2**31 - 1)), num_splits=splits, q_rank4=draw(st.booleans()),
         transposed=draw(st.booleans()), v_transposed=draw(st.booleans()),
         q_transposed=draw(st.booleans()), sm_scale=draw(sm_scales()),
-        row_gap=draw(st.sampled_from(ROW_GAPS)), out_like_q=draw(st.booleans()), **extra)
+        row_gap=draw(st.sampled_from(ROW_GAPS)), out_like_q=draw(st.booleans()),
+        **draw(kv_formats(dtype=dtype, kv_dtypes=kv_dtypes)), **extra)
 
 
 @dataclass(frozen=True)
@@ -302,6 +330,9 @@ class PagedPrefillCase:
     sm_scale: float | None = None  # None: the default 1/sqrt(D)
     row_gap: int = 0
     out_like_q: bool = False  # out= (where a property passes one) laid out like q
+    kv_dtype: str | None = None  # fp8 caches, as DecodeCase's
+    kv_scale: str = "tensor"
+    scale_fit: str = "amax"
 
     @property
     def num_q_heads(self) -> int:
@@ -335,9 +366,11 @@ def query_lengths(seq_len: int, *, max_q: int):
 @st.composite
 def paged_prefill_cases(draw, *, min_batch=1, max_batch=4, max_kv_heads=3, max_group=5,
                         min_head_dim=16, max_head_dim=128, max_ctx=64, max_q=64,
-                        dtypes=("float16",), max_page_size=16, max_splits=8, causal=None):
+                        dtypes=("float16",), max_page_size=16, max_splits=8, causal=None,
+                        kv_dtypes=(None,)):
     """Cases for paged_prefill: contexts 0..max_ctx (page edges too), each with 0..max_q
-    new tokens (at most its context); causal drawn unless given."""
+    new tokens (at most its context); causal drawn unless given; kv_dtypes as
+    decode_cases'."""
     _check_bounds(batch=(min_batch, max_batch), ctx=(1, max_ctx), q=(1, max_q),
                   splits=(1, max_splits))
     batch = draw(st.integers(min_batch, max_batch))
@@ -361,7 +394,7 @@ def paged_prefill_cases(draw, *, min_batch=1, max_batch=4, max_kv_heads=3, max_g
         transposed=draw(st.booleans()), v_transposed=draw(st.booleans()),
         **draw(_table_layouts(shared=st.sampled_from((0, 1, 2, 4)))),
         sm_scale=draw(sm_scales()), row_gap=draw(st.sampled_from(ROW_GAPS)),
-        out_like_q=draw(st.booleans()))
+        out_like_q=draw(st.booleans()), **draw(kv_formats(dtype=dtype, kv_dtypes=kv_dtypes)))
 
 
 def case_from_dict(d: dict):

@@ -15,8 +15,46 @@ from .cases import DecodeCase, PagedPrefillCase, PrefillCase
 
 
 def torch_dtype(name: str) -> torch.dtype:
-    return {"float16": torch.float16, "bfloat16": torch.bfloat16,
-            "float32": torch.float32}[name]
+    return {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32,
+            "float8_e4m3fn": torch.float8_e4m3fn, "float8_e5m2": torch.float8_e5m2}[name]
+
+
+# Largest finite and smallest normal magnitude of each fp8 format.
+FP8_MAX = {torch.float8_e4m3fn: 448.0, torch.float8_e5m2: 57344.0}
+FP8_MIN_NORMAL = {torch.float8_e4m3fn: 2.0**-6, torch.float8_e5m2: 2.0**-14}
+
+
+def _fp8_caches(case, args: dict, names: tuple[str, str], head_axis: int) -> dict:
+    """The case's K/V caches (drawn in q's dtype) stored as fp8 with vLLM's convention,
+    stored = saturate(real / scale), in the same layout (NaN gaps stay NaN), with the
+    scales the case asks for (its kv_scale and scale_fit: strategies/cases.py).
+    Written here, not with kernels.quant.quantize_kv, so the suite builds its inputs
+    without the code it tests."""
+    if case.kv_dtype is None:
+        return args
+    dt = torch_dtype(case.kv_dtype)
+    for name, scale_name in zip(names, ("k_scale", "v_scale"), strict=True):
+        real = args[name].float()  # the view's values (the gaps are not in it)
+        per_head = case.kv_scale == "head"
+        if real.numel() == 0:
+            amax = real.new_zeros((real.shape[head_axis],) if per_head else ())
+        elif per_head:
+            amax = real.abs().amax(dim=[a for a in range(real.dim()) if a != head_axis])
+        else:
+            amax = real.abs().amax()
+        fit = {"amax": FP8_MAX[dt], "saturate": 8 * FP8_MAX[dt],
+               "subnormal": FP8_MIN_NORMAL[dt]}[case.scale_fit]
+        scale = torch.where(amax > 0, amax / fit, torch.ones_like(amax))
+        if case.kv_scale == "none":
+            scale = torch.ones_like(scale)
+        shape = [1] * real.dim()
+        if per_head:
+            shape[head_axis] = -1
+        stored = (real / scale.view(shape)).clamp(-FP8_MAX[dt], FP8_MAX[dt]).to(dt)
+        args[name] = relayout_like(stored, args[name])
+        if case.kv_scale != "none":
+            args[scale_name] = scale.to(torch.float32)
+    return args
 
 
 def _laid_out(t, *, device, perm=None, gap=0, fill=float("nan"), step=1):
@@ -269,6 +307,8 @@ def decode_inputs(case: DecodeCase, device) -> dict:
             args["seq_lens"] = _lens(case.seq_lens, device)
     else:
         args.update(_paged_cache(case, g, device))
+    _fp8_caches(case, args, ("k", "v") if case.page_size is None else ("k_cache", "v_cache"),
+                head_axis=1 if case.page_size is None else 2)
     if case.index_kind is not None:
         args["indices"] = _moved(index_rows(case, g), device)
     if case.num_splits is not None:
@@ -288,6 +328,7 @@ def paged_prefill_inputs(case: PagedPrefillCase, device) -> dict:
     args = dict(q=_randn(g, shape, scale=case.scale, dtype=torch_dtype(case.dtype),
                          device=device, perm=perm, gap=case.row_gap))
     args.update(_paged_cache(case, g, device))
+    _fp8_caches(case, args, ("k_cache", "v_cache"), head_axis=2)
     args.update(cu_seqlens_q=_cu(case.q_lens, device), max_seqlen_q=case.n_q,
                 causal=case.causal)
     if case.num_splits is not None:

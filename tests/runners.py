@@ -57,6 +57,12 @@ NAN = float("nan")
 GAP_POISON = {"q": NAN, "k": NAN, "v": NAN, "k_cache": NAN, "v_cache": NAN, "indices": 0}
 
 
+def _nan_where(t: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Copy of t with NaN where mask (broadcast) holds; fp8 too (torch has no fp8
+    masked_fill; both fp8 formats encode NaN)."""
+    return torch.where(mask, torch.full((), NAN, dtype=t.dtype, device=t.device), t)
+
+
 def _nan_past(t: torch.Tensor, lens: torch.Tensor, seq_axis: int) -> torch.Tensor:
     """Copy of t [B, ...] with positions >= lens[b] along seq_axis set to NaN."""
     pos_shape = [1] * t.dim()
@@ -65,7 +71,7 @@ def _nan_past(t: torch.Tensor, lens: torch.Tensor, seq_axis: int) -> torch.Tenso
     lim_shape[0] = -1
     mask = torch.arange(t.shape[seq_axis], device=t.device).view(pos_shape) \
         >= lens.long().view(lim_shape)
-    return t.masked_fill(mask, NAN)
+    return _nan_where(t, mask)
 
 
 def _poison_prefill(a):
@@ -106,7 +112,7 @@ def _selected(indices: torch.Tensor, num_kv_heads: int, n: int) -> torch.Tensor:
 def _poison_sparse(a):
     keep = _selected(a["indices"], a["k"].shape[1], a["k"].shape[2])
     for name in ("k", "v"):
-        a[name] = a[name].masked_fill(~keep.unsqueeze(-1), NAN)
+        a[name] = _nan_where(a[name], ~keep.unsqueeze(-1))
     return a
 
 
@@ -131,7 +137,7 @@ def _poison_pages(a, token_used):
     for name in ("k_cache", "v_cache"):
         c = torch.cat([a[name], torch.full((1, p, hkv, d), NAN, dtype=kc.dtype,
                                            device=kc.device)])
-        a[name] = c.masked_fill(~used_rows.unsqueeze(-1), NAN)
+        a[name] = _nan_where(c, ~used_rows.unsqueeze(-1))
     return a
 
 

@@ -908,3 +908,314 @@ def test_zero_query_heads(device):
     k = torch.randn(1, 1, 8, 16, device=device, dtype=torch.float16)
     with pytest.raises(ValueError, match=r"at least one head"):
         kernels.decode(q, k, k)
+
+
+# ------------------------------------------------------------------------ fp8 KV caches
+# The decode functions and paged_prefill take float8_e4m3fn / float8_e5m2 caches with
+# fp16 / bf16 q, and k_scale / v_scale (both or neither, only with fp8 caches; float32
+# tensors of shape (), (1,) or (Hkv,) on q's device; with validate, finite and > 0).
+FP8_FUNCS = (*DECODE_FAMILY, "paged_prefill")
+E4M3, E5M2 = torch.float8_e4m3fn, torch.float8_e5m2
+SCALE_SHAPE_MSG = r"must have shape \(\), \(1,\) \(one scale\) or \(2,\) \(one per KV head\)"
+
+
+def _scale(shape, device, lo: float, hi: float) -> torch.Tensor:
+    """float32 scales of `shape`: lo for one scale, lo..hi across the KV heads."""
+    if shape in ((), (1,)):
+        return torch.full(shape, lo, dtype=torch.float32, device=device)
+    return torch.linspace(lo, hi, math.prod(shape), dtype=torch.float32,
+                          device=device).reshape(shape)
+
+
+def build_fp8(fn_name: str, device, *, kv_dtype=E4M3, dtype=torch.float16,
+              scale_shape: tuple | None = ()) -> Call:
+    """A valid call of `fn_name` with fp8 caches, q and out= in `dtype`, and k_scale /
+    v_scale of `scale_shape` (None: no scales, i.e. scale 1)."""
+    call = build(fn_name, device, dtype=dtype)
+    for name in (call.k, call.v):
+        call.args[name] = call.args[name].to(kv_dtype)
+    if scale_shape is not None:
+        call.args["k_scale"] = _scale(scale_shape, device, 0.5, 1.25)
+        call.args["v_scale"] = _scale(scale_shape, device, 1.5, 0.75)
+    return call
+
+
+def _check_fp8(fn_name: str, device, mutation: Callable, exc, match: str, **kw) -> None:
+    call = _materialize(mutation(build_fp8(fn_name, device, **kw), device), device)
+    assert_rejects(call, exc, match.format(k=call.k, v=call.v))
+
+
+def _q_out_as(dtype) -> Callable:
+    """q and out= in `dtype` (the caches as they are)."""
+    return _both(_set("q", lambda t: t.to(dtype)), _set("out", lambda t: t.to(dtype)))
+
+
+def _kv_as(dtype) -> Callable:
+    return _both(_set_k(lambda t: t.float().to(dtype)), _set_v(lambda t: t.float().to(dtype)))
+
+
+def _scale_value(name: str, value, shape=()) -> Callable:
+    """`name` set to a float32 tensor of `shape` whose last entry is `value` (the others
+    valid)."""
+    def mutate(call: Call, device) -> Call:
+        t = torch.full(shape, 0.5, dtype=torch.float32, device=device)
+        t.view(-1)[-1] = value
+        call.args[name] = t
+        return call
+    return mutate
+
+
+def _scale_shape(name: str, shape) -> Callable:
+    return lambda call, device: _arg(name, _scale(shape, device, 0.5, 1.0))(call, device)
+
+
+# (id, mutation, exception, regex on the message); the base call: e4m3fn caches, fp16 q,
+# per-tensor scales of shape ().
+FP8_CASES = [
+    # q's dtype with fp8 caches
+    ("q-float32-e4m3", _q_out_as(torch.float32), ValueError,
+     r"^{k} is torch\.float8_e4m3fn: fp8 caches need q in float16 or bfloat16 .*"
+     r"got q torch\.float32"),
+    ("q-float32-e5m2", _both(_kv_as(E5M2), _q_out_as(torch.float32)), ValueError,
+     r"^{k} is torch\.float8_e5m2: fp8 caches need q in float16 or bfloat16 .*"
+     r"got q torch\.float32"),
+    ("q-e4m3", _set("q", lambda t: t.to(E4M3)), ValueError,
+     r"^q must be float16, bfloat16 or float32, got torch\.float8_e4m3fn"),
+    ("q-e5m2", _set("q", lambda t: t.to(E5M2)), ValueError,
+     r"^q must be float16, bfloat16 or float32, got torch\.float8_e5m2"),
+    ("q-and-out-e4m3", _q_out_as(E4M3), ValueError,
+     r"^q must be float16, bfloat16 or float32, got torch\.float8_e4m3fn"),
+    ("out-e4m3", _out_like(lambda t: t.to(E4M3)), ValueError,
+     r"^out must have dtype torch\.float16 like q, got torch\.float8_e4m3fn"),
+    # K and V share one dtype
+    ("k-e4m3-v-fp16", _set_v(lambda t: t.half()), ValueError,
+     r"^{v} must have dtype torch\.float8_e4m3fn like {k}, got torch\.float16"),
+    ("k-fp16-v-e4m3", _set_k(lambda t: t.half()), ValueError,
+     r"^{v} is torch\.float8_e4m3fn but {k} is torch\.float16: K and V caches must share "
+     r"one dtype"),
+    ("k-fp16-v-e5m2", _both(_set_k(lambda t: t.half()), _set_v(lambda t: t.float().to(E5M2))),
+     ValueError, r"^{v} is torch\.float8_e5m2 but {k} is torch\.float16"),
+    ("k-e4m3-v-e5m2", _set_v(lambda t: t.float().to(E5M2)), ValueError,
+     r"^{v} must have dtype torch\.float8_e4m3fn like {k}, got torch\.float8_e5m2"),
+    ("k-e5m2-v-e4m3", _set_k(lambda t: t.float().to(E5M2)), ValueError,
+     r"^{v} must have dtype torch\.float8_e5m2 like {k}, got torch\.float8_e4m3fn"),
+    ("bf16-q-k-e4m3-v-bf16", _both(_q_out_as(torch.bfloat16), _set_v(lambda t: t.bfloat16())),
+     ValueError, r"^{v} must have dtype torch\.float8_e4m3fn like {k}, got torch\.bfloat16"),
+    # fp8 caches: layout
+    ("k-e4m3-last-dim-strided", _set_k(_strided_last), ValueError,
+     r"^{k} must be contiguous in its last \(head\) dim"),
+    ("v-e4m3-last-dim-strided", _set_v(_strided_last), ValueError,
+     r"^{v} must be contiguous in its last \(head\) dim"),
+    ("k-v-e4m3-hkv-mismatch", _v_one_head, ValueError, r"^{k} and {v} must have the same shape"),
+    # both scales or neither, only with fp8 caches
+    ("k_scale-alone", _del("v_scale"), ValueError,
+     r"^k_scale given without v_scale: pass both scales or neither"),
+    ("v_scale-alone", _del("k_scale"), ValueError,
+     r"^v_scale given without k_scale: pass both scales or neither"),
+    ("scales-with-fp16-cache", _kv_as(torch.float16), ValueError,
+     r"^k_scale and v_scale dequantise fp8 caches .*the caches here are torch\.float16"),
+    ("scales-with-bf16-cache", _both(_q_out_as(torch.bfloat16), _kv_as(torch.bfloat16)),
+     ValueError,
+     r"^k_scale and v_scale dequantise fp8 caches .*the caches here are torch\.bfloat16"),
+    ("scales-with-fp32-cache", _both(_q_out_as(torch.float32), _kv_as(torch.float32)),
+     ValueError,
+     r"^k_scale and v_scale dequantise fp8 caches .*the caches here are torch\.float32"),
+    # type, dtype
+    ("k_scale-float", _arg("k_scale", 0.5), TypeError,
+     r"^k_scale must be a torch\.Tensor, got float"),
+    ("v_scale-list", _arg("v_scale", [1.5]), TypeError,
+     r"^v_scale must be a torch\.Tensor, got list"),
+    ("k_scale-float64", _set("k_scale", lambda t: t.double()), ValueError,
+     r"^k_scale must be float32, got torch\.float64"),
+    ("v_scale-float64", _set("v_scale", lambda t: t.double()), ValueError,
+     r"^v_scale must be float32, got torch\.float64"),
+    ("k_scale-float16", _set("k_scale", lambda t: t.half()), ValueError,
+     r"^k_scale must be float32, got torch\.float16"),
+    ("v_scale-int32", _set("v_scale", lambda t: t.to(torch.int32)), ValueError,
+     r"^v_scale must be float32, got torch\.int32"),
+    # shape: (), (1,) or (Hkv,)
+    ("k_scale-hkv-plus-1", _scale_shape("k_scale", (HKV + 1,)), ValueError,
+     rf"^k_scale {SCALE_SHAPE_MSG}, got \(3,\)"),
+    ("v_scale-hkv-plus-1", _scale_shape("v_scale", (HKV + 1,)), ValueError,
+     rf"^v_scale {SCALE_SHAPE_MSG}, got \(3,\)"),
+    ("k_scale-2-by-hkv", _scale_shape("k_scale", (2, HKV)), ValueError,
+     rf"^k_scale {SCALE_SHAPE_MSG}, got \(2, 2\)"),
+    ("v_scale-2-by-hkv", _scale_shape("v_scale", (2, HKV)), ValueError,
+     rf"^v_scale {SCALE_SHAPE_MSG}, got \(2, 2\)"),
+    ("k_scale-hq", _scale_shape("k_scale", (HQ,)), ValueError,
+     rf"^k_scale {SCALE_SHAPE_MSG}, got \(4,\)"),
+    ("v_scale-hq", _scale_shape("v_scale", (HQ,)), ValueError,
+     rf"^v_scale {SCALE_SHAPE_MSG}, got \(4,\)"),
+    ("k_scale-1-by-1", _scale_shape("k_scale", (1, 1)), ValueError,
+     rf"^k_scale {SCALE_SHAPE_MSG}, got \(1, 1\)"),
+    ("v_scale-empty", _scale_shape("v_scale", (0,)), ValueError,
+     rf"^v_scale {SCALE_SHAPE_MSG}, got \(0,\)"),
+    # values (validate=True)
+    ("k_scale-nan", _scale_value("k_scale", math.nan), ValueError,
+     r"^k_scale must be finite and > 0, got nan"),
+    ("v_scale-nan", _scale_value("v_scale", math.nan), ValueError,
+     r"^v_scale must be finite and > 0, got nan"),
+    ("k_scale-inf", _scale_value("k_scale", math.inf), ValueError,
+     r"^k_scale must be finite and > 0, got inf"),
+    ("v_scale-neg-inf", _scale_value("v_scale", -math.inf), ValueError,
+     r"^v_scale must be finite and > 0, got -inf"),
+    ("k_scale-zero", _scale_value("k_scale", 0.0), ValueError,
+     r"^k_scale must be finite and > 0, got 0\.0"),
+    ("v_scale-zero", _scale_value("v_scale", 0.0), ValueError,
+     r"^v_scale must be finite and > 0, got 0\.0"),
+    ("k_scale-negative-zero", _scale_value("k_scale", -0.0), ValueError,
+     r"^k_scale must be finite and > 0, got -0\.0"),
+    ("k_scale-negative", _scale_value("k_scale", -0.5), ValueError,
+     r"^k_scale must be finite and > 0, got -0\.5"),
+    ("v_scale-negative", _scale_value("v_scale", -2.0), ValueError,
+     r"^v_scale must be finite and > 0, got -2\.0"),
+    ("k_scale-per-head-one-nan", _scale_value("k_scale", math.nan, (HKV,)), ValueError,
+     r"^k_scale must be finite and > 0, got nan"),
+    ("v_scale-per-head-one-zero", _scale_value("v_scale", 0.0, (HKV,)), ValueError,
+     r"^v_scale must be finite and > 0, got 0\.0"),
+    ("k_scale-shape-1-negative", _scale_value("k_scale", -1.0, (1,)), ValueError,
+     r"^k_scale must be finite and > 0, got -1\.0"),
+]
+
+
+@pytest.mark.parametrize("case", FP8_CASES, ids=[c[0] for c in FP8_CASES])
+@pytest.mark.parametrize("fn_name", FP8_FUNCS)
+def test_fp8_bad_arguments(fn_name, case, device):
+    """fp8 caches: q's dtype, the K/V dtype pair, and k_scale / v_scale (pairing, type,
+    dtype, shape, values)."""
+    _, mutation, exc, match = case
+    _check_fp8(fn_name, device, mutation, exc, match)
+
+
+FP8_VALID = [  # (kv dtype, q dtype, scale shape); bf16 q is not run (the interpreter's tl.dot)
+    pytest.param(E4M3, torch.float16, (), id="e4m3-scalar-scale"),
+    pytest.param(E5M2, torch.float16, (HKV,), id="e5m2-per-head-scale"),
+    pytest.param(E4M3, torch.float16, (1,), id="e4m3-shape-1-scale"),
+    pytest.param(E5M2, torch.float16, None, id="e5m2-no-scales"),
+]
+
+
+@pytest.mark.parametrize(("kv_dtype", "dtype", "scale_shape"), FP8_VALID)
+@pytest.mark.parametrize("fn_name", FP8_FUNCS)
+def test_fp8_valid_call(fn_name, kv_dtype, dtype, scale_shape, device):
+    """The base calls of the fp8 cases are accepted (every scale shape, both formats,
+    without scales too) and write all of out=."""
+    if dtype == torch.bfloat16 and device.type != "cuda":
+        pytest.skip("the interpreter's tl.dot is wrong on bf16")
+    call = build_fp8(fn_name, device, kv_dtype=kv_dtype, dtype=dtype, scale_shape=scale_shape)
+    out = assert_accepts(call)
+    assert out is call.args["out"] and out.dtype == dtype
+    assert torch.isfinite(out).all()
+    assert not bool((out == SENTINEL).any())
+
+
+@pytest.mark.parametrize("fn_name", FP8_FUNCS)
+def test_fp8_valid_call_without_validation(fn_name, device):
+    call = build_fp8(fn_name, device, scale_shape=(HKV,))
+    call.args["validate"] = False
+    out = assert_accepts(call)
+    assert torch.isfinite(out).all() and not bool((out == SENTINEL).any())
+
+
+FP8_VALUE_ONLY = [  # bad scale values only validate=True detects
+    pytest.param(_scale_value("k_scale", 0.0), "k_scale", id="k_scale-zero"),
+    pytest.param(_both(_scale_value("k_scale", 0.0), _scale_value("v_scale", 0.0)), "k_scale",
+                 id="both-zero"),
+    pytest.param(_scale_value("v_scale", -1.0, (HKV,)), "v_scale", id="v_scale-negative"),
+    pytest.param(_scale_value("k_scale", math.nan), "k_scale", id="k_scale-nan"),
+]
+
+
+@pytest.mark.parametrize(("mutation", "name"), FP8_VALUE_ONLY)
+@pytest.mark.parametrize("fn_name", FP8_FUNCS)
+def test_fp8_scale_values_follow_validate(fn_name, mutation, name, device):
+    """validate=True rejects a scale that is 0 / negative / NaN; validate=False skips the
+    check (no sync) and the call runs to the end (its output is not specified)."""
+    _check_fp8(fn_name, device, mutation, ValueError, rf"^{name} must be finite and > 0")
+    call = _materialize(mutation(build_fp8(fn_name, device), device), device)
+    call.args["validate"] = False
+    out = assert_accepts(call)
+    assert out is call.args["out"] and not bool((out == SENTINEL).any())
+
+
+@pytest.mark.parametrize("which", ["k_scale", "v_scale", "both"])
+@pytest.mark.parametrize("fn_name", FP8_FUNCS)
+def test_fp8_zero_scale_without_validation_runs(fn_name, which, device):
+    """A 0 scale with validate=False raises nothing and the call runs, writing out=. Its
+    values are not specified, except that with a valid k_scale a 0 v_scale (real V all 0)
+    gives exact zeros. (A 0 k_scale makes the kernel's score scale 0, and masked scores,
+    -inf, times 0 are NaN: the kernels assume qk_scale > 0.)"""
+    call = build_fp8(fn_name, device)
+    for name in (("k_scale", "v_scale") if which == "both" else (which,)):
+        call.args[name] = torch.zeros((), dtype=torch.float32, device=device)
+    call.args["validate"] = False
+    out = assert_accepts(call)
+    assert out is call.args["out"] and not bool((out == SENTINEL).any())
+    if which == "v_scale":
+        assert CU_Q[-1] == TQ  # paged_prefill: every packed row belongs to a sequence
+        assert torch.equal(out, torch.zeros_like(out))
+
+
+FP8_STRUCTURAL = [  # fp8 dtype / scale structure checks run with validate=False too
+    ("q-float32", _q_out_as(torch.float32), ValueError, r"^{k} is torch\.float8_e4m3fn"),
+    ("k-e4m3-v-fp16", _set_v(lambda t: t.half()), ValueError,
+     r"^{v} must have dtype torch\.float8_e4m3fn like {k}"),
+    ("k-fp16-v-e4m3", _set_k(lambda t: t.half()), ValueError, r"^{v} is torch\.float8_e4m3fn"),
+    ("k_scale-alone", _del("v_scale"), ValueError, r"^k_scale given without v_scale"),
+    ("scales-with-fp16-cache", _kv_as(torch.float16), ValueError,
+     r"^k_scale and v_scale dequantise fp8 caches"),
+    ("v_scale-float", _arg("v_scale", 1.0), TypeError, r"^v_scale must be a torch\.Tensor"),
+    ("k_scale-float64", _set("k_scale", lambda t: t.double()), ValueError,
+     r"^k_scale must be float32"),
+    ("v_scale-hq", _scale_shape("v_scale", (HQ,)), ValueError, rf"^v_scale {SCALE_SHAPE_MSG}"),
+]
+
+
+@pytest.mark.parametrize("case", FP8_STRUCTURAL, ids=[c[0] for c in FP8_STRUCTURAL])
+@pytest.mark.parametrize("fn_name", FP8_FUNCS)
+def test_fp8_structural_checks_ignore_validate(fn_name, case, device):
+    _, mutation, exc, match = case
+    call = _materialize(mutation(build_fp8(fn_name, device), device), device)
+    call.args["validate"] = False
+    assert_rejects(call, exc, match.format(k=call.k, v=call.v))
+
+
+FP8_DEVICE_CASES = [
+    pytest.param(fn, _to_cpu(lambda c: "k_scale"), r"^k_scale must be on cuda",
+                 id=f"{fn}-k_scale") for fn in FP8_FUNCS
+] + [
+    pytest.param(fn, _to_cpu(lambda c: "v_scale"), r"^v_scale must be on cuda",
+                 id=f"{fn}-v_scale") for fn in FP8_FUNCS
+] + [
+    pytest.param(fn, _to_cpu(lambda c: c.k), r"^{k} must be on cuda", id=f"{fn}-fp8-k")
+    for fn in FP8_FUNCS
+] + [
+    pytest.param(fn, _to_cpu(lambda c: c.v), r"^{v} must be on cuda", id=f"{fn}-fp8-v")
+    for fn in FP8_FUNCS
+]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="device mismatch needs a CUDA device")
+@pytest.mark.parametrize(("fn_name", "mutation", "match"), FP8_DEVICE_CASES)
+def test_fp8_device_mismatch(fn_name, mutation, match):
+    """q and an fp8 cache on the GPU, one scale (or one fp8 cache) on the CPU."""
+    call = mutation(build_fp8(fn_name, torch.device("cuda")), None)
+    assert call.args["q"].is_cuda
+    assert_rejects(call, ValueError, match.format(k=call.k, v=call.v))
+
+
+@pytest.mark.parametrize("kv_dtype", [E4M3, E5M2], ids=["e4m3", "e5m2"])
+@pytest.mark.parametrize("fn_name", ("prefill", "prefill_varlen"))
+def test_prefill_rejects_fp8(fn_name, kv_dtype, device):
+    """prefill and prefill_varlen take no fp8 caches: k (or v alone) fp8 with fp16 q is a
+    ValueError naming it, and k_scale is no argument of theirs."""
+    dtype_name = str(kv_dtype).replace(".", r"\.")
+    base = _all_float(torch.float16)
+    _check(fn_name, device, _both(base, _kv_as(kv_dtype)), ValueError,
+           rf"^k must be float16, bfloat16 or float32, got {dtype_name}")
+    _check(fn_name, device, _both(base, _set_v(lambda t: t.float().to(kv_dtype))), ValueError,
+           rf"^v must be float16, bfloat16 or float32, got {dtype_name}")
+    call = base(build(fn_name, device), device)
+    call.args.update(k_scale=torch.ones(()), v_scale=torch.ones(()))
+    with pytest.raises(TypeError, match="k_scale"):
+        call()

@@ -20,6 +20,16 @@ from attention_kernel_triton.kernels._config import Config
 
 NAMES = ["prefill", "prefill_varlen", "decode", "paged_decode", "sparse_decode",
          "sparse_paged_decode", "paged_prefill"]
+FP8_NAMES = NAMES[2:]  # the functions that take fp8 caches and k_scale / v_scale
+
+
+def _fp8(name, tensors, kw):
+    """The same call with its K/V caches in float8_e4m3fn: K per KV head, V per tensor."""
+    from attention_kernel_triton.kernels.quant import quantize_kv
+
+    k8, ks = quantize_kv(tensors[1], head_axis=1 if name in ("decode", "sparse_decode") else 2)
+    v8, vs = quantize_kv(tensors[2])
+    return (tensors[0], k8, v8, *tensors[3:]), {**kw, "k_scale": ks, "v_scale": vs}
 
 
 def _inputs(name: str, device, batch: int = 2, dtype=torch.float16, seed: int = 0):
@@ -77,14 +87,15 @@ def _op_args(name: str, tensors, kw, *, return_lse: bool, out):
     if name == "prefill_varlen":
         q, k, v, cu = tensors
         return (q, k, v, cu, cu, kw["max_seqlen_q"], True, scale, return_lse, out)
+    scales = (kw.get("k_scale"), kw.get("v_scale"))
     if name == "decode":
-        return (*tensors, kw["seq_lens"], None, scale, return_lse, out)
+        return (*tensors, kw["seq_lens"], None, scale, *scales, return_lse, out)
     if name == "sparse_decode":
         q, k, v, idx = tensors
-        return (q, k, v, idx, kw["seq_lens"], None, scale, return_lse, out)
+        return (q, k, v, idx, kw["seq_lens"], None, scale, *scales, return_lse, out)
     if name == "paged_prefill":
-        return (*tensors, kw["max_seqlen_q"], True, None, scale, return_lse, out)
-    return (*tensors, None, scale, return_lse, out)  # paged, sparse paged
+        return (*tensors, kw["max_seqlen_q"], True, None, scale, *scales, return_lse, out)
+    return (*tensors, None, scale, *scales, return_lse, out)  # paged, sparse paged
 
 
 @pytest.mark.parametrize("return_lse", [True, False], ids=["lse", "no_lse"])
@@ -96,6 +107,22 @@ def test_opcheck(name, return_lse, device):
     out = torch.empty_like(tensors[0])
     torch.library.opcheck(ops.OPS[name], _op_args(name, tensors, kw, return_lse=return_lse,
                                                   out=out))
+
+
+@pytest.mark.parametrize("name", FP8_NAMES)
+def test_opcheck_fp8(name, device):
+    """The same for fp8 caches with per-head and per-tensor scales (Tensor? arguments).
+    On the CPU, opcheck's schema check compares tensors with arithmetic that torch has no
+    fp8 CPU kernel for ("mul_cpu_reduced_float"), so that one check runs on a GPU only;
+    the schema itself is the one test_opcheck checks with fp16 caches."""
+    tensors, kw = _fp8(name, *_inputs(name, device))
+    out = torch.empty_like(tensors[0])
+    utils = ("test_schema", "test_autograd_registration", "test_faketensor",
+             "test_aot_dispatch_dynamic")
+    if tensors[0].device.type != "cuda":
+        utils = utils[1:]
+    torch.library.opcheck(ops.OPS[name], _op_args(name, tensors, kw, return_lse=True, out=out),
+                          test_utils=utils)
 
 
 @pytest.mark.parametrize("name", NAMES)
