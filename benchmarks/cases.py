@@ -157,69 +157,34 @@ def kv_bytes(tokens: int, num_kv_heads: int, head_dim: int, dtype) -> float:
     return 2.0 * tokens * num_kv_heads * head_dim * torch.empty((), dtype=dtype).element_size()
 
 
-@dataclass
-class Fp8KV:
-    """K and V quantised per tensor by quantize_kv: real = stored x scale."""
-    k: torch.Tensor
-    v: torch.Tensor
-    k_scale: torch.Tensor  # float32 [], on the device
-    v_scale: torch.Tensor
-
-    @property
-    def note(self) -> str:
-        return f"{str(self.k.dtype).replace('torch.', '')} K/V, per-tensor k_scale/v_scale"
-
-    @property
-    def scales(self) -> dict:
-        return {"k_scale": self.k_scale, "v_scale": self.v_scale}
-
-    def floats(self) -> tuple[float, float]:
-        """The scales as Python floats (peers that take floats; a sync, in setup)."""
-        return float(self.k_scale), float(self.v_scale)
-
-
-def quantize_pair(kernels, k, v, kv_dtype) -> Fp8KV:
-    k8, k_scale = kernels.quantize_kv(k, dtype=kv_dtype)
-    v8, v_scale = kernels.quantize_kv(v, dtype=kv_dtype)
-    return Fp8KV(k8, v8, k_scale, v_scale)
-
-
-def real_heads(cache: torch.Tensor, scale: torch.Tensor | None, head_axis: int,
-               heads: slice) -> torch.Tensor:
-    """The KV heads `heads` (along head_axis) of a cache, as the kernels see them: a
-    16/32-bit cache as it is (a view); an fp8 one (scale given, [] or [Hkv]) dequantised
-    to float64, stored x scale. Slicing first keeps the fp64 copy to the checked heads."""
-    index = [slice(None)] * cache.dim()
-    index[head_axis] = heads
-    part = cache[tuple(index)]
-    if scale is None:
-        return part
-    s = scale.double()
-    if s.numel() == 1:
-        s = s.reshape(())
-    else:
-        shape = [1] * cache.dim()
-        shape[head_axis] = -1
-        s = s[heads].reshape(shape)
-    return part.double() * s
+def _fp8_problem(kernels, kv_dtype, caches: dict, call, reference, *, bytes16: float,
+                 bytes8: float, peers16=()) -> Problem:
+    """The fp8 variant of a decode-family problem. caches: the kernel's two K/V arguments by
+    name, in q's dtype; they are quantised per tensor with quantize_kv (scales stay on the
+    device). call(caches, scales) -> the timed call; reference(caches, scales) -> the fp64
+    check (the oracles dequantise fp8 caches with the scales). "ours" runs on the fp8
+    caches; ``ours-<dtype>`` and peers16 ((name, make) pairs) run on the 16-bit caches they
+    came from, each checked against the oracle on its own inputs."""
+    dtype_name = DTYPE_NAMES[next(iter(caches.values())).dtype]
+    fp8, scales = {}, {}
+    for (name, cache), scale_name in zip(caches.items(), ("k_scale", "v_scale"), strict=True):
+        fp8[name], scales[scale_name] = kernels.quantize_kv(cache, dtype=kv_dtype)
+    ref16 = lambda: reference(caches, {})  # noqa: E731
+    note = f"{FP8_NAMES[kv_dtype]} K/V, per-tensor k_scale/v_scale"
+    impls = [
+        Impl("ours", lambda: _noted(call(fp8, scales), note)),
+        Impl(f"ours-{dtype_name}", lambda: _noted(call(caches, {}),
+                                                  f"{dtype_name} K/V (the fp8 cache's source)"),
+             reference=ref16, bytes=bytes16),
+        *(Impl(name, make, reference=ref16, bytes=bytes16) for name, make in peers16),
+    ]
+    return Problem(impls, reference=lambda: reference(fp8, scales), bytes=bytes8)
 
 
 def _noted(call, note: str):
     """The call with a ``bench_note`` (the record's note)."""
     call.bench_note = note
     return call
-
-
-def _own_name(dtype) -> str:
-    """Ours on the 16-bit K/V an fp8 case's cache was quantised from."""
-    return f"ours-{DTYPE_NAMES[dtype]}"
-
-
-OURS_16BIT = ("ours-fp16", "ours-bf16")  # _own_name of the dtypes an fp8 case runs in
-
-
-def _fp8_what(what: str) -> str:
-    return f"{what}, on the dequantised fp8 K/V (stored x scale)"
 
 
 def _sdpa_impls(q, k, v, *, causal: bool) -> list[Impl]:
@@ -362,23 +327,20 @@ def varlen_case(lengths, num_q_heads, num_kv_heads, head_dim, *, seed=0):
 
 # --------------------------------------------------------------------------- decode
 
-def _decode_reference(q, k, v, seq_lens=None, *, k_scale=None, v_scale=None) -> Reference:
-    """The fp64 oracle on the last query group; with scales, k and v are fp8 and the
-    oracle sees their dequantised values."""
+def _decode_reference(q, k, v, seq_lens=None, **scales) -> Reference:
+    """The fp64 oracle on the last query group (scales: an fp8 cache's, per tensor)."""
     from attention_kernel_triton.oracles.reference import decode_ref
 
     kvh, heads = _last_group(q.shape[1], k.shape[1])
     kv = slice(kvh, kvh + 1)
-    ref, _ = decode_ref(q[:, heads], real_heads(k, k_scale, 1, kv),
-                        real_heads(v, v_scale, 1, kv), seq_lens=seq_lens)
-    what = f"fp64 oracle on heads {heads.start}-{heads.stop - 1}"
+    ref, _ = decode_ref(q[:, heads], k[:, kv], v[:, kv], seq_lens=seq_lens, **scales)
     return Reference(ref, lambda out: out[:, heads],
-                     what if k_scale is None else _fp8_what(what))
+                     f"fp64 oracle on heads {heads.start}-{heads.stop - 1}")
 
 
 def decode_case(batch, num_q_heads, num_kv_heads, n, head_dim, *, kv_dtype=None, seed=0):
     """One query token per sequence, q [B, Hq, 1, D], against a full dense K/V; with
-    kv_dtype (fp8), ours on the quantised K/V (``_fp8_decode_problem``)."""
+    kv_dtype (fp8), ours on the quantised K/V against ours and cuDNN on the 16-bit K/V."""
 
     def build(dtype) -> Problem:
         kernels = _kernels()
@@ -388,7 +350,13 @@ def decode_case(batch, num_q_heads, num_kv_heads, n, head_dim, *, kv_dtype=None,
         v = _randn(gen, (batch, num_kv_heads, n, head_dim), dtype)
         scale = head_dim ** -0.5
         if kv_dtype is not None:
-            return _fp8_decode_problem(kernels, q, k, v, kv_dtype)
+            return _fp8_problem(
+                kernels, kv_dtype, {"k": k, "v": v},
+                lambda c, s: lambda: kernels.decode(q, c["k"], c["v"], **s, validate=False),
+                lambda c, s: _decode_reference(q, c["k"], c["v"], **s),
+                bytes16=kv_bytes(batch * n, num_kv_heads, head_dim, dtype),
+                bytes8=kv_bytes(batch * n, num_kv_heads, head_dim, kv_dtype),
+                peers16=[("sdpa-cudnn", lambda: peers.sdpa("cudnn", q, k, v))])
         impls = [Impl("ours", lambda: lambda: kernels.decode(q, k, v, validate=False))]
         impls += _sdpa_impls(q, k, v, causal=False)
         impls.append(Impl("flex", lambda: peers.flex(q, k, v)))
@@ -397,39 +365,6 @@ def decode_case(batch, num_q_heads, num_kv_heads, n, head_dim, *, kv_dtype=None,
                        bytes=kv_bytes(batch * n, num_kv_heads, head_dim, dtype))
 
     return build
-
-
-def _fp8_decode_problem(kernels, q, k, v, kv_dtype) -> Problem:
-    """Dense decode with an fp8 cache: ours on it; ours and cuDNN SDPA on the 16-bit K/V
-    it was quantised from (each checked against its own inputs' oracle); FlashInfer's
-    fp8 batch decode on the same fp8 cache (one page per sequence, HND layout)."""
-    batch, num_kv_heads, n, head_dim = k.shape
-    fp8 = quantize_pair(kernels, k, v, kv_dtype)
-    bytes16 = kv_bytes(batch * n, num_kv_heads, head_dim, q.dtype)
-    ref16 = lambda: _decode_reference(q, k, v)  # noqa: E731
-
-    def make_flashinfer():
-        table = torch.arange(batch, dtype=torch.int32, device=q.device).view(batch, 1)
-        lens = torch.full((batch,), n, dtype=torch.int32, device=q.device)
-        call = peers.flashinfer_decode(q[:, :, 0].contiguous(), fp8.k, fp8.v, table, lens,
-                                       kv_layout="HND", scale=head_dim ** -0.5,
-                                       k_scale=fp8.k_scale, v_scale=fp8.v_scale)
-        return _noted(lambda: call().unsqueeze(2),
-                      f"{call.bench_note}; one page of {n} per sequence")
-
-    impls = [
-        Impl("ours", lambda: _noted(lambda: kernels.decode(
-            q, fp8.k, fp8.v, **fp8.scales, validate=False), fp8.note)),
-        Impl(_own_name(q.dtype), lambda: _noted(
-            lambda: kernels.decode(q, k, v, validate=False),
-            f"{DTYPE_NAMES[q.dtype]} K/V (the fp8 cache's source)"),
-            reference=ref16, bytes=bytes16),
-        Impl("sdpa-cudnn", lambda: peers.sdpa("cudnn", q, k, v), reference=ref16,
-             bytes=bytes16),
-        Impl("flashinfer-fp8", make_flashinfer),
-    ]
-    return Problem(impls, reference=lambda: _decode_reference(q, fp8.k, fp8.v, **fp8.scales),
-                   bytes=kv_bytes(batch * n, num_kv_heads, head_dim, kv_dtype))
 
 
 # --------------------------------------------------------------------------- paged
@@ -465,9 +400,21 @@ def _length_mask(lengths, n: int):
     return (torch.arange(n, device=DEVICE).view(1, n) < _i32(lengths).view(-1, 1))[:, None, None]
 
 
+def _paged_reference(q, k_cache, v_cache, block_table, seq_lens, **scales) -> Reference:
+    from attention_kernel_triton.oracles.reference import paged_decode_ref
+
+    kvh, heads = _last_group(q.shape[1], k_cache.shape[2])
+    kvs = slice(kvh, kvh + 1)
+    ref, _ = paged_decode_ref(q[:, heads], k_cache[:, :, kvs], v_cache[:, :, kvs],
+                              block_table, seq_lens, **scales)
+    return Reference(ref, lambda out: out[:, heads],
+                     f"fp64 oracle on heads {heads.start}-{heads.stop - 1}")
+
+
 def paged_case(batch, num_q_heads, num_kv_heads, head_dim, page_size, *, lengths=None, n=None,
-               seed=0):
-    """Paged decode; every sequence at length n, or the given lengths."""
+               kv_dtype=None, seed=0):
+    """Paged decode; every sequence at length n, or the given lengths; with kv_dtype
+    (fp8), ours on the quantised caches against ours on the 16-bit ones."""
     lengths = list(lengths) if lengths is not None else [n] * batch
 
     def build(dtype) -> Problem:
@@ -476,6 +423,16 @@ def paged_case(batch, num_q_heads, num_kv_heads, head_dim, page_size, *, lengths
         q = _randn(gen, (batch, num_q_heads, 1, head_dim), dtype)
         kv = make_paged(gen, lengths, num_kv_heads, head_dim, page_size, dtype)
         longest, scale = max(lengths), head_dim ** -0.5
+        if kv_dtype is not None:
+            return _fp8_problem(
+                kernels, kv_dtype, {"k_cache": kv.k_cache, "v_cache": kv.v_cache},
+                lambda c, s: lambda: kernels.paged_decode(
+                    q, c["k_cache"], c["v_cache"], kv.block_table, kv.seq_lens, **s,
+                    validate=False),
+                lambda c, s: _paged_reference(q, c["k_cache"], c["v_cache"], kv.block_table,
+                                              kv.seq_lens, **s),
+                bytes16=kv_bytes(sum(lengths), num_kv_heads, head_dim, dtype),
+                bytes8=kv_bytes(sum(lengths), num_kv_heads, head_dim, kv_dtype))
         mask = _length_mask(lengths, longest)
 
         def gather():
@@ -506,17 +463,8 @@ def paged_case(batch, num_q_heads, num_kv_heads, head_dim, page_size, *, lengths
             Impl("naive", lambda: _gather_then_naive(gather, q, mask, scale)),
         ]
 
-        def reference() -> Reference:
-            from attention_kernel_triton.oracles.reference import paged_decode_ref
-
-            kvh, heads = _last_group(num_q_heads, num_kv_heads)
-            kvs = slice(kvh, kvh + 1)
-            ref, _ = paged_decode_ref(q[:, heads], kv.k_cache[:, :, kvs], kv.v_cache[:, :, kvs],
-                                      kv.block_table, kv.seq_lens)
-            return Reference(ref, lambda out: out[:, heads],
-                             f"fp64 oracle on heads {heads.start}-{heads.stop - 1}")
-
-        return Problem(impls, reference=reference,
+        return Problem(impls, reference=lambda: _paged_reference(
+            q, kv.k_cache, kv.v_cache, kv.block_table, kv.seq_lens),
                        bytes=kv_bytes(sum(lengths), num_kv_heads, head_dim, dtype))
 
     return build
@@ -548,8 +496,20 @@ def _selected_bytes(indices, head_dim, dtype) -> float:
     return kv_bytes(int((indices >= 0).sum()), 1, head_dim, dtype)
 
 
-def sparse_case(batch, num_q_heads, num_kv_heads, n, head_dim, *, keep=0.02, seed=0):
-    """Decode over round(keep * n) selected tokens per (sequence, KV head)."""
+def _sparse_reference(q, k, v, indices, **scales) -> Reference:
+    from attention_kernel_triton.oracles.reference import sparse_decode_ref
+
+    kvh, heads = _last_group(q.shape[1], k.shape[1])
+    kv = slice(kvh, kvh + 1)
+    ref, _ = sparse_decode_ref(q[:, heads], k[:, kv], v[:, kv], indices[:, kv], **scales)
+    return Reference(ref, lambda out: out[:, heads],
+                     f"fp64 oracle on heads {heads.start}-{heads.stop - 1}")
+
+
+def sparse_case(batch, num_q_heads, num_kv_heads, n, head_dim, *, keep=0.02, kv_dtype=None,
+                seed=0):
+    """Decode over round(keep * n) selected tokens per (sequence, KV head); with kv_dtype
+    (fp8), ours on the quantised K/V against ours on the 16-bit K/V."""
 
     def build(dtype) -> Problem:
         kernels = _kernels()
@@ -559,6 +519,14 @@ def sparse_case(batch, num_q_heads, num_kv_heads, n, head_dim, *, keep=0.02, see
         v = _randn(gen, (batch, num_kv_heads, n, head_dim), dtype)
         indices = make_indices(_gen(seed + 1), batch, num_kv_heads, [n] * batch, keep)
         group, scale = num_q_heads // num_kv_heads, head_dim ** -0.5
+        if kv_dtype is not None:
+            return _fp8_problem(
+                kernels, kv_dtype, {"k": k, "v": v},
+                lambda c, s: lambda: kernels.sparse_decode(q, c["k"], c["v"], indices, **s,
+                                                           validate=False),
+                lambda c, s: _sparse_reference(q, c["k"], c["v"], indices, **s),
+                bytes16=_selected_bytes(indices, head_dim, dtype),
+                bytes8=_selected_bytes(indices, head_dim, kv_dtype))
 
         def gather():
             return peers.gather_sparse(k, indices), peers.gather_sparse(v, indices)
@@ -575,16 +543,7 @@ def sparse_case(batch, num_q_heads, num_kv_heads, n, head_dim, *, keep=0.02, see
             Impl("naive", lambda: peers.naive(q, k, v, scale=scale, allowed=dense_mask())),
         ]
 
-        def reference() -> Reference:
-            from attention_kernel_triton.oracles.reference import sparse_decode_ref
-
-            kvh, heads = _last_group(num_q_heads, num_kv_heads)
-            kv = slice(kvh, kvh + 1)
-            ref, _ = sparse_decode_ref(q[:, heads], k[:, kv], v[:, kv], indices[:, kv])
-            return Reference(ref, lambda out: out[:, heads],
-                             f"fp64 oracle on heads {heads.start}-{heads.stop - 1}")
-
-        return Problem(impls, reference=reference,
+        return Problem(impls, reference=lambda: _sparse_reference(q, k, v, indices),
                        bytes=_selected_bytes(indices, head_dim, dtype))
 
     return build
@@ -954,7 +913,35 @@ def all_cases() -> list[Case]:
              sparse_paged_case(4, 32, 8, 256, 16, n=65536)),
     ]
     cases += paged_prefill_cases()
+    cases += fp8_cases()
     return cases
+
+
+def fp8_cases() -> list[Case]:
+    """fp8 KV caches (issue 24), q fp16: each against ours on the fp16 K/V it was
+    quantised from (the bytes halve: ~0.5x is the floor, 0.60x the target)."""
+    e4m3, e5m2 = torch.float8_e4m3fn, torch.float8_e5m2
+    half = (Target(("ours-fp16",), 0.60, "at most 0.60x of ours on the fp16 cache"),)
+
+    def case(family, label, build, kv_dtype, targets=half):
+        return Case(family, f"{label}, {FP8_NAMES[kv_dtype]} KV", FP16, build,
+                    targets=targets, kv_dtype=kv_dtype)
+
+    return [
+        case("decode", "B32 Hq32 Hkv8 N4096 D128", decode_case(32, 32, 8, 4096, 128,
+                                                               kv_dtype=e4m3), e4m3),
+        case("decode", "B32 Hq32 Hkv8 N4096 D128", decode_case(32, 32, 8, 4096, 128,
+                                                               kv_dtype=e5m2), e5m2),
+        case("decode", "B1 Hq32 Hkv8 N65536 D128", decode_case(1, 32, 8, 65536, 128,
+                                                               kv_dtype=e4m3), e4m3),
+        case("paged_decode", "B32 Hq32 Hkv8 N4096 D128 P16",
+             paged_case(32, 32, 8, 128, 16, n=4096, kv_dtype=e4m3), e4m3),
+        case("paged_decode", "B1 Hq32 Hkv8 N65536 D128 P16",
+             paged_case(1, 32, 8, 128, 16, n=65536, kv_dtype=e4m3), e4m3),
+        case("sparse_decode", "B4 Hq32 Hkv8 N32000 D256, 2% per KV head (seed)",
+             sparse_case(4, 32, 8, 32000, 256, kv_dtype=e4m3), e4m3,
+             (Target.at_most_ms(0.011, "at most 11 us"), *half)),
+    ]
 
 
 def paged_prefill_cases() -> list[Case]:
@@ -993,11 +980,17 @@ def case_targets() -> dict[tuple[str, str], tuple[Target, ...]]:
     return {(c.family, c.name): c.targets for c in all_cases() if c.targets}
 
 
-def select_cases(families, *, quick: bool, dtypes=None) -> list[tuple[Case, torch.dtype]]:
-    """(case, dtype) pairs to run: the chosen families, quick subset, dtype override."""
+def select_cases(families, *, quick: bool, dtypes=None,
+                 kv: str = "all") -> list[tuple[Case, torch.dtype]]:
+    """(case, dtype) pairs to run: the chosen families, quick subset, dtype override, and
+    KV format (KV_CHOICES: all, only the fp8-KV cases, only the others)."""
+    if kv not in KV_CHOICES:
+        raise ValueError(f"kv must be one of {KV_CHOICES}, got {kv!r}")
     chosen = []
     for case in all_cases():
         if case.family not in families or (quick and not case.quick):
+            continue
+        if (kv == "fp8" and case.kv_dtype is None) or (kv == "plain" and case.kv_dtype):
             continue
         for dtype in (dtypes or (case.dtypes[:1] if quick else case.dtypes)):
             chosen.append((case, dtype))

@@ -81,9 +81,9 @@ def decode_source(args, cfg: _config.Config) -> ASTSource:
                   indices_ptr=i32, k_scale_ptr=f32, v_scale_ptr=f32, out_ptr=half,
                   lse_ptr=f32, part_out_ptr=f32, part_lse_ptr=f32)
     consts = dict(IS_PAGED=args.paged, HAS_LENS=args.paged, HAS_INDICES=args.indices,
-                  WRITE_LSE=False, HAS_SCALES=args.fp8, SPLIT_KV=True, BLOCK_H=16, BLOCK_N=cfg.block_n,
-                  HEAD_DIM_PAD=args.head_dim, EVEN_D=True, FP32=False, ALIGNED=True,
-                  PDL=True, stride_idx_k=1)
+                  WRITE_LSE=False, HAS_SCALES=args.fp8, SPLIT_KV=True, BLOCK_H=16,
+                  BLOCK_N=cfg.block_n, HEAD_DIM_PAD=args.head_dim, EVEN_D=True, FP32=False,
+                  ALIGNED=True, PDL=True, stride_idx_k=1)
     return _signature(mod._decode_kernel, values, consts)
 
 
@@ -114,9 +114,9 @@ def paged_prefill_source(args, cfg: _config.Config) -> ASTSource:
     values = dict(q_ptr=half, k_ptr=kv, v_ptr=kv, block_table_ptr=i32, cu_q_ptr=i32,
                   seq_lens_ptr=i32, k_scale_ptr=f32, v_scale_ptr=f32, out_ptr=half,
                   lse_ptr=f32, part_out_ptr=f32, part_lse_ptr=f32)
-    consts = dict(IS_CAUSAL=True, WRITE_LSE=False, HAS_SCALES=args.fp8, SPLIT_KV=False, ONE_TILE=False,
-                  BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, HEAD_DIM_PAD=args.head_dim,
-                  EVEN_D=True, FP32=False, ALIGNED=True, PDL=False)
+    consts = dict(IS_CAUSAL=True, WRITE_LSE=False, HAS_SCALES=args.fp8, SPLIT_KV=False,
+                  ONE_TILE=False, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
+                  HEAD_DIM_PAD=args.head_dim, EVEN_D=True, FP32=False, ALIGNED=True, PDL=False)
     return _signature(mod._paged_prefill_kernel, values, consts)
 
 

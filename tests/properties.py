@@ -72,6 +72,29 @@ def _bound(runner, args) -> float:
     return _bounds(runner, args)[0]
 
 
+CACHE_AXES = {"k": 1, "v": 1, "k_cache": 2, "v_cache": 2}  # each K/V argument's head axis
+
+
+def _scales(args) -> dict:
+    """The call's fp8 scales (k_scale / v_scale), to pass on to a related call."""
+    return {k: args[k] for k in ("k_scale", "v_scale") if k in args}
+
+
+def _dequantized(args) -> dict:
+    """The same call on 16-bit caches (q's dtype) holding an fp8 cache's real values,
+    stored x scale, rounded once, and no scales: what a function without fp8 support (or
+    the fp8 relation below) runs. Any other call is returned as it is."""
+    from attention_kernel_triton.oracles.reference import dequantize
+
+    new = {k: v for k, v in args.items() if k not in ("k_scale", "v_scale")}
+    for name, axis in CACHE_AXES.items():
+        if name in args:
+            scale = args.get("k_scale" if name.startswith("k") else "v_scale")
+            new[name] = relayout_like(dequantize(args[name], scale, axis).to(
+                args["q"].dtype), args[name])
+    return new
+
+
 # --- 1, 2: accuracy and finiteness -------------------------------------------------------
 
 @prop
@@ -237,6 +260,8 @@ def gqa_equals_mha(runner, case, device):
                "v": args["v"].repeat_interleave(group, 1)}
     if "indices" in args and args["indices"].shape[1] != case.num_q_heads:
         mha["indices"] = args["indices"].repeat_interleave(group, 1)
+    for name, scale in _scales(args).items():  # fp8: a per-KV-head scale follows its head
+        mha[name] = scale.repeat_interleave(group) if scale.numel() > 1 else scale
     out, lse = _restrict(runner, args, *runner.call(args))
     out_mha, lse_mha = _restrict(runner, args, *runner.call(mha))
     assert_close_pair("GQA vs MHA on repeated K/V", out, out_mha, bound, case=case)
@@ -382,6 +407,24 @@ def page_permutation_bit_identical(runner, case, device):
 
 
 @prop
+def fp8_equals_dequantized(runner, case, device):
+    """An fp8 cache with its scales equals the same call on a 16-bit cache (q's dtype)
+    holding the dequantised values, stored x scale, within the accuracy rule's bound (whose
+    low-precision reference runs on those values: what fp8 storage lost is in both)."""
+    if getattr(case, "kv_dtype", None) is None:
+        raise ValueError(f"fp8_equals_dequantized needs an fp8 case (kv_dtype), got {case}")
+    args = runner.inputs(case, device)
+    bound, lse_bound = _bounds(runner, args)
+    out, lse = _restrict(runner, args, *runner.call(args))
+    real = _dequantized(args)
+    out16, lse16 = _restrict(runner, real, *runner.call(real))
+    assert_close_pair("fp8 cache vs its dequantised values in q's dtype", out, out16, bound,
+                      case=case)
+    assert_close_pair("lse, fp8 cache vs its dequantised values in q's dtype", lse, lse16,
+                      lse_bound, case=case)
+
+
+@prop
 def decode_equals_prefill_last_row(runner, case, device):
     """decode(q) == the last (only) query row of causal prefill on the same cache."""
     args = runner.inputs(case, device)
@@ -389,7 +432,8 @@ def decode_equals_prefill_last_row(runner, case, device):
     q = args["q"] if args["q"].dim() == 4 else args["q"].unsqueeze(2)
     b, n = q.shape[0], args["k"].shape[2]
     lens = args.get("seq_lens", torch.full((b,), n, dtype=torch.int32, device=device))
-    pre = kernels.prefill(q, args["k"], args["v"], causal=True,
+    dense = _dequantized(args)  # prefill takes no fp8 cache
+    pre = kernels.prefill(q, dense["k"], dense["v"], causal=True,
                           seq_lens=torch.ones_like(lens), kv_seq_lens=lens,
                           sm_scale=args.get("sm_scale"))
     assert_close_pair("decode vs prefill's last row", out.reshape(pre.shape), pre,
@@ -412,7 +456,7 @@ def paged_one_page_per_sequence_equals_decode(runner, case, device):
         v = k.clone()
     out_p = kernels.paged_decode(args["q"], k.transpose(1, 2), v.transpose(1, 2),
                                  table, lens, num_splits=args.get("num_splits"),
-                                 sm_scale=args.get("sm_scale"))
+                                 sm_scale=args.get("sm_scale"), **_scales(args))
     assert_close_pair("paged (one page per sequence) vs decode", out_p, out,
                       _bound(runner, args), case=case)
 
@@ -530,7 +574,7 @@ def sparse_dense_equals_paged(runner, case, device):
     lens = args.get("seq_lens", torch.full((b,), n, dtype=torch.int32, device=device))
     out_p = kernels.sparse_paged_decode(args["q"], to_pages(k), to_pages(v), table, lens,
                                         args["indices"], num_splits=args.get("num_splits"),
-                                        sm_scale=args.get("sm_scale"))
+                                        sm_scale=args.get("sm_scale"), **_scales(args))
     assert_close_pair("paged vs dense sparse decode", out_p, out, _bound(runner, args),
                       case=case)
 
@@ -657,7 +701,7 @@ def paged_prefill_single_token_equals_paged_decode(runner, case, device):
     out, lse = runner.call(call)
     dec, dec_lse = kernels.paged_decode(call["q"], args["k_cache"], args["v_cache"],
                                         call["block_table"], lens, sm_scale=args.get("sm_scale"),
-                                        return_lse=True)
+                                        return_lse=True, **_scales(args))
     bound, lse_bound = _bounds(runner, call)
     assert_close_pair("q_len 1 vs paged_decode", out, dec, bound, case=case)
     assert_close_pair("lse, q_len 1 vs paged_decode", lse.t(), dec_lse, lse_bound, case=case)
@@ -673,15 +717,16 @@ def paged_prefill_equals_varlen(runner, case, device):
     out, lse = _restrict(runner, args, *runner.call(args))
     seqs = _sequences(args)
     ks, vs, cu_k = [], [], [0]
+    real = _dequantized(args)  # prefill_varlen takes no fp8 cache
     for b, (_, _, seq_len) in enumerate(seqs):
         for name, acc in (("k_cache", ks), ("v_cache", vs)):
-            dense = paged_gather(args[name], args["block_table"][b:b + 1],
+            dense = paged_gather(real[name], args["block_table"][b:b + 1],
                                  args["seq_lens"][b:b + 1])  # [1, Hkv, seq_len, D]
             acc.append(dense[0].transpose(0, 1))
         cu_k.append(cu_k[-1] + seq_len)
     hkv, d = args["k_cache"].shape[2:]
-    k = torch.cat(ks) if ks else args["k_cache"].new_zeros((0, hkv, d))
-    v = torch.cat(vs) if vs else args["v_cache"].new_zeros((0, hkv, d))
+    k = torch.cat(ks) if ks else real["k_cache"].new_zeros((0, hkv, d))
+    v = torch.cat(vs) if vs else real["v_cache"].new_zeros((0, hkv, d))
     ref, ref_lse = kernels.prefill_varlen(
         args["q"], k, v, args["cu_seqlens_q"], _i32(cu_k, device),
         max_seqlen_q=args["max_seqlen_q"], causal=args.get("causal", True),

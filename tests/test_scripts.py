@@ -16,8 +16,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_sm90_report_compiles_for_hopper(args):
     """scripts/sm90_report.py compiles a kernel variant for sm_90 without a GPU and reports
     registers, shared memory and programs per SM (1 to 32): the decode split kernel,
-    prefill's padded var-len variant and paged prefill on an fp8 cache (every constexpr of the kernel given: a new one left
-    out would compile as a runtime argument, a variant the GPU never runs)."""
+    prefill's padded var-len variant and paged prefill on an fp8 cache (every constexpr of
+    the kernel given: a new one left out would compile as a runtime argument, a variant
+    the GPU never runs)."""
     run = subprocess.run([sys.executable, str(ROOT / "scripts" / "sm90_report.py"), *args],
                          capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert run.returncode == 0, run.stderr[-2000:]
