@@ -4,6 +4,7 @@
     python -m benchmarks.sweep --quick             # a handful of configs per shape
     python -m benchmarks.sweep --kernel decode --splits auto,1,8,32
     python -m benchmarks.sweep --kernel prefill --tma on,off
+    python -m benchmarks.sweep --kernel decode --kv e4m3   # fp8 K/V (q fp16)
 
 Every config is pinned with ``tuning.override(prefill_config=Config(...))`` (or decode_config) around the
 check call and the timing (and the graph capture for decode). Shapes, fp16:
@@ -218,6 +219,8 @@ def main(argv=None) -> int:
     p.add_argument("--configs", default=None,
                    help="explicit grid, 'BN,W,S;...' (decode) or "
                         "'BM,BN,W,S[,MAXNREG];...' (prefill)")
+    p.add_argument("--kv", default="fp16", choices=("fp16", "e4m3", "e5m2"),
+                   help="decode: the K/V cache's format (fp8 quantised per tensor, q fp16)")
     p.add_argument("--shapes", default=None,
                    help="comma-separated substrings: only shapes whose label contains one")
     p.add_argument("--budget-s", type=float, default=None,
@@ -293,6 +296,11 @@ def main(argv=None) -> int:
                                 generator=gen)
                 v = torch.randn(batch, hkv, n, d, device=cases.DEVICE, dtype=torch.float16,
                                 generator=gen)
+                kv_dtype, sc = torch.float16, {}
+                if args.kv != "fp16":  # the scales stay on the device; oracles dequantise
+                    kv_dtype = {"e4m3": torch.float8_e4m3fn, "e5m2": torch.float8_e5m2}[args.kv]
+                    k, sc["k_scale"] = kernels.quantize_kv(k, dtype=kv_dtype)
+                    v, sc["v_scale"] = kernels.quantize_kv(v, dtype=kv_dtype)
 
                 if label.startswith("sparse"):
                     from attention_kernel_triton.oracles import reference as oracles
@@ -301,20 +309,21 @@ def main(argv=None) -> int:
                                        for _ in range(batch * hkv)]).view(batch, hkv, -1)
                     idx = idx.to(torch.int32)
 
-                    def for_split(split, q=q, k=k, v=v, idx=idx):
+                    def for_split(split, q=q, k=k, v=v, idx=idx, sc=sc):
                         return lambda: kernels.sparse_decode(q, k, v, idx, num_splits=split,
-                                                             validate=False)
+                                                             validate=False, **sc)
 
-                    nbytes = cases.kv_bytes(batch * SPARSE_KEPT, hkv, d, torch.float16)
-                    reference = cases.Reference(oracles.sparse_decode_ref(q, k, v, idx)[0],
-                                                lambda out: out, "fp64 oracle, all heads")
+                    nbytes = cases.kv_bytes(batch * SPARSE_KEPT, hkv, d, kv_dtype)
+                    reference = cases.Reference(
+                        oracles.sparse_decode_ref(q, k, v, idx, **sc)[0], lambda out: out,
+                        "fp64 oracle, all heads")
                 else:
-                    def for_split(split, q=q, k=k, v=v):
+                    def for_split(split, q=q, k=k, v=v, sc=sc):
                         return lambda: kernels.decode(q, k, v, num_splits=split,
-                                                      validate=False)
+                                                      validate=False, **sc)
 
-                    nbytes = cases.kv_bytes(batch * n, hkv, d, torch.float16)
-                    reference = cases._decode_reference(q, k, v)
+                    nbytes = cases.kv_bytes(batch * n, hkv, d, kv_dtype)
+                    reference = cases._decode_reference(q, k, v, **sc)
                 rows += sweep_shape(kind, label, for_split, reference,
                                     grid, splits, timer, nbytes, shape_deadline, log,
                                     default_key)
@@ -327,7 +336,7 @@ def main(argv=None) -> int:
     text = render(rows)
     print("\n" + text, flush=True)
     stem = f"{card.slug}-{date.today().isoformat()}-sweep" + ("-quick" if args.quick else "") \
-        + (f"-{args.tag}" if args.tag else "")
+        + (f"-{args.kv}" if args.kv != "fp16" else "") + (f"-{args.tag}" if args.tag else "")
     args.out.mkdir(parents=True, exist_ok=True)
     meta = {"card": card.name, "date": date.today().isoformat(), "torch": torch.__version__,
             "elapsed_s": round(time.monotonic() - start, 1), "rows": rows}
