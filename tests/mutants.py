@@ -64,6 +64,8 @@ TESTS = {
     "combine": ("tests/test_decode.py",),
     "validation": ("tests/test_errors.py",),
     "paged_prefill": ("tests/test_paged_prefill.py",),
+    # fp8 KV caches: every decode family and paged_prefill on all-fp8 cases
+    "fp8": ("tests/test_fp8.py",),
 }
 
 GPU_INT64 = "tests/test_gpu.py::"
@@ -451,6 +453,48 @@ MUTANTS: tuple[Mutant, ...] = (
            "(m_i + gl.log2(l_i) + 0.01) * LN2)",
            "Gluon prefill: the LSE 0.007 nats high (inside the fp16 rule's bound at these "
            "logits; the fp32 rule for the LSE catches it)", **_GLUON),
+    # ---------------------------------------------------------------- fp8 KV caches
+    Mutant("fp8_k_scale_dropped", "fp8", DEC,
+           "    qk_scale = qk_scale * kv_scale(k_scale_ptr, off_kvh, stride_k_scale, "
+           "HAS_SCALES)\n",
+           "    qk_scale = qk_scale * 1.0\n",
+           "decode: the scores ignore k_scale (stored K taken as real K)"),
+    Mutant("fp8_v_scale_dropped", "fp8", DEC,
+           "        out = out * kv_scale(v_scale_ptr, off_kvh, stride_v_scale, HAS_SCALES)\n"
+           "    if not SPLIT_KV:",
+           "        out = out * 1.0\n"
+           "    if not SPLIT_KV:",
+           "decode: the output ignores v_scale"),
+    Mutant("fp8_scale_of_head_0", "fp8", DEC,
+           "kv_scale(k_scale_ptr, off_kvh, stride_k_scale, HAS_SCALES)",
+           "kv_scale(k_scale_ptr, 0 * off_kvh, stride_k_scale, HAS_SCALES)",
+           "decode: every KV head dequantised with head 0's k_scale (per-head scales)"),
+    Mutant("fp8_e5m2_subnormals_flushed", "fp8", JIT,
+           "mag = tl.where(e == 0, m * 0.0000152587890625,",
+           "mag = tl.where(e == 0, m * 0.0,",
+           "e5m2 subnormals decoded as 0 (the interpreter's own conversion did this; the "
+           "hardware does not)"),
+    Mutant("fp8_e4m3_exponent_bias", "fp8", JIT,
+           "(8.0 + m) * tl.exp2((e - 10).to(tl.float32)))",
+           "(8.0 + m) * tl.exp2((e - 11).to(tl.float32)))",
+           "e4m3fn normals decoded at half their value (exponent bias 8 for 7)"),
+    Mutant("paged_prefill_fp8_v_scale_dropped", "fp8", PP,
+           "            out = out * kv_scale(v_scale_ptr, off_kvh, stride_v_scale, HAS_SCALES)",
+           "            out = out * 1.0",
+           "paged_prefill: the output ignores v_scale"),
+    Mutant("paged_prefill_fp8_k_scale_dropped", "fp8", PP,
+           "        qk_scale = qk_scale * kv_scale(k_scale_ptr, off_kvh, stride_k_scale, "
+           "HAS_SCALES)",
+           "        qk_scale = qk_scale * 1.0",
+           "paged_prefill: the scores ignore k_scale"),
+    Mutant("fp8_scale_values_unchecked", "validation", VAL,
+           "        if validate:\n            bad = ~(torch.isfinite(t) & (t > 0))",
+           "        if False:\n            bad = ~(torch.isfinite(t) & (t > 0))",
+           "validate=True lets a 0, negative, NaN or inf k_scale / v_scale through"),
+    Mutant("fp8_scales_with_16_bit_caches", "validation", VAL,
+           "    if k.dtype not in FP8_DTYPES:\n        raise ValueError(f\"k_scale and v_scale",
+           "    if False:\n        raise ValueError(f\"k_scale and v_scale",
+           "k_scale / v_scale accepted (and applied) with fp16 / bf16 / fp32 caches"),
 )
 
 
