@@ -107,7 +107,11 @@ def _key_tiles(
         k_off = page * stride_k_page + slot * stride_k_slot
         v_off = page * stride_v_page + slot * stride_v_slot
         nxt = offs_n + BLOCK_N
-        page, slot = page_lookup(table_row, nxt, (nxt < seq_len) & (nxt < hi), page_size)
+        # Every key the next tile loads gets its page: the whole tile up to seq_len (an
+        # unbounded tile loads all of its rows; keys past `hi`, e.g. past a tile's causal
+        # end, are loaded and then masked, so they too must read their own page, never
+        # the masked lookup's page 0).
+        page, slot = page_lookup(table_row, nxt, nxt < seq_len, page_size)
         if BOUNDED:
             kv_mask = n_ok[:, None] & d_ok[None, :]
         else:  # d_ok is a constant with EVEN_D: the loads stay 16-byte vectors

@@ -413,6 +413,12 @@ MUTANTS: tuple[Mutant, ...] = (
            "first = tl.load(cu_q_ptr + mid) // q_per_tile",
            "paged prefill: the binary search's first tile of a sequence drops the + b "
            "(programs land in the wrong sequence)"),
+    Mutant("pp_lookahead_masked_at_hi", "paged_prefill", PP,
+           "page_lookup(table_row, nxt, nxt < seq_len, page_size)",
+           "page_lookup(table_row, nxt, (nxt < seq_len) & (nxt < hi), page_size)",
+           "the lookahead gives keys past the range's end page 0, though the next tile "
+           "loads them (the bug of 1b75b55, found on the GPU in session 13: NaN from an "
+           "unowned page 0)"),
     Mutant("pp_lookahead_same_tile", "paged_prefill", PP,
            "        nxt = offs_n + BLOCK_N\n",
            "        nxt = offs_n + BLOCK_N * 0\n",

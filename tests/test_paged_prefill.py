@@ -40,6 +40,16 @@ WIDE_GROUP = PagedPrefillCase(batch=2, num_kv_heads=1, group_size=24, head_dim=1
                               dtype="float16", seq_lens=(4, 2), q_lens=(2, 2), page_size=4,
                               causal=True, scale=1.0, seed=14)
 
+# The tile after a tile's causal end: tile 0's keys end at 24 (8 + 16), inside the second
+# key tile (16..31), whose page lookup ran one tile ahead; pages 0..6 belong to nobody
+# (NaN under unread_memory), so a key past the end looked up as "page 0" reads NaN (one
+# split: with more, each split here is one tile and the lookahead never runs). Found
+# on an H100 at GPU sizes (tests/corpus/paged_prefill-unread_memory-3f73c38495.json).
+PAST_CAUSAL_END = PagedPrefillCase(batch=1, num_kv_heads=1, group_size=1, head_dim=16,
+                                   n_ctx=48, dtype="float32", seq_lens=(48,), q_lens=(40,),
+                                   page_size=4, causal=True, scale=1.0, seed=15,
+                                   page_id_offset=7, num_splits=1)
+
 
 @pytest.mark.parametrize("prop", COMMON)
 @given(case=paged_prefill_cases(**sizes.paged_prefill()))
@@ -47,6 +57,7 @@ WIDE_GROUP = PagedPrefillCase(batch=2, num_kv_heads=1, group_size=24, head_dim=1
 @example(case=SHORT)
 @example(case=GROUP5)
 @example(case=WIDE_GROUP)
+@example(case=PAST_CAUSAL_END)
 def test_paged_prefill(prop, case, device):
     check("paged_prefill", prop, case, device)
 
