@@ -1,0 +1,84 @@
+"""Launch configs and split counts for the decode kernel on fp8 (e4m3) K/V caches, against
+the same kernel on the fp16 caches they came from (q fp16, D128 Hq32 Hkv8): dense and
+paged (page 16) decode at B32 N4096 and B1 N65536, and sparse decode at the seed's shape.
+Every call is checked against the fp16 call (max |diff| printed) and timed as a CUDA-graph
+replay (benchmarks/timing.py, L2 flushed).
+
+    python scripts/fp8_probe.py [--configs 'BN,W,S;...'] [--splits auto,8,64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+import attention_kernel_triton as akt  # noqa: E402
+from attention_kernel_triton import tuning  # noqa: E402
+from benchmarks import cases  # noqa: E402
+from benchmarks.timing import Timer, capture_graph  # noqa: E402
+
+
+def problems():
+    """(label, call(k, v, scales, split) -> out, dense K/V fp16) per shape."""
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    rnd = lambda *s: torch.randn(*s, device="cuda", dtype=torch.float16, generator=gen)  # noqa: E731
+    for b, n in ((32, 4096), (1, 65536)):
+        q, k, v = rnd(b, 32, 128), rnd(b, 8, n, 128), rnd(b, 8, n, 128)
+        yield (f"decode B{b} N{n}", lambda k, v, s, sp, q=q: akt.decode(
+            q, k, v, num_splits=sp, validate=False, **s), k, v)
+        kv = cases.make_paged(gen, [n] * b, 8, 128, 16, torch.float16)
+        yield (f"paged P16 B{b} N{n}", lambda k, v, s, sp, q=q, kv=kv: akt.paged_decode(
+            q, k, v, kv.block_table, kv.seq_lens, num_splits=sp, validate=False, **s),
+            kv.k_cache, kv.v_cache)
+    q, k, v = rnd(4, 32, 256), rnd(4, 8, 32000, 256), rnd(4, 8, 32000, 256)
+    idx = cases.make_indices(gen, 4, 8, [32000] * 4, 0.02)
+    yield ("sparse seed", lambda k, v, s, sp: akt.sparse_decode(
+        q, k, v, idx, num_splits=sp, validate=False, **s), k, v)
+
+
+def _graph_ms(timer: Timer, fn) -> float:
+    """fn's GPU time as a CUDA-graph replay (captured now: under the caller's tuning)."""
+    graph, _ = capture_graph(fn)
+    return timer.graph(graph)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--configs", default="64,4,3;128,4,3;128,8,3;64,4,4;128,4,2;64,8,3")
+    ap.add_argument("--splits", default="auto")
+    args = ap.parse_args(argv)
+    configs = [None] + [tuning.Config(16, *map(int, c.split(",")))
+                        for c in args.configs.split(";")]
+    splits = [None if s == "auto" else int(s) for s in args.splits.split(",")]
+    timer = Timer(warmup_ms=10, rep_ms=40)
+    print(f"{torch.cuda.get_device_name()}; us per call (graph); default = the table's")
+    for label, call, k, v in problems():
+        k8, ks = akt.quantize_kv(k)
+        v8, vs = akt.quantize_kv(v)
+        scales = dict(k_scale=ks, v_scale=vs)
+        ref = call(k, v, {}, None).float()
+        fp16 = _graph_ms(timer, lambda: call(k, v, {}, None))  # noqa: B023 (used here)
+        print(f"{label}: fp16 default {1e3 * fp16:.1f} us")
+        for cfg in configs:
+            for sp in splits:
+                name = f"{'default' if cfg is None else cfg} splits={sp or 'auto'}"
+                try:
+                    with tuning.override(decode_config=cfg):
+                        err = (call(k8, v8, scales, sp).float() - ref).abs().max().item()
+                        ms = _graph_ms(timer, lambda: call(k8, v8, scales, sp))  # noqa: B023
+                except Exception as exc:  # e.g. out of shared memory
+                    print(f"  {name}: {type(exc).__name__}: {str(exc)[:120]}")
+                    continue
+                print(f"  fp8 {name}: {1e3 * ms:.1f} us ({ms / fp16:.3f}x fp16), "
+                      f"max|fp8 - fp16| {err:.3g}")
+        torch.cuda.empty_cache()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
