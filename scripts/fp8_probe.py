@@ -4,7 +4,10 @@ paged (page 16) decode at B32 N4096 and B1 N65536, and sparse decode at the seed
 Every call is checked against the fp16 call (max |diff| printed) and timed as a CUDA-graph
 replay (benchmarks/timing.py, L2 flushed).
 
-    python scripts/fp8_probe.py [--configs 'BN,W,S;...'] [--splits auto,8,64]
+    python scripts/fp8_probe.py [--configs 'BN,W,S;...'] [--configs256 ...] [--splits auto,8]
+
+Configs ('BN,W,S', block_m 16) are pinned with tuning.override(decode_config=...);
+--configs for the D128 shapes, --configs256 for the sparse D256 one.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ def problems():
             kv.k_cache, kv.v_cache)
     q, k, v = rnd(4, 32, 256), rnd(4, 8, 32000, 256), rnd(4, 8, 32000, 256)
     idx = cases.make_indices(gen, 4, 8, [32000] * 4, 0.02)
-    yield ("sparse seed", lambda k, v, s, sp: akt.sparse_decode(
+    yield ("sparse seed D256", lambda k, v, s, sp: akt.sparse_decode(
         q, k, v, idx, num_splits=sp, validate=False, **s), k, v)
 
 
@@ -49,11 +52,12 @@ def _graph_ms(timer: Timer, fn) -> float:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--configs", default="64,4,3;128,4,3;128,8,3;64,4,4;128,4,2;64,8,3")
+    ap.add_argument("--configs", default="64,4,4;64,4,5;128,4,3;128,4,4;128,8,3")
+    ap.add_argument("--configs256", default="16,4,4;16,4,6;32,4,3;32,4,4")
     ap.add_argument("--splits", default="auto")
     args = ap.parse_args(argv)
-    configs = [None] + [tuning.Config(16, *map(int, c.split(",")))
-                        for c in args.configs.split(";")]
+    def parse(text):
+        return [None] + [tuning.Config(16, *map(int, c.split(","))) for c in text.split(";")]
     splits = [None if s == "auto" else int(s) for s in args.splits.split(",")]
     timer = Timer(warmup_ms=10, rep_ms=40)
     print(f"{torch.cuda.get_device_name()}; us per call (graph); default = the table's")
@@ -64,7 +68,7 @@ def main(argv=None) -> int:
         ref = call(k, v, {}, None).float()
         fp16 = _graph_ms(timer, lambda: call(k, v, {}, None))  # noqa: B023 (used here)
         print(f"{label}: fp16 default {1e3 * fp16:.1f} us")
-        for cfg in configs:
+        for cfg in parse(args.configs256 if "D256" in label else args.configs):
             for sp in splits:
                 name = f"{'default' if cfg is None else cfg} splits={sp or 'auto'}"
                 try:
