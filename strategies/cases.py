@@ -6,7 +6,9 @@ A case holds only structure (shapes, dtype, lengths, page size, flags) and an in
 JSON, and reproduces bit-identically on CPU and GPU. Tables and index sets are built
 directly (permutations, masks), never by filtering.
 
-Every strategy takes keyword-only `min_*`/`max_*` bounds, checked eagerly.
+Every strategy takes keyword-only `min_*`/`max_*` bounds, checked when the strategy is
+built (as Hypothesis's own strategies do): bad bounds raise ``InvalidArgument`` at the
+call, naming the argument, not at the first draw.
 Draws are biased toward edges: lengths 0, 1, the maximum and tile/page boundaries +-1,
 page size 1, non-power-of-two heads, groups and head dims, large logits.
 """
@@ -16,9 +18,12 @@ from __future__ import annotations
 if __name__.partition(".")[0] != "attention_kernel_triton":  # one import name per module
     raise ImportError(f"import {__name__} as attention_kernel_triton.{__name__}")
 
+import functools
+import inspect
 from dataclasses import asdict, dataclass
 
 from hypothesis import strategies as st
+from hypothesis.errors import InvalidArgument
 
 DTYPES = ("float16", "bfloat16", "float32")
 HEAD_DIMS = (16, 24, 40, 64, 80, 96, 128, 160, 192, 256)
@@ -35,12 +40,91 @@ KV_SCALES = ("tensor", "head", "none")
 SCALE_FITS = ("amax", "saturate", "subnormal")
 
 
+def _check_int(arg: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgument(f"{arg} must be an integer, got {value!r}")
+
+
 def _check_bounds(**bounds):
+    """Each (min_<name>, max_<name>) pair: integers with 0 <= min <= max."""
     for name, (lo, hi) in bounds.items():
+        _check_int(f"min_{name}", lo)
+        _check_int(f"max_{name}", hi)
         if lo > hi:
-            raise ValueError(f"min_{name}={lo} > max_{name}={hi}")
+            raise InvalidArgument(f"min_{name}={lo} > max_{name}={hi}")
         if lo < 0:
-            raise ValueError(f"min_{name} must be >= 0, got {lo}")
+            raise InvalidArgument(f"min_{name} must be >= 0, got {lo}")
+
+
+def _check_at_least(**maxima):
+    """Each (max_<name>, floor): an integer >= floor (a bound with no min_ argument)."""
+    for name, (value, floor) in maxima.items():
+        _check_int(f"max_{name}", value)
+        if value < floor:
+            raise InvalidArgument(f"max_{name} must be >= {floor}, got {value}")
+
+
+def _check_names(arg: str, given, allowed, *, none_ok: bool = False):
+    """`given`: a non-empty tuple or list of names from `allowed` (None too if none_ok)."""
+    if isinstance(given, str) or not isinstance(given, (tuple, list)) or not given:
+        raise InvalidArgument(f"{arg} must be a non-empty tuple of names, got {given!r}")
+    for name in given:
+        if not ((none_ok and name is None) or name in allowed):
+            raise InvalidArgument(f"{arg} holds {name!r}: each must be "
+                                  f"{'None or ' if none_ok else ''}one of {allowed}")
+
+
+def _checked_when_built(check):
+    """Decorate an @st.composite strategy so that `check(**every argument, defaults
+    filled in)` runs when the strategy is built (hypothesis.extra.numpy's style) rather
+    than inside the first draw, where a bad bound would surface as a failing example."""
+    def wrap(composite):
+        signature = inspect.signature(composite)
+
+        @functools.wraps(composite)
+        def build(*args, **kwargs):
+            try:
+                bound = signature.bind(*args, **kwargs)
+            except TypeError as exc:
+                raise InvalidArgument(f"{composite.__name__}: {exc}") from None
+            bound.apply_defaults()
+            check(**bound.arguments)
+            return composite(*args, **kwargs)
+        return build
+    return wrap
+
+
+def _check_common(*, min_batch, max_batch, max_kv_heads, max_group, min_head_dim,
+                  max_head_dim, dtypes, **_):
+    """Bounds every case strategy shares: batch, heads, group, head dim, dtypes."""
+    _check_bounds(batch=(min_batch, max_batch), head_dim=(min_head_dim, max_head_dim))
+    _check_at_least(kv_heads=(max_kv_heads, 1), group=(max_group, 1))
+    if min_head_dim < 1:
+        raise InvalidArgument(f"min_head_dim must be >= 1, got {min_head_dim}")
+    _check_names("dtypes", dtypes, DTYPES)
+
+
+def _check_prefill(*, max_seq, **kw):
+    _check_common(**kw)
+    _check_at_least(seq=(max_seq, 1))
+
+
+def _check_decode(*, max_ctx, max_page_size, max_splits, max_indices, kv_dtypes,
+                  long_context, min_batch, **kw):
+    _check_common(min_batch=min_batch, **kw)
+    _check_at_least(ctx=(max_ctx, 1), page_size=(max_page_size, 1), splits=(max_splits, 1),
+                    indices=(max_indices, 1))
+    _check_names("kv_dtypes", kv_dtypes, FP8_DTYPES, none_ok=True)
+    if long_context and min_batch > 2:
+        raise InvalidArgument(f"long_context draws at most 2 sequences; min_batch="
+                              f"{min_batch}")
+
+
+def _check_paged_prefill(*, max_ctx, max_q, max_page_size, max_splits, kv_dtypes, **kw):
+    _check_common(**kw)
+    _check_at_least(ctx=(max_ctx, 1), q=(max_q, 1), page_size=(max_page_size, 1),
+                    splits=(max_splits, 1))
+    _check_names("kv_dtypes", kv_dtypes, FP8_DTYPES, none_ok=True)
 
 
 def lengths(max_len: int, *, min_len: int = 0) -> st.SearchStrategy[int]:
@@ -64,7 +148,7 @@ def group_sizes(*, max_group: int):
 
 def page_sizes(*, max_page_size: int):
     """Tokens per cache page: 1, 3, 16, 64, 256 (those allowed) or any in between."""
-    _check_bounds(page_size=(1, max_page_size))
+    _check_at_least(page_size=(max_page_size, 1))
     listed = [p for p in (1, 3, 16, 64, 256) if p <= max_page_size]
     return st.one_of(st.sampled_from(listed), st.integers(1, max_page_size))
 
@@ -97,10 +181,6 @@ def scales():
 def kv_formats(draw, *, dtype: str, kv_dtypes):
     """The fp8 fields of a decode or paged prefill case: kv_dtype (None: the caches are in
     q's dtype) drawn from kv_dtypes (fp32 q: never fp8), its scale kind and fit."""
-    for name in kv_dtypes:
-        if name is not None and name not in FP8_DTYPES:
-            raise ValueError(f"kv_dtypes holds {name!r}: each must be None or one of "
-                             f"{FP8_DTYPES}")
     kv_dtype = draw(st.sampled_from(kv_dtypes)) if dtype != "float32" else None
     if kv_dtype is None:
         return {}
@@ -149,13 +229,13 @@ class PrefillCase:
 ROW_GAPS = (0, 0, 16, 3)
 
 
+@_checked_when_built(_check_prefill)
 @st.composite
 def prefill_cases(draw, *, min_batch=1, max_batch=3, max_kv_heads=3, max_group=5,
                   min_head_dim=16, max_head_dim=128, max_seq=48, dtypes=("float16",),
                   varlen=False, padded=None, causal=None, same_q_k=None):
     """Cases for prefill (padded=True forces lengths, False forbids them) and, with
     varlen=True, for prefill_varlen (lengths always drawn; n_q/n_k are their maxima)."""
-    _check_bounds(batch=(min_batch, max_batch), seq=(1, max_seq))
     batch = draw(st.integers(min_batch, max_batch))
     num_kv_heads = draw(st.integers(1, max_kv_heads))
     group = draw(group_sizes(max_group=max_group))
@@ -250,6 +330,7 @@ INDEX_KINDS = ("sorted", "shuffled", "duplicates", "neg_start", "neg_middle", "n
                "all_neg_rows", "every_token", "single")
 
 
+@_checked_when_built(_check_decode)
 @st.composite
 def decode_cases(draw, *, min_batch=1, max_batch=4, max_kv_heads=3, max_group=5,
                  min_head_dim=16, max_head_dim=128, max_ctx=64, dtypes=("float16",),
@@ -258,7 +339,6 @@ def decode_cases(draw, *, min_batch=1, max_batch=4, max_kv_heads=3, max_group=5,
     """Decode cases; `paged` draws a page table, `sparse` an index set. long_context
     draws few sequences near max_ctx (so the split heuristic splits). kv_dtypes: the
     caches' formats to draw (None: q's dtype; see FP8_DTYPES)."""
-    _check_bounds(batch=(min_batch, max_batch), ctx=(1, max_ctx))
     batch = draw(st.integers(min_batch, 2 if long_context else max_batch))
     num_kv_heads = draw(st.integers(1, max_kv_heads))
     group = draw(group_sizes(max_group=max_group))
@@ -363,6 +443,7 @@ def query_lengths(seq_len: int, *, max_q: int):
     return st.one_of(lengths(hi), st.integers(min(2, hi), min(8, hi)), st.just(hi))
 
 
+@_checked_when_built(_check_paged_prefill)
 @st.composite
 def paged_prefill_cases(draw, *, min_batch=1, max_batch=4, max_kv_heads=3, max_group=5,
                         min_head_dim=16, max_head_dim=128, max_ctx=64, max_q=64,
@@ -371,8 +452,6 @@ def paged_prefill_cases(draw, *, min_batch=1, max_batch=4, max_kv_heads=3, max_g
     """Cases for paged_prefill: contexts 0..max_ctx (page edges too), each with 0..max_q
     new tokens (at most its context); causal drawn unless given; kv_dtypes as
     decode_cases'."""
-    _check_bounds(batch=(min_batch, max_batch), ctx=(1, max_ctx), q=(1, max_q),
-                  splits=(1, max_splits))
     batch = draw(st.integers(min_batch, max_batch))
     num_kv_heads = draw(st.integers(1, max_kv_heads))
     group = draw(group_sizes(max_group=max_group))
