@@ -158,7 +158,7 @@ def kv_bytes(tokens: int, num_kv_heads: int, head_dim: int, dtype) -> float:
 
 
 def _fp8_problem(kernels, kv_dtype, caches: dict, call, reference, *, bytes16: float,
-                 bytes8: float, peers16=()) -> Problem:
+                 bytes8: float, peers16=(), flops: float | None = None) -> Problem:
     """The fp8 variant of a decode-family problem. caches: the kernel's two K/V arguments by
     name, in q's dtype; they are quantised per tensor with quantize_kv (scales stay on the
     device). call(caches, scales) -> the timed call; reference(caches, scales) -> the fp64
@@ -178,7 +178,7 @@ def _fp8_problem(kernels, kv_dtype, caches: dict, call, reference, *, bytes16: f
              reference=ref16, bytes=bytes16),
         *(Impl(name, make, reference=ref16, bytes=bytes16) for name, make in peers16),
     ]
-    return Problem(impls, reference=lambda: reference(fp8, scales), bytes=bytes8)
+    return Problem(impls, reference=lambda: reference(fp8, scales), bytes=bytes8, flops=flops)
 
 
 def _noted(call, note: str):
@@ -715,32 +715,22 @@ def paged_flex(q, kv: PagedKV, groups, num_q_heads: int, head_dim: int):
     return call
 
 
-def _paged_prefill_ref(q, k_cache, v_cache, block_table, cu_seqlens_q, seq_lens):
-    """The fp64 oracle: oracles.reference.paged_prefill_ref, or (while it does not
-    exist) the same through paged_gather + prefill_varlen_ref (bottom-right causal)."""
-    from attention_kernel_triton.oracles import reference
+def _paged_prefill_ref(q, k_cache, v_cache, block_table, cu_seqlens_q, seq_lens, **scales):
+    """The fp64 oracle, causal (scales: an fp8 cache's)."""
+    from attention_kernel_triton.oracles.reference import paged_prefill_ref
 
-    if hasattr(reference, "paged_prefill_ref"):
-        return reference.paged_prefill_ref(q, k_cache, v_cache, block_table, cu_seqlens_q,
-                                           seq_lens, causal=True)
-    lens = seq_lens.tolist()
-
-    def packed(cache):
-        dense = reference.paged_gather(cache, block_table, seq_lens)
-        return torch.cat([dense[b, :, :n].transpose(0, 1) for b, n in enumerate(lens)])
-
-    cu_k = torch.tensor([0, *accumulate(lens)], dtype=torch.int64, device=q.device)
-    return reference.prefill_varlen_ref(q, packed(k_cache), packed(v_cache), cu_seqlens_q,
-                                        cu_k, causal=True)
+    return paged_prefill_ref(q, k_cache, v_cache, block_table, cu_seqlens_q, seq_lens,
+                             causal=True, **scales)
 
 
 def paged_prefill_case(groups, num_q_heads, num_kv_heads, head_dim, page_size, *,
-                       decode_step=False, parts=False, seed=0):
+                       decode_step=False, parts=False, kv_dtype=None, seed=0):
     """New tokens of packed sequences against their paged context (all pages of the cache
     in one random physical order). groups: SeqGroup list, packed in that order.
     decode_step: add ours' paged_decode over the same cache with each sequence's last
     query row (one decode step). parts: add ours' specialised kernels on the same call,
-    paged_decode on the leading one-token rows + prefill_varlen on the rest (dense)."""
+    paged_decode on the leading one-token rows + prefill_varlen on the rest (dense).
+    kv_dtype (fp8): ours on the quantised caches against ours on the 16-bit ones only."""
     groups = tuple(groups)
     q_lens = [g.q_len for g in groups for _ in range(g.count)]
     seq_lens = [g.seq_len for g in groups for _ in range(g.count)]
@@ -766,6 +756,22 @@ def paged_prefill_case(groups, num_q_heads, num_kv_heads, head_dim, page_size, *
                                             kv.seq_lens)
                 memo["ref"] = Reference(ref, lambda out: out[:, heads], what)
             return memo["ref"]
+
+        flops = paged_prefill_flops(q_lens, seq_lens, num_q_heads, head_dim)
+        if kv_dtype is not None:
+            def fp8_reference(c, s) -> Reference:
+                ref, _ = _paged_prefill_ref(q[:, heads], c["k_cache"][:, :, kvs],
+                                            c["v_cache"][:, :, kvs], kv.block_table, cu_q,
+                                            kv.seq_lens, **s)
+                return Reference(ref, lambda out: out[:, heads], what)
+
+            return _fp8_problem(
+                kernels, kv_dtype, {"k_cache": kv.k_cache, "v_cache": kv.v_cache},
+                lambda c, s: lambda: kernels.paged_prefill(
+                    q, c["k_cache"], c["v_cache"], kv.block_table, cu_q, kv.seq_lens,
+                    max_seqlen_q=max_q, causal=True, validate=False, **s),
+                fp8_reference, bytes16=kv_bytes(sum(seq_lens), num_kv_heads, head_dim, dtype),
+                bytes8=kv_bytes(sum(seq_lens), num_kv_heads, head_dim, kv_dtype), flops=flops)
 
         def batched_reference() -> Reference:
             # a one-group peer returns [count, Hq, q_len, D]; compare it packed
@@ -829,8 +835,7 @@ def paged_prefill_case(groups, num_q_heads, num_kv_heads, head_dim, page_size, *
         impls.append(Impl("flashinfer", lambda: peers.flashinfer_paged_prefill(
             q, kv.k_cache, kv.v_cache, kv.block_table, cu_q, kv.seq_lens, causal=True,
             scale=head_dim ** -0.5)))
-        return Problem(impls, reference=reference,
-                       flops=paged_prefill_flops(q_lens, seq_lens, num_q_heads, head_dim),
+        return Problem(impls, reference=reference, flops=flops,
                        bytes=kv_bytes(sum(seq_lens), num_kv_heads, head_dim, dtype))
 
     return build
@@ -941,6 +946,14 @@ def fp8_cases() -> list[Case]:
         case("sparse_decode", "B4 Hq32 Hkv8 N32000 D256, 2% per KV head (seed)",
              sparse_case(4, 32, 8, 32000, 256, kv_dtype=e4m3), e4m3,
              (Target.at_most_ms(0.011, "at most 11 us"), *half)),
+        # compute-bound chunk and bandwidth-bound speculative verification: issue 24 sets
+        # no target; the rows say what fp8 costs or saves there
+        case("paged_prefill", "chunked: 8 seqs, 512 new on 4096 context, Hq32 Hkv8 D128 P16",
+             paged_prefill_case([SeqGroup(8, 512, 4608)], 32, 8, 128, 16, kv_dtype=e4m3),
+             e4m3, ()),
+        case("paged_prefill", "spec-verify: 32 seqs, 4 new at 32768, Hq32 Hkv8 D128 P16",
+             paged_prefill_case([SeqGroup(32, 4, 32768)], 32, 8, 128, 16, kv_dtype=e4m3),
+             e4m3, ()),
     ]
 
 

@@ -23,7 +23,8 @@ def test_kv_selection():
     assert fp8 and all(c.kv_dtype in cases.FP8_NAMES for c, _ in fp8)
     assert all(c.kv_dtype is None for c, _ in plain)
     assert len(fp8) + len(plain) == len(every)
-    assert {c.family for c, _ in fp8} == {"decode", "paged_decode", "sparse_decode"}
+    assert {c.family for c, _ in fp8} == {"decode", "paged_decode", "sparse_decode",
+                                          "paged_prefill"}
     assert all(t.peers == ("ours-fp16",) or t.absolute for c, _ in fp8 for t in c.targets)
     with pytest.raises(ValueError, match="kv must be one of"):
         cases.select_cases(cases.FAMILIES, quick=False, kv="fp4")
@@ -60,6 +61,8 @@ TINY = {  # family -> a tiny fp8 problem of it
     "decode": lambda kv: cases.decode_case(2, 4, 2, 40, 32, kv_dtype=kv),
     "paged_decode": lambda kv: cases.paged_case(2, 4, 2, 32, 4, lengths=(37, 9), kv_dtype=kv),
     "sparse_decode": lambda kv: cases.sparse_case(2, 4, 2, 200, 32, keep=0.1, kv_dtype=kv),
+    "paged_prefill": lambda kv: cases.paged_prefill_case(
+        [cases.SeqGroup(2, 5, 37), cases.SeqGroup(1, 1, 9)], 4, 2, 32, 4, kv_dtype=kv),
 }
 
 
