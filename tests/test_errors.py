@@ -1180,17 +1180,12 @@ def test_fp8_structural_checks_ignore_validate(fn_name, case, device):
     assert_rejects(call, exc, match.format(k=call.k, v=call.v))
 
 
-FP8_DEVICE_CASES = [
-    pytest.param(fn, _to_cpu(lambda c: "k_scale"), r"^k_scale must be on cuda",
-                 id=f"{fn}-k_scale") for fn in FP8_FUNCS
-] + [
-    pytest.param(fn, _to_cpu(lambda c: "v_scale"), r"^v_scale must be on cuda",
-                 id=f"{fn}-v_scale") for fn in FP8_FUNCS
-] + [
-    pytest.param(fn, _to_cpu(lambda c: c.k), r"^{k} must be on cuda", id=f"{fn}-fp8-k")
-    for fn in FP8_FUNCS
-] + [
-    pytest.param(fn, _to_cpu(lambda c: c.v), r"^{v} must be on cuda", id=f"{fn}-fp8-v")
+FP8_DEVICE_CASES = [  # one scale, or one fp8 cache, on the CPU
+    pytest.param(fn, _to_cpu(which), match, id=f"{fn}-{tag}")
+    for tag, which, match in (("k_scale", lambda c: "k_scale", r"^k_scale must be on cuda"),
+                              ("v_scale", lambda c: "v_scale", r"^v_scale must be on cuda"),
+                              ("fp8-k", lambda c: c.k, r"^{k} must be on cuda"),
+                              ("fp8-v", lambda c: c.v, r"^{v} must be on cuda"))
     for fn in FP8_FUNCS
 ]
 
