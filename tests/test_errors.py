@@ -877,7 +877,12 @@ DEVICE_CASES = [
 @pytest.mark.parametrize(("fn_name", "mutation", "match"), DEVICE_CASES)
 def test_device_mismatch(fn_name, mutation, match):
     """q on the GPU, one other tensor on the CPU."""
-    call = mutation(build(fn_name, torch.device("cuda")), None)
+    _check_device_mismatch(build(fn_name, torch.device("cuda")), mutation, match)
+
+
+def _check_device_mismatch(call, mutation, match: str) -> None:
+    """`call` built on the GPU, then `mutation` moves one of its tensors to the CPU."""
+    call = mutation(call, None)
     assert call.args["q"].is_cuda
     assert_rejects(call, ValueError, match.format(k=call.k, v=call.v))
 
@@ -1194,9 +1199,7 @@ FP8_DEVICE_CASES = [  # one scale, or one fp8 cache, on the CPU
 @pytest.mark.parametrize(("fn_name", "mutation", "match"), FP8_DEVICE_CASES)
 def test_fp8_device_mismatch(fn_name, mutation, match):
     """q and an fp8 cache on the GPU, one scale (or one fp8 cache) on the CPU."""
-    call = mutation(build_fp8(fn_name, torch.device("cuda")), None)
-    assert call.args["q"].is_cuda
-    assert_rejects(call, ValueError, match.format(k=call.k, v=call.v))
+    _check_device_mismatch(build_fp8(fn_name, torch.device("cuda")), mutation, match)
 
 
 @pytest.mark.parametrize("kv_dtype", [E4M3, E5M2], ids=["e4m3", "e5m2"])
