@@ -102,6 +102,31 @@ def _row_len(head_dim, HEAD_DIM_PAD: tl.constexpr, EVEN_D: tl.constexpr):
         return head_dim
 
 
+@triton.jit
+def _key_offsets(start, offs_n0, hi, seq_len, idx_row, stride_idx_k, table_row, page_size,
+                 stride_k_seq, stride_v_seq, stride_k_page, stride_k_slot, stride_v_page,
+                 stride_v_slot, IS_PAGED: tl.constexpr, HAS_INDICES: tl.constexpr):
+    """Key-list entries [start, start + BLOCK_N) of a program: which of them are read
+    (t_ok: inside the split, and for an index list a position in [0, seq_len); -1 = an
+    unused slot) and the K and V row offsets of their tokens."""
+    pos = start + offs_n0  # [BLOCK_N] key-list entries
+    pos_ok = pos < hi
+    if HAS_INDICES:
+        t = tl.load(idx_row + pos.to(tl.int64) * stride_idx_k, mask=pos_ok, other=-1)
+        t_ok = pos_ok & (t >= 0) & (t < seq_len)
+    else:
+        t = pos
+        t_ok = pos_ok
+    if IS_PAGED:
+        page, slot = page_lookup(table_row, t, t_ok, page_size)
+        k_off = page * stride_k_page + slot * stride_k_slot
+        v_off = page * stride_v_page + slot * stride_v_slot
+    else:
+        k_off = t.to(tl.int64) * stride_k_seq
+        v_off = t.to(tl.int64) * stride_v_seq
+    return t_ok, k_off, v_off
+
+
 @triton.jit(do_not_specialize=["n_ctx", "n_list", "num_splits", "page_size",
                                "num_head_programs", "heads_per_program", "group_size",
                                "head_dim", *_STRIDES])
@@ -189,6 +214,7 @@ def _decode_kernel(
         k_base = k_ptr + off_kvh.to(tl.int64) * stride_k_head
         v_base = v_ptr + off_kvh.to(tl.int64) * stride_v_head
     else:
+        table_row = block_table_ptr  # unused
         k_base = k_ptr + off_b.to(tl.int64) * stride_k_batch + off_kvh.to(tl.int64) * stride_k_head
         v_base = v_ptr + off_b.to(tl.int64) * stride_v_batch + off_kvh.to(tl.int64) * stride_v_head
     idx_row = indices_ptr + off_b.to(tl.int64) * stride_idx_batch \
@@ -202,29 +228,27 @@ def _decode_kernel(
     l_i = tl.zeros([BLOCK_H], dtype=tl.float32)
     acc = tl.zeros([BLOCK_H, HEAD_DIM_PAD], dtype=tl.float32)
     offs_n0 = tl.arange(0, BLOCK_N)
+    # The key offsets run one tile ahead: the index and page-table loads of tile i + 1
+    # are issued while tile i computes, so no K/V load waits on a table load of its own
+    # iteration (there the pipeliner waits for every copy in flight, each tile: PTX
+    # cp.async.wait_group 0). The K/V loads use the same mask as the lookups.
+    t_ok, k_off, v_off = _key_offsets(
+        lo, offs_n0, hi, seq_len, idx_row, stride_idx_k, table_row, page_size,
+        stride_k_seq, stride_v_seq, stride_k_page, stride_k_slot, stride_v_page,
+        stride_v_slot, IS_PAGED, HAS_INDICES)
     for start in range(lo, hi, BLOCK_N):
-        pos = start + offs_n0  # [BLOCK_N] key-list entries
-        pos_ok = pos < hi
-        if HAS_INDICES:
-            t = tl.load(idx_row + pos.to(tl.int64) * stride_idx_k, mask=pos_ok, other=-1)
-            t_ok = pos_ok & (t >= 0) & (t < seq_len)  # -1 = unused slot
-        else:
-            t = pos
-            t_ok = pos_ok
-        if IS_PAGED:
-            page, slot = page_lookup(table_row, t, t_ok, page_size)
-            k_off = page * stride_k_page + slot * stride_k_slot
-            v_off = page * stride_v_page + slot * stride_v_slot
-        else:
-            k_off = t.to(tl.int64) * stride_k_seq
-            v_off = t.to(tl.int64) * stride_v_seq
-        kv_mask = t_ok[:, None] & d_ok[None, :]  # constant along D with EVEN_D: cp.async
-        k = kv_values(tl.load(k_base + k_off[:, None] + offs_d[None, :], mask=kv_mask,
+        ok, k_cur, v_cur = t_ok, k_off, v_off
+        t_ok, k_off, v_off = _key_offsets(
+            start + BLOCK_N, offs_n0, hi, seq_len, idx_row, stride_idx_k, table_row,
+            page_size, stride_k_seq, stride_v_seq, stride_k_page, stride_k_slot,
+            stride_v_page, stride_v_slot, IS_PAGED, HAS_INDICES)
+        kv_mask = ok[:, None] & d_ok[None, :]  # constant along D with EVEN_D: cp.async
+        k = kv_values(tl.load(k_base + k_cur[:, None] + offs_d[None, :], mask=kv_mask,
                               other=0.0), q.dtype)
-        v = kv_values(tl.load(v_base + v_off[:, None] + offs_d[None, :], mask=kv_mask,
+        v = kv_values(tl.load(v_base + v_cur[:, None] + offs_d[None, :], mask=kv_mask,
                               other=0.0), q.dtype)
         s = mm(q, tl.trans(k), tl.zeros([BLOCK_H, BLOCK_N], dtype=tl.float32), FP32)
-        s = tl.where(t_ok[None, :], s, float("-inf"))  # [BLOCK_H, BLOCK_N] raw scores
+        s = tl.where(ok[None, :], s, float("-inf"))  # [BLOCK_H, BLOCK_N] raw scores
         acc, m_i, l_i = online_softmax_step(acc, m_i, l_i, s, v, qk_scale,
                                             MAY_BE_EMPTY=True, FP32=FP32)
 
