@@ -11,6 +11,9 @@
   specialisation).
 * ``kv_values``: a loaded K/V tile in the dtype of the tensor-core operands (fp8 caches
   are converted, exactly); ``kv_scale``: a KV head's fp8 dequantisation scale.
+* The attention variants (kernels/mods.py): ``modded_scores`` (softcap, ALiBi),
+  ``in_window`` (sliding window), ``add_sink`` (a sink logit in the denominator),
+  ``head_values`` (a per-query-head fp32 vector: sinks, slopes).
 
 Reference: Dao, "FlashAttention-2" (2023), Algorithm 1; Triton tutorial 06.
 """
@@ -26,6 +29,7 @@ from ._config import interpreting
 # log2(e) and ln(2): scores are scaled into base 2 once so the inner loop uses exp2.
 LOG2E_HOST = 1.4426950408889634  # the wrappers fold it into qk_scale
 LN2 = tl.constexpr(0.6931471805599453)
+LOG2E = tl.constexpr(1.4426950408889634)
 # The running max's start in the prefill kernels: finite, so a row whose keys so far are
 # all masked needs no -inf guard in online_softmax_step (MAY_BE_EMPTY=False).
 FLT_MAX_NEG = tl.constexpr(-3.4028234663852886e38)  # the most negative finite float32
@@ -167,3 +171,63 @@ def kv_scale(scale_ptr, kv_head, stride, HAS_SCALES: tl.constexpr):
         return tl.load(scale_ptr + kv_head * stride)
     else:
         return 1.0
+
+
+@triton.jit
+def tanh(x):
+    """tanh in fp32 to a few ulp, without libdevice (the interpreter runs it too): below
+    |x| = 1/4 its Taylor series to x^9 (the next term is < 1e-8 of x there); above,
+    sign(x) (1 - 2 / (exp(2|x|) + 1)), whose cancellation costs < 3e-7 relative there
+    (exp2 overflowing to inf gives +-1). The plain formula alone loses |x| ~ 1e-4 to
+    cancellation (relative error ~1e-3), and a huge soft-cap c multiplies that by c."""
+    a = tl.abs(x)
+    big = 1.0 - 2.0 / (tl.exp2(a * 2.8853900817779268) + 1.0)  # 2 log2(e)
+    x2 = x * x
+    small = x * (1.0 + x2 * (-0.3333333333333333 + x2 * (0.13333333333333333 + x2 * (
+        -0.05396825396825397 + x2 * 0.021869488536155203))))
+    return tl.where(a < 0.25, small, tl.where(x < 0, -big, big))
+
+
+@triton.jit
+def modded_scores(s, q_pos, k_pos, slopes, softcap_in, softcap_out, alibi_scale,
+                  SOFTCAP: tl.constexpr, ALIBI: tl.constexpr):
+    """Raw scores s [M, N] (q.k) after the soft-cap and the ALiBi bias, still in raw units
+    (kernels/mods.py): softcap_out * tanh(s * softcap_in) - slope * alibi_scale *
+    |q_pos - k_pos|. q_pos [M] aligned query positions, k_pos [N] key positions, slopes
+    [M] fp32. Applied before the mask: a masked score must stay -inf."""
+    if SOFTCAP:
+        s = softcap_out * tanh(s * softcap_in)
+    if ALIBI:
+        dist = tl.abs(q_pos[:, None] - k_pos[None, :]).to(tl.float32)
+        s = s - (slopes * alibi_scale)[:, None] * dist
+    return s
+
+
+@triton.jit
+def in_window(q_pos, k_pos, win_left, win_right):
+    """[M, N]: key position k_pos[n] lies in query q_pos[m]'s window
+    [q_pos - win_left, q_pos + win_right] (an unbounded side is mods.UNBOUNDED)."""
+    return (k_pos[None, :] >= q_pos[:, None] - win_left) \
+        & (k_pos[None, :] <= q_pos[:, None] + win_right)
+
+
+@triton.jit
+def head_values(ptr, heads, mask, ENABLED: tl.constexpr):
+    """ptr[heads] (fp32 per query head: sinks, ALiBi slopes); zeros when not ENABLED."""
+    if ENABLED:
+        return tl.load(ptr + heads, mask=mask, other=0.0)
+    else:
+        return tl.zeros(heads.shape, dtype=tl.float32)
+
+
+@triton.jit
+def add_sink(acc, m_i, l_i, sink):
+    """Fold a sink logit (natural log, [M]; -inf: none) into the running state as one more
+    key whose value is 0: it adds exp(sink) to the denominator and nothing to acc. A row
+    that saw no key then finalises to output 0 and LSE sink."""
+    s2 = sink * LOG2E
+    m_new = tl.maximum(m_i, s2)
+    m_sub = tl.where(m_new == float("-inf"), 0.0, m_new)  # no key and no sink: stays empty
+    alpha = tl.exp2(m_i - m_sub)
+    l_i = l_i * alpha + tl.exp2(s2 - m_sub)
+    return acc * alpha[:, None], m_new, l_i

@@ -22,6 +22,7 @@ import math
 import torch
 
 from ._config import GRID_YZ_LIMIT, interpreting
+from .mods import ScoreMods
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 # KV caches the decode functions and paged_prefill also take (with fp16 / bf16 q).
@@ -468,3 +469,57 @@ def paged_prefill_call(q, k_cache, v_cache, block_table, cu_seqlens_q, seq_lens,
     scale = check_sm_scale(sm_scale, q.shape[2])
     kv_scales(k_cache, k_scale, v_scale, k_cache.shape[2], q.device, validate)
     return check_out(out, q, tuple(q.shape)), scale, max_q
+
+
+# ------------------------------------------------------------------ variants (kernels/mods.py)
+
+
+def _head_vector(name: str, t, num_q_heads: int, device, validate: bool, allow_neg_inf: bool):
+    tensor(name, t)
+    if t.dtype != torch.float32:
+        raise ValueError(f"{name} must be float32, got {t.dtype}")
+    if tuple(t.shape) != (num_q_heads,):
+        raise ValueError(f"{name} must have shape ({num_q_heads},) (one value per query "
+                         f"head), got {tuple(t.shape)}")
+    if t.device != device:
+        raise ValueError(f"{name} must be on {device} like q, got {t.device}")
+    if validate and t.numel():
+        bad = torch.isnan(t) | (t == float("inf"))
+        if not allow_neg_inf:
+            bad |= t == float("-inf")
+        if bool(bad.any()):
+            allowed = "finite or -inf" if allow_neg_inf else "finite"
+            raise ValueError(f"{name} must be {allowed}, got {name}[{int(bad.nonzero()[0])}] "
+                             f"= {t[bad][0].item()}")
+
+
+def score_mods(q, num_q_heads: int, *, window=None, softcap=None, sinks=None,
+               alibi_slopes=None, validate: bool = True) -> ScoreMods:
+    """The variant options of any call (kernels/mods.py): window a (left, right) pair of
+    ints, each >= 0 or -1 (unbounded); softcap a finite float > 0; sinks and alibi_slopes
+    float32 [Hq] on q's device (with validate: sinks finite or -inf, slopes finite)."""
+    left = right = -1
+    if window is not None:
+        if (not isinstance(window, (tuple, list)) or len(window) != 2
+                or any(isinstance(w, bool) or not isinstance(w, int) for w in window)):
+            raise TypeError(f"window must be a (left, right) pair of ints (-1: unbounded), "
+                            f"got {window!r}")
+        left, right = window
+        for side, w in (("left", left), ("right", right)):
+            if w < -1:
+                raise ValueError(f"window's {side} side must be >= 0, or -1 for unbounded, "
+                                 f"got {w}")
+    cap = 0.0
+    if softcap is not None:
+        if isinstance(softcap, bool) or not isinstance(softcap, (int, float)):
+            raise TypeError(f"softcap must be a float, got {type(softcap).__name__}")
+        if not math.isfinite(softcap) or softcap <= 0:
+            raise ValueError(f"softcap must be finite and > 0 (None: no soft-cap), got "
+                             f"{softcap}")
+        cap = float(softcap)
+    if sinks is not None:
+        _head_vector("sinks", sinks, num_q_heads, q.device, validate, allow_neg_inf=True)
+    if alibi_slopes is not None:
+        _head_vector("alibi_slopes", alibi_slopes, num_q_heads, q.device, validate,
+                     allow_neg_inf=False)
+    return ScoreMods(left, right, cap, sinks, alibi_slopes)

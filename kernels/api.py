@@ -19,6 +19,24 @@ import torch
 from . import _validate as val
 from . import ops
 
+# Every public function takes the variant options, keyword-only (kernels/mods.py has the
+# formulas; FlashAttention's conventions):
+#   window=(left, right): query i attends key j iff i_al - left <= j <= i_al + right on the
+#     bottom-right aligned positions (i_al = i + Lk - Lq; a decode query sits at
+#     seq_len - 1); -1 = unbounded. Under causal the right side is bounded by the causal
+#     mask (FlashAttention sets it to 0); for decode it bounds nothing.
+#   softcap=c > 0: logits c * tanh(q.k * sm_scale / c) (Gemma 2).
+#   sinks: float32 [Hq], a logit per query head in the softmax denominator only
+#     (gpt-oss); the LSE includes it; a row with no key gives 0 and LSE = the sink.
+#   alibi_slopes: float32 [Hq]: logit -= slope_h * |i_al - j| (FlashAttention's ALiBi).
+
+
+def _mods(q, window, softcap, sinks, alibi_slopes, validate):
+    """The variant options, checked (q is validated: its head axis is known)."""
+    num_q_heads = q.shape[1]  # [B, Hq, ...] and packed [T, Hq, D] alike
+    return val.score_mods(q, num_q_heads, window=window, softcap=softcap, sinks=sinks,
+                          alibi_slopes=alibi_slopes, validate=validate)
+
 
 def _result(out, lse, return_lse: bool):
     return (out, lse) if return_lse else out
@@ -33,6 +51,10 @@ def prefill(
     seq_lens: torch.Tensor | None = None,
     kv_seq_lens: torch.Tensor | None = None,
     sm_scale: float | None = None,
+    window: tuple[int, int] | None = None,
+    softcap: float | None = None,
+    sinks: torch.Tensor | None = None,
+    alibi_slopes: torch.Tensor | None = None,
     return_lse: bool = False,
     out: torch.Tensor | None = None,
     validate: bool = True,
@@ -51,8 +73,9 @@ def prefill(
     out, scale, kv_seq_lens = val.prefill_call(q, k, v, seq_lens=seq_lens,
                                                kv_seq_lens=kv_seq_lens, sm_scale=sm_scale,
                                                out=out, validate=validate)
+    mods = _mods(q, window, softcap, sinks, alibi_slopes, validate)
     lse = ops.call("prefill", q, k, v, seq_lens, kv_seq_lens, bool(causal), scale,
-                   bool(return_lse), out)
+                   *mods.op_args(), bool(return_lse), out)
     return _result(out, lse, return_lse)
 
 
@@ -67,6 +90,10 @@ def prefill_varlen(
     max_seqlen_k: int | None = None,
     causal: bool = True,
     sm_scale: float | None = None,
+    window: tuple[int, int] | None = None,
+    softcap: float | None = None,
+    sinks: torch.Tensor | None = None,
+    alibi_slopes: torch.Tensor | None = None,
     return_lse: bool = False,
     out: torch.Tensor | None = None,
     validate: bool = True,
@@ -90,8 +117,9 @@ def prefill_varlen(
         q, k, v, cu_seqlens_q=cu_seqlens_q, cu_seqlens_k=cu_seqlens_k,
         max_seqlen_q=max_seqlen_q, max_seqlen_k=max_seqlen_k, sm_scale=sm_scale, out=out,
         validate=validate)
+    mods = _mods(q, window, softcap, sinks, alibi_slopes, validate)
     lse = ops.call("prefill_varlen", q, k, v, cu_seqlens_q, cu_seqlens_k, max_q, bool(causal),
-                   scale, bool(return_lse), out)
+                   scale, *mods.op_args(), bool(return_lse), out)
     return _result(out, lse, return_lse)
 
 
@@ -105,6 +133,10 @@ def decode(
     sm_scale: float | None = None,
     k_scale: torch.Tensor | None = None,
     v_scale: torch.Tensor | None = None,
+    window: tuple[int, int] | None = None,
+    softcap: float | None = None,
+    sinks: torch.Tensor | None = None,
+    alibi_slopes: torch.Tensor | None = None,
     return_lse: bool = False,
     out: torch.Tensor | None = None,
     validate: bool = True,
@@ -124,8 +156,9 @@ def decode(
     out, scale = val.decode_call(q, k, v, seq_lens=seq_lens, num_splits=num_splits,
                                  sm_scale=sm_scale, k_scale=k_scale, v_scale=v_scale,
                                  out=out, validate=validate)
+    mods = _mods(q, window, softcap, sinks, alibi_slopes, validate)
     lse = ops.call("decode", q, k, v, seq_lens, num_splits, scale, k_scale, v_scale,
-                   bool(return_lse), out)
+                   *mods.op_args(), bool(return_lse), out)
     return _result(out, lse, return_lse)
 
 
@@ -140,6 +173,10 @@ def paged_decode(
     sm_scale: float | None = None,
     k_scale: torch.Tensor | None = None,
     v_scale: torch.Tensor | None = None,
+    window: tuple[int, int] | None = None,
+    softcap: float | None = None,
+    sinks: torch.Tensor | None = None,
+    alibi_slopes: torch.Tensor | None = None,
     return_lse: bool = False,
     out: torch.Tensor | None = None,
     validate: bool = True,
@@ -155,8 +192,9 @@ def paged_decode(
     out, scale = val.decode_call(q, k_cache, v_cache, block_table=block_table,
                                  seq_lens=seq_lens, num_splits=num_splits, sm_scale=sm_scale,
                                  k_scale=k_scale, v_scale=v_scale, out=out, validate=validate)
+    mods = _mods(q, window, softcap, sinks, alibi_slopes, validate)
     lse = ops.call("paged_decode", q, k_cache, v_cache, block_table, seq_lens, num_splits,
-                   scale, k_scale, v_scale, bool(return_lse), out)
+                   scale, k_scale, v_scale, *mods.op_args(), bool(return_lse), out)
     return _result(out, lse, return_lse)
 
 
@@ -171,6 +209,10 @@ def sparse_decode(
     sm_scale: float | None = None,
     k_scale: torch.Tensor | None = None,
     v_scale: torch.Tensor | None = None,
+    window: tuple[int, int] | None = None,
+    softcap: float | None = None,
+    sinks: torch.Tensor | None = None,
+    alibi_slopes: torch.Tensor | None = None,
     return_lse: bool = False,
     out: torch.Tensor | None = None,
     validate: bool = True,
@@ -186,8 +228,9 @@ def sparse_decode(
     out, scale = val.decode_call(q, k, v, seq_lens=seq_lens, idx=indices,
                                  num_splits=num_splits, sm_scale=sm_scale, k_scale=k_scale,
                                  v_scale=v_scale, out=out, validate=validate)
+    mods = _mods(q, window, softcap, sinks, alibi_slopes, validate)
     lse = ops.call("sparse_decode", q, k, v, indices, seq_lens, num_splits, scale, k_scale,
-                   v_scale, bool(return_lse), out)
+                   v_scale, *mods.op_args(), bool(return_lse), out)
     return _result(out, lse, return_lse)
 
 
@@ -203,6 +246,10 @@ def sparse_paged_decode(
     sm_scale: float | None = None,
     k_scale: torch.Tensor | None = None,
     v_scale: torch.Tensor | None = None,
+    window: tuple[int, int] | None = None,
+    softcap: float | None = None,
+    sinks: torch.Tensor | None = None,
+    alibi_slopes: torch.Tensor | None = None,
     return_lse: bool = False,
     out: torch.Tensor | None = None,
     validate: bool = True,
@@ -214,8 +261,9 @@ def sparse_paged_decode(
                                  seq_lens=seq_lens, idx=indices, num_splits=num_splits,
                                  sm_scale=sm_scale, k_scale=k_scale, v_scale=v_scale, out=out,
                                  validate=validate)
+    mods = _mods(q, window, softcap, sinks, alibi_slopes, validate)
     lse = ops.call("sparse_paged_decode", q, k_cache, v_cache, block_table, seq_lens, indices,
-                   num_splits, scale, k_scale, v_scale, bool(return_lse), out)
+                   num_splits, scale, k_scale, v_scale, *mods.op_args(), bool(return_lse), out)
     return _result(out, lse, return_lse)
 
 
@@ -233,6 +281,10 @@ def paged_prefill(
     sm_scale: float | None = None,
     k_scale: torch.Tensor | None = None,
     v_scale: torch.Tensor | None = None,
+    window: tuple[int, int] | None = None,
+    softcap: float | None = None,
+    sinks: torch.Tensor | None = None,
+    alibi_slopes: torch.Tensor | None = None,
     return_lse: bool = False,
     out: torch.Tensor | None = None,
     validate: bool = True,
@@ -258,9 +310,10 @@ def paged_prefill(
         q, k_cache, v_cache, block_table, cu_seqlens_q, seq_lens, max_seqlen_q=max_seqlen_q,
         num_splits=num_splits, sm_scale=sm_scale, k_scale=k_scale, v_scale=v_scale, out=out,
         validate=validate)
+    mods = _mods(q, window, softcap, sinks, alibi_slopes, validate)
     lse = ops.call("paged_prefill", q, k_cache, v_cache, block_table, cu_seqlens_q, seq_lens,
-                   max_q, bool(causal), num_splits, scale, k_scale, v_scale, bool(return_lse),
-                   out)
+                   max_q, bool(causal), num_splits, scale, k_scale, v_scale, *mods.op_args(),
+                   bool(return_lse), out)
     return _result(out, lse, return_lse)
 
 

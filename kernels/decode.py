@@ -49,15 +49,19 @@ from . import tuning
 from ._config import decode_config, interpreting, pdl, programs_per_sm, sm_limits
 from ._jit import (
     LOG2E_HOST,
+    add_sink,
     aligned,
     dim_ok,
     finalize,
+    head_values,
     kv_scale,
     kv_values,
     mm,
+    modded_scores,
     online_softmax_step,
     page_lookup,
 )
+from .mods import NONE, ScoreMods
 from .tuning import Tuning
 
 # Split-KV rule (benchmarks/NOTES.md, session 6). The split kernel is memory-bound; its
@@ -103,17 +107,19 @@ def _row_len(head_dim, HEAD_DIM_PAD: tl.constexpr, EVEN_D: tl.constexpr):
 
 
 @triton.jit
-def _key_offsets(start, offs_n0, hi, seq_len, idx_row, stride_idx_k, table_row, page_size,
-                 stride_k_seq, stride_v_seq, stride_k_page, stride_k_slot, stride_v_page,
-                 stride_v_slot, IS_PAGED: tl.constexpr, HAS_INDICES: tl.constexpr):
-    """Key-list entries [start, start + BLOCK_N) of a program: which of them are read
-    (t_ok: inside the split, and for an index list a position in [0, seq_len); -1 = an
-    unused slot) and the K and V row offsets of their tokens."""
+def _key_offsets(start, offs_n0, hi, t_min, seq_len, idx_row, stride_idx_k, table_row,
+                 page_size, stride_k_seq, stride_v_seq, stride_k_page, stride_k_slot,
+                 stride_v_page, stride_v_slot, IS_PAGED: tl.constexpr,
+                 HAS_INDICES: tl.constexpr):
+    """Key-list entries [start, start + BLOCK_N) of a program: their token positions t,
+    which of them are read (t_ok: inside the split, and for an index list a position in
+    [t_min, seq_len), t_min > 0 under a window; -1 = an unused slot) and the K and V row
+    offsets of their tokens."""
     pos = start + offs_n0  # [BLOCK_N] key-list entries
     pos_ok = pos < hi
     if HAS_INDICES:
         t = tl.load(idx_row + pos.to(tl.int64) * stride_idx_k, mask=pos_ok, other=-1)
-        t_ok = pos_ok & (t >= 0) & (t < seq_len)
+        t_ok = pos_ok & (t >= t_min) & (t < seq_len)
     else:
         t = pos
         t_ok = pos_ok
@@ -124,7 +130,7 @@ def _key_offsets(start, offs_n0, hi, seq_len, idx_row, stride_idx_k, table_row, 
     else:
         k_off = t.to(tl.int64) * stride_k_seq
         v_off = t.to(tl.int64) * stride_v_seq
-    return t_ok, k_off, v_off
+    return t, t_ok, k_off, v_off
 
 
 @triton.jit(do_not_specialize=["n_ctx", "n_list", "num_splits", "page_size",
@@ -137,6 +143,7 @@ def _decode_kernel(
     seq_lens_ptr,  # [B] int32 (HAS_LENS)
     indices_ptr,  # [B, H_idx, K] int32 (HAS_INDICES); H_idx = Hq // heads_per_program
     k_scale_ptr, v_scale_ptr,  # fp8 caches: [Hkv] fp32, or one value (stride 0) (HAS_SCALES)
+    sinks_ptr, alibi_ptr,  # [Hq] fp32 (HAS_SINKS, ALIBI)
     out_ptr,  # [B, Hq, D]            (not SPLIT_KV)
     lse_ptr,  # [B, Hq] fp32          (not SPLIT_KV and WRITE_LSE)
     part_out_ptr,  # [B, Hq, num_splits, D] fp32 (SPLIT_KV)
@@ -146,6 +153,7 @@ def _decode_kernel(
     num_splits,  # split-KV count (grid axis 1)
     page_size,  # paged: tokens per page
     num_head_programs, heads_per_program, group_size, head_dim, qk_scale,
+    win_left, win_right, softcap_in, softcap_out, alibi_scale,  # kernels/mods.py
     stride_q_batch, stride_q_head,
     stride_k_batch, stride_k_seq, stride_k_page, stride_k_slot, stride_k_head,
     stride_v_batch, stride_v_seq, stride_v_page, stride_v_slot, stride_v_head,
@@ -159,6 +167,10 @@ def _decode_kernel(
     HAS_INDICES: tl.constexpr,
     WRITE_LSE: tl.constexpr,
     HAS_SCALES: tl.constexpr,  # fp8 caches with k_scale / v_scale
+    HAS_WINDOW: tl.constexpr,  # the variants (kernels/mods.py)
+    SOFTCAP: tl.constexpr,
+    HAS_SINKS: tl.constexpr,
+    ALIBI: tl.constexpr,
     SPLIT_KV: tl.constexpr,  # num_splits > 1: write fp32 partials for _combine_kernel
     BLOCK_H: tl.constexpr,  # >= heads_per_program, >= 16 for tl.dot
     BLOCK_N: tl.constexpr,
@@ -203,10 +215,16 @@ def _decode_kernel(
         seq_len = tl.minimum(tl.maximum(tl.load(seq_lens_ptr + off_b), 0), n_ctx)
     else:
         seq_len = n_ctx
+    # The query sits at position seq_len - 1; a window keeps keys from t_min on (its right
+    # side bounds nothing: no key comes after the query). A dense or paged key list then
+    # starts at t_min, so the cost follows the window; an index list is masked.
+    q_pos = seq_len - 1
+    t_min = tl.maximum(q_pos - win_left, 0) if HAS_WINDOW else 0
+    list_start = 0 if HAS_INDICES else t_min
     list_len = n_list if HAS_INDICES else seq_len
-    # Split boundaries, in whole tiles.
-    per_split = tl.cdiv(tl.cdiv(list_len, num_splits), BLOCK_N) * BLOCK_N
-    lo = split * per_split
+    # Split boundaries, in whole tiles from the list's start.
+    per_split = tl.cdiv(tl.cdiv(list_len - list_start, num_splits), BLOCK_N) * BLOCK_N
+    lo = list_start + split * per_split
     hi = tl.minimum(lo + per_split, list_len)
 
     if IS_PAGED:
@@ -223,6 +241,7 @@ def _decode_kernel(
     # program, not per element); V's scale multiplies the output (the softmax weights sum
     # to one, so scaling sum_j p_j v_j is scaling every v_j).
     qk_scale = qk_scale * kv_scale(k_scale_ptr, off_kvh, stride_k_scale, HAS_SCALES)
+    slopes = head_values(alibi_ptr, offs_h, h_ok, ALIBI)
 
     m_i = tl.full([BLOCK_H], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BLOCK_H], dtype=tl.float32)
@@ -232,14 +251,14 @@ def _decode_kernel(
     # are issued while tile i computes, so no K/V load waits on a table load of its own
     # iteration (there the pipeliner waits for every copy in flight, each tile: PTX
     # cp.async.wait_group 0). The K/V loads use the same mask as the lookups.
-    t_ok, k_off, v_off = _key_offsets(
-        lo, offs_n0, hi, seq_len, idx_row, stride_idx_k, table_row, page_size,
+    t, t_ok, k_off, v_off = _key_offsets(
+        lo, offs_n0, hi, t_min, seq_len, idx_row, stride_idx_k, table_row, page_size,
         stride_k_seq, stride_v_seq, stride_k_page, stride_k_slot, stride_v_page,
         stride_v_slot, IS_PAGED, HAS_INDICES)
     for start in range(lo, hi, BLOCK_N):
-        ok, k_cur, v_cur = t_ok, k_off, v_off
-        t_ok, k_off, v_off = _key_offsets(
-            start + BLOCK_N, offs_n0, hi, seq_len, idx_row, stride_idx_k, table_row,
+        t_cur, ok, k_cur, v_cur = t, t_ok, k_off, v_off
+        t, t_ok, k_off, v_off = _key_offsets(
+            start + BLOCK_N, offs_n0, hi, t_min, seq_len, idx_row, stride_idx_k, table_row,
             page_size, stride_k_seq, stride_v_seq, stride_k_page, stride_k_slot,
             stride_v_page, stride_v_slot, IS_PAGED, HAS_INDICES)
         kv_mask = ok[:, None] & d_ok[None, :]  # constant along D with EVEN_D: cp.async
@@ -248,10 +267,15 @@ def _decode_kernel(
         v = kv_values(tl.load(v_base + v_cur[:, None] + offs_d[None, :], mask=kv_mask,
                               other=0.0), q.dtype)
         s = mm(q, tl.trans(k), tl.zeros([BLOCK_H, BLOCK_N], dtype=tl.float32), FP32)
+        s = modded_scores(s, tl.full([BLOCK_H], 0, tl.int32) + q_pos, t_cur, slopes,
+                          softcap_in, softcap_out, alibi_scale, SOFTCAP, ALIBI)
         s = tl.where(ok[None, :], s, float("-inf"))  # [BLOCK_H, BLOCK_N] raw scores
         acc, m_i, l_i = online_softmax_step(acc, m_i, l_i, s, v, qk_scale,
                                             MAY_BE_EMPTY=True, FP32=FP32)
 
+    if HAS_SINKS:  # once per row: in split 0's partial (the merge is exact either way)
+        sink = head_values(sinks_ptr, offs_h, h_ok, HAS_SINKS)
+        acc, m_i, l_i = add_sink(acc, m_i, l_i, tl.where(split == 0, sink, float("-inf")))
     out, lse = finalize(acc, m_i, l_i)  # [BLOCK_H, HEAD_DIM_PAD], [BLOCK_H]
     if HAS_SCALES:
         out = out * kv_scale(v_scale_ptr, off_kvh, stride_v_scale, HAS_SCALES)
@@ -464,7 +488,7 @@ class DecodePlan:
 
 
 def plan(q, layout: KVLayout, out, lse, *, sm_scale: float, num_splits: int | None,
-         tune: Tuning) -> DecodePlan | None:
+         tune: Tuning, mods: ScoreMods = NONE) -> DecodePlan | None:
     """q/out: [B, Hq, D] (views allowed); lse [B, Hq] or None. None: nothing to launch."""
     batch, num_q_heads, head_dim = q.shape
     group_size = num_q_heads // layout.num_kv_heads
@@ -483,6 +507,7 @@ def plan(q, layout: KVLayout, out, lse, *, sm_scale: float, num_splits: int | No
         out_ptr=out, lse_ptr=lse if lse is not None else out,
         num_head_programs=num_head_programs, heads_per_program=heads_per_program,
         group_size=group_size, head_dim=head_dim, qk_scale=sm_scale * LOG2E_HOST,
+        **mods.kernel_args(sm_scale, dummy=q),
         stride_q_batch=q.stride(0), stride_q_head=q.stride(1),
         stride_o_batch=out.stride(0), stride_o_head=out.stride(1),
         stride_lse_batch=lse.stride(0) if lse is not None else 0,
@@ -490,7 +515,7 @@ def plan(q, layout: KVLayout, out, lse, *, sm_scale: float, num_splits: int | No
     consts = dict(
         IS_PAGED=layout.paged, HAS_LENS=layout.seq_lens is not None,
         HAS_INDICES=indices is not None, WRITE_LSE=lse is not None,
-        HAS_SCALES=layout.k_scale is not None,
+        HAS_SCALES=layout.k_scale is not None, **mods.consts(),
         BLOCK_H=max(16, triton.next_power_of_2(heads_per_program)), BLOCK_N=cfg.block_n,
         HEAD_DIM_PAD=head_dim_pad, EVEN_D=head_dim == head_dim_pad,
         FP32=q.dtype == torch.float32, ALIGNED=aligned_strides, PDL=pdl(q.device, tune.pdl))
@@ -501,7 +526,10 @@ def plan(q, layout: KVLayout, out, lse, *, sm_scale: float, num_splits: int | No
         else:
             resident = resident_programs(q.device, args, consts, launch_options)
             min_keys = max(MIN_KEYS_PER_SPLIT, cfg.block_n)
-        num_splits = default_num_splits(batch * num_head_programs, layout.n_list, resident,
+        list_capacity = layout.n_list
+        if mods.window_left >= 0 and indices is None:  # the list starts at the window
+            list_capacity = min(list_capacity, mods.window_left + 1)
+        num_splits = default_num_splits(batch * num_head_programs, list_capacity, resident,
                                         min_keys,
                                         MAX_SPLITS_PAGED if layout.paged else MAX_SPLITS)
     use_pdl = num_splits > 1 and consts["PDL"]
@@ -542,7 +570,7 @@ def launch(p: DecodePlan) -> None:
 
 
 def attend(q, layout: KVLayout, *, num_splits: int | None, sm_scale: float, return_lse: bool,
-           out: torch.Tensor) -> torch.Tensor:
+           out: torch.Tensor, mods: ScoreMods = NONE) -> torch.Tensor:
     """The decode family's implementation behind every public decode function and its
     custom op, on validated arguments: q [B, Hq, D] or [B, Hq, 1, D], out like q (filled).
     Returns the LSE [B, Hq] (float32), or an empty tensor without return_lse."""
@@ -551,34 +579,43 @@ def attend(q, layout: KVLayout, *, num_splits: int | None, sm_scale: float, retu
     lse = torch.empty(q3.shape[:2], device=q3.device, dtype=torch.float32) \
         if return_lse else None
     p = plan(q3, layout, out3, lse, sm_scale=sm_scale, num_splits=num_splits,
-             tune=tuning.current())
+             tune=tuning.current(), mods=mods)
     if p is not None:
         launch(p)
     return lse if return_lse else q3.new_empty(0, dtype=torch.float32)
 
 
-# The custom-op implementations (kernels/ops.py), one per public function.
-def decode_impl(q, k, v, seq_lens, num_splits, sm_scale, k_scale, v_scale, return_lse, out):
+# The custom-op implementations (kernels/ops.py), one per public function. The five
+# arguments after the scales are the variant options (kernels/mods.py ScoreMods).
+def decode_impl(q, k, v, seq_lens, num_splits, sm_scale, k_scale, v_scale, window_left,
+                window_right, softcap, sinks, alibi_slopes, return_lse, out):
     return attend(q, KVLayout(k, v, seq_lens=seq_lens, k_scale=k_scale, v_scale=v_scale),
-                  num_splits=num_splits, sm_scale=sm_scale, return_lse=return_lse, out=out)
+                  num_splits=num_splits, sm_scale=sm_scale, return_lse=return_lse, out=out,
+                  mods=ScoreMods(window_left, window_right, softcap, sinks, alibi_slopes))
 
 
 def paged_decode_impl(q, k_cache, v_cache, block_table, seq_lens, num_splits, sm_scale,
-                      k_scale, v_scale, return_lse, out):
+                      k_scale, v_scale, window_left, window_right, softcap, sinks,
+                      alibi_slopes, return_lse, out):
     return attend(q, KVLayout(k_cache, v_cache, block_table=block_table, seq_lens=seq_lens,
                               k_scale=k_scale, v_scale=v_scale),
-                  num_splits=num_splits, sm_scale=sm_scale, return_lse=return_lse, out=out)
+                  num_splits=num_splits, sm_scale=sm_scale, return_lse=return_lse, out=out,
+                  mods=ScoreMods(window_left, window_right, softcap, sinks, alibi_slopes))
 
 
 def sparse_decode_impl(q, k, v, indices, seq_lens, num_splits, sm_scale, k_scale, v_scale,
-                       return_lse, out):
+                       window_left, window_right, softcap, sinks, alibi_slopes, return_lse,
+                       out):
     return attend(q, KVLayout(k, v, seq_lens=seq_lens, indices=indices, k_scale=k_scale,
                               v_scale=v_scale),
-                  num_splits=num_splits, sm_scale=sm_scale, return_lse=return_lse, out=out)
+                  num_splits=num_splits, sm_scale=sm_scale, return_lse=return_lse, out=out,
+                  mods=ScoreMods(window_left, window_right, softcap, sinks, alibi_slopes))
 
 
 def sparse_paged_decode_impl(q, k_cache, v_cache, block_table, seq_lens, indices, num_splits,
-                             sm_scale, k_scale, v_scale, return_lse, out):
+                             sm_scale, k_scale, v_scale, window_left, window_right, softcap,
+                             sinks, alibi_slopes, return_lse, out):
     return attend(q, KVLayout(k_cache, v_cache, block_table=block_table, seq_lens=seq_lens,
                               indices=indices, k_scale=k_scale, v_scale=v_scale),
-                  num_splits=num_splits, sm_scale=sm_scale, return_lse=return_lse, out=out)
+                  num_splits=num_splits, sm_scale=sm_scale, return_lse=return_lse, out=out,
+                  mods=ScoreMods(window_left, window_right, softcap, sinks, alibi_slopes))

@@ -19,131 +19,67 @@ compiled call is bit-identical to an eager one (tests/test_ops.py).
 if __name__.partition(".")[0] != "attention_kernel_triton":  # one import name per module
     raise ImportError(f"import {__name__} as attention_kernel_triton.{__name__}")
 
-# No `from __future__ import annotations`: torch.library reads the schema from the
-# annotations as objects.
-from typing import Optional
-
 import torch
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from . import decode, paged_prefill, prefill
 
 NAMESPACE = "attention_kernel_triton"
-Tensor = torch.Tensor
 
-
-def _lse(q: Tensor, shape, return_lse: bool) -> Tensor:
-    return q.new_empty(shape if return_lse else (0,), dtype=torch.float32)
-
-
-@torch.library.custom_op(f"{NAMESPACE}::prefill", mutates_args=("out",))
-def prefill_op(q: Tensor, k: Tensor, v: Tensor, seq_lens: Optional[Tensor],
-               kv_seq_lens: Optional[Tensor], causal: bool, sm_scale: float,
-               return_lse: bool, out: Tensor) -> Tensor:
-    return prefill.prefill_impl(q, k, v, seq_lens, kv_seq_lens, causal, sm_scale,
-                                return_lse, out)
-
-
-@prefill_op.register_fake
-def _(q, k, v, seq_lens, kv_seq_lens, causal, sm_scale, return_lse, out):
-    return _lse(q, q.shape[:3], return_lse)
-
-
-@torch.library.custom_op(f"{NAMESPACE}::prefill_varlen", mutates_args=("out",))
-def prefill_varlen_op(q: Tensor, k: Tensor, v: Tensor, cu_seqlens_q: Tensor,
-                      cu_seqlens_k: Tensor, max_seqlen_q: int, causal: bool, sm_scale: float,
-                      return_lse: bool, out: Tensor) -> Tensor:
-    return prefill.prefill_varlen_impl(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
-                                       causal, sm_scale, return_lse, out)
-
-
-@prefill_varlen_op.register_fake
-def _(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, causal, sm_scale, return_lse, out):
-    return _lse(q, (q.shape[1], q.shape[0]), return_lse)
-
-
-@torch.library.custom_op(f"{NAMESPACE}::decode", mutates_args=("out",))
-def decode_op(q: Tensor, k: Tensor, v: Tensor, seq_lens: Optional[Tensor],
-              num_splits: Optional[int], sm_scale: float, k_scale: Optional[Tensor],
-              v_scale: Optional[Tensor], return_lse: bool, out: Tensor) -> Tensor:
-    return decode.decode_impl(q, k, v, seq_lens, num_splits, sm_scale, k_scale, v_scale,
-                              return_lse, out)
-
-
-@decode_op.register_fake
-def _(q, k, v, seq_lens, num_splits, sm_scale, k_scale, v_scale, return_lse, out):
-    return _lse(q, q.shape[:2], return_lse)
-
-
-@torch.library.custom_op(f"{NAMESPACE}::paged_decode", mutates_args=("out",))
-def paged_decode_op(q: Tensor, k_cache: Tensor, v_cache: Tensor, block_table: Tensor,
-                    seq_lens: Tensor, num_splits: Optional[int], sm_scale: float,
-                    k_scale: Optional[Tensor], v_scale: Optional[Tensor], return_lse: bool,
-                    out: Tensor) -> Tensor:
-    return decode.paged_decode_impl(q, k_cache, v_cache, block_table, seq_lens, num_splits,
-                                    sm_scale, k_scale, v_scale, return_lse, out)
-
-
-@paged_decode_op.register_fake
-def _(q, k_cache, v_cache, block_table, seq_lens, num_splits, sm_scale, k_scale, v_scale,
-      return_lse, out):
-    return _lse(q, q.shape[:2], return_lse)
-
-
-@torch.library.custom_op(f"{NAMESPACE}::sparse_decode", mutates_args=("out",))
-def sparse_decode_op(q: Tensor, k: Tensor, v: Tensor, indices: Tensor,
-                     seq_lens: Optional[Tensor], num_splits: Optional[int], sm_scale: float,
-                     k_scale: Optional[Tensor], v_scale: Optional[Tensor], return_lse: bool,
-                     out: Tensor) -> Tensor:
-    return decode.sparse_decode_impl(q, k, v, indices, seq_lens, num_splits, sm_scale,
-                                     k_scale, v_scale, return_lse, out)
-
-
-@sparse_decode_op.register_fake
-def _(q, k, v, indices, seq_lens, num_splits, sm_scale, k_scale, v_scale, return_lse, out):
-    return _lse(q, q.shape[:2], return_lse)
-
-
-@torch.library.custom_op(f"{NAMESPACE}::sparse_paged_decode", mutates_args=("out",))
-def sparse_paged_decode_op(q: Tensor, k_cache: Tensor, v_cache: Tensor, block_table: Tensor,
-                           seq_lens: Tensor, indices: Tensor, num_splits: Optional[int],
-                           sm_scale: float, k_scale: Optional[Tensor],
-                           v_scale: Optional[Tensor], return_lse: bool, out: Tensor) -> Tensor:
-    return decode.sparse_paged_decode_impl(q, k_cache, v_cache, block_table, seq_lens,
-                                           indices, num_splits, sm_scale, k_scale, v_scale,
-                                           return_lse, out)
-
-
-@sparse_paged_decode_op.register_fake
-def _(q, k_cache, v_cache, block_table, seq_lens, indices, num_splits, sm_scale, k_scale,
-      v_scale, return_lse, out):
-    return _lse(q, q.shape[:2], return_lse)
-
-
-@torch.library.custom_op(f"{NAMESPACE}::paged_prefill", mutates_args=("out",))
-def paged_prefill_op(q: Tensor, k_cache: Tensor, v_cache: Tensor, block_table: Tensor,
-                     cu_seqlens_q: Tensor, seq_lens: Tensor, max_seqlen_q: int, causal: bool,
-                     num_splits: Optional[int], sm_scale: float, k_scale: Optional[Tensor],
-                     v_scale: Optional[Tensor], return_lse: bool, out: Tensor) -> Tensor:
-    return paged_prefill.paged_prefill_impl(q, k_cache, v_cache, block_table, cu_seqlens_q,
-                                            seq_lens, max_seqlen_q, causal, num_splits,
-                                            sm_scale, k_scale, v_scale, return_lse, out)
-
-
-@paged_prefill_op.register_fake
-def _(q, k_cache, v_cache, block_table, cu_seqlens_q, seq_lens, max_seqlen_q, causal,
-      num_splits, sm_scale, k_scale, v_scale, return_lse, out):
-    return _lse(q, (q.shape[1], q.shape[0]), return_lse)
-
-
-OPS = {"prefill": prefill_op, "prefill_varlen": prefill_varlen_op, "decode": decode_op,
-       "paged_decode": paged_decode_op, "sparse_decode": sparse_decode_op,
-       "sparse_paged_decode": sparse_paged_decode_op, "paged_prefill": paged_prefill_op}
+# Each op's schema: its own arguments, then the variant options (kernels/mods.py
+# ScoreMods.op_args), return_lse and the mutated out. Written out rather than read from
+# annotations, so the seven ops share the tail instead of repeating it.
+_MODS = "int window_left, int window_right, float softcap, Tensor? sinks, Tensor? alibi_slopes"
+_SCALES = "Tensor? k_scale, Tensor? v_scale"
+_OWN_ARGS = {
+    "prefill": "Tensor q, Tensor k, Tensor v, Tensor? seq_lens, Tensor? kv_seq_lens, "
+               "bool causal, float sm_scale",
+    "prefill_varlen": "Tensor q, Tensor k, Tensor v, Tensor cu_seqlens_q, "
+                      "Tensor cu_seqlens_k, int max_seqlen_q, bool causal, float sm_scale",
+    "decode": f"Tensor q, Tensor k, Tensor v, Tensor? seq_lens, int? num_splits, "
+              f"float sm_scale, {_SCALES}",
+    "paged_decode": f"Tensor q, Tensor k_cache, Tensor v_cache, Tensor block_table, "
+                    f"Tensor seq_lens, int? num_splits, float sm_scale, {_SCALES}",
+    "sparse_decode": f"Tensor q, Tensor k, Tensor v, Tensor indices, Tensor? seq_lens, "
+                     f"int? num_splits, float sm_scale, {_SCALES}",
+    "sparse_paged_decode": f"Tensor q, Tensor k_cache, Tensor v_cache, Tensor block_table, "
+                           f"Tensor seq_lens, Tensor indices, int? num_splits, "
+                           f"float sm_scale, {_SCALES}",
+    "paged_prefill": f"Tensor q, Tensor k_cache, Tensor v_cache, Tensor block_table, "
+                     f"Tensor cu_seqlens_q, Tensor seq_lens, int max_seqlen_q, bool causal, "
+                     f"int? num_splits, float sm_scale, {_SCALES}",
+}
 _IMPLS = {"prefill": prefill.prefill_impl, "prefill_varlen": prefill.prefill_varlen_impl,
           "decode": decode.decode_impl, "paged_decode": decode.paged_decode_impl,
           "sparse_decode": decode.sparse_decode_impl,
           "sparse_paged_decode": decode.sparse_paged_decode_impl,
           "paged_prefill": paged_prefill.paged_prefill_impl}
+# The LSE's shape from q: [B, Hq, Nq] (prefill), [Hq, Tq] (packed), [B, Hq] (decode).
+_LSE_SHAPE = {"prefill": lambda q: q.shape[:3],
+              "prefill_varlen": lambda q: (q.shape[1], q.shape[0]),
+              "paged_prefill": lambda q: (q.shape[1], q.shape[0])}
+
+
+def schema(name: str) -> str:
+    return f"({_OWN_ARGS[name]}, {_MODS}, bool return_lse, Tensor(a!) out) -> Tensor"
+
+
+def _fake(name: str):
+    lse_shape = _LSE_SHAPE.get(name, lambda q: q.shape[:2])
+
+    def fake(q, *args):  # args end with return_lse, out
+        return q.new_empty(lse_shape(q) if args[-2] else (0,), dtype=torch.float32)
+    return fake
+
+
+def _register(name: str):
+    op = torch.library.custom_op(f"{NAMESPACE}::{name}", _IMPLS[name], mutates_args=("out",),
+                                 schema=schema(name))
+    op.register_fake(_fake(name))
+    return op
+
+
+OPS = {name: _register(name) for name in _OWN_ARGS}
 
 
 def _plain_eager(args) -> bool:
@@ -155,7 +91,7 @@ def _plain_eager(args) -> bool:
     return all(type(a) is torch.Tensor for a in args if isinstance(a, torch.Tensor))
 
 
-def call(name: str, *args) -> Tensor:
+def call(name: str, *args) -> torch.Tensor:
     """Run public function `name` on validated arguments: through its custom op under any
     tracing (the op is what lands in the graph, its fake implementation what a tracer
     runs), else the implementation itself."""

@@ -69,6 +69,7 @@ from .decode import (
     resident_programs,
     scale_args,
 )
+from .mods import NONE, ScoreMods
 from .tuning import Tuning
 
 MAX_SPLITS = 64  # the default split count's cap (as paged decode's)
@@ -306,9 +307,11 @@ class PagedPrefillPlan:
 
 def plan(q, k_cache, v_cache, block_table, cu_seqlens_q, seq_lens, out, lse, *, max_q: int,
          causal: bool, sm_scale: float, num_splits: int | None, tune: Tuning,
-         k_scale=None, v_scale=None) -> PagedPrefillPlan | None:
+         k_scale=None, v_scale=None, mods: ScoreMods = NONE) -> PagedPrefillPlan | None:
     """q/out [Tq, Hq, D]; lse [Hq, Tq] or None; fp8 caches' scales or None. None: nothing
     to launch."""
+    if mods.any:
+        raise NotImplementedError("paged_prefill variants: not yet")
     total_q, num_q_heads, head_dim = q.shape
     num_batch = cu_seqlens_q.shape[0] - 1
     num_pages, page_size, num_kv_heads, _ = k_cache.shape
@@ -407,7 +410,8 @@ def launch(p: PagedPrefillPlan) -> None:
 
 
 def paged_prefill_impl(q, k_cache, v_cache, block_table, cu_seqlens_q, seq_lens, max_q,
-                       causal, num_splits, sm_scale, k_scale, v_scale, return_lse, out):
+                       causal, num_splits, sm_scale, k_scale, v_scale, window_left,
+                       window_right, softcap, sinks, alibi_slopes, return_lse, out):
     """The custom op's implementation (kernels/ops.py), on validated arguments: out filled
     in place; returns the LSE [Hq, Tq], or an empty tensor without return_lse."""
     total_q, num_q_heads, _ = q.shape
@@ -415,7 +419,8 @@ def paged_prefill_impl(q, k_cache, v_cache, block_table, cu_seqlens_q, seq_lens,
         if return_lse else None
     p = plan(q, k_cache, v_cache, block_table, cu_seqlens_q, seq_lens, out, lse, max_q=max_q,
              causal=causal, sm_scale=sm_scale, num_splits=num_splits, tune=tuning.current(),
-             k_scale=k_scale, v_scale=v_scale)
+             k_scale=k_scale, v_scale=v_scale,
+             mods=ScoreMods(window_left, window_right, softcap, sinks, alibi_slopes))
     if p is not None:
         launch(p)
     return lse if return_lse else q.new_empty(0, dtype=torch.float32)

@@ -51,7 +51,19 @@ from triton.tools.tensor_descriptor import TensorDescriptor
 
 from . import _config, tuning
 from ._config import GRID_LIMIT, GRID_YZ_LIMIT, cc_major, interpreting, prefill_config
-from ._jit import FLT_MAX_NEG, LOG2E_HOST, aligned, dim_ok, finalize, mm, online_softmax_step
+from ._jit import (
+    FLT_MAX_NEG,
+    LOG2E_HOST,
+    add_sink,
+    aligned,
+    dim_ok,
+    finalize,
+    in_window,
+    mm,
+    modded_scores,
+    online_softmax_step,
+)
+from .mods import NONE, ScoreMods
 from .tuning import Tuning
 
 
@@ -66,12 +78,19 @@ def _attend_key_tiles(
     offs_m,  # [BLOCK_M] query row indices within the sequence
     offs_d,  # [HEAD_DIM_PAD]
     lo, hi,  # the key tiles [lo, hi) to visit
-    mask_from,  # tiles from here on get the score mask (the causal diagonal, the length's end)
+    mask_from,  # tiles from here on get the score mask (the causal diagonal, the length's
+    #   end, a window's right edge)
+    mask_below,  # HAS_WINDOW: so do tiles that start below this (the window's left edge)
     kv_len, causal_shift, head_dim, qk_scale,
+    slopes,  # [BLOCK_M] fp32 ALiBi slopes of the rows (ALIBI)
+    win_left, win_right, softcap_in, softcap_out, alibi_scale,  # kernels/mods.py
     BOUNDED: tl.constexpr,  # tiles may reach past kv_len: masked pointer loads, no TMA
     SHIFT_LAST: tl.constexpr,  # TMA with a length: a tile crossing kv_len loads its last
     #   BLOCK_N valid rows instead (see below)
     IS_CAUSAL: tl.constexpr,
+    HAS_WINDOW: tl.constexpr,
+    SOFTCAP: tl.constexpr,
+    ALIBI: tl.constexpr,
     EVEN_D: tl.constexpr,
     BLOCK_N: tl.constexpr,
     FP32: tl.constexpr,
@@ -113,15 +132,24 @@ def _attend_key_tiles(
             kt = tl.load(k_ptrs, mask=d_ok[:, None], other=0.0)
             v = tl.load(v_ptrs, mask=d_ok[None, :], other=0.0)
         s = mm(q, kt, tl.zeros([q.shape[0], BLOCK_N], dtype=tl.float32), FP32)
-        # s: [BLOCK_M, BLOCK_N] fp32 raw scores. The mask is a branch on a scalar, so
-        # the tiles below the diagonal pay nothing for it and the diagonal tiles stay in
-        # the same software pipeline as the rest.
-        if start_n >= mask_from:
+        # s: [BLOCK_M, BLOCK_N] fp32 raw scores; soft-cap and ALiBi before the mask.
+        s = modded_scores(s, offs_m + causal_shift, offs_n, slopes, softcap_in, softcap_out,
+                          alibi_scale, SOFTCAP, ALIBI)
+        # The mask is a branch on a scalar, so the tiles below the diagonal (and inside
+        # every row's window) pay nothing for it and the edge tiles stay in the same
+        # software pipeline as the rest.
+        if HAS_WINDOW:
+            need_mask = (start_n >= mask_from) | (start_n < mask_below)
+        else:
+            need_mask = start_n >= mask_from
+        if need_mask:
             ok = offs_n[None, :] < kv_len
             if SHIFT_LAST:
                 ok = ok & (offs_n[None, :] >= start_n)
             if IS_CAUSAL:
                 ok = ok & (offs_n[None, :] <= offs_m[:, None] + causal_shift)
+            if HAS_WINDOW:
+                ok = ok & in_window(offs_m + causal_shift, offs_n, win_left, win_right)
             s = tl.where(ok, s, float("-inf"))
         # m_i starts at -FLT_MAX, not -inf: a row whose keys so far are all masked keeps a
         # finite max, so the step needs no -inf guard (exp2(-inf - m) = 0, alpha = 1).
@@ -137,7 +165,8 @@ _STRIDES = [f"stride_{t}_{a}" for t in ("q", "k", "v", "o", "lse")
 
 
 @triton.jit(do_not_specialize=["n_q", "n_k", "num_m_tiles", "bh_per_chunk", "num_q_heads",
-                               "group_size", "head_dim", *_STRIDES])
+                               "group_size", "head_dim", "win_left", "win_right",
+                               *_STRIDES])
 def _prefill_kernel(
     q_ptr,  # [B, Hq, Nq, D] (padded) or [Tq, Hq, D] (varlen, batch stride 0)
     k_ptr, v_ptr,  # [B, Hkv, Nk, D] or [Tk, Hkv, D]
@@ -145,10 +174,12 @@ def _prefill_kernel(
     out_ptr,  # like q
     lse_ptr,  # [B, Hq, Nq] or [Hq, Tq] fp32 (unused unless WRITE_LSE)
     q_lens_ptr, kv_lens_ptr,  # int32 [B] lengths (HAS_LENS) or cu_seqlens [B+1] (IS_VARLEN)
+    sinks_ptr, alibi_ptr,  # [Hq] fp32 (HAS_SINKS, ALIBI)
     n_q, n_k,  # padded lengths (fixed/padded layouts)
     num_m_tiles,  # query tiles per (batch, head): cdiv(max_q, BLOCK_M)
     bh_per_chunk,  # (batch, head) pairs per chunk of the program order
     num_q_heads, group_size, head_dim, qk_scale,
+    win_left, win_right, softcap_in, softcap_out, alibi_scale,  # kernels/mods.py
     stride_q_batch, stride_q_head, stride_q_seq,
     stride_k_batch, stride_k_head, stride_k_seq,
     stride_v_batch, stride_v_head, stride_v_seq,
@@ -158,6 +189,10 @@ def _prefill_kernel(
     HAS_LENS: tl.constexpr,
     IS_VARLEN: tl.constexpr,
     WRITE_LSE: tl.constexpr,
+    HAS_WINDOW: tl.constexpr,  # the variants (kernels/mods.py)
+    SOFTCAP: tl.constexpr,
+    HAS_SINKS: tl.constexpr,
+    ALIBI: tl.constexpr,
     HEAD_DIM_PAD: tl.constexpr,
     EVEN_D: tl.constexpr,
     BLOCK_M: tl.constexpr,
@@ -266,9 +301,10 @@ def _prefill_kernel(
             q = tl.load(q_base + rows[:, None] * stride_q_seq + offs_d[None, :],
                         mask=row_ok[:, None] & d_ok[None, :], other=0.0)  # [BLOCK_M, HEAD_DIM_PAD]
 
-        # Key tiles [0, hi) in one loop; from mask_from on, scores are masked (the causal
-        # diagonal; keys past kv_len). Loads: [0, whole_hi) are whole tiles of valid keys;
-        # no key past the length may be read, so the one tile that crosses kv_len,
+        # Key tiles [lo, hi) in one loop (lo = 0 without a window); from mask_from on,
+        # scores are masked (the causal diagonal; keys past kv_len; a window's edges, see
+        # below). Loads: [lo, whole_hi) are whole tiles of valid keys; no key past the
+        # length may be read, so the one tile that crosses kv_len,
         # [whole_hi, hi), takes masked pointer loads in a second loop, except with TMA on
         # the [B, H, N, D] layout: without lengths (kv_len == the tensor's N) TMA reads
         # zeros past N, and with lengths the tile is moved back to end at kv_len
@@ -284,26 +320,55 @@ def _prefill_kernel(
             hi = kv_len
             mask_from = kv_len // BLOCK_N * BLOCK_N
         hi = tl.maximum(hi, 0)
+        if HAS_WINDOW:
+            # Row i sees keys [i_al - win_left, i_al + win_right] (i_al = i + causal_shift):
+            # the tile's valid rows, at most [first_al - win_left, last_al + win_right].
+            # Tiles wholly outside are skipped (lo stays a multiple of BLOCK_N, so whole
+            # tiles and SHIFT_LAST hold); those that may hold a key outside some row's
+            # window are masked: below last_al - win_left (mask_below), or from the tile
+            # holding first_al + win_right + 1 on. Unbounded sides are mods.UNBOUNDED.
+            first_al = start_m + causal_shift
+            last_al = tl.minimum(start_m + BLOCK_M, q_len) - 1 + causal_shift
+            lo = tl.maximum(first_al - win_left, 0) // BLOCK_N * BLOCK_N
+            hi = tl.maximum(tl.minimum(hi, last_al + win_right + 1), lo)
+            mask_from = tl.minimum(
+                mask_from, tl.maximum(first_al + win_right + 1, 0) // BLOCK_N * BLOCK_N)
+            mask_below = last_al - win_left
+        else:
+            lo = 0
+            mask_below = 0
         SHIFT_LAST: tl.constexpr = USE_TMA and HAS_LENS
         ONE_LOOP: tl.constexpr = (USE_TMA and not HAS_LENS and not IS_VARLEN) or SHIFT_LAST
         if ONE_LOOP:
             whole_hi = hi
         else:
+            # (>= lo under a window: lo <= first_al <= kv_len - 1, the first row is valid)
             whole_hi = tl.minimum(hi, kv_len // BLOCK_N * BLOCK_N)
+        if ALIBI:  # one query head per program: one slope for every row
+            slopes = tl.zeros([BLOCK_M], dtype=tl.float32) + tl.load(alibi_ptr + off_h)
+        else:
+            slopes = tl.zeros([BLOCK_M], dtype=tl.float32)
 
         acc, m_i, l_i = _attend_key_tiles(
             acc, m_i, l_i, q, k_base, v_base, k_desc, v_desc, desc_b, off_kvh, k_start,
             stride_k_seq, stride_v_seq, offs_m, offs_d,
-            0, whole_hi, mask_from, kv_len, causal_shift, head_dim, qk_scale,
-            BOUNDED=False, SHIFT_LAST=SHIFT_LAST, IS_CAUSAL=IS_CAUSAL, EVEN_D=EVEN_D,
-            BLOCK_N=BLOCK_N, FP32=FP32, USE_TMA=USE_TMA, STAGES=None)
+            lo, whole_hi, mask_from, mask_below, kv_len, causal_shift, head_dim, qk_scale,
+            slopes, win_left, win_right, softcap_in, softcap_out, alibi_scale,
+            BOUNDED=False, SHIFT_LAST=SHIFT_LAST, IS_CAUSAL=IS_CAUSAL, HAS_WINDOW=HAS_WINDOW,
+            SOFTCAP=SOFTCAP, ALIBI=ALIBI, EVEN_D=EVEN_D, BLOCK_N=BLOCK_N, FP32=FP32,
+            USE_TMA=USE_TMA, STAGES=None)
         if not ONE_LOOP:  # at most one tile: no pipelining, no buffers for it
             acc, m_i, l_i = _attend_key_tiles(
                 acc, m_i, l_i, q, k_base, v_base, k_desc, v_desc, desc_b, off_kvh, k_start,
                 stride_k_seq, stride_v_seq, offs_m, offs_d,
-                whole_hi, hi, whole_hi, kv_len, causal_shift, head_dim, qk_scale,
-                BOUNDED=True, SHIFT_LAST=False, IS_CAUSAL=IS_CAUSAL, EVEN_D=EVEN_D,
-                BLOCK_N=BLOCK_N, FP32=FP32, USE_TMA=USE_TMA, STAGES=1)
+                whole_hi, hi, whole_hi, mask_below, kv_len, causal_shift, head_dim, qk_scale,
+                slopes, win_left, win_right, softcap_in, softcap_out, alibi_scale,
+                BOUNDED=True, SHIFT_LAST=False, IS_CAUSAL=IS_CAUSAL, HAS_WINDOW=HAS_WINDOW,
+                SOFTCAP=SOFTCAP, ALIBI=ALIBI, EVEN_D=EVEN_D, BLOCK_N=BLOCK_N, FP32=FP32,
+                USE_TMA=USE_TMA, STAGES=1)
+        if HAS_SINKS:  # the head's sink logit, once per row (a row with no key: LSE sink)
+            sink = tl.zeros([BLOCK_M], dtype=tl.float32) + tl.load(sinks_ptr + off_h)
+            acc, m_i, l_i = add_sink(acc, m_i, l_i, sink)
 
     out, lse = finalize(acc, m_i, l_i)
     out = tl.where(row_ok[:, None], out, 0.0)
@@ -328,13 +393,16 @@ def _sm90_module():
     return prefill_sm90
 
 
-def _sm90_gluon_ok(q, k, v, out, *, causal: bool, has_lens: bool,
+def _sm90_gluon_ok(q, k, v, out, *, causal: bool, has_lens: bool, variants: bool = False,
                    mode: bool | None = None) -> bool:
     """Whether prefill runs the Gluon kernel (prefill_sm90.py): a Hopper GPU (not the
     interpreter), the default rule or a forced mode (tuning.prefill_gluon), and a call
-    inside its scope: causal, no lengths, fp16/bf16, head_dim 128, Nq == Nk a multiple of
-    128, contiguous 16-byte-aligned q/k/v/out, row coordinates within int32."""
+    inside its scope: causal, no lengths, no attention variant (kernels/mods.py),
+    fp16/bf16, head_dim 128, Nq == Nk a multiple of 128, contiguous 16-byte-aligned
+    q/k/v/out, row coordinates within int32."""
     if mode is False or interpreting() or q.device.type != "cuda" or cc_major(q.device) != 9:
+        return False
+    if variants:
         return False
     n_q, n_k = q.shape[2], k.shape[2]
     if not (causal and not has_lens and q.dtype in (torch.float16, torch.bfloat16)
@@ -447,11 +515,11 @@ class PrefillPlan:
 
 
 def plan(lay: QKVLayout, *, causal: bool, max_q: int, sm_scale: float,
-         tune: Tuning) -> PrefillPlan | None:
+         tune: Tuning, mods: ScoreMods = NONE) -> PrefillPlan | None:
     """None: nothing to launch (no query tile or no (batch, head) pair)."""
     q, k, v, out = lay.q, lay.k, lay.v, lay.out
     if not lay.varlen and _sm90_gluon_ok(q, k, v, out, causal=causal, has_lens=lay.has_lens,
-                                         mode=tune.prefill_gluon):
+                                         variants=mods.any, mode=tune.prefill_gluon):
         return PrefillPlan(gluon=True)
     num_q_heads, head_dim = q.shape[1], q.shape[3]
     group_size = num_q_heads // k.shape[1]
@@ -497,10 +565,11 @@ def plan(lay: QKVLayout, *, causal: bool, max_q: int, sm_scale: float,
         kv_lens_ptr=lay.kv_lens if lay.has_lens else q,
         n_q=q.shape[2], n_k=k.shape[2], num_m_tiles=num_m_tiles, bh_per_chunk=bh_per_chunk,
         num_q_heads=num_q_heads, group_size=group_size,
-        head_dim=head_dim, qk_scale=sm_scale * LOG2E_HOST, **strides, **lay.lse_strides())
+        head_dim=head_dim, qk_scale=sm_scale * LOG2E_HOST, **mods.kernel_args(sm_scale, dummy=q),
+        **strides, **lay.lse_strides())
     consts = dict(
         IS_CAUSAL=causal, HAS_LENS=padded, IS_VARLEN=lay.varlen,
-        WRITE_LSE=lay.lse is not None, HEAD_DIM_PAD=head_dim_pad,
+        WRITE_LSE=lay.lse is not None, **mods.consts(), HEAD_DIM_PAD=head_dim_pad,
         EVEN_D=head_dim == head_dim_pad, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
         FP32=q.dtype == torch.float32, ALIGNED=is_aligned, USE_TMA=use_tma,
         TILES_FROM_END=tiles_from_end, GRID_ORDER=grid_order)
@@ -515,26 +584,31 @@ def launch(p: PrefillPlan, lay: QKVLayout, sm_scale: float) -> None:
         _prefill_kernel[p.grid](**p.args, **p.consts, **p.launch_options)
 
 
-def attend(lay: QKVLayout, *, causal: bool, max_q: int, sm_scale: float) -> None:
+def attend(lay: QKVLayout, *, causal: bool, max_q: int, sm_scale: float,
+           mods: ScoreMods = NONE) -> None:
     """Plan and launch one validated call (the family's one path)."""
-    p = plan(lay, causal=causal, max_q=max_q, sm_scale=sm_scale, tune=tuning.current())
+    p = plan(lay, causal=causal, max_q=max_q, sm_scale=sm_scale, tune=tuning.current(),
+             mods=mods)
     if p is not None:
         launch(p, lay, sm_scale)
 
 
 # The custom-op implementations (kernels/ops.py), one per public function: validated
 # arguments, out filled in place; return the LSE, or an empty tensor without return_lse.
-def prefill_impl(q, k, v, seq_lens, kv_seq_lens, causal, sm_scale, return_lse, out):
+def prefill_impl(q, k, v, seq_lens, kv_seq_lens, causal, sm_scale, window_left, window_right,
+                 softcap, sinks, alibi_slopes, return_lse, out):
     batch, num_q_heads, n_q, _ = q.shape
     lse = torch.empty((batch, num_q_heads, n_q), device=q.device, dtype=torch.float32) \
         if return_lse else None
     attend(QKVLayout(q, k, v, out, lse, seq_lens, kv_seq_lens, num_batch=batch, varlen=False),
-           causal=causal, max_q=n_q, sm_scale=sm_scale)
+           causal=causal, max_q=n_q, sm_scale=sm_scale,
+           mods=ScoreMods(window_left, window_right, softcap, sinks, alibi_slopes))
     return lse if return_lse else q.new_empty(0, dtype=torch.float32)
 
 
 def prefill_varlen_impl(q, k, v, cu_seqlens_q, cu_seqlens_k, max_q, causal, sm_scale,
-                        return_lse, out):
+                        window_left, window_right, softcap, sinks, alibi_slopes, return_lse,
+                        out):
     total_q, num_q_heads, _ = q.shape
     lse = torch.empty((num_q_heads, total_q), device=q.device, dtype=torch.float32) \
         if return_lse else None
@@ -545,5 +619,6 @@ def prefill_varlen_impl(q, k, v, cu_seqlens_q, cu_seqlens_k, max_q, causal, sm_s
     attend(QKVLayout(as4d(q), as4d(k), as4d(v), as4d(out),
                      lse.unsqueeze(0) if lse is not None else None, cu_seqlens_q,
                      cu_seqlens_k, num_batch=cu_seqlens_q.shape[0] - 1, varlen=True),
-           causal=causal, max_q=max_q, sm_scale=sm_scale)
+           causal=causal, max_q=max_q, sm_scale=sm_scale,
+           mods=ScoreMods(window_left, window_right, softcap, sinks, alibi_slopes))
     return lse if return_lse else q.new_empty(0, dtype=torch.float32)

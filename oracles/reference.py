@@ -16,7 +16,7 @@ import itertools
 
 import torch
 
-from .core import attention, causal_mask, length_mask
+from .core import alibi_bias, attention, causal_mask, length_mask, window_mask
 
 
 def dequantize(cache, scale, head_axis: int):
@@ -33,12 +33,21 @@ def dequantize(cache, scale, head_axis: int):
     return real * scale.double().reshape(shape)
 
 
+def _variants(allowed, q_pos, k_pos, *, window, softcap, sinks, alibi_slopes) -> tuple:
+    """(allowed with the window, the core's variant keywords) from aligned positions."""
+    if window is not None:
+        allowed = allowed & window_mask(q_pos, k_pos, window)
+    bias = alibi_bias(alibi_slopes, q_pos, k_pos) if alibi_slopes is not None else None
+    return allowed, dict(softcap=softcap, bias=bias, sinks=sinks)
+
+
 def _full(n: int, batch: int, device):
     return torch.full((batch,), n, dtype=torch.int64, device=device)
 
 
 def prefill_ref(q, k, v, *, causal=True, seq_lens=None, kv_seq_lens=None, sm_scale=None,
-                dtype=torch.float64):
+                dtype=torch.float64, window=None, softcap=None, sinks=None,
+                alibi_slopes=None):
     """q [B, Hq, Nq, D], k/v [B, Hkv, Nk, D] -> out [B, Hq, Nq, D], lse [B, Hq, Nq]."""
     batch, _, n_q, _ = q.shape
     n_k = k.shape[2]
@@ -48,11 +57,19 @@ def prefill_ref(q, k, v, *, causal=True, seq_lens=None, kv_seq_lens=None, sm_sca
     allowed = length_mask(q_lens, k_lens, n_q, n_k)
     if causal:
         allowed = allowed & causal_mask(q_lens, k_lens, n_q, n_k)
-    return attention(q, k, v, allowed, sm_scale=sm_scale, dtype=dtype)
+    q_pos = torch.arange(n_q, device=q.device).view(1, 1, n_q, 1) \
+        + (k_lens - q_lens).view(-1, 1, 1, 1)  # aligned bottom-right
+    k_pos = torch.arange(n_k, device=q.device).view(1, 1, 1, n_k)
+    allowed, mods = _variants(allowed, q_pos, k_pos, window=window, softcap=softcap,
+                              sinks=sinks, alibi_slopes=alibi_slopes)
+    out, lse = attention(q, k, v, allowed, sm_scale=sm_scale, dtype=dtype, **mods)
+    # padding rows (i >= q_len) are no query: 0 and -inf, sinks or not
+    row = torch.arange(n_q, device=q.device).view(1, 1, n_q) < q_lens.view(-1, 1, 1)
+    return out * row.unsqueeze(-1), lse.masked_fill(~row, float("-inf"))
 
 
 def prefill_varlen_ref(q, k, v, cu_seqlens_q, cu_seqlens_k=None, *, causal=True,
-                       sm_scale=None, dtype=torch.float64):
+                       sm_scale=None, dtype=torch.float64, **variants):
     """Packed q [Tq, Hq, D], k/v [Tk, Hkv, D] -> out [Tq, Hq, D], lse [Hq, Tq].
     Rows past cu_seqlens_q[-1] belong to no sequence: 0 and -inf here."""
     cu_k = cu_seqlens_q if cu_seqlens_k is None else cu_seqlens_k
@@ -63,21 +80,25 @@ def prefill_varlen_ref(q, k, v, cu_seqlens_q, cu_seqlens_k=None, *, causal=True,
         k0, k1 = int(cu_k[b]), int(cu_k[b + 1])
         o, s = prefill_ref(q[q0:q1].transpose(0, 1)[None], k[k0:k1].transpose(0, 1)[None],
                            v[k0:k1].transpose(0, 1)[None], causal=causal, sm_scale=sm_scale,
-                           dtype=dtype)
+                           dtype=dtype, **variants)
         out[q0:q1] = o[0].transpose(0, 1)
         lse[:, q0:q1] = s[0]
     return out, lse
 
 
 def decode_ref(q, k, v, *, seq_lens=None, sm_scale=None, k_scale=None, v_scale=None,
-               dtype=torch.float64):
+               dtype=torch.float64, window=None, softcap=None, sinks=None, alibi_slopes=None):
     """q [B, Hq, D] (or [B, Hq, 1, D]), k/v [B, Hkv, N, D] -> out like q, lse [B, Hq]."""
     k, v = dequantize(k, k_scale, 1), dequantize(v, v_scale, 1)
     q4 = q if q.dim() == 4 else q.unsqueeze(2)
     batch, n_k = q.shape[0], k.shape[2]
     k_lens = _full(n_k, batch, q.device) if seq_lens is None else seq_lens.long()
     allowed = length_mask(_full(1, batch, q.device), k_lens, 1, n_k)
-    out, lse = attention(q4, k, v, allowed, sm_scale=sm_scale, dtype=dtype)
+    q_pos = (k_lens - 1).view(-1, 1, 1, 1)  # the query is the sequence's last token
+    k_pos = torch.arange(n_k, device=q.device).view(1, 1, 1, n_k)
+    allowed, mods = _variants(allowed, q_pos, k_pos, window=window, softcap=softcap,
+                              sinks=sinks, alibi_slopes=alibi_slopes)
+    out, lse = attention(q4, k, v, allowed, sm_scale=sm_scale, dtype=dtype, **mods)
     return out.reshape(q.shape), lse[:, :, 0]
 
 
@@ -96,16 +117,16 @@ def paged_gather(cache, block_table, seq_lens):
 
 
 def paged_decode_ref(q, k_cache, v_cache, block_table, seq_lens, *, sm_scale=None,
-                     k_scale=None, v_scale=None, dtype=torch.float64):
+                     k_scale=None, v_scale=None, dtype=torch.float64, **variants):
     k_cache, v_cache = dequantize(k_cache, k_scale, 2), dequantize(v_cache, v_scale, 2)
     k = paged_gather(k_cache, block_table, seq_lens)
     v = paged_gather(v_cache, block_table, seq_lens)
-    return decode_ref(q, k, v, seq_lens=seq_lens, sm_scale=sm_scale, dtype=dtype)
+    return decode_ref(q, k, v, seq_lens=seq_lens, sm_scale=sm_scale, dtype=dtype, **variants)
 
 
 def paged_prefill_ref(q, k_cache, v_cache, block_table, cu_seqlens_q, seq_lens, *,
                       causal=True, sm_scale=None, k_scale=None, v_scale=None,
-                      dtype=torch.float64):
+                      dtype=torch.float64, **variants):
     """Packed new query tokens q [Tq, Hq, D] over a paged cache -> out [Tq, Hq, D], lse
     [Hq, Tq]. Sequence b's rows cu_seqlens_q[b]:cu_seqlens_q[b+1] are the last tokens of
     its seq_lens[b]: its context, gathered and packed, is prefill_varlen's keys (causal
@@ -119,7 +140,7 @@ def paged_prefill_ref(q, k_cache, v_cache, block_table, cu_seqlens_q, seq_lens, 
         return torch.cat([dense[b, :, :n].transpose(0, 1) for b, n in enumerate(lens)])
 
     return prefill_varlen_ref(q, packed(k_cache), packed(v_cache), cu_seqlens_q, cu_k,
-                              causal=causal, sm_scale=sm_scale, dtype=dtype)
+                              causal=causal, sm_scale=sm_scale, dtype=dtype, **variants)
 
 
 def sparse_gather(k, indices):
@@ -135,23 +156,31 @@ def sparse_gather(k, indices):
 
 
 def sparse_decode_ref(q, k, v, indices, *, seq_lens=None, sm_scale=None, k_scale=None,
-                      v_scale=None, dtype=torch.float64):
+                      v_scale=None, dtype=torch.float64, window=None, softcap=None, sinks=None,
+                      alibi_slopes=None):
     """Each query attends exactly the listed positions (duplicates count twice).
-    seq_lens only bounds valid indices; it does not change the result."""
-    del seq_lens
+    seq_lens bounds valid indices and places the query (at seq_len - 1) for a window and
+    ALiBi."""
     k, v = dequantize(k, k_scale, 1), dequantize(v, v_scale, 1)
     q4 = q if q.dim() == 4 else q.unsqueeze(2)
     kg, used = sparse_gather(k, indices)
     vg, _ = sparse_gather(v, indices)
     group = q.shape[1] // indices.shape[1]  # 1 when there is one index row per query head
     allowed = used.repeat_interleave(group, dim=1).unsqueeze(2)  # [B, Hq, 1, K]
-    out, lse = attention(q4, kg, vg, allowed, sm_scale=sm_scale, dtype=dtype)
+    k_lens = _full(k.shape[2], q.shape[0], q.device) if seq_lens is None else seq_lens.long()
+    q_pos = (k_lens - 1).view(-1, 1, 1, 1)
+    k_pos = indices.long().repeat_interleave(group, dim=1).unsqueeze(2)  # [B, Hq, 1, K]
+    allowed, mods = _variants(allowed, q_pos, k_pos, window=window, softcap=softcap,
+                              sinks=sinks, alibi_slopes=alibi_slopes)
+    out, lse = attention(q4, kg, vg, allowed, sm_scale=sm_scale, dtype=dtype, **mods)
     return out.reshape(q.shape), lse[:, :, 0]
 
 
 def sparse_paged_decode_ref(q, k_cache, v_cache, block_table, seq_lens, indices, *,
-                            sm_scale=None, k_scale=None, v_scale=None, dtype=torch.float64):
+                            sm_scale=None, k_scale=None, v_scale=None, dtype=torch.float64,
+                            **variants):
     k_cache, v_cache = dequantize(k_cache, k_scale, 2), dequantize(v_cache, v_scale, 2)
     k = paged_gather(k_cache, block_table, seq_lens)
     v = paged_gather(v_cache, block_table, seq_lens)
-    return sparse_decode_ref(q, k, v, indices, sm_scale=sm_scale, dtype=dtype)
+    return sparse_decode_ref(q, k, v, indices, seq_lens=seq_lens, sm_scale=sm_scale,
+                             dtype=dtype, **variants)

@@ -38,6 +38,13 @@ SCALES = (1.0, 3.0, 10.0, 30.0, 100.0)  # multiplies q: logits scale with it
 FP8_DTYPES = ("float8_e4m3fn", "float8_e5m2")
 KV_SCALES = ("tensor", "head", "none")
 SCALE_FITS = ("amax", "saturate", "subnormal")
+# Attention variants (kernels/mods.py), drawn by every case strategy with variants=True:
+# sinks per query head built from the case's seed ("random": N(0, 3); "neg_inf": every
+# sink -inf, i.e. none; "large": +20, above every logit the scales draw; "mixed": each
+# head one of those), ALiBi slopes ("geometric": the ALiBi paper's series for Hq heads;
+# "random": U(0, 1)).
+SINK_KINDS = ("random", "neg_inf", "large", "mixed")
+ALIBI_KINDS = ("geometric", "random")
 
 
 def _check_int(arg: str, value) -> None:
@@ -95,8 +102,12 @@ def _checked_when_built(check):
 
 
 def _check_common(*, min_batch, max_batch, max_kv_heads, max_group, min_head_dim,
-                  max_head_dim, dtypes, **_):
-    """Bounds every case strategy shares: batch, heads, group, head dim, dtypes."""
+                  max_head_dim, dtypes, variants=False, **_):
+    """Bounds every case strategy shares: batch, heads, group, head dim, dtypes; and
+    `variants`: False (no variant fields), True (drawn, none in half the cases) or
+    "always" (variant_fields)."""
+    if variants not in (False, True, "always"):
+        raise InvalidArgument(f"variants must be False, True or 'always', got {variants!r}")
     _check_bounds(batch=(min_batch, max_batch), head_dim=(min_head_dim, max_head_dim))
     _check_at_least(kv_heads=(max_kv_heads, 1), group=(max_group, 1))
     if min_head_dim < 1:
@@ -188,6 +199,30 @@ def kv_formats(draw, *, dtype: str, kv_dtypes):
                 scale_fit=draw(st.sampled_from(SCALE_FITS)))
 
 
+@st.composite
+def variant_fields(draw, *, max_len: int, always: bool = False):
+    """The variant fields of a case: none at all half the time (shrinks there; never with
+    always=True), else each of window, softcap, sinks and ALiBi independently. Window sides: -1 (unbounded), 0, 1,
+    tile boundaries +-1, beyond the longest length, or any in [0, max_len]; soft-caps 1
+    to 50 (with the large logits `scales` draws); sinks and slopes: SINK_KINDS and
+    ALIBI_KINDS."""
+    if not always and not draw(st.booleans()):
+        return {}
+    side = st.one_of(st.sampled_from((-1, 0, 1, max_len + 1)),
+                     st.sampled_from(BOUNDARIES), st.integers(0, max(0, max_len)))
+    fields = {}
+    if draw(st.booleans()):
+        fields["window"] = (draw(side), draw(st.one_of(st.just(-1), side)))
+    if draw(st.booleans()):
+        fields["softcap"] = draw(st.one_of(st.sampled_from((1.0, 50.0)),
+                                           st.floats(1.0, 50.0)))
+    if draw(st.booleans()):
+        fields["sinks"] = draw(st.sampled_from(SINK_KINDS))
+    if draw(st.booleans()):
+        fields["alibi"] = draw(st.sampled_from(ALIBI_KINDS))
+    return fields
+
+
 def sm_scales():
     """An explicit softmax scale half the time (else the default 1/sqrt(D))."""
     return st.one_of(st.none(), st.sampled_from((0.03, 0.125, 0.5, 1.0)))
@@ -213,6 +248,10 @@ class PrefillCase:
     sm_scale: float | None = None  # None: the default 1/sqrt(D)
     row_gap: int = 0  # q/k/v rows stored D + row_gap apart, the gap NaN (ROW_GAPS)
     out_like_q: bool = False  # out= (where a property passes one) laid out like q
+    window: tuple | None = None  # (left, right), -1 = unbounded; None: no window
+    softcap: float | None = None
+    sinks: str | None = None  # SINK_KINDS
+    alibi: str | None = None  # ALIBI_KINDS
 
     @property
     def num_q_heads(self) -> int:
@@ -233,7 +272,7 @@ ROW_GAPS = (0, 0, 16, 3)
 @st.composite
 def prefill_cases(draw, *, min_batch=1, max_batch=3, max_kv_heads=3, max_group=5,
                   min_head_dim=16, max_head_dim=128, max_seq=48, dtypes=("float16",),
-                  varlen=False, padded=None, causal=None, same_q_k=None):
+                  varlen=False, padded=None, causal=None, same_q_k=None, variants=False):
     """Cases for prefill (padded=True forces lengths, False forbids them) and, with
     varlen=True, for prefill_varlen (lengths always drawn; n_q/n_k are their maxima)."""
     batch = draw(st.integers(min_batch, max_batch))
@@ -261,7 +300,9 @@ def prefill_cases(draw, *, min_batch=1, max_batch=3, max_kv_heads=3, max_group=5
         slack_rows=draw(st.sampled_from((0, 0, 1, 3))) if varlen else 0,
         seed=draw(st.integers(0, 2**31 - 1)), v_transposed=draw(st.booleans()),
         sm_scale=draw(sm_scales()), row_gap=draw(st.sampled_from(ROW_GAPS)),
-        out_like_q=draw(st.booleans()))
+        out_like_q=draw(st.booleans()),
+        **(draw(variant_fields(max_len=max(n_q, n_k), always=variants == "always"))
+           if variants else {}))
 
 
 @dataclass(frozen=True)
@@ -313,6 +354,10 @@ class DecodeCase:
     kv_dtype: str | None = None  # fp8 caches (FP8_DTYPES); None: q's dtype
     kv_scale: str = "tensor"  # fp8: KV_SCALES
     scale_fit: str = "amax"  # fp8: SCALE_FITS
+    window: tuple | None = None  # (left, right), -1 = unbounded; None: no window
+    softcap: float | None = None
+    sinks: str | None = None  # SINK_KINDS
+    alibi: str | None = None  # ALIBI_KINDS
 
     @property
     def num_q_heads(self) -> int:
@@ -335,7 +380,8 @@ INDEX_KINDS = ("sorted", "shuffled", "duplicates", "neg_start", "neg_middle", "n
 def decode_cases(draw, *, min_batch=1, max_batch=4, max_kv_heads=3, max_group=5,
                  min_head_dim=16, max_head_dim=128, max_ctx=64, dtypes=("float16",),
                  paged=False, sparse=False, with_lens=None, max_page_size=16,
-                 long_context=False, max_splits=8, max_indices=48, kv_dtypes=(None,)):
+                 long_context=False, max_splits=8, max_indices=48, kv_dtypes=(None,),
+                 variants=False):
     """Decode cases; `paged` draws a page table, `sparse` an index set. long_context
     draws few sequences near max_ctx (so the split heuristic splits). kv_dtypes: the
     caches' formats to draw (None: q's dtype; see FP8_DTYPES)."""
@@ -370,7 +416,9 @@ def decode_cases(draw, *, min_batch=1, max_batch=4, max_kv_heads=3, max_group=5,
         transposed=draw(st.booleans()), v_transposed=draw(st.booleans()),
         q_transposed=draw(st.booleans()), sm_scale=draw(sm_scales()),
         row_gap=draw(st.sampled_from(ROW_GAPS)), out_like_q=draw(st.booleans()),
-        **draw(kv_formats(dtype=dtype, kv_dtypes=kv_dtypes)), **extra)
+        **draw(kv_formats(dtype=dtype, kv_dtypes=kv_dtypes)), **extra,
+        **(draw(variant_fields(max_len=n_ctx, always=variants == "always"))
+           if variants else {}))
 
 
 @dataclass(frozen=True)
@@ -413,6 +461,10 @@ class PagedPrefillCase:
     kv_dtype: str | None = None  # fp8 caches, as DecodeCase's
     kv_scale: str = "tensor"
     scale_fit: str = "amax"
+    window: tuple | None = None  # (left, right), -1 = unbounded; None: no window
+    softcap: float | None = None
+    sinks: str | None = None  # SINK_KINDS
+    alibi: str | None = None  # ALIBI_KINDS
 
     @property
     def num_q_heads(self) -> int:
@@ -448,7 +500,7 @@ def query_lengths(seq_len: int, *, max_q: int):
 def paged_prefill_cases(draw, *, min_batch=1, max_batch=4, max_kv_heads=3, max_group=5,
                         min_head_dim=16, max_head_dim=128, max_ctx=64, max_q=64,
                         dtypes=("float16",), max_page_size=16, max_splits=8, causal=None,
-                        kv_dtypes=(None,)):
+                        kv_dtypes=(None,), variants=False):
     """Cases for paged_prefill: contexts 0..max_ctx (page edges too), each with 0..max_q
     new tokens (at most its context); causal drawn unless given; kv_dtypes as
     decode_cases'."""
@@ -473,7 +525,9 @@ def paged_prefill_cases(draw, *, min_batch=1, max_batch=4, max_kv_heads=3, max_g
         transposed=draw(st.booleans()), v_transposed=draw(st.booleans()),
         **draw(_table_layouts(shared=st.sampled_from((0, 1, 2, 4)))),
         sm_scale=draw(sm_scales()), row_gap=draw(st.sampled_from(ROW_GAPS)),
-        out_like_q=draw(st.booleans()), **draw(kv_formats(dtype=dtype, kv_dtypes=kv_dtypes)))
+        out_like_q=draw(st.booleans()), **draw(kv_formats(dtype=dtype, kv_dtypes=kv_dtypes)),
+        **(draw(variant_fields(max_len=n_ctx, always=variants == "always"))
+           if variants else {}))
 
 
 def case_from_dict(d: dict):

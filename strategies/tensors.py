@@ -124,6 +124,45 @@ def _cu(lens, device):
     return _lens([0] + torch.tensor(lens, dtype=torch.int64).cumsum(0).tolist(), device)
 
 
+def alibi_slopes(num_heads: int) -> list[float]:
+    """The ALiBi paper's slopes (Press et al. 2022): for n heads, a power of two, the
+    geometric series 2^(-8/n), 2^(-16/n), ...; otherwise the series of the power of two
+    below n, then every other slope of the series of twice that, until there are n."""
+    def series(n):
+        return [2.0 ** (-8.0 * (i + 1) / n) for i in range(n)]
+
+    low = 1 << (num_heads.bit_length() - 1) if num_heads else 0
+    if low == num_heads:
+        return series(num_heads)
+    return series(low) + series(2 * low)[0::2][:num_heads - low]
+
+
+def _variant_args(case, device) -> dict:
+    """The variant keywords of a case (kernels/mods.py): window, softcap, and sinks and
+    ALiBi slopes per query head, built from the case's seed with a generator of their own
+    (the other tensors stay those of the same case without variants)."""
+    args = {}
+    if case.window is not None:
+        args["window"] = tuple(case.window)
+    if case.softcap is not None:
+        args["softcap"] = case.softcap
+    hq = case.num_q_heads
+    g = torch.Generator().manual_seed(case.seed + 11)
+    if case.sinks is not None:
+        choices = torch.stack([torch.randn(hq, generator=g) * 3,
+                               torch.full((hq,), float("-inf")), torch.full((hq,), 20.0)])
+        kind = {"random": torch.zeros(hq, dtype=torch.long),
+                "neg_inf": torch.ones(hq, dtype=torch.long),
+                "large": torch.full((hq,), 2, dtype=torch.long),
+                "mixed": torch.randint(0, 3, (hq,), generator=g)}[case.sinks]
+        args["sinks"] = choices.gather(0, kind.view(1, -1))[0].to(device)
+    if case.alibi is not None:
+        slopes = torch.tensor(alibi_slopes(hq)) if case.alibi == "geometric" \
+            else torch.rand(hq, generator=g)
+        args["alibi_slopes"] = slopes.to(torch.float32).to(device)
+    return args
+
+
 def prefill_inputs(case: PrefillCase, device) -> dict:
     """Arguments of `prefill`: q, k, v [+ seq_lens, kv_seq_lens], causal."""
     g = torch.Generator().manual_seed(case.seed)
@@ -145,7 +184,7 @@ def prefill_inputs(case: PrefillCase, device) -> dict:
         args["seq_lens"] = _lens(case.q_lens, device)
         if case.kv_lens is not None:
             args["kv_seq_lens"] = _lens(case.kv_lens, device)
-    return args
+    return {**args, **_variant_args(case, device)}
 
 
 def prefill_varlen_inputs(case: PrefillCase, device) -> dict:
@@ -173,7 +212,7 @@ def prefill_varlen_inputs(case: PrefillCase, device) -> dict:
         args["cu_seqlens_k"] = _cu(kv_lens, device)
     if case.sm_scale is not None:
         args["sm_scale"] = case.sm_scale
-    return args
+    return {**args, **_variant_args(case, device)}
 
 
 def _seq_lens(case: DecodeCase | PagedPrefillCase):
@@ -315,7 +354,7 @@ def decode_inputs(case: DecodeCase, device) -> dict:
         args["num_splits"] = case.num_splits
     if case.sm_scale is not None:
         args["sm_scale"] = case.sm_scale
-    return args
+    return {**args, **_variant_args(case, device)}
 
 
 def paged_prefill_inputs(case: PagedPrefillCase, device) -> dict:
@@ -335,4 +374,4 @@ def paged_prefill_inputs(case: PagedPrefillCase, device) -> dict:
         args["num_splits"] = case.num_splits
     if case.sm_scale is not None:
         args["sm_scale"] = case.sm_scale
-    return args
+    return {**args, **_variant_args(case, device)}

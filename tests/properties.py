@@ -80,6 +80,20 @@ def _scales(args) -> dict:
     return {k: args[k] for k in ("k_scale", "v_scale") if k in args}
 
 
+VARIANTS = ("window", "softcap", "sinks", "alibi_slopes")  # kernels/mods.py
+
+
+def _variants(args) -> dict:
+    """The call's variant options, to pass on to a related call."""
+    return {k: args[k] for k in VARIANTS if k in args}
+
+
+def _heads_twice(args) -> dict:
+    """Per-query-head options (sinks, ALiBi slopes) of a call whose query heads are each
+    repeated twice."""
+    return {k: args[k].repeat_interleave(2) for k in ("sinks", "alibi_slopes") if k in args}
+
+
 def _dequantized(args) -> dict:
     """The same call on 16-bit caches (q's dtype) holding an fp8 cache's real values,
     stored x scale, rounded once, and no scales: what a function without fp8 support (or
@@ -241,7 +255,7 @@ def gqa_equals_mha(runner, case, device):
     if group == 1:
         # heads are dim 1 of q and out in every layout; index rows (H_idx = Hkv = Hq here)
         # stay per KV head
-        twice = {**args, "q": args["q"].repeat_interleave(2, 1)}
+        twice = {**args, "q": args["q"].repeat_interleave(2, 1), **_heads_twice(args)}
         out, lse = _restrict(runner, args, *runner.call(args))
         out_gqa, lse_gqa = _restrict(runner, twice, *runner.call(twice))
         assert_close_pair("each query head twice (groups of 2) vs MHA", out_gqa,
@@ -435,7 +449,7 @@ def decode_equals_prefill_last_row(runner, case, device):
     dense = _dequantized(args)  # prefill takes no fp8 cache
     pre = kernels.prefill(q, dense["k"], dense["v"], causal=True,
                           seq_lens=torch.ones_like(lens), kv_seq_lens=lens,
-                          sm_scale=args.get("sm_scale"))
+                          sm_scale=args.get("sm_scale"), **_variants(args))
     assert_close_pair("decode vs prefill's last row", out.reshape(pre.shape), pre,
                       _bound(runner, args), case=case)
 
@@ -456,7 +470,8 @@ def paged_one_page_per_sequence_equals_decode(runner, case, device):
         v = k.clone()
     out_p = kernels.paged_decode(args["q"], k.transpose(1, 2), v.transpose(1, 2),
                                  table, lens, num_splits=args.get("num_splits"),
-                                 sm_scale=args.get("sm_scale"), **_scales(args))
+                                 sm_scale=args.get("sm_scale"), **_scales(args),
+                                 **_variants(args))
     assert_close_pair("paged (one page per sequence) vs decode", out_p, out,
                       _bound(runner, args), case=case)
 
@@ -539,7 +554,7 @@ def sparse_per_query_head_equals_per_kv_head(runner, case, device):
     if idx.shape[1] == case.num_q_heads and case.group_size > 1:
         idx = idx[:, ::case.group_size].contiguous()  # make it per-KV-head first
     if case.group_size == 1:
-        args = {**args, "q": args["q"].repeat_interleave(2, 1)}
+        args = {**args, "q": args["q"].repeat_interleave(2, 1), **_heads_twice(args)}
     num_q_heads = args["q"].shape[1]
     kv_form = {**args, "indices": idx}
     q_form = {**args, "indices": idx.repeat_interleave(num_q_heads // idx.shape[1], 1)}
@@ -574,7 +589,8 @@ def sparse_dense_equals_paged(runner, case, device):
     lens = args.get("seq_lens", torch.full((b,), n, dtype=torch.int32, device=device))
     out_p = kernels.sparse_paged_decode(args["q"], to_pages(k), to_pages(v), table, lens,
                                         args["indices"], num_splits=args.get("num_splits"),
-                                        sm_scale=args.get("sm_scale"), **_scales(args))
+                                        sm_scale=args.get("sm_scale"), **_scales(args),
+                                        **_variants(args))
     assert_close_pair("paged vs dense sparse decode", out_p, out, _bound(runner, args),
                       case=case)
 
@@ -602,7 +618,8 @@ def varlen_equals_padded(runner, case, device):
                           device=device)
     padded = kernels.prefill(pad(args["q"], cu_q, max(n_q, 1)), pad(args["k"], cu_k, n_k),
                              pad(args["v"], cu_k, n_k), causal=args["causal"],
-                             seq_lens=q_lens, kv_seq_lens=k_lens, sm_scale=args.get("sm_scale"))
+                             seq_lens=q_lens, kv_seq_lens=k_lens, sm_scale=args.get("sm_scale"),
+                             **_variants(args))
     bound = _bound(runner, args)
     for i in range(b):
         rows = out[cu_q[i]:cu_q[i + 1]]
@@ -659,6 +676,11 @@ def paged_prefill_chunked_equals_whole(runner, case, device):
     chunk's end; non-causal, the whole context), equal one call over all of them within
     the accuracy bound."""
     args = runner.inputs(case, device)
+    if not args["causal"]:
+        # Non-causal, a chunk's queries sit at the end of the whole context, not where
+        # they sit among all new tokens: their aligned positions move, so the relation
+        # holds without the options that read positions (window, ALiBi) only.
+        args = {k: v for k, v in args.items() if k not in ("window", "alibi_slopes")}
     out, lse = runner.call(args)
     bound, lse_bound = _bounds(runner, args)
     g = torch.Generator().manual_seed(case.seed + 5)
@@ -701,7 +723,7 @@ def paged_prefill_single_token_equals_paged_decode(runner, case, device):
     out, lse = runner.call(call)
     dec, dec_lse = kernels.paged_decode(call["q"], args["k_cache"], args["v_cache"],
                                         call["block_table"], lens, sm_scale=args.get("sm_scale"),
-                                        return_lse=True, **_scales(args))
+                                        return_lse=True, **_scales(args), **_variants(args))
     bound, lse_bound = _bounds(runner, call)
     assert_close_pair("q_len 1 vs paged_decode", out, dec, bound, case=case)
     assert_close_pair("lse, q_len 1 vs paged_decode", lse.t(), dec_lse, lse_bound, case=case)
@@ -730,10 +752,100 @@ def paged_prefill_equals_varlen(runner, case, device):
     ref, ref_lse = kernels.prefill_varlen(
         args["q"], k, v, args["cu_seqlens_q"], _i32(cu_k, device),
         max_seqlen_q=args["max_seqlen_q"], causal=args.get("causal", True),
-        sm_scale=args.get("sm_scale"), return_lse=True)
+        sm_scale=args.get("sm_scale"), return_lse=True, **_variants(args))
     ref, ref_lse = _restrict(runner, args, ref, ref_lse)
     bound, lse_bound = _bounds(runner, args)
     assert_close_pair("paged prefill vs prefill_varlen on the gathered context", out, ref,
                       bound, case=case)
     assert_close_pair("lse, paged prefill vs prefill_varlen on the gathered context", lse,
                       ref_lse, lse_bound, case=case)
+
+
+# --- the variants' relations (kernels/mods.py) -------------------------------------------
+
+def _extent(args) -> int:
+    """A length past every position of the call (each tensor's extent on every axis but
+    the head dim, and a page table's capacity): a window side this wide bounds nothing."""
+    n = 1
+    for name in ("q", "k", "v", "k_cache", "v_cache"):
+        if name in args:
+            n = max(n, *args[name].shape[:-1])
+    if "block_table" in args:
+        n = max(n, args["block_table"].shape[1] * args["k_cache"].shape[1])
+    return n
+
+
+def _without(args, *names) -> dict:
+    return {k: v for k, v in args.items() if k not in names}
+
+
+@prop
+def window_beyond_context_bit_identical(runner, case, device):
+    """A window wider than every sequence on both sides gives the bits of no window (the
+    Gluon Hopper prefill, which takes no window, is kept out of both calls)."""
+    from attention_kernel_triton.kernels import tuning
+
+    args = _without(runner.inputs(case, device), "window")
+    reach = _extent(args)
+    with tuning.override(prefill_gluon=False):
+        out, lse = _restrict(runner, args, *runner.call(args))
+        out_w, lse_w = _restrict(runner, args, *runner.call({**args, "window": (reach, reach)}))
+    assert_same_bits(f"out, window ({reach}, {reach}) vs none", out_w, out, case=case)
+    assert_same_bits(f"lse, window ({reach}, {reach}) vs none", lse_w, lse, case=case)
+
+
+@prop
+def sinks_neg_inf_bit_identical(runner, case, device):
+    """Sinks of -inf (exp(-inf) = 0 in every denominator) give the bits of no sinks."""
+    args = _without(runner.inputs(case, device), "sinks")
+    none = torch.full((case.num_q_heads,), float("-inf"), dtype=torch.float32, device=device)
+    out, lse = _restrict(runner, args, *runner.call(args))
+    out_s, lse_s = _restrict(runner, args, *runner.call({**args, "sinks": none}))
+    assert_same_bits("out, sinks -inf vs none", out_s, out, case=case)
+    assert_same_bits("lse, sinks -inf vs none", lse_s, lse, case=case)
+
+
+# c tanh(x / c) = x - x^3 / (3 c^2) + ...: at c = HUGE_SOFTCAP a logit of 1000 moves by 3e-5.
+HUGE_SOFTCAP = 1e5
+
+
+@prop
+def softcap_huge_equals_none(runner, case, device):
+    """A soft-cap far above every logit changes nothing beyond the accuracy rule."""
+    args = _without(runner.inputs(case, device), "softcap")
+    bound, lse_bound = _bounds(runner, args)
+    out, lse = _restrict(runner, args, *runner.call(args))
+    out_c, lse_c = _restrict(runner, args, *runner.call({**args, "softcap": HUGE_SOFTCAP}))
+    assert_close_pair(f"softcap {HUGE_SOFTCAP:g} vs none", out_c, out, bound, case=case)
+    assert_close_pair(f"lse, softcap {HUGE_SOFTCAP:g} vs none", lse_c, lse, lse_bound,
+                      case=case)
+
+
+@prop
+def decode_window_equals_slice(runner, case, device):
+    """Dense decode with a window (left side drawn, or 1/3 of the cache) equals decode
+    without one over each sequence's window slice of the cache, moved to the front (ALiBi
+    reads distances, which the move keeps)."""
+    args = runner.inputs(case, device)
+    k, v = args["k"], args["v"]
+    b, n = k.shape[0], k.shape[2]
+    left = args.get("window", (-1, -1))[0]
+    if left < 0:
+        left = n // 3
+        args = {**args, "window": (left, -1)}
+    out, lse = runner.call(args)
+    lens = args["seq_lens"].tolist() if "seq_lens" in args else [n] * b
+    starts = [max(0, length - 1 - left) for length in lens]
+    k_s, v_s = torch.zeros_like(k), torch.zeros_like(v)
+    for i, (s0, length) in enumerate(zip(starts, lens, strict=True)):
+        k_s[i, :, :length - s0] = k[i, :, s0:length]
+        v_s[i, :, :length - s0] = v[i, :, s0:length]
+    sliced = {**_without(args, "window"), "k": k_s, "v": v_s,
+              "seq_lens": _i32([length - s0 for s0, length in zip(starts, lens, strict=True)],
+                               device)}
+    out_s, lse_s = runner.call(sliced)
+    bound, lse_bound = _bounds(runner, args)
+    assert_close_pair("decode with a window vs decode over the window's slice", out, out_s,
+                      bound, case=case)
+    assert_close_pair("lse, decode with a window vs over the slice", lse, lse_s, lse_bound,
+                      case=case)

@@ -14,6 +14,11 @@ KV_DTYPES = (None, "float8_e4m3fn", "float8_e5m2")
 FUZZ = settings._current_profile == "fuzz"
 
 
+# Every case strategy draws the attention variants (window, softcap, sinks, ALiBi; half
+# the cases none), so every property runs on them.
+VARIANTS = True
+
+
 def prefill(**over) -> dict:
     if ON_GPU:
         kw = dict(max_batch=4, max_kv_heads=4, max_group=8, max_head_dim=256,
@@ -21,7 +26,7 @@ def prefill(**over) -> dict:
     else:
         kw = dict(max_batch=3, max_kv_heads=2, max_group=4, max_head_dim=80, max_seq=40,
                   dtypes=("float16", "float32"))
-    return {**kw, **over}
+    return {**kw, "variants": VARIANTS, **over}
 
 
 def decode(**over) -> dict:
@@ -34,7 +39,7 @@ def decode(**over) -> dict:
         kw = dict(max_batch=3, max_kv_heads=2, max_group=4, max_head_dim=64, max_ctx=48,
                   max_page_size=16, max_splits=6, max_indices=40,
                   dtypes=("float16", "float32"), kv_dtypes=KV_DTYPES)
-    return {**kw, **over}
+    return {**kw, "variants": VARIANTS, **over}
 
 
 def paged_prefill(**over) -> dict:
@@ -47,4 +52,4 @@ def paged_prefill(**over) -> dict:
         kw = dict(max_batch=3, max_kv_heads=2, max_group=4, max_head_dim=64, max_ctx=48,
                   max_q=40, max_page_size=16, max_splits=6, dtypes=("float16", "float32"),
                   kv_dtypes=KV_DTYPES)
-    return {**kw, **over}
+    return {**kw, "variants": VARIANTS, **over}

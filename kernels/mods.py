@@ -1,0 +1,86 @@
+"""Attention variants every kernel takes (issue 23): sliding window, logit soft-capping,
+attention sinks and ALiBi, as one validated bundle per call (``ScoreMods``).
+
+Semantics (FlashAttention's conventions; positions are aligned bottom-right, so query i
+of a sequence with Lq queries and Lk keys sits at position i_al = i + Lk - Lq, and a
+decode query at seq_len - 1):
+
+  logit(i, j) = softcap * tanh(q.k * sm_scale / softcap)      (softcap; else q.k * sm_scale)
+                - slope_h * |i_al - j|                         (alibi_slopes [Hq])
+  query i attends key j iff i_al - left <= j <= i_al + right   (window=(left, right);
+                                                                -1 = unbounded)
+  out = sum_j p_j v_j / (exp(sink_h) + sum_j p_j),  p_j = exp(logit(i, j))   (sinks [Hq])
+  lse = log(exp(sink_h) + sum_j p_j)
+
+A query that attends no key gives output 0 and LSE -inf, or LSE sink_h with sinks.
+
+The kernels keep their scores in "raw" units (q.k; the softmax multiplies by
+sm_scale * log2(e) inside the exponent), so softcap and ALiBi reach them rescaled by
+1 / sm_scale (``kernel_args``): softcap_out * tanh(s * softcap_in) and
+s - slope * alibi_scale * |i_al - j| are raw-unit scores again.
+"""
+
+from __future__ import annotations
+
+if __name__.partition(".")[0] != "attention_kernel_triton":  # one import name per module
+    raise ImportError(f"import {__name__} as attention_kernel_triton.{__name__}")
+
+from dataclasses import dataclass
+
+import torch
+
+# An unbounded window side inside the kernels: positions stay below 2**30 (a sequence
+# that long would need more than 2**30 x D x 2 bytes of K per head), so i +- UNBOUNDED
+# stays within int32 and bounds nothing.
+UNBOUNDED = 2**30
+
+
+@dataclass(frozen=True)
+class ScoreMods:
+    """A call's validated variant options (kernels/_validate.py ``score_mods``).
+    window sides are -1 when unbounded; softcap 0.0 when off."""
+    window_left: int = -1
+    window_right: int = -1
+    softcap: float = 0.0
+    sinks: torch.Tensor | None = None  # float32 [Hq]
+    alibi_slopes: torch.Tensor | None = None  # float32 [Hq]
+
+    @property
+    def has_window(self) -> bool:
+        return self.window_left >= 0 or self.window_right >= 0
+
+    @property
+    def any(self) -> bool:
+        return (self.has_window or self.softcap > 0 or self.sinks is not None
+                or self.alibi_slopes is not None)
+
+    def left(self) -> int:
+        """The window's left side for the kernels (UNBOUNDED when -1)."""
+        return self.window_left if self.window_left >= 0 else UNBOUNDED
+
+    def right(self) -> int:
+        return self.window_right if self.window_right >= 0 else UNBOUNDED
+
+    def kernel_args(self, sm_scale: float, dummy: torch.Tensor) -> dict:
+        """The runtime arguments every kernel with variants takes (see the module doc)."""
+        cap = self.softcap
+        return dict(
+            win_left=self.left(), win_right=self.right(),
+            softcap_in=sm_scale / cap if cap > 0 else 0.0,
+            softcap_out=cap / sm_scale if cap > 0 else 0.0,
+            alibi_scale=1.0 / sm_scale,
+            sinks_ptr=self.sinks if self.sinks is not None else dummy,
+            alibi_ptr=self.alibi_slopes if self.alibi_slopes is not None else dummy)
+
+    def consts(self) -> dict:
+        """The constexpr switches: a call without a variant compiles none of its code."""
+        return dict(HAS_WINDOW=self.has_window, SOFTCAP=self.softcap > 0,
+                    HAS_SINKS=self.sinks is not None, ALIBI=self.alibi_slopes is not None)
+
+    def op_args(self) -> tuple:
+        """The custom ops' arguments for these options (kernels/ops.py)."""
+        return (self.window_left, self.window_right, self.softcap, self.sinks,
+                self.alibi_slopes)
+
+
+NONE = ScoreMods()
