@@ -66,6 +66,8 @@ TESTS = {
     "paged_prefill": ("tests/test_paged_prefill.py",),
     # fp8 KV caches: every decode family and paged_prefill on all-fp8 cases
     "fp8": ("tests/test_fp8.py",),
+    # window / softcap / sinks / ALiBi: every function on cases that all have some
+    "variants": ("tests/test_variants.py",),
 }
 
 GPU_INT64 = "tests/test_gpu.py::"
@@ -93,6 +95,7 @@ JIT = "kernels/_jit.py"
 VAL = "kernels/_validate.py"
 SM90 = "kernels/prefill_sm90.py"
 PP = "kernels/paged_prefill.py"
+MODS = "kernels/mods.py"
 # Gluon runs only on a Hopper GPU, never under the interpreter: its mutants are GPU-only.
 _GLUON = dict(gpu_only="Gluon runs only on a Hopper GPU, never under the interpreter",
               gpu_tests=("tests/test_gpu.py::test_prefill_sm90_gluon",))
@@ -501,6 +504,41 @@ MUTANTS: tuple[Mutant, ...] = (
            "    if k.dtype not in FP8_DTYPES:\n        raise ValueError(f\"k_scale and v_scale",
            "    if False:\n        raise ValueError(f\"k_scale and v_scale",
            "k_scale / v_scale accepted (and applied) with fp16 / bf16 / fp32 caches"),
+    # ---------------------------------------------------------------- variants (mods.py)
+    Mutant("window_decode_off_by_one", "variants", DEC,
+           "t_min = tl.maximum(q_pos - win_left, 0) if HAS_WINDOW else 0",
+           "t_min = tl.maximum(q_pos - win_left + 1, 0) if HAS_WINDOW else 0",
+           "decode: the window holds left keys before the query, not left + 1"),
+    Mutant("window_mask_off_by_one", "variants", JIT,
+           "return (k_pos[None, :] >= q_pos[:, None] - win_left)",
+           "return (k_pos[None, :] > q_pos[:, None] - win_left)",
+           "the window mask (prefill, paged prefill) drops its leftmost key"),
+    Mutant("softcap_on_raw_scores", "variants", MODS,
+           "softcap_in=sm_scale / cap if cap > 0 else 0.0,",
+           "softcap_in=1.0 / cap if cap > 0 else 0.0,",
+           "the soft-cap's tanh reads q.k, not q.k x sm_scale"),
+    Mutant("sink_in_every_split", "variants", DEC,
+           "add_sink(acc, m_i, l_i, tl.where(split == 0, sink, float(\"-inf\")))",
+           "add_sink(acc, m_i, l_i, sink)",
+           "decode: each split's partial counts the sink, so a split call counts it "
+           "num_splits times"),
+    Mutant("sink_missing_from_denominator", "variants", JIT,
+           "    l_i = l_i * alpha + tl.exp2(s2 - m_sub)\n",
+           "    l_i = l_i * alpha\n",
+           "the sink rescales the running state but adds nothing to the denominator "
+           "(out and LSE as without sinks)"),
+    Mutant("alibi_sign", "variants", JIT,
+           "s = s - (slopes * alibi_scale)[:, None] * dist",
+           "s = s + (slopes * alibi_scale)[:, None] * dist",
+           "ALiBi adds slope x distance instead of subtracting it"),
+    Mutant("window_minus_2_accepted", "validation", VAL,
+           "            if w < -1:\n",
+           "            if w < -2:\n",
+           "validation: a window side of -2 is taken (the kernels read it as a window)"),
+    Mutant("sink_values_unchecked", "validation", VAL,
+           "        bad = torch.isnan(t) | (t == float(\"inf\"))\n",
+           "        bad = torch.isnan(t) & (t == float(\"inf\"))\n",
+           "validation: NaN and +inf sinks / slopes pass"),
 )
 
 

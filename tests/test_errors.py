@@ -1217,3 +1217,94 @@ def test_prefill_rejects_fp8(fn_name, kv_dtype, device):
     call.args.update(k_scale=torch.ones(()), v_scale=torch.ones(()))
     with pytest.raises(TypeError, match="k_scale"):
         call()
+
+
+# --- the variants (kernels/mods.py): window, softcap, sinks, alibi_slopes ----------------
+
+def _head_vector(name: str, fn: Callable) -> Callable:
+    """Set `name` to fn(a valid [Hq] float32 vector on the call's device)."""
+    def mutate(call: Call, device) -> Call:
+        call.args[name] = fn(torch.zeros(HQ, dtype=torch.float32, device=device))
+        return call
+    return mutate
+
+
+def _head_vector_at(name: str, value: float) -> Callable:
+    def set_one(t):
+        t[1] = value
+        return t
+    return _head_vector(name, set_one)
+
+
+VARIANT_CASES = [
+    ("window-int", _arg("window", 4), TypeError, r"^window must be a \(left, right\) pair"),
+    ("window-three", _arg("window", (1, 2, 3)), TypeError,
+     r"^window must be a \(left, right\) pair"),
+    ("window-float", _arg("window", (4.0, 0)), TypeError,
+     r"^window must be a \(left, right\) pair of ints"),
+    ("window-bool", _arg("window", (True, 0)), TypeError,
+     r"^window must be a \(left, right\) pair of ints"),
+    ("window-left-minus-2", _arg("window", (-2, 0)), ValueError,
+     r"^window's left side must be >= 0, or -1 for unbounded, got -2"),
+    ("window-right-minus-5", _arg("window", (3, -5)), ValueError,
+     r"^window's right side must be >= 0, or -1 for unbounded, got -5"),
+    ("softcap-zero", _arg("softcap", 0.0), ValueError, r"^softcap must be finite and > 0"),
+    ("softcap-negative", _arg("softcap", -30.0), ValueError, r"^softcap must be finite and > 0"),
+    ("softcap-nan", _arg("softcap", float("nan")), ValueError, r"^softcap must be finite"),
+    ("softcap-inf", _arg("softcap", float("inf")), ValueError, r"^softcap must be finite"),
+    ("softcap-str", _arg("softcap", "30"), TypeError, r"^softcap must be a float"),
+    ("softcap-bool", _arg("softcap", True), TypeError, r"^softcap must be a float"),
+    ("sinks-list", _arg("sinks", [0.0] * HQ), TypeError, r"^sinks must be a torch\.Tensor"),
+    ("sinks-shape", _head_vector("sinks", lambda t: t[:2]), ValueError,
+     rf"^sinks must have shape \({HQ},\) \(one value per query head\), got \(2,\)"),
+    ("sinks-2d", _head_vector("sinks", lambda t: t.view(1, -1)), ValueError,
+     r"^sinks must have shape"),
+    ("sinks-float16", _head_vector("sinks", lambda t: t.half()), ValueError,
+     r"^sinks must be float32, got torch\.float16"),
+    ("sinks-nan", _head_vector_at("sinks", float("nan")), ValueError,
+     r"^sinks must be finite or -inf, got sinks\[1\] = nan"),
+    ("sinks-inf", _head_vector_at("sinks", float("inf")), ValueError,
+     r"^sinks must be finite or -inf, got sinks\[1\] = inf"),
+    ("alibi-shape", _head_vector("alibi_slopes", lambda t: torch.cat([t, t])), ValueError,
+     r"^alibi_slopes must have shape"),
+    ("alibi-int", _head_vector("alibi_slopes", lambda t: t.to(torch.int32)), ValueError,
+     r"^alibi_slopes must be float32, got torch\.int32"),
+    ("alibi-neg-inf", _head_vector_at("alibi_slopes", -math.inf), ValueError,
+     r"^alibi_slopes must be finite, got alibi_slopes\[1\] = -inf"),
+    ("alibi-nan", _head_vector_at("alibi_slopes", float("nan")), ValueError,
+     r"^alibi_slopes must be finite"),
+]
+
+
+@pytest.mark.parametrize("case", VARIANT_CASES, ids=[c[0] for c in VARIANT_CASES])
+@pytest.mark.parametrize("fn_name", FUNCS)
+def test_bad_variant_arguments(fn_name, case, device):
+    """window, softcap, sinks and alibi_slopes: type, range, shape, dtype, device, values;
+    rejected before any launch, out= untouched."""
+    _, mutation, exc, match = case
+    _check(fn_name, device, mutation, exc, match)
+
+
+@pytest.mark.parametrize("fn_name", FUNCS)
+def test_variant_values_unchecked_without_validate(fn_name, device):
+    """Reading sinks / slopes needs a sync: validate=False skips those value checks (as
+    it skips the lengths') and keeps every other check."""
+    call = _head_vector_at("sinks", float("-inf"))(build(fn_name, device), device)
+    call.args["validate"] = False
+    assert_accepts(call)
+    call = _head_vector("sinks", lambda t: t[:2])(build(fn_name, device), device)
+    call.args["validate"] = False
+    assert_rejects(call, ValueError, r"^sinks must have shape")
+
+
+VARIANT_DEVICE_CASES = [  # _head_vector called with device None builds a CPU vector
+    pytest.param(fn, _head_vector(name, lambda t: t), rf"^{name} must be on cuda",
+                 id=f"{fn}-{name}")
+    for fn in FUNCS for name in ("sinks", "alibi_slopes")]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="device mismatch needs a CUDA device")
+@pytest.mark.parametrize(("fn_name", "mutation", "match"), VARIANT_DEVICE_CASES)
+def test_variant_device_mismatch(fn_name, mutation, match):
+    """q on the GPU, sinks or alibi_slopes on the CPU."""
+    _check_device_mismatch(build(fn_name, torch.device("cuda")), mutation, match)

@@ -77,25 +77,38 @@ def _inputs(name: str, device, batch: int = 2, dtype=torch.float16, seed: int = 
     return (q, kc, vc, table, lens, idx.to(torch.int32).to(device)), {}
 
 
+def _variants(tensors, kw):
+    """The same call with every variant: a window, a soft-cap, sinks and ALiBi slopes
+    (Tensor? arguments) per query head."""
+    q = tensors[0]
+    hq = q.shape[1]
+    return tensors, {**kw, "window": (5, 3), "softcap": 7.5,
+                     "sinks": torch.linspace(-2, 2, hq, device=q.device),
+                     "alibi_slopes": torch.linspace(0.1, 0.6, hq, device=q.device)}
+
+
 def _op_args(name: str, tensors, kw, *, return_lse: bool, out):
     """The op's positional arguments for the same call (what api.py passes)."""
     d = tensors[0].shape[-1]
     scale = d ** -0.5
+    left, right = kw.get("window", (-1, -1))
+    mods = (left, right, kw.get("softcap", 0.0), kw.get("sinks"), kw.get("alibi_slopes"),
+            return_lse, out)
     if name == "prefill":
         q, k, v = tensors
-        return (q, k, v, kw["seq_lens"], kw["seq_lens"], True, scale, return_lse, out)
+        return (q, k, v, kw["seq_lens"], kw["seq_lens"], True, scale, *mods)
     if name == "prefill_varlen":
         q, k, v, cu = tensors
-        return (q, k, v, cu, cu, kw["max_seqlen_q"], True, scale, return_lse, out)
+        return (q, k, v, cu, cu, kw["max_seqlen_q"], True, scale, *mods)
     scales = (kw.get("k_scale"), kw.get("v_scale"))
     if name == "decode":
-        return (*tensors, kw["seq_lens"], None, scale, *scales, return_lse, out)
+        return (*tensors, kw["seq_lens"], None, scale, *scales, *mods)
     if name == "sparse_decode":
         q, k, v, idx = tensors
-        return (q, k, v, idx, kw["seq_lens"], None, scale, *scales, return_lse, out)
+        return (q, k, v, idx, kw["seq_lens"], None, scale, *scales, *mods)
     if name == "paged_prefill":
-        return (*tensors, kw["max_seqlen_q"], True, None, scale, *scales, return_lse, out)
-    return (*tensors, None, scale, *scales, return_lse, out)  # paged, sparse paged
+        return (*tensors, kw["max_seqlen_q"], True, None, scale, *scales, *mods)
+    return (*tensors, None, scale, *scales, *mods)  # paged, sparse paged
 
 
 @pytest.mark.parametrize("return_lse", [True, False], ids=["lse", "no_lse"])
@@ -123,10 +136,21 @@ def test_opcheck_fp8(name, device):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_op_equals_public_call(name, device):
+def test_opcheck_variants(name, device):
+    """The same with every variant option set (ints, a float and two Tensor? arguments)."""
+    tensors, kw = _variants(*_inputs(name, device))
+    out = torch.empty_like(tensors[0])
+    torch.library.opcheck(ops.OPS[name], _op_args(name, tensors, kw, return_lse=True, out=out))
+
+
+@pytest.mark.parametrize("variants", [False, True], ids=["plain", "variants"])
+@pytest.mark.parametrize("name", NAMES)
+def test_op_equals_public_call(name, variants, device):
     """Calling the registered op directly gives the public function's bits (the eager
     path skips the dispatcher; both run the same implementation)."""
     tensors, kw = _inputs(name, device)
+    if variants:
+        tensors, kw = _variants(tensors, kw)
     want, want_lse = getattr(akt, name)(*tensors, **kw, return_lse=True)
     out = torch.full_like(tensors[0], float("nan"))
     lse = getattr(torch.ops.attention_kernel_triton, name)(
@@ -187,6 +211,20 @@ def test_compile_dynamic_shapes(name, device):
         got, got_lse = compiled(tensors, kw)
         want, want_lse = fn(*tensors, **kw, return_lse=True)
         assert torch.equal(got, want) and torch.equal(got_lse, want_lse)
+
+
+@pytest.mark.parametrize("name", ["prefill", "sparse_paged_decode", "paged_prefill"])
+def test_compile_variants(name, device):
+    """Every variant option under torch.compile(fullgraph=True): the window and soft-cap
+    are constants of the graph, sinks and slopes its tensor inputs; the eager bits."""
+    torch._dynamo.reset()
+    tensors, kw = _variants(*_inputs(name, device))
+    fn = getattr(akt, name)
+    compiled = torch.compile(lambda t, kw: fn(*t, **kw, return_lse=True, validate=False),
+                             fullgraph=True, backend="aot_eager")
+    got, got_lse = compiled(tensors, kw)
+    want, want_lse = fn(*tensors, **kw, return_lse=True)
+    assert torch.equal(got, want) and torch.equal(got_lse, want_lse)
 
 
 @pytest.mark.parametrize("name", NAMES)
