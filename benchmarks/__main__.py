@@ -5,6 +5,7 @@
     python -m benchmarks --kernel decode,paged_decode --out /tmp/bench
     python -m benchmarks --family paged_prefill   # --family is the same as --kernel
     python -m benchmarks --kv fp8                # only the fp8-KV-cache cases
+    python -m benchmarks --variants only         # only the window/softcap/sinks/ALiBi cases
     python -m benchmarks --list                  # the cases; needs no GPU
 
 Order: the card's ceilings (copy, fp16/bf16 matmul), then each family's cases. Each
@@ -22,7 +23,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-from .cases import DTYPES, FAMILIES, KV_CHOICES, select_cases
+from .cases import DTYPES, FAMILIES, KV_CHOICES, VARIANT_CHOICES, select_cases
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
@@ -51,6 +52,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "and paged_prefill)")
     p.add_argument("--kv", default="all", choices=KV_CHOICES,
                    help="all cases (default), only the fp8-KV-cache ones, or only the others")
+    p.add_argument("--variants", default="all", choices=VARIANT_CHOICES,
+                   help="all cases (default), only the attention variants' ones (window, "
+                        "softcap, sinks, ALiBi), or none of them")
     p.add_argument("--impl", default=None,
                    help="comma-separated implementations to run besides ours "
                         "(e.g. sdpa-cudnn,flex); default: all")
@@ -92,7 +96,8 @@ def say(text: str) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    chosen = select_cases(args.families, quick=args.quick, dtypes=args.dtypes, kv=args.kv)
+    chosen = select_cases(args.families, quick=args.quick, dtypes=args.dtypes, kv=args.kv,
+                          variants=args.variants)
     if args.list:
         for case, dtype in chosen:
             say(f"{case.family:<20} {str(dtype).replace('torch.', ''):<9} {case.name}")

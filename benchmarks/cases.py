@@ -57,6 +57,7 @@ TOLERANCE = {torch.float16: 2e-2, torch.bfloat16: 5e-2, torch.float32: 1e-3}
 FP8_NAMES = {torch.float8_e4m3fn: "fp8 e4m3", torch.float8_e5m2: "fp8 e5m2"}
 # --kv: every case, only the fp8-KV cases, or only those whose K/V are in q's dtype
 KV_CHOICES = ("all", "fp8", "plain")
+VARIANT_CHOICES = ("all", "only", "none")  # the attention variants' cases (issue 23)
 
 SEED_LENGTHS = (1024, 468, 631, 258, 353, 599, 732, 94)
 CHECK_ROWS = 512  # query rows checked in fp64 on long prefill shapes
@@ -112,6 +113,7 @@ class Case:
     quick: bool = False  # part of --quick
     targets: tuple[Target, ...] = field(default=(), compare=False)
     kv_dtype: torch.dtype | None = None  # an fp8 KV cache (None: K/V in the case's dtype)
+    variant: str | None = None  # an attention variant's case (variant_cases), what it adds
 
     @property
     def graph(self) -> bool:
@@ -214,7 +216,9 @@ def _gather_then_naive(gather: Callable[[], tuple], q, allowed, scale):
 
 # --------------------------------------------------------------------------- prefill
 
-def _prefill_reference(q, k, v, lens) -> Reference:
+def _prefill_reference(q, k, v, lens, **variants) -> Reference:
+    """The fp64 oracle on the last query group (long calls: its last CHECK_ROWS rows);
+    variants: window / softcap / sinks / alibi_slopes as the call got them."""
     from attention_kernel_triton.oracles.reference import prefill_ref
 
     batch, num_q_heads, n, _ = q.shape
@@ -223,12 +227,14 @@ def _prefill_reference(q, k, v, lens) -> Reference:
     if lens is None and n > 2 * CHECK_ROWS:
         b, rows = slice(batch - 1, batch), slice(n - CHECK_ROWS, n)
         ref, _ = prefill_ref(q[b, heads, rows], k[b, kv], v[b, kv], causal=True,
-                             seq_lens=_i32([CHECK_ROWS]), kv_seq_lens=_i32([n]))
+                             seq_lens=_i32([CHECK_ROWS]), kv_seq_lens=_i32([n]),
+                             **_heads_of(variants, heads))
         what = (f"fp64 oracle on batch {batch - 1}, heads {heads.start}-{heads.stop - 1}, "
                 f"rows {n - CHECK_ROWS}-{n - 1}")
     else:
         b, rows = slice(None), slice(None)
-        ref, _ = prefill_ref(q[:, heads], k[:, kv], v[:, kv], causal=True, seq_lens=lens)
+        ref, _ = prefill_ref(q[:, heads], k[:, kv], v[:, kv], causal=True, seq_lens=lens,
+                             **_heads_of(variants, heads))
         what = f"fp64 oracle on heads {heads.start}-{heads.stop - 1}"
     return Reference(ref, lambda out: out[b, heads, rows], what)
 
@@ -327,13 +333,20 @@ def varlen_case(lengths, num_q_heads, num_kv_heads, head_dim, *, seed=0):
 
 # --------------------------------------------------------------------------- decode
 
-def _decode_reference(q, k, v, seq_lens=None, **scales) -> Reference:
-    """The fp64 oracle on the last query group (scales: an fp8 cache's, per tensor)."""
+def _heads_of(variants: dict, heads: slice) -> dict:
+    """Variant options restricted to the query heads an oracle checks (sinks, slopes)."""
+    return {k: (v[heads] if isinstance(v, torch.Tensor) else v) for k, v in variants.items()}
+
+
+def _decode_reference(q, k, v, seq_lens=None, **kw) -> Reference:
+    """The fp64 oracle on the last query group (kw: an fp8 cache's scales, per tensor;
+    variant options)."""
     from attention_kernel_triton.oracles.reference import decode_ref
 
     kvh, heads = _last_group(q.shape[1], k.shape[1])
     kv = slice(kvh, kvh + 1)
-    ref, _ = decode_ref(q[:, heads], k[:, kv], v[:, kv], seq_lens=seq_lens, **scales)
+    ref, _ = decode_ref(q[:, heads], k[:, kv], v[:, kv], seq_lens=seq_lens,
+                        **_heads_of(kw, heads))
     return Reference(ref, lambda out: out[:, heads],
                      f"fp64 oracle on heads {heads.start}-{heads.stop - 1}")
 
@@ -919,6 +932,7 @@ def all_cases() -> list[Case]:
     ]
     cases += paged_prefill_cases()
     cases += fp8_cases()
+    cases += variant_cases()
     return cases
 
 
@@ -957,6 +971,137 @@ def fp8_cases() -> list[Case]:
     ]
 
 
+def _gemma_sinks(num_q_heads: int) -> torch.Tensor:
+    return torch.linspace(-1.0, 3.0, num_q_heads, device=DEVICE)
+
+
+def _variant_prefill_case(batch, num_q_heads, num_kv_heads, n, head_dim, variants: dict,
+                          *, flex_window: int | None = None, seed=0):
+    """Causal prefill with variant options (a dict, or a callable giving one on the
+    device) against ours without them on the same tensors, by the default path
+    ("ours-plain": the Gluon kernel where it applies) and by the Triton kernel the
+    variants run on ("ours-plain-triton")."""
+    from attention_kernel_triton.kernels import tuning
+
+    def triton_only(call):
+        def run():
+            with tuning.override(prefill_gluon=False):
+                return call()
+        return run
+
+    def build(dtype) -> Problem:
+        kernels = _kernels()
+        gen = _gen(seed)
+        q = _randn(gen, (batch, num_q_heads, n, head_dim), dtype)
+        k = _randn(gen, (batch, num_kv_heads, n, head_dim), dtype)
+        v = _randn(gen, (batch, num_kv_heads, n, head_dim), dtype)
+        var = variants() if callable(variants) else variants
+        plain = lambda: kernels.prefill(q, k, v, causal=True, validate=False)  # noqa: E731
+        impls = [
+            Impl("ours", lambda: lambda: kernels.prefill(q, k, v, causal=True,
+                                                         validate=False, **var)),
+            Impl("ours-plain", lambda: plain, reference=lambda: _prefill_reference(
+                q, k, v, None)),
+            Impl("ours-plain-triton", lambda: triton_only(plain),
+                 reference=lambda: _prefill_reference(q, k, v, None)),
+        ]
+        flops = causal_flops([n] * batch, num_q_heads, head_dim)
+        if flex_window is not None:
+            impls.append(Impl("flex", lambda: peers.flex(
+                q, k, v, mask=peers.flex_sliding_window_mask(n, flex_window, DEVICE))))
+            # the window's work: each row attends min(i + 1, left + 1) keys
+            keys = sum(min(i + 1, flex_window + 1) for i in range(n))
+            flops = 4.0 * batch * num_q_heads * head_dim * keys
+        return Problem(impls, reference=lambda: _prefill_reference(q, k, v, None, **var),
+                       flops=flops)
+
+    return build
+
+
+def _variant_decode_case(batch, num_q_heads, num_kv_heads, n, head_dim, variants: dict, *,
+                         window_peer_n: int | None = None, seed=0):
+    """Decode with variant options against ours without them on the same cache
+    ("ours-plain"); with window_peer_n, also ours without a window over the last
+    window_peer_n tokens of each sequence ("ours-N<n>", a cache that long)."""
+
+    def build(dtype) -> Problem:
+        kernels = _kernels()
+        gen = _gen(seed)
+        q = _randn(gen, (batch, num_q_heads, 1, head_dim), dtype)
+        k = _randn(gen, (batch, num_kv_heads, n, head_dim), dtype)
+        v = _randn(gen, (batch, num_kv_heads, n, head_dim), dtype)
+        var = variants() if callable(variants) else variants
+        impls = [
+            Impl("ours", lambda: lambda: kernels.decode(q, k, v, validate=False, **var)),
+            Impl("ours-plain", lambda: lambda: kernels.decode(q, k, v, validate=False),
+                 reference=lambda: _decode_reference(q, k, v)),
+        ]
+        used = n
+        if window_peer_n is not None:
+            ks, vs = k[:, :, n - window_peer_n:].contiguous(), v[:, :, n - window_peer_n:] \
+                .contiguous()
+            impls.append(Impl(f"ours-N{window_peer_n}",
+                              lambda: lambda: kernels.decode(q, ks, vs, validate=False),
+                              reference=lambda: _decode_reference(q, ks, vs),
+                              bytes=kv_bytes(batch * window_peer_n, num_kv_heads, head_dim,
+                                             dtype)))
+            used = min(n, var["window"][0] + 1)
+        return Problem(impls, reference=lambda: _decode_reference(q, k, v, **var),
+                       bytes=kv_bytes(batch * used, num_kv_heads, head_dim, dtype))
+
+    return build
+
+
+def variant_cases() -> list[Case]:
+    """The attention variants (issue 23), fp16, each against ours without it on the same
+    tensors in the same run: a sliding window's cost must follow the window (prefill at
+    most 0.50x of full causal, whose work ratio is 0.44; decode over a 4096 window of a
+    32768 cache within 1.15x of decode over a 4096 cache), soft-capping and sinks cost at
+    most 5% on the D128 rows."""
+    plain_tri = ("ours-plain-triton",)
+
+    def case(family, label, variant, build, targets):
+        return Case(family, label, FP16, build, targets=targets, variant=variant)
+
+    five = lambda peers_: Target(peers_, 1.05, "at most 5% over ours without it")  # noqa: E731
+    return [
+        case("prefill", "causal B1 Hq32 Hkv8 N16384 D128, window (4096, 0)", "window",
+             _variant_prefill_case(1, 32, 8, 16384, 128, {"window": (4096, 0)},
+                                   flex_window=4096),
+             (Target(("ours-plain",), 0.50, "at most 0.50x of full causal (ours, default "
+                     "path)"),)),
+        case("decode", "B32 Hq32 Hkv8 N32768 D128, window 4096", "window",
+             _variant_decode_case(32, 32, 8, 32768, 128, {"window": (4096, -1)},
+                                  window_peer_n=4096),
+             (Target(("ours-N4096",), 1.15, "within 1.15x of decode at N4096"),)),
+        case("prefill", "causal B4 Hq32 Hkv8 N4096 D128, softcap 50", "softcap",
+             _variant_prefill_case(4, 32, 8, 4096, 128, {"softcap": 50.0}),
+             (five(plain_tri),)),
+        case("prefill", "causal B4 Hq32 Hkv8 N4096 D128, sinks", "sinks",
+             _variant_prefill_case(4, 32, 8, 4096, 128, lambda: {"sinks": _gemma_sinks(32)}),
+             (five(plain_tri),)),
+        case("decode", "B32 Hq32 Hkv8 N4096 D128, softcap 50", "softcap",
+             _variant_decode_case(32, 32, 8, 4096, 128, {"softcap": 50.0}),
+             (five(("ours-plain",)),)),
+        case("decode", "B32 Hq32 Hkv8 N4096 D128, sinks", "sinks",
+             _variant_decode_case(32, 32, 8, 4096, 128, lambda: {"sinks": _gemma_sinks(32)}),
+             (five(("ours-plain",)),)),
+        case("prefill", "causal B4 Hq32 Hkv8 N4096 D128, Gemma 2: softcap 50 + window "
+             "(4096, 0)", "softcap+window",
+             _variant_prefill_case(4, 32, 8, 4096, 128, {"softcap": 50.0,
+                                                         "window": (4096, 0)}), ()),
+        case("prefill", "causal B4 Hq32 Hkv8 N4096 D128, ALiBi", "alibi",
+             _variant_prefill_case(4, 32, 8, 4096, 128, lambda: {
+                 "alibi_slopes": torch.tensor(_alibi(32), device=DEVICE)}), ()),
+    ]
+
+
+def _alibi(num_heads: int) -> list[float]:
+    from attention_kernel_triton.strategies.tensors import alibi_slopes
+
+    return alibi_slopes(num_heads)
+
+
 def paged_prefill_cases() -> list[Case]:
     """Hq32 Hkv8 D128, page 16, every page of the cache in one random order."""
     def case(label, groups, targets, *, quick=False, **kw):
@@ -993,17 +1138,23 @@ def case_targets() -> dict[tuple[str, str], tuple[Target, ...]]:
     return {(c.family, c.name): c.targets for c in all_cases() if c.targets}
 
 
-def select_cases(families, *, quick: bool, dtypes=None,
-                 kv: str = "all") -> list[tuple[Case, torch.dtype]]:
-    """(case, dtype) pairs to run: the chosen families, quick subset, dtype override, and
-    KV format (KV_CHOICES: all, only the fp8-KV cases, only the others)."""
+def select_cases(families, *, quick: bool, dtypes=None, kv: str = "all",
+                 variants: str = "all") -> list[tuple[Case, torch.dtype]]:
+    """(case, dtype) pairs to run: the chosen families, quick subset, dtype override, KV
+    format (KV_CHOICES: all, only the fp8-KV cases, only the others) and the attention
+    variants' cases (VARIANT_CHOICES: all, only them, none of them)."""
     if kv not in KV_CHOICES:
         raise ValueError(f"kv must be one of {KV_CHOICES}, got {kv!r}")
+    if variants not in VARIANT_CHOICES:
+        raise ValueError(f"variants must be one of {VARIANT_CHOICES}, got {variants!r}")
     chosen = []
     for case in all_cases():
         if case.family not in families or (quick and not case.quick):
             continue
         if (kv == "fp8" and case.kv_dtype is None) or (kv == "plain" and case.kv_dtype):
+            continue
+        if (variants == "only" and case.variant is None) or (variants == "none"
+                                                             and case.variant):
             continue
         for dtype in (dtypes or (case.dtypes[:1] if quick else case.dtypes)):
             chosen.append((case, dtype))

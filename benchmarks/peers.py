@@ -121,6 +121,15 @@ def flex_causal_mask(n_q: int, n_k: int, device):
     return block_mask(causal, None, None, n_q, n_k, device)
 
 
+def flex_sliding_window_mask(n: int, left: int, device):
+    """Causal with a window of `left` keys before each query (issue 23's convention)."""
+
+    def sliding(b, h, q_idx, kv_idx):
+        return (kv_idx <= q_idx) & (kv_idx >= q_idx - left)
+
+    return block_mask(sliding, None, None, n, n, device)
+
+
 def flex_padded_causal_mask(lengths: torch.Tensor, n: int, device):
     """Padded var-len, equal query and key lengths per sequence, causal."""
 
