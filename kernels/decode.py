@@ -240,7 +240,12 @@ def _decode_kernel(
     # fp8: real K = stored K x k_scale, folded into the scores' scale (one multiply per
     # program, not per element); V's scale multiplies the output (the softmax weights sum
     # to one, so scaling sum_j p_j v_j is scaling every v_j).
-    qk_scale = qk_scale * kv_scale(k_scale_ptr, off_kvh, stride_k_scale, HAS_SCALES)
+    k_sc = kv_scale(k_scale_ptr, off_kvh, stride_k_scale, HAS_SCALES)
+    qk_scale = qk_scale * k_sc
+    if HAS_SCALES:  # the raw scores are real / k_scale: so are the soft-cap's and ALiBi's
+        softcap_in = softcap_in * k_sc
+        softcap_out = softcap_out / k_sc
+        alibi_scale = alibi_scale / k_sc
     slopes = head_values(alibi_ptr, offs_h, h_ok, ALIBI)
 
     m_i = tl.full([BLOCK_H], float("-inf"), dtype=tl.float32)

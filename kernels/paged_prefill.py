@@ -6,6 +6,9 @@ Semantics (kernels/api.py, ``paged_prefill``): packed q [Tq, Hq, D], sequence b'
 new tokens at rows cu_seqlens_q[b]:cu_seqlens_q[b+1]; its context of seq_lens[b] tokens
 (the new ones last) in caches [num_pages, P, Hkv, D] through block_table[b]; query i
 attends key j iff j <= seq_lens[b] - q_len_b + i (causal, bottom-right) or j < seq_lens[b].
+The variants of kernels/mods.py as in prefill: window (only the key tiles that reach some
+row's window are visited), soft-cap, ALiBi and sinks, each row with its own head's slope
+and sink (a tile packs several heads); with split-KV the sink is in split 0's partial.
 
 Algorithm: one program per (query tile, block of query heads of one KV head, split).
 The M side of a tile packs q_per_tile new tokens x heads_per_program query heads (row r
@@ -24,9 +27,10 @@ Key tiles of BLOCK_N context positions arrive by page lookup (``_jit.page_lookup
 pointer loads; whole tiles below the length take unmasked loads, the one tile crossing
 it masked ones, so no cache row past seq_lens[b] and no table entry past its last page is
 read. Scores are masked from the first tile that reaches the causal diagonal (a branch on
-a scalar, as in prefill). With num_splits > 1 each split covers a whole-tile slice of the
-tile's key range and writes a normalised partial row and its LSE; decode's
-``_combine_kernel`` merges them (flash-decoding), skipping rows past cu_seqlens_q[-1].
+a scalar, as in prefill; also a window's edge tiles). With num_splits > 1 each split
+covers a whole-tile slice of the tile's key range and writes a normalised partial row and
+its LSE; decode's ``_combine_kernel`` merges them (flash-decoding), skipping rows past
+cu_seqlens_q[-1].
 
 Host side: ``_validate.paged_prefill_call`` -> ``plan`` -> ``PagedPrefillPlan`` ->
 ``launch``; ``paged_prefill_impl`` is the custom op's implementation (kernels/ops.py).
@@ -53,12 +57,16 @@ from ._config import GRID_LIMIT, GRID_YZ_LIMIT, cc_major, interpreting, paged_pr
 from ._jit import (
     FLT_MAX_NEG,
     LOG2E_HOST,
+    add_sink,
     aligned,
     dim_ok,
     finalize,
+    head_values,
+    in_window,
     kv_scale,
     kv_values,
     mm,
+    modded_scores,
     online_softmax_step,
     page_lookup,
 )
@@ -91,9 +99,15 @@ def _key_tiles(
     offs_d, d_ok,
     lo, hi,  # key tiles [lo, hi) to visit
     mask_from,  # tiles from here on get the score mask
+    mask_below,  # HAS_WINDOW: so do tiles that start below this (the window's left edge)
     seq_len, causal_shift, qk_scale,
+    slopes,  # [BLOCK_M] fp32 ALiBi slopes of the rows' heads (ALIBI)
+    win_left, win_right, softcap_in, softcap_out, alibi_scale,  # kernels/mods.py
     BOUNDED: tl.constexpr,  # the tile may cross seq_len: masked loads (no row past it)
     IS_CAUSAL: tl.constexpr,
+    HAS_WINDOW: tl.constexpr,
+    SOFTCAP: tl.constexpr,
+    ALIBI: tl.constexpr,
     BLOCK_N: tl.constexpr,
     FP32: tl.constexpr,
 ):
@@ -122,10 +136,18 @@ def _key_tiles(
         v = kv_values(tl.load(v_base + v_off[:, None] + offs_d[None, :], mask=kv_mask,
                               other=0.0), q.dtype)
         s = mm(q, tl.trans(k), tl.zeros([q.shape[0], BLOCK_N], dtype=tl.float32), FP32)
-        if start_n >= mask_from:  # the causal diagonal, or the tile crossing seq_len
+        s = modded_scores(s, q_tok + causal_shift, offs_n, slopes, softcap_in, softcap_out,
+                          alibi_scale, SOFTCAP, ALIBI)  # before the mask
+        if HAS_WINDOW:
+            need_mask = (start_n >= mask_from) | (start_n < mask_below)
+        else:
+            need_mask = start_n >= mask_from
+        if need_mask:  # the causal diagonal, the tile crossing seq_len, a window's edges
             ok = n_ok[None, :]
             if IS_CAUSAL:
                 ok = ok & (offs_n[None, :] <= q_tok[:, None] + causal_shift)
+            if HAS_WINDOW:
+                ok = ok & in_window(q_tok + causal_shift, offs_n, win_left, win_right)
             s = tl.where(ok, s, float("-inf"))
         # m_i starts at -FLT_MAX: rows whose keys so far are all masked need no guard.
         acc, m_i, l_i = online_softmax_step(acc, m_i, l_i, s, v, qk_scale,
@@ -136,7 +158,7 @@ def _key_tiles(
 @triton.jit(do_not_specialize=["num_batch", "search_steps", "n_ctx", "num_splits",
                                "page_size", "q_per_tile", "heads_per_program",
                                "head_blocks", "group_size", "num_q_heads", "head_dim",
-                               *_STRIDES])
+                               "win_left", "win_right", *_STRIDES])
 def _paged_prefill_kernel(
     q_ptr,  # [Tq, Hq, D]
     k_ptr, v_ptr,  # [num_pages, P, Hkv, D]
@@ -144,6 +166,7 @@ def _paged_prefill_kernel(
     cu_q_ptr,  # [B + 1] int32
     seq_lens_ptr,  # [B] int32, the context including the new tokens
     k_scale_ptr, v_scale_ptr,  # fp8 caches: [Hkv] fp32, or one value (stride 0) (HAS_SCALES)
+    sinks_ptr, alibi_ptr,  # [Hq] fp32 (HAS_SINKS, ALIBI)
     out_ptr,  # [Tq, Hq, D]                    (not SPLIT_KV)
     lse_ptr,  # [Hq, Tq] fp32                  (not SPLIT_KV and WRITE_LSE)
     part_out_ptr,  # [Tq * Hq, num_splits, D] fp32 (SPLIT_KV)
@@ -156,6 +179,7 @@ def _paged_prefill_kernel(
     heads_per_program,  # query heads per program, all of one KV head
     head_blocks,  # programs per KV head on grid axis 1: group_size // heads_per_program
     group_size, num_q_heads, head_dim, qk_scale,
+    win_left, win_right, softcap_in, softcap_out, alibi_scale,  # kernels/mods.py
     stride_q_tok, stride_q_head,
     stride_k_page, stride_k_slot, stride_k_head,
     stride_v_page, stride_v_slot, stride_v_head,
@@ -166,6 +190,10 @@ def _paged_prefill_kernel(
     IS_CAUSAL: tl.constexpr,
     WRITE_LSE: tl.constexpr,
     HAS_SCALES: tl.constexpr,  # fp8 caches with k_scale / v_scale (as decode's)
+    HAS_WINDOW: tl.constexpr,  # the variants (kernels/mods.py)
+    SOFTCAP: tl.constexpr,
+    HAS_SINKS: tl.constexpr,
+    ALIBI: tl.constexpr,
     SPLIT_KV: tl.constexpr,
     ONE_TILE: tl.constexpr,  # every sequence fits one tile: program b is sequence b
     BLOCK_M: tl.constexpr,
@@ -244,28 +272,60 @@ def _paged_prefill_kernel(
             hi = seq_len
             mask_from = seq_len
         hi = tl.maximum(hi, 0)
-        lo = 0
-        if SPLIT_KV:  # whole tiles per split, so that no tile crosses a split's edge
-            per_split = tl.cdiv(tl.cdiv(hi, num_splits), BLOCK_N) * BLOCK_N
-            lo = split * per_split
+        if HAS_WINDOW:
+            # Row r sees keys [r_al - win_left, r_al + win_right] (r_al = q_tok + causal_shift):
+            # the tile's valid tokens, at most [first_al - win_left, last_al + win_right].
+            # Tiles wholly outside are skipped (lo stays a multiple of BLOCK_N); those that
+            # may hold a key outside some row's window are masked: below last_al - win_left
+            # (mask_below), or from the tile holding first_al + win_right + 1 on.
+            first_al = t0 + causal_shift
+            last_al = tl.minimum(t0 + q_per_tile, q_len) - 1 + causal_shift
+            lo = tl.maximum(first_al - win_left, 0) // BLOCK_N * BLOCK_N
+            hi = tl.maximum(tl.minimum(hi, last_al + win_right + 1), lo)
+            mask_from = tl.minimum(
+                mask_from, tl.maximum(first_al + win_right + 1, 0) // BLOCK_N * BLOCK_N)
+            mask_below = last_al - win_left
+        else:
+            lo = 0
+            mask_below = 0
+        if SPLIT_KV:  # whole tiles of [lo, hi) per split: no tile crosses a split's edge
+            per_split = tl.cdiv(tl.cdiv(hi - lo, num_splits), BLOCK_N) * BLOCK_N
+            lo = lo + split * per_split
             hi = tl.minimum(lo + per_split, hi)
         whole = seq_len // BLOCK_N * BLOCK_N  # tiles below it hold valid rows only
         mask_from = tl.minimum(mask_from, whole)
         whole_hi = tl.maximum(tl.minimum(hi, whole), lo)
         table_row = block_table_ptr + off_b.to(tl.int64) * stride_table_batch
-        qk_scale = qk_scale * kv_scale(k_scale_ptr, off_kvh, stride_k_scale, HAS_SCALES)
+        k_sc = kv_scale(k_scale_ptr, off_kvh, stride_k_scale, HAS_SCALES)
+        qk_scale = qk_scale * k_sc
+        if HAS_SCALES:
+            # fp8: the raw scores are q.k of the stored K, real / k_scale; the variants'
+            # raw-unit constants (kernels/mods.py) take that factor too
+            softcap_in = softcap_in * k_sc
+            softcap_out = softcap_out / k_sc
+            alibi_scale = alibi_scale / k_sc
         k_base = k_ptr + off_kvh.to(tl.int64) * stride_k_head
         v_base = v_ptr + off_kvh.to(tl.int64) * stride_v_head
+        slopes = head_values(alibi_ptr, head, row_ok, ALIBI)  # each row's own head
         acc, m_i, l_i = _key_tiles(
             acc, m_i, l_i, q, k_base, v_base, table_row, page_size, stride_k_page,
             stride_k_slot, stride_v_page, stride_v_slot, q_tok, offs_d, d_ok,
-            lo, whole_hi, mask_from, seq_len, causal_shift, qk_scale,
-            BOUNDED=False, IS_CAUSAL=IS_CAUSAL, BLOCK_N=BLOCK_N, FP32=FP32)
+            lo, whole_hi, mask_from, mask_below, seq_len, causal_shift, qk_scale,
+            slopes, win_left, win_right, softcap_in, softcap_out, alibi_scale,
+            BOUNDED=False, IS_CAUSAL=IS_CAUSAL, HAS_WINDOW=HAS_WINDOW, SOFTCAP=SOFTCAP,
+            ALIBI=ALIBI, BLOCK_N=BLOCK_N, FP32=FP32)
         acc, m_i, l_i = _key_tiles(  # at most the one tile that crosses seq_len
             acc, m_i, l_i, q, k_base, v_base, table_row, page_size, stride_k_page,
             stride_k_slot, stride_v_page, stride_v_slot, q_tok, offs_d, d_ok,
-            whole_hi, hi, whole_hi, seq_len, causal_shift, qk_scale,
-            BOUNDED=True, IS_CAUSAL=IS_CAUSAL, BLOCK_N=BLOCK_N, FP32=FP32)
+            whole_hi, hi, whole_hi, mask_below, seq_len, causal_shift, qk_scale,
+            slopes, win_left, win_right, softcap_in, softcap_out, alibi_scale,
+            BOUNDED=True, IS_CAUSAL=IS_CAUSAL, HAS_WINDOW=HAS_WINDOW, SOFTCAP=SOFTCAP,
+            ALIBI=ALIBI, BLOCK_N=BLOCK_N, FP32=FP32)
+        if HAS_SINKS:  # once per row: in split 0's partial (the merge adds it once)
+            sink = head_values(sinks_ptr, head, row_ok, HAS_SINKS)
+            if SPLIT_KV:
+                sink = tl.where(split == 0, sink, float("-inf"))
+            acc, m_i, l_i = add_sink(acc, m_i, l_i, sink)
 
         out, lse = finalize(acc, m_i, l_i)
         if HAS_SCALES:
@@ -310,8 +370,6 @@ def plan(q, k_cache, v_cache, block_table, cu_seqlens_q, seq_lens, out, lse, *, 
          k_scale=None, v_scale=None, mods: ScoreMods = NONE) -> PagedPrefillPlan | None:
     """q/out [Tq, Hq, D]; lse [Hq, Tq] or None; fp8 caches' scales or None. None: nothing
     to launch."""
-    if mods.any:
-        raise NotImplementedError("paged_prefill variants: not yet")
     total_q, num_q_heads, head_dim = q.shape
     num_batch = cu_seqlens_q.shape[0] - 1
     num_pages, page_size, num_kv_heads, _ = k_cache.shape
@@ -345,13 +403,13 @@ def plan(q, k_cache, v_cache, block_table, cu_seqlens_q, seq_lens, out, lse, *, 
         search_steps=math.ceil(math.log2(num_batch)) if num_batch > 1 else 0, n_ctx=n_ctx,
         page_size=page_size, q_per_tile=q_per_tile, heads_per_program=hp,
         head_blocks=group_size // hp, group_size=group_size, num_q_heads=num_q_heads,
-        head_dim=head_dim, qk_scale=sm_scale * LOG2E_HOST, **strides,
-        stride_table_batch=block_table.stride(0),
+        head_dim=head_dim, qk_scale=sm_scale * LOG2E_HOST,
+        **mods.kernel_args(sm_scale, dummy=q), **strides, stride_table_batch=block_table.stride(0),
         stride_lse_head=lse.stride(0) if lse is not None else 0,
         stride_lse_tok=lse.stride(1) if lse is not None else 0)
     consts = dict(
         IS_CAUSAL=causal, WRITE_LSE=lse is not None, HAS_SCALES=k_scale is not None,
-        ONE_TILE=one_tile,
+        **mods.consts(), ONE_TILE=one_tile,
         BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, HEAD_DIM_PAD=head_dim_pad,
         EVEN_D=head_dim == head_dim_pad, FP32=q.dtype == torch.float32,
         ALIGNED=all(st % 16 == 0 for st in strides.values()), PDL=pdl(q.device, tune.pdl))
@@ -365,7 +423,13 @@ def plan(q, k_cache, v_cache, block_table, cu_seqlens_q, seq_lens, out, lse, *, 
             resident = resident_programs(q.device, args, consts, cfg.launch_options(),
                                          kernel=_paged_prefill_kernel)
             min_keys = max(MIN_KEYS_PER_SPLIT, cfg.block_n)
-        num_splits = default_num_splits(programs, n_ctx, resident, min_keys, MAX_SPLITS)
+        # A tile's key range: the context, or under a window at most the window's width
+        # plus the tile's tokens (and a tile's alignment).
+        capacity = n_ctx
+        if mods.window_left >= 0 and (causal or mods.window_right >= 0):
+            capacity = min(capacity, mods.window_left + q_per_tile + cfg.block_n
+                           + (0 if causal else mods.window_right))
+        num_splits = default_num_splits(programs, capacity, resident, min_keys, MAX_SPLITS)
     use_pdl = num_splits > 1 and consts["PDL"]
     return PagedPrefillPlan(
         grid=(num_tiles, head_programs, num_splits), num_splits=num_splits, args=args,

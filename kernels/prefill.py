@@ -28,6 +28,13 @@ Shapes:
 Causal masks are aligned bottom-right on the valid lengths (query i of Lq sees key j
 iff j <= i + Lk - Lq), the FlashAttention convention.
 
+Variants (kernels/mods.py; each behind a constexpr, so a call without one compiles none
+of it): a sliding window visits only the key tiles that reach some row's window (the
+cost follows the window, not the context) and masks the tiles on its edges under the
+same scalar branch; soft-capping and ALiBi rewrite every tile's raw scores before the
+mask (``_jit.modded_scores``); a sink adds its head's logit to each row's denominator
+once, before the final division (``_jit.add_sink``). The Gluon kernel takes none of them.
+
 Host side, one path for both public functions (kernels/api.py): the arguments are
 checked once (``_validate.prefill_call`` / ``prefill_varlen_call``), described by a
 ``QKVLayout`` (4-D views, lengths, batch strides), turned into a ``PrefillPlan`` (Gluon or

@@ -44,11 +44,14 @@ from attention_kernel_triton.kernels import _config  # noqa: E402
 
 SM90 = GPUTarget("cuda", 90, 128)
 H100 = _config.SmLimits(sms=132)
+# The attention variants' switches (kernels/mods.py), all off: the kernels' plain build.
+NO_VARIANTS = dict(HAS_WINDOW=False, SOFTCAP=False, HAS_SINKS=False, ALIBI=False)
+_FP32_ARGS = ("qk_scale", "softcap_in", "softcap_out", "alibi_scale")
 
 
 def _signature(fn, values: dict, consts: dict, source_cls=ASTSource) -> ASTSource:
     """values: sample arguments (tensors, descriptors) whose types name the signature;
-    every other non-constexpr argument is an int32 (qk_scale fp32). source_cls: ASTSource
+    every other non-constexpr argument is an int32 (_FP32_ARGS fp32). source_cls: ASTSource
     for @triton.jit, GluonASTSource for @gluon.jit."""
     missing = [p.name for p in fn.params if p.is_constexpr and p.name not in consts]
     if missing:  # it would compile as a runtime argument: a variant no launch builds
@@ -62,7 +65,7 @@ def _signature(fn, values: dict, consts: dict, source_cls=ASTSource) -> ASTSourc
             if isinstance(values[name], torch.Tensor):
                 attrs[(i,)] = [["tt.divisibility", 16]]
         else:
-            sig[name] = "fp32" if name == "qk_scale" else "i32"
+            sig[name] = "fp32" if name in _FP32_ARGS else "i32"
     return source_cls(fn, sig, constexprs={(fn.arg_names.index(k),): v
                                            for k, v in consts.items()}, attrs=attrs)
 
@@ -78,12 +81,12 @@ def decode_source(args, cfg: _config.Config) -> ASTSource:
     f32 = torch.zeros(16, dtype=torch.float32)
     kv = _kv_sample(args)
     values = dict(q_ptr=half, k_ptr=kv, v_ptr=kv, block_table_ptr=i32, seq_lens_ptr=i32,
-                  indices_ptr=i32, k_scale_ptr=f32, v_scale_ptr=f32, out_ptr=half,
-                  lse_ptr=f32, part_out_ptr=f32, part_lse_ptr=f32)
+                  indices_ptr=i32, k_scale_ptr=f32, v_scale_ptr=f32, sinks_ptr=f32,
+                  alibi_ptr=f32, out_ptr=half, lse_ptr=f32, part_out_ptr=f32, part_lse_ptr=f32)
     consts = dict(IS_PAGED=args.paged, HAS_LENS=args.paged, HAS_INDICES=args.indices,
                   WRITE_LSE=False, HAS_SCALES=args.fp8, SPLIT_KV=True, BLOCK_H=16,
                   BLOCK_N=cfg.block_n, HEAD_DIM_PAD=args.head_dim, EVEN_D=True, FP32=False,
-                  ALIGNED=True, PDL=True, stride_idx_k=1)
+                  ALIGNED=True, PDL=True, stride_idx_k=1, **NO_VARIANTS)
     return _signature(mod._decode_kernel, values, consts)
 
 
@@ -97,12 +100,13 @@ def prefill_source(args, cfg: _config.Config) -> ASTSource:
     lens = torch.zeros(2, dtype=torch.int32)
     values = dict(q_ptr=half, k_ptr=half, v_ptr=half, q_desc=q_desc, k_desc=kv_desc,
                   v_desc=kv_desc, out_ptr=half, lse_ptr=torch.zeros(1, dtype=torch.float32),
-                  q_lens_ptr=lens, kv_lens_ptr=lens)
+                  q_lens_ptr=lens, kv_lens_ptr=lens, sinks_ptr=torch.zeros(1, dtype=torch.float32),
+                  alibi_ptr=torch.zeros(1, dtype=torch.float32))
     consts = dict(IS_CAUSAL=True, HAS_LENS=args.lens, IS_VARLEN=args.varlen,
                   WRITE_LSE=False, HEAD_DIM_PAD=d, EVEN_D=True, BLOCK_M=cfg.block_m,
                   BLOCK_N=cfg.block_n, FP32=False, ALIGNED=True, USE_TMA=use_tma,
                   TILES_FROM_END=args.lens or args.varlen,
-                  GRID_ORDER=2)
+                  GRID_ORDER=2, **NO_VARIANTS)
     return _signature(mod._prefill_kernel, values, consts)
 
 
@@ -112,11 +116,12 @@ def paged_prefill_source(args, cfg: _config.Config) -> ASTSource:
     f32 = torch.zeros(16, dtype=torch.float32)
     kv = _kv_sample(args)
     values = dict(q_ptr=half, k_ptr=kv, v_ptr=kv, block_table_ptr=i32, cu_q_ptr=i32,
-                  seq_lens_ptr=i32, k_scale_ptr=f32, v_scale_ptr=f32, out_ptr=half,
-                  lse_ptr=f32, part_out_ptr=f32, part_lse_ptr=f32)
+                  seq_lens_ptr=i32, k_scale_ptr=f32, v_scale_ptr=f32, sinks_ptr=f32,
+                  alibi_ptr=f32, out_ptr=half, lse_ptr=f32, part_out_ptr=f32, part_lse_ptr=f32)
     consts = dict(IS_CAUSAL=True, WRITE_LSE=False, HAS_SCALES=args.fp8, SPLIT_KV=False,
                   ONE_TILE=False, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
-                  HEAD_DIM_PAD=args.head_dim, EVEN_D=True, FP32=False, ALIGNED=True, PDL=False)
+                  HEAD_DIM_PAD=args.head_dim, EVEN_D=True, FP32=False, ALIGNED=True, PDL=False,
+                  **NO_VARIANTS)
     return _signature(mod._paged_prefill_kernel, values, consts)
 
 

@@ -162,8 +162,8 @@ MUTANTS: tuple[Mutant, ...] = (
            "mask_from = tl.cdiv(tl.maximum(start_m + causal_shift + 1, 0), BLOCK_N) * BLOCK_N",
            "mask_from rounded up: a tile that crosses the diagonal runs without the mask"),
     Mutant("prefill_first_masked_tile_skipped", "prefill", PRE,
-           "if start_n >= mask_from:",
-           "if start_n > mask_from:",
+           "            need_mask = start_n >= mask_from\n",
+           "            need_mask = start_n > mask_from\n",
            "the first tile that needs the score mask runs without it"),
     Mutant("prefill_v_padding_read", "prefill", PRE,
            "v = tl.load(v_ptrs, mask=n_ok[:, None] & d_ok[None, :], other=0.0)",
@@ -226,8 +226,8 @@ MUTANTS: tuple[Mutant, ...] = (
            "    if HAS_LENS and IS_PAGED:  # (mutant)",
            "dense decode: seq_lens ignored, keys past the length are read"),
     Mutant("decode_last_partial_tile_dropped", "decode", DEC,
-           "per_split = tl.cdiv(tl.cdiv(list_len, num_splits), BLOCK_N) * BLOCK_N",
-           "per_split = tl.cdiv(list_len, num_splits) // BLOCK_N * BLOCK_N",
+           "per_split = tl.cdiv(tl.cdiv(list_len - list_start, num_splits), BLOCK_N) * BLOCK_N",
+           "per_split = tl.cdiv(list_len - list_start, num_splits) // BLOCK_N * BLOCK_N",
            "split size rounded down to whole tiles: the last partial key tile is dropped"),
     Mutant("decode_splits_overlap", "decode", DEC,
            "hi = tl.minimum(lo + per_split, list_len)",
@@ -238,8 +238,8 @@ MUTANTS: tuple[Mutant, ...] = (
            "head_dim_pad = max(16, triton.next_power_of_2(head_dim + 1) // 2)",
            "non-power-of-two D: head-dim tile rounded down, columns past it never done"),
     Mutant("decode_kv_head_dim_mask_dropped", "decode", DEC,
-           "kv_mask = t_ok[:, None] & d_ok[None, :]",
-           "kv_mask = t_ok[:, None]",
+           "kv_mask = ok[:, None] & d_ok[None, :]",
+           "kv_mask = ok[:, None]",
            "non-power-of-two D: K/V loads read the columns past D (the next row's, or a "
            "gap); a zero-padded q hides K's unless they hold NaN"),
     Mutant("decode_aligned_flag_always_set", "decode", DEC,
@@ -283,17 +283,17 @@ MUTANTS: tuple[Mutant, ...] = (
            "of a wider table (DecodeCase.table_gap) is read from the wrong entries"),
     # ---------------------------------------------------------------- sparse
     Mutant("sparse_minus_one_as_token_0", "sparse", DEC,
-           "            t = tl.load(idx_row + pos.to(tl.int64) * stride_idx_k, mask=pos_ok, "
+           "        t = tl.load(idx_row + pos.to(tl.int64) * stride_idx_k, mask=pos_ok, "
            "other=-1)\n"
-           "            t_ok = pos_ok & (t >= 0) & (t < seq_len)  # -1 = unused slot\n",
-           "            t = tl.load(idx_row + pos.to(tl.int64) * stride_idx_k, mask=pos_ok, "
+           "        t_ok = pos_ok & (t >= t_min) & (t < seq_len)\n",
+           "        t = tl.load(idx_row + pos.to(tl.int64) * stride_idx_k, mask=pos_ok, "
            "other=-1)\n"
-           "            t = tl.maximum(t, 0)\n"
-           "            t_ok = pos_ok & (t < seq_len)\n",
+           "        t = tl.maximum(t, 0)\n"
+           "        t_ok = pos_ok & (t < seq_len)\n",
            "-1 (unused slot) clamped to 0 and attended as token 0"),
     Mutant("sparse_index_past_length_read", "sparse", DEC,
-           "t_ok = pos_ok & (t >= 0) & (t < seq_len)",
-           "t_ok = pos_ok & (t >= 0)",
+           "t_ok = pos_ok & (t >= t_min) & (t < seq_len)",
+           "t_ok = pos_ok & (t >= t_min)",
            "an index at or past seq_len is attended (validate=False lets it through; "
            "sparse_decode promises it is skipped, never read)"),
     Mutant("sparse_kv_head_row_for_every_query_head", "sparse", DEC,
@@ -340,8 +340,8 @@ MUTANTS: tuple[Mutant, ...] = (
     # The -inf guard is the decode family's (prefill starts m at -FLT_MAX and needs
     # none); a sparse row whose first tile is all -1 slots reaches it.
     Mutant("softmax_masked_tile_nan", "sparse", JIT,
-           'm_sub = tl.where(m_new == float("-inf"), 0.0, m_new)',
-           "m_sub = m_new",
+           'm_sub = tl.where(m_new == float("-inf"), 0.0, m_new)\n    else:',
+           "m_sub = m_new\n    else:",
            "online softmax (decode): a fully masked tile before any key gives exp2(-inf - -inf)"),
     Mutant("finalize_empty_row_nan", "shared", JIT,
            "l_safe = tl.where(empty, 1.0, l_i)",
@@ -436,8 +436,8 @@ MUTANTS: tuple[Mutant, ...] = (
            "first_head = off_kvh * group_size",
            "paged prefill: every head block of a KV head computes its first block's heads"),
     Mutant("pp_split_not_whole_tiles", "paged_prefill", PP,
-           "per_split = tl.cdiv(tl.cdiv(hi, num_splits), BLOCK_N) * BLOCK_N",
-           "per_split = tl.cdiv(hi, num_splits)",
+           "per_split = tl.cdiv(tl.cdiv(hi - lo, num_splits), BLOCK_N) * BLOCK_N",
+           "per_split = tl.cdiv(hi - lo, num_splits)",
            "paged prefill: split edges inside a tile (a tile read by two splits, twice)"),
     Mutant("combine_rows_end_ignored", "paged_prefill", DEC,
            "        live = off_b < tl.load(rows_end_ptr)\n",
@@ -464,8 +464,7 @@ MUTANTS: tuple[Mutant, ...] = (
            "logits; the fp32 rule for the LSE catches it)", **_GLUON),
     # ---------------------------------------------------------------- fp8 KV caches
     Mutant("fp8_k_scale_dropped", "fp8", DEC,
-           "    qk_scale = qk_scale * kv_scale(k_scale_ptr, off_kvh, stride_k_scale, "
-           "HAS_SCALES)\n",
+           "    qk_scale = qk_scale * k_sc\n",
            "    qk_scale = qk_scale * 1.0\n",
            "decode: the scores ignore k_scale (stored K taken as real K)"),
     Mutant("fp8_v_scale_dropped", "fp8", DEC,
@@ -475,8 +474,8 @@ MUTANTS: tuple[Mutant, ...] = (
            "    if not SPLIT_KV:",
            "decode: the output ignores v_scale"),
     Mutant("fp8_scale_of_head_0", "fp8", DEC,
-           "kv_scale(k_scale_ptr, off_kvh, stride_k_scale, HAS_SCALES)",
-           "kv_scale(k_scale_ptr, 0 * off_kvh, stride_k_scale, HAS_SCALES)",
+           "k_sc = kv_scale(k_scale_ptr, off_kvh, stride_k_scale, HAS_SCALES)",
+           "k_sc = kv_scale(k_scale_ptr, 0 * off_kvh, stride_k_scale, HAS_SCALES)",
            "decode: every KV head dequantised with head 0's k_scale (per-head scales)"),
     Mutant("fp8_e5m2_subnormals_flushed", "fp8", JIT,
            "mag = tl.where(e == 0, m * 0.0000152587890625,",
@@ -492,9 +491,8 @@ MUTANTS: tuple[Mutant, ...] = (
            "            out = out * 1.0",
            "paged_prefill: the output ignores v_scale"),
     Mutant("paged_prefill_fp8_k_scale_dropped", "fp8", PP,
-           "        qk_scale = qk_scale * kv_scale(k_scale_ptr, off_kvh, stride_k_scale, "
-           "HAS_SCALES)",
-           "        qk_scale = qk_scale * 1.0",
+           "        qk_scale = qk_scale * k_sc\n",
+           "        qk_scale = qk_scale * 1.0\n",
            "paged_prefill: the scores ignore k_scale"),
     Mutant("fp8_scale_values_unchecked", "validation", VAL,
            "        if validate:\n            bad = ~(torch.isfinite(t) & (t > 0))",
@@ -531,6 +529,10 @@ MUTANTS: tuple[Mutant, ...] = (
            "s = s - (slopes * alibi_scale)[:, None] * dist",
            "s = s + (slopes * alibi_scale)[:, None] * dist",
            "ALiBi adds slope x distance instead of subtracting it"),
+    Mutant("fp8_softcap_on_stored_scores", "variants", DEC,
+           "        softcap_in = softcap_in * k_sc\n",
+           "        softcap_in = softcap_in * 1.0\n",
+           "decode, fp8: the soft-cap reads q.(stored K), not q.(real K) (k_scale left out)"),
     Mutant("window_minus_2_accepted", "validation", VAL,
            "            if w < -1:\n",
            "            if w < -2:\n",

@@ -45,12 +45,23 @@ DECODE_EDGES = [
     DecodeCase(batch=3, num_kv_heads=2, group_size=2, head_dim=16, n_ctx=40,
                dtype="float16", seq_lens=(40, 0, 17), scale=10.0, seed=33, num_splits=3,
                window=(16, -1), softcap=50.0, sinks="mixed", alibi="geometric"),
+    # fp8 with per-head scales: the raw scores are q.(stored K) = real / k_scale, so the
+    # soft-cap and ALiBi constants must carry k_scale too
+    DecodeCase(batch=2, num_kv_heads=2, group_size=2, head_dim=16, n_ctx=24,
+               dtype="float16", seq_lens=(24, 9), scale=3.0, seed=35,
+               kv_dtype="float8_e4m3fn", kv_scale="head", scale_fit="saturate",
+               softcap=2.0, alibi="random"),
 ]
 PAGED_PREFILL_EDGES = [
     PagedPrefillCase(batch=2, num_kv_heads=1, group_size=3, head_dim=16, n_ctx=24,
                      dtype="float16", seq_lens=(24, 9), q_lens=(9, 9), page_size=4,
                      causal=True, scale=3.0, seed=34, num_splits=2, window=(4, 0),
                      sinks="random", alibi="random"),
+    PagedPrefillCase(batch=2, num_kv_heads=2, group_size=1, head_dim=16, n_ctx=12,
+                     dtype="float16", seq_lens=(12, 5), q_lens=(4, 5), page_size=4,
+                     causal=False, scale=3.0, seed=36, kv_dtype="float8_e4m3fn",
+                     kv_scale="head", scale_fit="saturate", softcap=2.0, alibi="geometric",
+                     window=(3, 1)),
 ]
 
 
