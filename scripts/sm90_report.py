@@ -200,8 +200,15 @@ def main(argv=None) -> int:
                     help="decode, paged-prefill: e4m3fn K/V with k_scale / v_scale")
     for name in ("block-m", "block-n", "warps", "stages", "maxnreg"):
         ap.add_argument(f"--{name}", type=int, default=None)
+    ap.add_argument("--variants", default="",
+                    help="comma-separated variant switches to turn on: window, softcap, "
+                         "sinks, alibi (kernels/mods.py)")
     ap.add_argument("--sass", action="store_true", help="write sm90_report.sass")
     args = ap.parse_args(argv)
+    switch = {"window": "HAS_WINDOW", "softcap": "SOFTCAP", "sinks": "HAS_SINKS",
+              "alibi": "ALIBI"}
+    for name in filter(None, args.variants.split(",")):
+        NO_VARIANTS[switch[name]] = True  # read by the *_source builders below
     if args.family == "prefill-sm90":  # the Gluon kernel: its own fixed tiles
         result = prefill_sm90_report(sass=args.sass)
         print("prefill-sm90 D128 (Gluon): " + ", ".join(f"{k} {v}" for k, v in result.items()))
@@ -224,7 +231,7 @@ def main(argv=None) -> int:
               "paged-prefill": paged_prefill_source}[args.family](args, cfg)
     result = report(source, cfg, sass=args.sass)
     flags = [f for f in ("paged", "indices", "lens", "varlen", "pointer", "long", "fp8")
-             if getattr(args, f)]
+             if getattr(args, f)] + ([args.variants] if args.variants else [])
     print(f"{args.family} D{args.head_dim} {' '.join(flags)} {cfg}: " + ", ".join(
         f"{k} {v}" for k, v in result.items()) + f" (of 132 SMs: {132 * result['per_sm']})")
     return 0

@@ -96,15 +96,28 @@ def left_padded(prompts):
     return ids, mask, (mask.cumsum(1) - 1).clamp(min=0)
 
 
+class _Calls(list):
+    """The names of our kernels that ran, in order; .kwargs: each call's keyword arguments."""
+
+    def __init__(self):
+        super().__init__()
+        self.kwargs = []
+
+    def clear(self):
+        super().clear()
+        self.kwargs.clear()
+
+
 @pytest.fixture
 def calls(monkeypatch):
     """Which of our kernels ran (the backend looks them up on the package at call time)."""
-    seen = []
+    seen = _Calls()
     for fn in ("prefill", "prefill_varlen", "paged_prefill", "decode", "sparse_decode"):
         real = getattr(akt, fn)
 
         def wrapper(*args, _real=real, _fn=fn, **kwargs):
             seen.append(_fn)
+            seen.kwargs.append(kwargs)
             return _real(*args, **kwargs)
         monkeypatch.setattr(akt, fn, wrapper)
     return seen
@@ -282,9 +295,18 @@ def test_user_4d_masks(name):
     per_head[0, 1, 5, 2] = False
     with pytest.raises(NotImplementedError, match="differ between heads"):
         logits(model, name, ids, attention_mask=per_head)
-    window = keep & ~torch.tril(keep, diagonal=-3)  # sliding window of 3
-    with pytest.raises(NotImplementedError, match="mask pattern"):
+    window = keep & ~torch.tril(keep, diagonal=-3)  # a sliding window of 3 (left 2)
+    with pytest.raises(NotImplementedError, match="keys with holes"):  # sequence 1's hole
         logits(model, name, ids, attention_mask=window)
+    window[1] = window[0]  # no hole: the window is inferred from the mask and used
+    window = torch.zeros(keep.shape, device=DEVICE).masked_fill(~window, torch.finfo().min)
+    diff = logits(model, name, ids, attention_mask=window) - logits(model, "eager", ids,
+                                                                     attention_mask=window)
+    assert diff.abs().max().item() <= ATOL32
+    prefix_lm = keep.clone()
+    prefix_lm[:, :, :3, :3] = True  # a bidirectional prefix
+    with pytest.raises(NotImplementedError, match="mask pattern"):
+        logits(model, name, ids, attention_mask=prefix_lm)
 
 
 def test_masks_with_holes_and_per_sequence_shifts_against_float64(name):
@@ -348,6 +370,182 @@ def test_packed_keys_when_the_cache_cannot_be_paged(name, calls):
     assert (strided - dense)[real].abs().max().item() <= 1e-6
 
 
+# --------------------------------------------------------------------------- variants
+
+WINDOW = 4  # sliding_window: key kv visible from query q iff q - 4 < kv <= q (left 3)
+GEMMA2 = dict(sliding_window=WINDOW, attn_logit_softcapping=2.0, query_pre_attn_scalar=16,
+              final_logit_softcapping=None)  # layer_types: sliding, full (the default)
+GPT_OSS = dict(sliding_window=WINDOW, num_local_experts=2, num_experts_per_tok=1,
+               rope_parameters={"rope_type": "default", "rope_theta": 150000.0})
+
+
+def check_variant_model(model, name, calls, want_mods):
+    """A 2-layer model whose layer 0 is a sliding-window layer and layer 1 a full one,
+    against eager: a [2, 12] forward (one dense prefill per layer, layer 0 with
+    window=(3, 0), both with the model's softcap / sinks), a left-padded batch against
+    each prompt alone, and greedy tokens of that batch (a DynamicCache whose sliding
+    layer keeps only the last WINDOW - 1 tokens)."""
+    assert model.config.layer_types == ["sliding_attention", "full_attention"]
+    ids = tokens(2, 12, seed=21)
+    ours = logits(model, name, ids)
+    assert calls == ["prefill"] * 2
+    assert [kw["window"] for kw in calls.kwargs] == [(WINDOW - 1, 0), None]
+    for kw in calls.kwargs:
+        for key, value in want_mods(kw).items():
+            assert value, (key, kw)
+    diff = (ours - logits(model, "eager", ids)).abs().max().item()
+    assert diff <= ATOL32, diff
+    prompts = [tokens(7, seed=22), tokens(12, seed=23)]
+    ids, mask, pos = left_padded(prompts)
+    calls.clear()
+    batched = logits(model, name, ids, attention_mask=mask, position_ids=pos)
+    assert calls == ["paged_prefill"] * 2  # left padding: packed queries, keys in place
+    assert calls.kwargs[0]["window"] == (WINDOW - 1, 0) and calls.kwargs[1]["window"] is None
+    for b, p in enumerate(prompts):
+        alone = logits(model, "eager", p[None])
+        diff = (batched[b, -p.shape[0]:] - alone[0]).abs().max().item()
+        assert diff <= ATOL32, (b, diff)
+    calls.clear()
+    got = greedy(model, name, ids, new_tokens=4, attention_mask=mask)
+    assert set(calls[2:]) == {"decode", "sparse_decode"}  # sliding: the last WINDOW keys
+    assert got == [greedy(model, "eager", p[None], new_tokens=4)[0] for p in prompts]
+
+
+def test_gemma2_softcap_and_sliding_window_match_eager(name, calls):
+    """Gemma 2: logit soft-capping (attn_logit_softcapping, passed as `softcap`) on every
+    layer, a sliding window on every other one; both change these logits by O(1)."""
+    model = build(transformers.Gemma2Config, name, **GEMMA2)
+    check_variant_model(model, name, calls,
+                        lambda kw: {"softcap": kw["softcap"] == 2.0, "no sinks": "sinks" not in kw})
+    ids = tokens(2, 12, seed=21)
+    want = logits(model, "eager", ids)
+    for off in (dict(sliding_window=64), dict(attn_logit_softcapping=None)):
+        other = logits(build(transformers.Gemma2Config, name, **{**GEMMA2, **off}), "eager", ids)
+        assert (other - want).abs().max().item() > 0.1, off  # the variant matters here
+
+
+def test_gpt_oss_sinks_and_sliding_window_match_eager(name, calls):
+    """gpt-oss: attention sinks (s_aux=module.sinks, one logit per query head) on every
+    layer, a sliding window on every other one; tiny MoE (2 experts, top 1)."""
+    model = build(transformers.GptOssConfig, name, **GPT_OSS)
+    sinks = [layer.self_attn.sinks for layer in model.model.layers]
+
+    def mods(kw):
+        return {"sinks": kw["sinks"].dtype == torch.float32 and any(
+                    torch.equal(kw["sinks"], s.detach()) for s in sinks),
+                "no softcap": kw["softcap"] is None}
+    check_variant_model(model, name, calls, mods)
+    ids = tokens(2, 12, seed=21)
+    want = logits(model, "eager", ids)
+    wide = build(transformers.GptOssConfig, name, **{**GPT_OSS, "sliding_window": 64})
+    assert (logits(wide, "eager", ids) - want).abs().max().item() > 0.1
+    with torch.no_grad():
+        for s in sinks:
+            s.fill_(float("-inf"))  # no sink
+    assert (logits(model, "eager", ids) - want).abs().max().item() > 0.1
+
+
+def test_sliding_window_chunked_prefill_and_qwen2(name, calls):
+    """Mistral (every layer sliding) against sdpa: a left-padded batch prefilled in two
+    chunks on a DynamicCache that keeps every key (the second chunk's window starts
+    inside the cache: keys before it are dropped, the window counted in place) and on
+    one built from the config (sliding layers keep only the last WINDOW - 1 keys, so
+    the key tensor starts at position 2); greedy tokens with a StaticCache. Qwen2 with one
+    full and one sliding layer."""
+    model = build(transformers.MistralConfig, name, sliding_window=WINDOW)
+    ids, mask, pos = left_padded([tokens(6, seed=24), tokens(10, seed=25)])
+    want = logits(model, "sdpa", ids, attention_mask=mask, position_ids=pos)
+    arg = "cache" if "cache" in inspect.signature(model.forward).parameters \
+        else "past_key_values"
+    model.set_attn_implementation(name)
+    for cache in (transformers.DynamicCache(), transformers.DynamicCache(config=model.config)):
+        calls.clear()
+        parts = []
+        with torch.no_grad():
+            for lo, hi in ((0, 5), (5, 10)):
+                parts.append(model(ids[:, lo:hi], attention_mask=mask[:, :hi],
+                                   position_ids=pos[:, lo:hi], use_cache=True,
+                                   **{arg: cache}).logits)
+        got = torch.cat(parts, 1)
+        assert (got - want)[mask.bool()].abs().max().item() <= ATOL32
+        assert calls == ["paged_prefill"] * 4
+        assert all(kw["window"] == (WINDOW - 1, 0) for kw in calls.kwargs)
+    static = dict(attention_mask=mask, cache_implementation="static", new_tokens=4,
+                  disable_compile=True)  # sliding layers: a rolling buffer of WINDOW slots
+    assert greedy(model, name, ids, **static) == greedy(model, "sdpa", ids, **static)
+    qwen2 = build(transformers.Qwen2Config, name, use_sliding_window=True,
+                  sliding_window=WINDOW, max_window_layers=1)
+    assert qwen2.config.layer_types == ["full_attention", "sliding_attention"]
+    ids = tokens(2, 12, seed=26)
+    assert (logits(qwen2, name, ids) - logits(qwen2, "sdpa", ids)).abs().max() <= ATOL32
+
+
+def test_windowed_masks_with_softcap_and_sinks_against_float64(name, calls):
+    """attention_forward straight on tensors, sliding-window causal masks (left 2) with a
+    softcap and sinks, against a float64 softmax: left padding and a different cache
+    offset per sequence (paged_prefill, the window counted among each sequence's keys),
+    a cache whose first keys no window reaches (dense prefill), right padding (prefill
+    with lengths), one query row with contiguous keys (decode
+    with a window) and with a hole (sparse_decode over the mask row's positions); a hole
+    inside a window with several query rows is refused."""
+    g = torch.Generator().manual_seed(27)
+    batch, hq, hkv, lq, lk, d, left, cap = 3, 4, 2, 5, 10, 16, 2, 1.5
+    q, k, v = (torch.randn(batch, h, n, d, generator=g).to(DEVICE)
+               for h, n in ((hq, lq), (hkv, lk), (hkv, lk)))
+    sinks = torch.randn(hq, generator=g).to(DEVICE)
+    module = torch.nn.Module()
+    module.is_causal = True
+    j, i = torch.arange(lk), torch.arange(lq)
+
+    def window_mask(valid, shift):
+        own = i[None, :, None] + shift[:, None, None]
+        return valid[:, None, :] & (j[None, None, :] <= own) & (j[None, None, :] >= own - left)
+
+    def check(keep, qq, real, kernel, window):
+        calls.clear()
+        mask = keep[:, None].to(DEVICE)
+        out, _ = backend.attention_forward(module, qq, k, v, mask, scaling=0.3, softcap=cap,
+                                           s_aux=sinks)
+        assert calls == [kernel] and calls.kwargs[0]["window"] == window, calls
+        scores = torch.einsum("bhqd,bhkd->bhqk", qq.double(),
+                              k.double().repeat_interleave(2, 1)) * 0.3
+        scores = (cap * torch.tanh(scores / cap)).masked_fill(~mask, float("-inf"))
+        sink = sinks.double()[None, :, None, None].expand(*scores.shape[:3], 1)
+        probs = torch.cat([scores, sink], -1).softmax(-1)[..., :-1]
+        ref = torch.einsum("bhqk,bhkd->bqhd", probs, v.double().repeat_interleave(2, 1))
+        assert torch.isfinite(out).all()
+        err = (out.double() - ref)[real.to(DEVICE)].abs().max().item()
+        assert err <= 1e-5, (kernel, err)
+
+    valid = torch.ones(batch, lk, dtype=torch.bool)
+    valid[0, :4] = False  # left padding
+    valid[2, 8:] = False  # a static cache's unused slots
+    shift = torch.tensor([5, 5, 3])
+    keep = window_mask(valid, shift)
+    real = valid.gather(1, (i[None, :] + shift[:, None]).clamp(max=lk - 1))
+    check(keep, q, real, "paged_prefill", (left, 0))
+    every = torch.ones(batch, lk, dtype=torch.bool)  # a cache that keeps every key: keys
+    all_real = torch.ones(batch, lq, dtype=torch.bool)  # before the windows read as valid
+    check(window_mask(every, torch.full((batch,), lk - lq)), q, all_real, "prefill", (left, 0))
+    valid = torch.ones(batch, lk, dtype=torch.bool)
+    valid[0, 7:], valid[1, 9:] = False, False  # right padding: keys and rows prefixes
+    shift = torch.tensor([7 - 3, 9 - 4, lk - lq])
+    real = torch.ones(batch, lq, dtype=torch.bool)
+    real[0, 3:], real[1, 4:] = False, False
+    check(window_mask(valid, shift), q, real, "prefill", (left, 0))
+    one = torch.ones(batch, 1, dtype=torch.bool)
+    valid = torch.ones(batch, lk, dtype=torch.bool)
+    valid[0, 8:] = False  # sequence 0's last token is 7: a window of 5..7
+    shift = torch.tensor([7, 9, 9])
+    check(window_mask(valid, shift)[:, :1], q[:, :, :1], one, "decode", (left, 0))
+    valid[1, 8] = False  # a hole inside sequence 1's window
+    check(window_mask(valid, shift)[:, :1], q[:, :, :1], one, "sparse_decode", None)
+    shift = torch.tensor([5, 5, 5])
+    with pytest.raises(NotImplementedError, match="keys with holes"):
+        backend.attention_forward(module, q, k, v, window_mask(valid, shift)[:, None].to(
+            DEVICE), scaling=0.3)
+
+
 # --------------------------------------------------------------------------- refused
 
 
@@ -358,19 +556,11 @@ def _raises(model, match, train=False, **kw):
         model(tokens(2, 6, seed=15), **kw)
 
 
-def test_sliding_window_is_refused(name):
-    _raises(build(transformers.MistralConfig, name, sliding_window=4), "sliding-window")
-    _raises(build(transformers.Qwen2Config, name, use_sliding_window=True, sliding_window=4,
-                  max_window_layers=0), "sliding-window")
-    with torch.no_grad():  # Qwen2 with its sliding window off (the default) runs
-        assert torch.isfinite(build(transformers.Qwen2Config, name)(tokens(1, 4)).logits).all()
-
-
-def test_softcap_and_sinks_are_refused(name):
-    _raises(build(transformers.Gemma2Config, name, layer_types=["full_attention"] * 2,
-                  attn_logit_softcapping=50.0), "soft-capping")
-    _raises(build(transformers.GptOssConfig, name, layer_types=["full_attention"] * 2,
-                  num_local_experts=2, num_experts_per_tok=1), "sinks")
+def test_chunked_and_bidirectional_sliding_attention_are_refused(name):
+    _raises(build(transformers.LlamaConfig, name, attention_chunk_size=4), "chunked attention")
+    # is_causal=False with a window: transformers builds |q - kv| <= w masks, not causal
+    _raises(build(transformers.MistralConfig, name, sliding_window=4, is_causal=False),
+            "mask pattern")
 
 
 def test_training_features_are_refused(name):
