@@ -333,9 +333,10 @@ def varlen_case(lengths, num_q_heads, num_kv_heads, head_dim, *, seed=0):
 
 # --------------------------------------------------------------------------- decode
 
-def _heads_of(variants: dict, heads: slice) -> dict:
-    """Variant options restricted to the query heads an oracle checks (sinks, slopes)."""
-    return {k: (v[heads] if isinstance(v, torch.Tensor) else v) for k, v in variants.items()}
+def _heads_of(kw: dict, heads: slice) -> dict:
+    """Per-query-head options (sinks, ALiBi slopes) restricted to the heads an oracle
+    checks; the others (window, softcap, fp8 scales) as they are."""
+    return {k: (v[heads] if k in ("sinks", "alibi_slopes") else v) for k, v in kw.items()}
 
 
 def _decode_reference(q, k, v, seq_lens=None, **kw) -> Reference:

@@ -48,7 +48,6 @@ from __future__ import annotations
 if __name__.partition(".")[0] != "attention_kernel_triton":  # one import name per module
     raise ImportError(f"import {__name__} as attention_kernel_triton.{__name__}")
 
-import dataclasses
 import functools
 from dataclasses import dataclass
 
@@ -73,12 +72,6 @@ from ._jit import (
 )
 from .mods import NONE, ScoreMods
 from .tuning import Tuning
-
-# The soft-cap's tanh keeps a few more fp32 values per score live: with the long-sequence
-# tiles (M128 x N128, 8 warps, D128) it needs 255 registers and spills 52 B per thread
-# (sm90_report, triton 3.9); key tiles of 64 need 163 and spill nothing.
-SOFTCAP_MAX_BLOCK_N = 64
-
 
 @triton.jit
 def _attend_key_tiles(
@@ -539,8 +532,6 @@ def plan(lay: QKVLayout, *, causal: bool, max_q: int, sm_scale: float,
     head_dim_pad = max(16, triton.next_power_of_2(head_dim))
     cfg = prefill_config(head_dim_pad, q.dtype, causal, max_q,
                          hopper=_has_228kb_smem(q.device), forced=tune.prefill_config)
-    if mods.softcap > 0 and cfg.block_n > SOFTCAP_MAX_BLOCK_N and tune.prefill_config is None:
-        cfg = dataclasses.replace(cfg, block_n=SOFTCAP_MAX_BLOCK_N)
     num_m_tiles, num_bh = triton.cdiv(max_q, cfg.block_m), lay.num_batch * num_q_heads
     if num_m_tiles == 0 or num_bh == 0:
         return None
