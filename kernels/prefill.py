@@ -73,6 +73,7 @@ from ._jit import (
 from .mods import NONE, ScoreMods
 from .tuning import Tuning
 
+
 @triton.jit
 def _attend_key_tiles(
     acc, m_i, l_i,

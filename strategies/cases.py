@@ -202,10 +202,10 @@ def kv_formats(draw, *, dtype: str, kv_dtypes):
 @st.composite
 def variant_fields(draw, *, max_len: int, always: bool = False):
     """The variant fields of a case: none at all half the time (shrinks there; never with
-    always=True), else each of window, softcap, sinks and ALiBi independently. Window sides: -1 (unbounded), 0, 1,
-    tile boundaries +-1, beyond the longest length, or any in [0, max_len]; soft-caps 1
-    to 50 (with the large logits `scales` draws); sinks and slopes: SINK_KINDS and
-    ALIBI_KINDS."""
+    always=True), else each of window, softcap, sinks and ALiBi independently. Window
+    sides: -1 (unbounded), 0, 1, tile boundaries +-1, beyond the longest length, or any
+    in [0, max_len]; soft-caps 1 to 50 (with the large logits `scales` draws); sinks and
+    slopes: SINK_KINDS and ALIBI_KINDS."""
     if not always and not draw(st.booleans()):
         return {}
     side = st.one_of(st.sampled_from((-1, 0, 1, max_len + 1)),
