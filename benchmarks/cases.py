@@ -133,6 +133,13 @@ def _randn(gen, shape, dtype) -> torch.Tensor:
     return torch.randn(shape, generator=gen, device=DEVICE, dtype=dtype)
 
 
+def _qkv(gen, batch, num_q_heads, num_kv_heads, n_q, n_k, head_dim, dtype):
+    """Dense q [B, Hq, n_q, D] and k, v [B, Hkv, n_k, D], drawn in that order."""
+    return (_randn(gen, (batch, num_q_heads, n_q, head_dim), dtype),
+            _randn(gen, (batch, num_kv_heads, n_k, head_dim), dtype),
+            _randn(gen, (batch, num_kv_heads, n_k, head_dim), dtype))
+
+
 def _i32(values) -> torch.Tensor:
     return torch.tensor(list(values), dtype=torch.int32, device=DEVICE)
 
@@ -245,9 +252,7 @@ def prefill_case(batch, num_q_heads, num_kv_heads, n, head_dim, *, lengths=None,
     def build(dtype) -> Problem:
         kernels = _kernels()
         gen = _gen(seed)
-        q = _randn(gen, (batch, num_q_heads, n, head_dim), dtype)
-        k = _randn(gen, (batch, num_kv_heads, n, head_dim), dtype)
-        v = _randn(gen, (batch, num_kv_heads, n, head_dim), dtype)
+        q, k, v = _qkv(gen, batch, num_q_heads, num_kv_heads, n, n, head_dim, dtype)
         scale = head_dim ** -0.5
         lens = None if lengths is None else _i32(lengths)
         impls = [Impl("ours", lambda: lambda: kernels.prefill(
@@ -359,9 +364,7 @@ def decode_case(batch, num_q_heads, num_kv_heads, n, head_dim, *, kv_dtype=None,
     def build(dtype) -> Problem:
         kernels = _kernels()
         gen = _gen(seed)
-        q = _randn(gen, (batch, num_q_heads, 1, head_dim), dtype)
-        k = _randn(gen, (batch, num_kv_heads, n, head_dim), dtype)
-        v = _randn(gen, (batch, num_kv_heads, n, head_dim), dtype)
+        q, k, v = _qkv(gen, batch, num_q_heads, num_kv_heads, 1, n, head_dim, dtype)
         scale = head_dim ** -0.5
         if kv_dtype is not None:
             return _fp8_problem(
@@ -528,9 +531,7 @@ def sparse_case(batch, num_q_heads, num_kv_heads, n, head_dim, *, keep=0.02, kv_
     def build(dtype) -> Problem:
         kernels = _kernels()
         gen = _gen(seed)
-        q = _randn(gen, (batch, num_q_heads, 1, head_dim), dtype)
-        k = _randn(gen, (batch, num_kv_heads, n, head_dim), dtype)
-        v = _randn(gen, (batch, num_kv_heads, n, head_dim), dtype)
+        q, k, v = _qkv(gen, batch, num_q_heads, num_kv_heads, 1, n, head_dim, dtype)
         indices = make_indices(_gen(seed + 1), batch, num_kv_heads, [n] * batch, keep)
         group, scale = num_q_heads // num_kv_heads, head_dim ** -0.5
         if kv_dtype is not None:
@@ -993,9 +994,7 @@ def _variant_prefill_case(batch, num_q_heads, num_kv_heads, n, head_dim, variant
     def build(dtype) -> Problem:
         kernels = _kernels()
         gen = _gen(seed)
-        q = _randn(gen, (batch, num_q_heads, n, head_dim), dtype)
-        k = _randn(gen, (batch, num_kv_heads, n, head_dim), dtype)
-        v = _randn(gen, (batch, num_kv_heads, n, head_dim), dtype)
+        q, k, v = _qkv(gen, batch, num_q_heads, num_kv_heads, n, n, head_dim, dtype)
         var = variants() if callable(variants) else variants
         plain = lambda: kernels.prefill(q, k, v, causal=True, validate=False)  # noqa: E731
         impls = [
@@ -1028,9 +1027,7 @@ def _variant_decode_case(batch, num_q_heads, num_kv_heads, n, head_dim, variants
     def build(dtype) -> Problem:
         kernels = _kernels()
         gen = _gen(seed)
-        q = _randn(gen, (batch, num_q_heads, 1, head_dim), dtype)
-        k = _randn(gen, (batch, num_kv_heads, n, head_dim), dtype)
-        v = _randn(gen, (batch, num_kv_heads, n, head_dim), dtype)
+        q, k, v = _qkv(gen, batch, num_q_heads, num_kv_heads, 1, n, head_dim, dtype)
         var = variants() if callable(variants) else variants
         impls = [
             Impl("ours", lambda: lambda: kernels.decode(q, k, v, validate=False, **var)),

@@ -13,7 +13,8 @@
   are converted, exactly); ``kv_scale``: a KV head's fp8 dequantisation scale.
 * The attention variants (kernels/mods.py): ``modded_scores`` (softcap, ALiBi),
   ``in_window`` (sliding window), ``add_sink`` (a sink logit in the denominator),
-  ``head_values`` (a per-query-head fp32 vector: sinks, slopes).
+  ``head_values`` (a per-query-head fp32 vector: sinks, slopes), ``window_tiles`` (a
+  query tile's key range and edge tiles under a window).
 
 Reference: Dao, "FlashAttention-2" (2023), Algorithm 1; Triton tutorial 06.
 """
@@ -211,6 +212,23 @@ def in_window(q_pos, k_pos, win_left, win_right):
     [q_pos - win_left, q_pos + win_right] (an unbounded side is mods.UNBOUNDED)."""
     return (k_pos[None, :] >= q_pos[:, None] - win_left) \
         & (k_pos[None, :] <= q_pos[:, None] + win_right)
+
+
+@triton.jit
+def window_tiles(first_al, last_al, hi, mask_from, win_left, win_right,
+                 BLOCK_N: tl.constexpr):
+    """A query tile's key range under a window. Row r sees keys [r_al - win_left,
+    r_al + win_right]; the tile's valid rows sit at aligned positions [first_al, last_al],
+    so it needs keys in [first_al - win_left, last_al + win_right] at most. Returns
+    (lo, hi, mask_from, mask_below): lo rounded down to a whole tile (tiles stay aligned),
+    hi cut at the right edge, and the tiles that may hold a key outside some row's window
+    masked: those from the tile holding first_al + win_right + 1 on (mask_from), and those
+    starting below last_al - win_left (mask_below). Unbounded sides are mods.UNBOUNDED."""
+    lo = tl.maximum(first_al - win_left, 0) // BLOCK_N * BLOCK_N
+    hi = tl.maximum(tl.minimum(hi, last_al + win_right + 1), lo)
+    mask_from = tl.minimum(mask_from,
+                           tl.maximum(first_al + win_right + 1, 0) // BLOCK_N * BLOCK_N)
+    return lo, hi, mask_from, last_al - win_left
 
 
 @triton.jit

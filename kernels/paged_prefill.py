@@ -69,6 +69,7 @@ from ._jit import (
     modded_scores,
     online_softmax_step,
     page_lookup,
+    window_tiles,
 )
 from .decode import (
     MIN_KEYS_PER_SPLIT,
@@ -272,19 +273,10 @@ def _paged_prefill_kernel(
             hi = seq_len
             mask_from = seq_len
         hi = tl.maximum(hi, 0)
-        if HAS_WINDOW:
-            # Row r sees keys [r_al - win_left, r_al + win_right] (r_al = q_tok + causal_shift):
-            # the tile's valid tokens, at most [first_al - win_left, last_al + win_right].
-            # Tiles wholly outside are skipped (lo stays a multiple of BLOCK_N); those that
-            # may hold a key outside some row's window are masked: below last_al - win_left
-            # (mask_below), or from the tile holding first_al + win_right + 1 on.
-            first_al = t0 + causal_shift
-            last_al = tl.minimum(t0 + q_per_tile, q_len) - 1 + causal_shift
-            lo = tl.maximum(first_al - win_left, 0) // BLOCK_N * BLOCK_N
-            hi = tl.maximum(tl.minimum(hi, last_al + win_right + 1), lo)
-            mask_from = tl.minimum(
-                mask_from, tl.maximum(first_al + win_right + 1, 0) // BLOCK_N * BLOCK_N)
-            mask_below = last_al - win_left
+        if HAS_WINDOW:  # the tile's valid tokens sit at aligned q_tok + causal_shift
+            lo, hi, mask_from, mask_below = window_tiles(
+                t0 + causal_shift, tl.minimum(t0 + q_per_tile, q_len) - 1 + causal_shift,
+                hi, mask_from, win_left, win_right, BLOCK_N)
         else:
             lo = 0
             mask_below = 0

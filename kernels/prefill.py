@@ -69,6 +69,7 @@ from ._jit import (
     mm,
     modded_scores,
     online_softmax_step,
+    window_tiles,
 )
 from .mods import NONE, ScoreMods
 from .tuning import Tuning
@@ -327,20 +328,10 @@ def _prefill_kernel(
             hi = kv_len
             mask_from = kv_len // BLOCK_N * BLOCK_N
         hi = tl.maximum(hi, 0)
-        if HAS_WINDOW:
-            # Row i sees keys [i_al - win_left, i_al + win_right] (i_al = i + causal_shift):
-            # the tile's valid rows, at most [first_al - win_left, last_al + win_right].
-            # Tiles wholly outside are skipped (lo stays a multiple of BLOCK_N, so whole
-            # tiles and SHIFT_LAST hold); those that may hold a key outside some row's
-            # window are masked: below last_al - win_left (mask_below), or from the tile
-            # holding first_al + win_right + 1 on. Unbounded sides are mods.UNBOUNDED.
-            first_al = start_m + causal_shift
-            last_al = tl.minimum(start_m + BLOCK_M, q_len) - 1 + causal_shift
-            lo = tl.maximum(first_al - win_left, 0) // BLOCK_N * BLOCK_N
-            hi = tl.maximum(tl.minimum(hi, last_al + win_right + 1), lo)
-            mask_from = tl.minimum(
-                mask_from, tl.maximum(first_al + win_right + 1, 0) // BLOCK_N * BLOCK_N)
-            mask_below = last_al - win_left
+        if HAS_WINDOW:  # lo stays a multiple of BLOCK_N: whole tiles and SHIFT_LAST hold
+            lo, hi, mask_from, mask_below = window_tiles(
+                start_m + causal_shift, tl.minimum(start_m + BLOCK_M, q_len) - 1 + causal_shift,
+                hi, mask_from, win_left, win_right, BLOCK_N)
         else:
             lo = 0
             mask_below = 0

@@ -43,6 +43,17 @@ def check(kernel: str, name: str, case, device) -> None:
         PROPERTIES[name](RUNNERS[kernel], case, device)
 
 
+def with_examples(cases):
+    """Hypothesis's @example for each of `cases` (a list kept beside the test)."""
+    from hypothesis import example
+
+    def wrap(fn):
+        for c in reversed(cases):
+            fn = example(case=c)(fn)
+        return fn
+    return wrap
+
+
 def _restrict(runner, args, out, lse):
     """Elements the kernel does not define (packed rows past the last sequence) are set
     to the oracle's convention (0, -inf) so whole tensors can be compared."""

@@ -14,7 +14,7 @@ subnormals); on a GPU the hardware converts.
 from dataclasses import replace
 
 import pytest
-from hypothesis import example, given
+from hypothesis import given
 
 from attention_kernel_triton.strategies.cases import (
     FP8_DTYPES,
@@ -24,7 +24,7 @@ from attention_kernel_triton.strategies.cases import (
     paged_prefill_cases,
 )
 from tests import sizes
-from tests.properties import check
+from tests.properties import check, with_examples
 
 PROPS = ["accuracy", "fp8_equals_dequantized", "unread_memory", "finite"]
 # fp8 caches need fp16 / bf16 q (bf16 only on a GPU: the interpreter's tl.dot)
@@ -65,38 +65,30 @@ def _decode(**kw):
     return decode_cases(**sizes.decode(dtypes=Q_DTYPES, kv_dtypes=FP8_DTYPES, **kw))
 
 
-def _examples(cases):
-    def wrap(fn):
-        for c in reversed(cases):
-            fn = example(case=c)(fn)
-        return fn
-    return wrap
-
-
 @pytest.mark.parametrize("prop", PROPS)
 @given(case=_decode())
-@_examples(DECODE_EDGES)
+@with_examples(DECODE_EDGES)
 def test_decode_fp8(prop, case, device):
     check("decode", prop, case, device)
 
 
 @pytest.mark.parametrize("prop", PROPS)
 @given(case=_decode(paged=True))
-@_examples(PAGED_EDGES)
+@with_examples(PAGED_EDGES)
 def test_paged_decode_fp8(prop, case, device):
     check("paged_decode", prop, case, device)
 
 
 @pytest.mark.parametrize("prop", PROPS)
 @given(case=_decode(sparse=True))
-@_examples(SPARSE_EDGES)
+@with_examples(SPARSE_EDGES)
 def test_sparse_decode_fp8(prop, case, device):
     check("sparse_decode", prop, case, device)
 
 
 @pytest.mark.parametrize("prop", PROPS)
 @given(case=_decode(sparse=True, paged=True))
-@_examples(SPARSE_PAGED_EDGES)
+@with_examples(SPARSE_PAGED_EDGES)
 def test_sparse_paged_decode_fp8(prop, case, device):
     check("sparse_paged_decode", prop, case, device)
 
@@ -104,7 +96,7 @@ def test_sparse_paged_decode_fp8(prop, case, device):
 @pytest.mark.parametrize("prop", PROPS)
 @given(case=paged_prefill_cases(**sizes.paged_prefill(dtypes=Q_DTYPES,
                                                       kv_dtypes=FP8_DTYPES)))
-@_examples(PAGED_PREFILL_EDGES)
+@with_examples(PAGED_PREFILL_EDGES)
 def test_paged_prefill_fp8(prop, case, device):
     check("paged_prefill", prop, case, device)
 

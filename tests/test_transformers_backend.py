@@ -204,6 +204,20 @@ def test_left_padded_batch_matches_each_prompt_alone(name, calls):
     assert got == want
 
 
+def _in_two_chunks(model, ids, mask, pos, cache):
+    """Logits of a 10-token batch prefilled in two chunks (0:5, 5:10) into `cache`. The
+    argument is `cache` from transformers 5.24 on (`past_key_values` is deprecated)."""
+    arg = "cache" if "cache" in inspect.signature(model.forward).parameters \
+        else "past_key_values"
+    parts = []
+    with torch.no_grad():
+        for lo, hi in ((0, 5), (5, 10)):
+            parts.append(model(ids[:, lo:hi], attention_mask=mask[:, :hi],
+                               position_ids=pos[:, lo:hi], use_cache=True,
+                               **{arg: cache}).logits)
+    return torch.cat(parts, 1)
+
+
 def test_right_padding_and_static_cache(name, calls):
     """Right padding (no cache) and a StaticCache (key tensor longer than what was
     written, left-padded batch) take the padded var-len path and the paged one."""
@@ -232,17 +246,7 @@ def test_chunked_prefill_with_a_cache(name, calls):
     ids, mask, pos = left_padded([tokens(6, seed=7), tokens(10, seed=8)])
     want = logits(model, "sdpa", ids, attention_mask=mask, position_ids=pos)
     model.set_attn_implementation(name)
-    cache = transformers.DynamicCache(config=model.config)
-    # the argument is `cache` from transformers 5.24 on (`past_key_values` is deprecated)
-    arg = "cache" if "cache" in inspect.signature(model.forward).parameters \
-        else "past_key_values"
-    parts = []
-    with torch.no_grad():
-        for lo, hi in ((0, 5), (5, 10)):
-            parts.append(model(ids[:, lo:hi], attention_mask=mask[:, :hi],
-                               position_ids=pos[:, lo:hi], use_cache=True,
-                               **{arg: cache}).logits)
-    got = torch.cat(parts, 1)
+    got = _in_two_chunks(model, ids, mask, pos, transformers.DynamicCache(config=model.config))
     valid = mask.bool()
     assert (got - want)[valid].abs().max().item() <= ATOL32
     assert calls == ["paged_prefill"] * 4  # new tokens against the cache, read in place
@@ -455,18 +459,10 @@ def test_sliding_window_chunked_prefill_and_qwen2(name, calls):
     model = build(transformers.MistralConfig, name, sliding_window=WINDOW)
     ids, mask, pos = left_padded([tokens(6, seed=24), tokens(10, seed=25)])
     want = logits(model, "sdpa", ids, attention_mask=mask, position_ids=pos)
-    arg = "cache" if "cache" in inspect.signature(model.forward).parameters \
-        else "past_key_values"
     model.set_attn_implementation(name)
     for cache in (transformers.DynamicCache(), transformers.DynamicCache(config=model.config)):
         calls.clear()
-        parts = []
-        with torch.no_grad():
-            for lo, hi in ((0, 5), (5, 10)):
-                parts.append(model(ids[:, lo:hi], attention_mask=mask[:, :hi],
-                                   position_ids=pos[:, lo:hi], use_cache=True,
-                                   **{arg: cache}).logits)
-        got = torch.cat(parts, 1)
+        got = _in_two_chunks(model, ids, mask, pos, cache)
         assert (got - want)[mask.bool()].abs().max().item() <= ATOL32
         assert calls == ["paged_prefill"] * 4
         assert all(kw["window"] == (WINDOW - 1, 0) for kw in calls.kwargs)

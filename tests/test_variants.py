@@ -10,7 +10,7 @@ equals decode over the window's slice of the cache.
 
 import pytest
 import torch
-from hypothesis import example, given
+from hypothesis import given
 
 import attention_kernel_triton as akt
 from attention_kernel_triton.strategies.cases import (
@@ -22,7 +22,7 @@ from attention_kernel_triton.strategies.cases import (
     prefill_cases,
 )
 from tests import sizes
-from tests.properties import check
+from tests.properties import check, with_examples
 
 # The main test files run every other property on variant cases (half their draws);
 # here: accuracy on all-variant cases, and the relations only the variants have.
@@ -66,17 +66,9 @@ PAGED_PREFILL_EDGES = [
 ]
 
 
-def _examples(cases):
-    def wrap(fn):
-        for c in reversed(cases):
-            fn = example(case=c)(fn)
-        return fn
-    return wrap
-
-
 @pytest.mark.parametrize("prop", PREFILL_PROPS)
 @given(case=prefill_cases(**sizes.prefill(variants="always")))
-@_examples(PREFILL_EDGES)
+@with_examples(PREFILL_EDGES)
 def test_prefill_variants(prop, case, device):
     check("prefill", prop, case, device)
 
@@ -89,7 +81,7 @@ def test_prefill_varlen_variants(prop, case, device):
 
 @pytest.mark.parametrize("prop", PROPS + ["decode_window_equals_slice"])
 @given(case=decode_cases(**sizes.decode(variants="always")))
-@_examples(DECODE_EDGES)
+@with_examples(DECODE_EDGES)
 def test_decode_variants(prop, case, device):
     check("decode", prop, case, device)
 
@@ -114,7 +106,7 @@ def test_sparse_paged_decode_variants(prop, case, device):
 
 @pytest.mark.parametrize("prop", PROPS)
 @given(case=paged_prefill_cases(**sizes.paged_prefill(variants="always")))
-@_examples(PAGED_PREFILL_EDGES)
+@with_examples(PAGED_PREFILL_EDGES)
 def test_paged_prefill_variants(prop, case, device):
     check("paged_prefill", prop, case, device)
 
