@@ -493,11 +493,14 @@ def _head_vector(name: str, t, num_q_heads: int, device, validate: bool, allow_n
                              f"= {t[bad][0].item()}")
 
 
-def score_mods(q, num_q_heads: int, *, window=None, softcap=None, sinks=None,
-               alibi_slopes=None, validate: bool = True) -> ScoreMods:
-    """The variant options of any call (kernels/mods.py): window a (left, right) pair of
-    ints, each >= 0 or -1 (unbounded); softcap a finite float > 0; sinks and alibi_slopes
-    float32 [Hq] on q's device (with validate: sinks finite or -inf, slopes finite)."""
+def score_mods(q, *, window=None, softcap=None, sinks=None, alibi_slopes=None,
+               validate: bool = True) -> ScoreMods:
+    """The variant options of any call (kernels/mods.py), after q's own checks: window a
+    (left, right) pair of ints, each >= 0 or -1 (unbounded); softcap a finite float > 0;
+    sinks and alibi_slopes float32 [Hq] on q's device (with validate: sinks finite or
+    -inf, slopes finite). Hq is q.shape[1] in every layout ([B, Hq, ...], packed
+    [T, Hq, D])."""
+    num_q_heads = q.shape[1]
     left = right = -1
     if window is not None:
         if (not isinstance(window, (tuple, list)) or len(window) != 2

@@ -31,13 +31,6 @@ from . import ops
 #   alibi_slopes: float32 [Hq]: logit -= slope_h * |i_al - j| (FlashAttention's ALiBi).
 
 
-def _mods(q, window, softcap, sinks, alibi_slopes, validate):
-    """The variant options, checked (q is validated: its head axis is known)."""
-    num_q_heads = q.shape[1]  # [B, Hq, ...] and packed [T, Hq, D] alike
-    return val.score_mods(q, num_q_heads, window=window, softcap=softcap, sinks=sinks,
-                          alibi_slopes=alibi_slopes, validate=validate)
-
-
 def _result(out, lse, return_lse: bool):
     return (out, lse) if return_lse else out
 
@@ -73,7 +66,8 @@ def prefill(
     out, scale, kv_seq_lens = val.prefill_call(q, k, v, seq_lens=seq_lens,
                                                kv_seq_lens=kv_seq_lens, sm_scale=sm_scale,
                                                out=out, validate=validate)
-    mods = _mods(q, window, softcap, sinks, alibi_slopes, validate)
+    mods = val.score_mods(q, window=window, softcap=softcap, sinks=sinks,
+                          alibi_slopes=alibi_slopes, validate=validate)
     lse = ops.call("prefill", q, k, v, seq_lens, kv_seq_lens, bool(causal), scale,
                    *mods.op_args(), bool(return_lse), out)
     return _result(out, lse, return_lse)
@@ -117,7 +111,8 @@ def prefill_varlen(
         q, k, v, cu_seqlens_q=cu_seqlens_q, cu_seqlens_k=cu_seqlens_k,
         max_seqlen_q=max_seqlen_q, max_seqlen_k=max_seqlen_k, sm_scale=sm_scale, out=out,
         validate=validate)
-    mods = _mods(q, window, softcap, sinks, alibi_slopes, validate)
+    mods = val.score_mods(q, window=window, softcap=softcap, sinks=sinks,
+                          alibi_slopes=alibi_slopes, validate=validate)
     lse = ops.call("prefill_varlen", q, k, v, cu_seqlens_q, cu_seqlens_k, max_q, bool(causal),
                    scale, *mods.op_args(), bool(return_lse), out)
     return _result(out, lse, return_lse)
@@ -156,7 +151,8 @@ def decode(
     out, scale = val.decode_call(q, k, v, seq_lens=seq_lens, num_splits=num_splits,
                                  sm_scale=sm_scale, k_scale=k_scale, v_scale=v_scale,
                                  out=out, validate=validate)
-    mods = _mods(q, window, softcap, sinks, alibi_slopes, validate)
+    mods = val.score_mods(q, window=window, softcap=softcap, sinks=sinks,
+                          alibi_slopes=alibi_slopes, validate=validate)
     lse = ops.call("decode", q, k, v, seq_lens, num_splits, scale, k_scale, v_scale,
                    *mods.op_args(), bool(return_lse), out)
     return _result(out, lse, return_lse)
@@ -192,7 +188,8 @@ def paged_decode(
     out, scale = val.decode_call(q, k_cache, v_cache, block_table=block_table,
                                  seq_lens=seq_lens, num_splits=num_splits, sm_scale=sm_scale,
                                  k_scale=k_scale, v_scale=v_scale, out=out, validate=validate)
-    mods = _mods(q, window, softcap, sinks, alibi_slopes, validate)
+    mods = val.score_mods(q, window=window, softcap=softcap, sinks=sinks,
+                          alibi_slopes=alibi_slopes, validate=validate)
     lse = ops.call("paged_decode", q, k_cache, v_cache, block_table, seq_lens, num_splits,
                    scale, k_scale, v_scale, *mods.op_args(), bool(return_lse), out)
     return _result(out, lse, return_lse)
@@ -228,7 +225,8 @@ def sparse_decode(
     out, scale = val.decode_call(q, k, v, seq_lens=seq_lens, idx=indices,
                                  num_splits=num_splits, sm_scale=sm_scale, k_scale=k_scale,
                                  v_scale=v_scale, out=out, validate=validate)
-    mods = _mods(q, window, softcap, sinks, alibi_slopes, validate)
+    mods = val.score_mods(q, window=window, softcap=softcap, sinks=sinks,
+                          alibi_slopes=alibi_slopes, validate=validate)
     lse = ops.call("sparse_decode", q, k, v, indices, seq_lens, num_splits, scale, k_scale,
                    v_scale, *mods.op_args(), bool(return_lse), out)
     return _result(out, lse, return_lse)
@@ -261,7 +259,8 @@ def sparse_paged_decode(
                                  seq_lens=seq_lens, idx=indices, num_splits=num_splits,
                                  sm_scale=sm_scale, k_scale=k_scale, v_scale=v_scale, out=out,
                                  validate=validate)
-    mods = _mods(q, window, softcap, sinks, alibi_slopes, validate)
+    mods = val.score_mods(q, window=window, softcap=softcap, sinks=sinks,
+                          alibi_slopes=alibi_slopes, validate=validate)
     lse = ops.call("sparse_paged_decode", q, k_cache, v_cache, block_table, seq_lens, indices,
                    num_splits, scale, k_scale, v_scale, *mods.op_args(), bool(return_lse), out)
     return _result(out, lse, return_lse)
@@ -310,7 +309,8 @@ def paged_prefill(
         q, k_cache, v_cache, block_table, cu_seqlens_q, seq_lens, max_seqlen_q=max_seqlen_q,
         num_splits=num_splits, sm_scale=sm_scale, k_scale=k_scale, v_scale=v_scale, out=out,
         validate=validate)
-    mods = _mods(q, window, softcap, sinks, alibi_slopes, validate)
+    mods = val.score_mods(q, window=window, softcap=softcap, sinks=sinks,
+                          alibi_slopes=alibi_slopes, validate=validate)
     lse = ops.call("paged_prefill", q, k_cache, v_cache, block_table, cu_seqlens_q, seq_lens,
                    max_q, bool(causal), num_splits, scale, k_scale, v_scale, *mods.op_args(),
                    bool(return_lse), out)
