@@ -61,6 +61,16 @@ if settings._current_profile.startswith("ci"):
 from tests.corpus_io import pytest_runtest_makereport  # noqa: E402,F401  (corpus hook)
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--attention-impl", action="append", default=[], dest="attention_impl",
+        help="conformance mode (tests/test_conformance.py): an implementation to test, "
+             "a shipped adapter's name (attention_kernel_triton.adapters.SHIPPED, or 'all'), "
+             "'package.module:attribute' or 'path/to/file.py:attribute' naming an "
+             "attention_kernel_triton.conformance.Adapter; repeatable. Default: "
+             "tests/conformance.py DEFAULT_IMPLS")
+
+
 @pytest.fixture
 def exclusive_gpu():
     """Memory-hungry GPU tests (seed shapes, caches past 2**31 elements) run one at a time

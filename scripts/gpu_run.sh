@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # One device call: the GPU test suite at the dev profile, then the benchmarks.
-# Usage (through the device tool): bash scripts/gpu_run.sh [tests|bench|refbench|hf|sweep|probe|all] [pytest args...]
+# Usage (through the device tool): bash scripts/gpu_run.sh [tests|conformance|bench|refbench|hf|sweep|probe|all] [pytest args...]
 # Steps may be joined with commas (tests,probe); all = tests,bench.
 #   refbench: the benchmarks of another commit, from a tree exported into REF_TREE (e.g.
 #     `git archive REV | tar -x -C .ref`, carried), run before `bench` in the same call so
 #     that before/after share the card and the run; results in $OUT/ref_results.tgz.
+#   conformance: python -m tests.conformance_report over every shipped adapter
+#     (CONF_ARGS, CONF_EXAMPLES (default 25), CONF_TIMEOUT, CONF_WORKERS); $OUT/conformance.tgz.
 #   hf: python -m benchmarks.hf_models (random-weight transformers models, ours vs sdpa).
 # Logs and results go under $OUT (default ./.out). Environment knobs:
 #   HYPOTHESIS_PROFILE (default dev), HYPOTHESIS_MAX_EXAMPLES (cap for smoke runs),
@@ -51,6 +53,18 @@ if wants tests; then
   git status --porcelain tests/corpus | tee "$OUT/new_corpus.txt"
   new=$(git status --porcelain --untracked-files=all tests/corpus | awk '{print $2}')
   [[ -n $new ]] && tar czf "$OUT/new_corpus.tgz" $new
+fi
+if wants conformance; then
+  # every shipped adapter, each in its own pytest process (tests/conformance_report.py);
+  # CONF_ARGS: e.g. "--impl flex" (default: all); capped examples: compiled flex builds
+  # a kernel for every shape it is drawn
+  HYPOTHESIS_MAX_EXAMPLES=${CONF_EXAMPLES:-25} timeout -s INT -k 30 "${CONF_TIMEOUT:-400}" \
+    python3 -m tests.conformance_report --out "$OUT/conformance" ${CONF_ARGS:-} -- \
+      -n "${CONF_WORKERS:-8}" -p no:cacheprovider 2>&1 | tee "$OUT/conformance.log"
+  crc=${PIPESTATUS[0]}
+  echo "conformance: exit $crc" | tee -a "$OUT/conformance.log"
+  new=$(git status --porcelain --untracked-files=all tests/corpus | awk '{print $2}')
+  tar czf "$OUT/conformance.tgz" -C "$OUT" conformance $( [[ -n $new ]] && echo "-C $PWD $new")
 fi
 if wants sweep; then
   python3 -m benchmarks.sweep ${SWEEP_ARGS:-} 2>&1 | tee "$OUT/sweep.log"

@@ -45,6 +45,7 @@ SCALE_FITS = ("amax", "saturate", "subnormal")
 # "random": U(0, 1)).
 SINK_KINDS = ("random", "neg_inf", "large", "mixed")
 ALIBI_KINDS = ("geometric", "random")
+VARIANT_ARGS = ("window", "softcap", "sinks", "alibi_slopes")  # the functions' keywords
 
 
 def _check_int(arg: str, value) -> None:
@@ -104,10 +105,13 @@ def _checked_when_built(check):
 def _check_common(*, min_batch, max_batch, max_kv_heads, max_group, min_head_dim,
                   max_head_dim, dtypes, variants=False, **_):
     """Bounds every case strategy shares: batch, heads, group, head dim, dtypes; and
-    `variants`: False (no variant fields), True (drawn, none in half the cases) or
-    "always" (variant_fields)."""
-    if variants not in (False, True, "always"):
-        raise InvalidArgument(f"variants must be False, True or 'always', got {variants!r}")
+    `variants`: False (no variant fields), True (drawn, none in half the cases),
+    "always" (variant_fields), or a tuple of VARIANT_ARGS (only those drawn, as True)."""
+    if isinstance(variants, tuple):
+        _check_names("variants", variants, VARIANT_ARGS)
+    elif variants not in (False, True, "always"):
+        raise InvalidArgument(f"variants must be False, True, 'always' or a tuple of "
+                              f"{VARIANT_ARGS}, got {variants!r}")
     _check_bounds(batch=(min_batch, max_batch), head_dim=(min_head_dim, max_head_dim))
     _check_at_least(kv_heads=(max_kv_heads, 1), group=(max_group, 1))
     if min_head_dim < 1:
@@ -200,9 +204,10 @@ def kv_formats(draw, *, dtype: str, kv_dtypes):
 
 
 @st.composite
-def variant_fields(draw, *, max_len: int, always: bool = False):
+def variant_fields(draw, *, max_len: int, always: bool = False, kinds=VARIANT_ARGS):
     """The variant fields of a case: none at all half the time (shrinks there; never with
-    always=True), else each of window, softcap, sinks and ALiBi independently. Window
+    always=True), else each of window, softcap, sinks and ALiBi independently (those of
+    `kinds`, VARIANT_ARGS names, only). Window
     sides: -1 (unbounded), 0, 1, tile boundaries +-1, beyond the longest length, or any
     in [0, max_len]; soft-caps 1 to 50 (with the large logits `scales` draws); sinks and
     slopes: SINK_KINDS and ALIBI_KINDS."""
@@ -211,16 +216,21 @@ def variant_fields(draw, *, max_len: int, always: bool = False):
     side = st.one_of(st.sampled_from((-1, 0, 1, max_len + 1)),
                      st.sampled_from(BOUNDARIES), st.integers(0, max(0, max_len)))
     fields = {}
-    if draw(st.booleans()):
+    if "window" in kinds and draw(st.booleans()):
         fields["window"] = (draw(side), draw(st.one_of(st.just(-1), side)))
-    if draw(st.booleans()):
+    if "softcap" in kinds and draw(st.booleans()):
         fields["softcap"] = draw(st.one_of(st.sampled_from((1.0, 50.0)),
                                            st.floats(1.0, 50.0)))
-    if draw(st.booleans()):
+    if "sinks" in kinds and draw(st.booleans()):
         fields["sinks"] = draw(st.sampled_from(SINK_KINDS))
-    if draw(st.booleans()):
+    if "alibi_slopes" in kinds and draw(st.booleans()):
         fields["alibi"] = draw(st.sampled_from(ALIBI_KINDS))
     return fields
+
+
+def _kinds(variants) -> dict:
+    """variant_fields' `kinds` for a strategy's `variants` argument."""
+    return {"kinds": variants} if isinstance(variants, tuple) else {}
 
 
 def sm_scales():
@@ -301,7 +311,8 @@ def prefill_cases(draw, *, min_batch=1, max_batch=3, max_kv_heads=3, max_group=5
         seed=draw(st.integers(0, 2**31 - 1)), v_transposed=draw(st.booleans()),
         sm_scale=draw(sm_scales()), row_gap=draw(st.sampled_from(ROW_GAPS)),
         out_like_q=draw(st.booleans()),
-        **(draw(variant_fields(max_len=max(n_q, n_k), always=variants == "always"))
+        **(draw(variant_fields(max_len=max(n_q, n_k), always=variants == "always",
+                               **_kinds(variants)))
            if variants else {}))
 
 
@@ -417,7 +428,8 @@ def decode_cases(draw, *, min_batch=1, max_batch=4, max_kv_heads=3, max_group=5,
         q_transposed=draw(st.booleans()), sm_scale=draw(sm_scales()),
         row_gap=draw(st.sampled_from(ROW_GAPS)), out_like_q=draw(st.booleans()),
         **draw(kv_formats(dtype=dtype, kv_dtypes=kv_dtypes)), **extra,
-        **(draw(variant_fields(max_len=n_ctx, always=variants == "always"))
+        **(draw(variant_fields(max_len=n_ctx, always=variants == "always",
+                               **_kinds(variants)))
            if variants else {}))
 
 
@@ -526,7 +538,8 @@ def paged_prefill_cases(draw, *, min_batch=1, max_batch=4, max_kv_heads=3, max_g
         **draw(_table_layouts(shared=st.sampled_from((0, 1, 2, 4)))),
         sm_scale=draw(sm_scales()), row_gap=draw(st.sampled_from(ROW_GAPS)),
         out_like_q=draw(st.booleans()), **draw(kv_formats(dtype=dtype, kv_dtypes=kv_dtypes)),
-        **(draw(variant_fields(max_len=n_ctx, always=variants == "always"))
+        **(draw(variant_fields(max_len=n_ctx, always=variants == "always",
+                               **_kinds(variants)))
            if variants else {}))
 
 

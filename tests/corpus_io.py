@@ -12,6 +12,12 @@ File format (version 1; stable, independent of Hypothesis's database):
    str (first lines), "test": str (node id),
    "versions": {"python", "torch", "triton", "hypothesis"}, "device": str, "created": date}
 Replay: python -m pytest tests/test_corpus.py -k <file stem>
+
+Conformance mode (tests/conformance.py) keeps another implementation's failures apart,
+in tests/corpus/conformance/<adapter name>/, with two more keys: "impl" (the adapter's
+name) and "impl_spec" (what --attention-impl loads it by); tests/test_conformance.py
+replays them when it runs against that adapter:
+  python -m pytest tests/test_conformance.py --attention-impl=<impl_spec> -k <file stem>
 """
 
 from __future__ import annotations
@@ -65,11 +71,22 @@ def gpu_only_reason(case) -> str | None:
     return None
 
 
-def entry(kernel: str, prop: str, case, device, error: str = "", test: str = "") -> dict:
-    return {"format": FORMAT, "kernel": kernel, "property": prop, "case": case.to_dict(),
-            "requires_gpu": gpu_only_reason(case) is not None,
-            "error": error, "test": test, "versions": _versions(), "device": str(device),
-            "created": datetime.date.today().isoformat()}
+def entry(kernel: str, prop: str, case, device, error: str = "", test: str = "",
+          impl: tuple[str, str] | None = None) -> dict:
+    """impl: (adapter name, its --attention-impl spec) in conformance mode."""
+    e = {"format": FORMAT, "kernel": kernel, "property": prop, "case": case.to_dict(),
+         "requires_gpu": gpu_only_reason(case) is not None,
+         "error": error, "test": test, "versions": _versions(), "device": str(device),
+         "created": datetime.date.today().isoformat()}
+    if impl is not None:
+        e["impl"], e["impl_spec"] = impl
+    return e
+
+
+def conformance_dir(impl: str) -> Path:
+    """Where an adapter's shrunk failures are kept (one folder per adapter name)."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in impl)
+    return CORPUS_DIR / "conformance" / safe
 
 
 def file_name(e: dict) -> str:
@@ -77,26 +94,32 @@ def file_name(e: dict) -> str:
     return f"{e['kernel']}-{e['property']}-{hashlib.sha1(key.encode()).hexdigest()[:10]}.json"
 
 
-def write(e: dict, directory: Path = CORPUS_DIR) -> Path:
+def write(e: dict, directory: Path | None = None) -> Path:
+    if directory is None:
+        directory = conformance_dir(e["impl"]) if "impl" in e else CORPUS_DIR
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / file_name(e)
     path.write_text(json.dumps(e, indent=1, sort_keys=True) + "\n")
     return path
 
 
-def replay_command(path: Path) -> str:
+def replay_command(path: Path, e: dict | None = None) -> str:
+    if e is not None and "impl" in e:
+        return (f"python -m pytest tests/test_conformance.py --attention-impl="
+                f"{e['impl_spec']} -k {path.stem}")
     return f"python -m pytest tests/test_corpus.py -k {path.stem}"
 
 
 @contextlib.contextmanager
-def recording(kernel: str, prop: str, case, device):
+def recording(kernel: str, prop: str, case, device, impl: tuple[str, str] | None = None):
     try:
         yield
     except Exception as exc:
         node = os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" (", 1)[0]
-        if node and "test_corpus.py" not in node:  # replays are already in the corpus
+        replay = "test_corpus.py" in node or "test_conformance.py::test_replay" in node
+        if node and not replay:  # replays are already in the corpus
             msg = "\n".join(f"{type(exc).__name__}: {exc}".splitlines()[:6])
-            _pending[node] = entry(kernel, prop, case, device, msg, node)
+            _pending[node] = entry(kernel, prop, case, device, msg, node, impl)
         raise
 
 
@@ -110,4 +133,4 @@ def pytest_runtest_makereport(item, call):
     if e is not None and report.failed:
         path = write(e)
         report.sections.append(("regression corpus", f"shrunk case written to {path}\n"
-                                f"replay: {replay_command(path)}"))
+                                f"replay: {replay_command(path, e)}"))

@@ -26,6 +26,9 @@ class Runner:
     oracle_fn: Callable
     build: Callable  # (case, device) -> kwargs
     poison_fn: Callable  # kwargs -> kwargs with NaN in every element the kernel must not read
+    impl: str = "triton"  # the implementation (conformance mode: an adapter's name)
+    ours: bool = True  # our kernels: properties may use their tuning knobs (kernels.tuning)
+    lse: bool = True  # returns the LSE (else call() gives None for it: tests/conformance.py)
 
     def inputs(self, case, device) -> dict:
         return self.build(case, device)
@@ -34,7 +37,12 @@ class Runner:
         """(out, lse); lse is None with return_lse=False (the default of the public API,
         a kernel variant of its own)."""
         got = self.kernel(**args, return_lse=return_lse, **extra)
-        return got if return_lse else (got, None)
+        if not return_lse:
+            return got, None
+        if self.lse and (not isinstance(got, tuple) or len(got) != 2 or got[1] is None):
+            raise AssertionError(f"{self.impl} {self.name}(return_lse=True) returned "
+                                 f"{type(got).__name__}, not (out, lse)")
+        return got
 
     def oracle(self, args: dict, dtype=torch.float64):
         return self.oracle_fn(**{k: v for k, v in args.items() if k not in KERNEL_ONLY},

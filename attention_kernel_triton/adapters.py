@@ -1,0 +1,231 @@
+"""The adapters shipped for conformance mode (attention_kernel_triton.conformance): our
+kernels, torch SDPA per backend, and FlexAttention. Each maps our arguments to its API
+and declares what it supports; nothing here changes what a peer computes (no mask it
+did not get, no fix-up of its results other than zeroing padding query rows, which are
+no query in our API and outside what SDPA defines).
+
+    SHIPPED: name -> a function that builds the adapter (imports happen there)
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import torch
+
+from attention_kernel_triton.conformance import OPERATIONS, VARIANTS, Adapter, Supports
+
+_NO_LSE = "torch's public scaled_dot_product_attention returns no LSE"
+_NO_OUT = "the peer allocates its output (no out= argument)"
+
+
+def _cuda_reason() -> str | None:
+    return None if torch.cuda.is_available() else "needs a CUDA device"
+
+
+def ours() -> Adapter:
+    """Our kernels, through the same conformance path as any peer."""
+    import attention_kernel_triton as akt
+
+    full = Supports(fp8=("float8_e4m3fn", "float8_e5m2"), variants=VARIANTS)
+    return Adapter("triton", {op: getattr(akt, op) for op in OPERATIONS}, full, is_ours=True)
+
+
+# --- masks in our conventions (bottom-right causal, lengths), for peers that take one ----
+
+def _lens(lens, n, batch, device):
+    return torch.full((batch,), n, device=device) if lens is None else lens.long()
+
+
+def _allowed(q_lens, k_lens, n_q, n_k, causal):
+    """bool [B, 1, Nq, Nk]: query i < q_len, key j < k_len, and with causal
+    j <= i + (k_len - q_len)."""
+    i = torch.arange(n_q, device=q_lens.device).view(1, 1, n_q, 1)
+    j = torch.arange(n_k, device=q_lens.device).view(1, 1, 1, n_k)
+    ok = (i < q_lens.view(-1, 1, 1, 1)) & (j < k_lens.view(-1, 1, 1, 1))
+    if causal:
+        ok = ok & (j <= i + (k_lens - q_lens).view(-1, 1, 1, 1))
+    return ok
+
+
+def _zero_padding_rows(out, q_lens):
+    """Our API's padding query rows (i >= seq_lens[b]) are 0."""
+    row = torch.arange(out.shape[2], device=out.device).view(1, 1, -1, 1)
+    return out.masked_fill(row >= q_lens.view(-1, 1, 1, 1), 0)
+
+
+def _pad_head_dim(q, k, v, multiple):
+    """Zero columns up to a multiple of `multiple` (scores unchanged; the extra output
+    columns are dropped by the caller)."""
+    d = q.shape[-1]
+    pad = -d % multiple
+    if pad == 0:
+        return q, k, v, d
+    return (*(torch.nn.functional.pad(t, (0, pad)) for t in (q, k, v)), d)
+
+
+# --- torch SDPA, one adapter per backend -------------------------------------------------
+
+def _sdpa_ops(backend_name: str, *, takes_mask: bool, native_gqa: bool):
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.nn.functional import scaled_dot_product_attention as sdpa
+
+    backend = getattr(SDPBackend, backend_name)
+
+    def attend(q, k, v, mask, is_causal, sm_scale):
+        group = q.shape[1] // k.shape[1]
+        if group > 1 and not native_gqa:
+            k, v = k.repeat_interleave(group, 1), v.repeat_interleave(group, 1)
+        q, k, v, d = _pad_head_dim(q, k, v, 8)
+        scale = 1.0 / math.sqrt(d) if sm_scale is None else sm_scale
+        with sdpa_kernel([backend]):
+            out = sdpa(q, k, v, attn_mask=mask, is_causal=is_causal, scale=scale,
+                       **({"enable_gqa": True} if group > 1 and native_gqa else {}))
+        return out[..., :d]
+
+    def prefill(q, k, v, *, causal=True, seq_lens=None, kv_seq_lens=None, sm_scale=None):
+        b, _, n_q, _ = q.shape
+        n_k = k.shape[2]
+        if not takes_mask:  # square causal, full lengths only (Supports below)
+            return attend(q, k, v, None, causal, sm_scale)
+        q_lens = _lens(seq_lens, n_q, b, q.device)
+        k_lens = q_lens if kv_seq_lens is None and seq_lens is not None \
+            else _lens(kv_seq_lens, n_k, b, q.device)
+        mask = _allowed(q_lens, k_lens, n_q, n_k, causal)
+        return _zero_padding_rows(attend(q, k, v, mask, False, sm_scale), q_lens)
+
+    def decode(q, k, v, *, seq_lens=None, sm_scale=None):
+        q4 = q if q.dim() == 4 else q.unsqueeze(2)
+        mask = None
+        if seq_lens is not None:
+            j = torch.arange(k.shape[2], device=k.device).view(1, 1, 1, -1)
+            mask = j < seq_lens.long().view(-1, 1, 1, 1)
+        return attend(q4, k, v, mask, False, sm_scale).reshape(q.shape)
+
+    return {"prefill": prefill, "decode": decode}
+
+
+def _sdpa(backend_name: str, supports: Supports, *, takes_mask: bool, native_gqa: bool,
+          cuda: bool):
+    def build() -> Adapter:
+        name = "sdpa-" + {"MATH": "math", "FLASH_ATTENTION": "flash",
+                          "EFFICIENT_ATTENTION": "efficient",
+                          "CUDNN_ATTENTION": "cudnn"}[backend_name]
+        return Adapter(name, _sdpa_ops(backend_name, takes_mask=takes_mask,
+                                       native_gqa=native_gqa), supports,
+                       unavailable=_cuda_reason if cuda else None)
+    return build
+
+
+_SDPA_NOTES = {"lse": _NO_LSE, "out": _NO_OUT}
+_NO_MASK = {"lengths": "this backend takes no attn_mask, so no per-sequence lengths",
+            "rectangular_causal": "is_causal is top-left aligned in torch SDPA; with Nq "
+                                  "!= Nk it is not our (FlashAttention's) bottom-right "
+                                  "convention, and this backend takes no mask to say so"}
+
+# SDPA math: the reference of torch, any dtype and head dim, GQA through enable_gqa.
+sdpa_math = _sdpa("MATH", Supports(lse=False, out=False, notes=_SDPA_NOTES),
+                  takes_mask=True, native_gqa=True, cuda=False)
+sdpa_efficient = _sdpa("EFFICIENT_ATTENTION", Supports(lse=False, out=False,
+                                                       notes=_SDPA_NOTES),
+                       takes_mask=True, native_gqa=False, cuda=True)
+sdpa_flash = _sdpa("FLASH_ATTENTION", Supports(
+    dtypes=("float16", "bfloat16"), lse=False, out=False, lengths=False,
+    rectangular_causal=False, notes={**_SDPA_NOTES, **_NO_MASK}),
+    takes_mask=False, native_gqa=True, cuda=True)
+sdpa_cudnn = _sdpa("CUDNN_ATTENTION", Supports(
+    dtypes=("float16", "bfloat16"), head_dims=(16, 128), lse=False, out=False,
+    lengths=False, rectangular_causal=False, notes={**_SDPA_NOTES, **_NO_MASK}),
+    takes_mask=False, native_gqa=False, cuda=True)
+
+
+# --- FlexAttention -----------------------------------------------------------------------
+
+def flex() -> Adapter:
+    """FlexAttention: masks (lengths, bottom-right causal, window) as a mask_mod and a
+    block mask, softcap and ALiBi as a score_mod, GQA through enable_gqa, the LSE through
+    return_lse. Compiled on a GPU (its Triton kernel, the one people use; every shape
+    compiles once), eager (torch's unfused reference of it) on the CPU."""
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+    compiled = {}
+
+    def run(*args, **kwargs):
+        if args[0].device.type != "cuda":
+            with warnings.catch_warnings():  # "called without torch.compile": by design
+                warnings.filterwarnings("ignore", message=".*without torch.compile")
+                return flex_attention(*args, **kwargs)
+        if "fn" not in compiled:
+            torch._dynamo.config.recompile_limit = 1 << 12  # never fall back silently
+            compiled["fn"] = torch.compile(flex_attention, dynamic=False)
+        return compiled["fn"](*args, **kwargs)
+
+    def attend(q, k, v, q_lens, k_lens, *, causal, sm_scale, window, softcap,
+               alibi_slopes, return_lse):
+        b, _, n_q, _ = q.shape
+        n_k = k.shape[2]
+        shift = k_lens - q_lens  # aligned (bottom-right) query position = i + shift
+
+        def mask_mod(bi, h, i, j):
+            ok = (i < q_lens[bi]) & (j < k_lens[bi])
+            pos = i + shift[bi]
+            if causal:
+                ok = ok & (j <= pos)
+            if window is not None and window[0] >= 0:
+                ok = ok & (j >= pos - window[0])
+            if window is not None and window[1] >= 0:
+                ok = ok & (j <= pos + window[1])
+            return ok
+
+        def score_mod(s, bi, h, i, j):
+            if softcap is not None:
+                s = softcap * torch.tanh(s / softcap)
+            if alibi_slopes is not None:
+                s = s - alibi_slopes[h] * (i + shift[bi] - j).abs()
+            return s
+
+        mods = softcap is not None or alibi_slopes is not None
+        block_mask = create_block_mask(mask_mod, b, None, n_q, n_k, device=q.device)
+        q, k, v, d = _pad_head_dim(q, k, v, 16)
+        scale = 1.0 / math.sqrt(d) if sm_scale is None else sm_scale
+        out, lse = run(q, k, v, score_mod if mods else None, block_mask, scale=scale,
+                       enable_gqa=True, return_lse=True)
+        out = _zero_padding_rows(out[..., :d], q_lens)
+        return (out, lse.float()) if return_lse else out
+
+    def prefill(q, k, v, *, causal=True, seq_lens=None, kv_seq_lens=None, sm_scale=None,
+                window=None, softcap=None, alibi_slopes=None, return_lse=False):
+        b, n_q, n_k = q.shape[0], q.shape[2], k.shape[2]
+        q_lens = _lens(seq_lens, n_q, b, q.device)
+        k_lens = q_lens if kv_seq_lens is None and seq_lens is not None \
+            else _lens(kv_seq_lens, n_k, b, q.device)
+        got = attend(q, k, v, q_lens, k_lens, causal=causal, sm_scale=sm_scale,
+                     window=window, softcap=softcap, alibi_slopes=alibi_slopes,
+                     return_lse=return_lse)
+        if return_lse:  # padding rows are no query: LSE -inf (flex gives it already)
+            out, lse = got
+            row = torch.arange(n_q, device=q.device).view(1, 1, -1)
+            return out, lse.masked_fill(row >= q_lens.view(-1, 1, 1), float("-inf"))
+        return got
+
+    def decode(q, k, v, *, seq_lens=None, sm_scale=None, window=None, softcap=None,
+               alibi_slopes=None, return_lse=False):
+        b, n = q.shape[0], k.shape[2]
+        q4 = q if q.dim() == 4 else q.unsqueeze(2)
+        k_lens = _lens(seq_lens, n, b, q.device)
+        got = attend(q4, k, v, torch.ones_like(k_lens), k_lens, causal=True,
+                     sm_scale=sm_scale, window=window, softcap=softcap,
+                     alibi_slopes=alibi_slopes, return_lse=return_lse)
+        if return_lse:
+            return got[0].reshape(q.shape), got[1][:, :, 0]
+        return got.reshape(q.shape)
+
+    supports = Supports(out=False, variants=("window", "softcap", "alibi_slopes"),
+                        notes={"out": _NO_OUT,
+                               "sinks": "FlexAttention has no sink term in its denominator"})
+    return Adapter("flex", {"prefill": prefill, "decode": decode}, supports)
+
+
+SHIPPED = {"triton": ours, "sdpa-math": sdpa_math, "sdpa-efficient": sdpa_efficient,
+           "sdpa-flash": sdpa_flash, "sdpa-cudnn": sdpa_cudnn, "flex": flex}

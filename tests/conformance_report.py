@@ -1,0 +1,157 @@
+"""The conformance report: every adapter run through tests/test_conformance.py on this
+machine, tabulated property x implementation.
+
+    python -m tests.conformance_report [--impl NAME_OR_SPEC ...] [--out DIR] [-- PYTEST_ARGS]
+
+Default: every shipped adapter (attention_kernel_triton.adapters.SHIPPED). Each adapter
+runs in its own pytest process (an adapter's failure or crash cannot hide another's)
+writing JUnit XML; the report is DIR/conformance.json and DIR/conformance.md (default
+DIR: benchmarks/results/). A cell is "pass" (with the examples run), "FAIL" (the first
+lines of the failure, the shrunk corpus file and its replay command), "known failure"
+(tests/conformance.py KNOWN_FAILURES, failing as expected), or "unsupported" (the
+adapter's declared reason).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+_ID = re.compile(r"test_conformance\[(?P<id>.+)\]$")
+
+
+def _cells(junit: Path, impl: str) -> dict[str, dict]:
+    """'op/property' -> cell, from one adapter's JUnit XML."""
+    cells = {}
+    for tc in ET.parse(junit).getroot().iter("testcase"):
+        m = _ID.search(tc.get("name", ""))
+        if not m or not m.group("id").startswith(impl + "-"):
+            continue
+        op, _, prop = m.group("id")[len(impl) + 1:].partition("-")
+        props = {p.get("name"): p.get("value") for p in tc.iter("property")}
+        cell = {"status": "pass", "examples": int(props.get("examples", 0) or 0),
+                "seconds": round(float(tc.get("time", 0)), 2)}
+        for kind in ("failure", "error"):
+            node = tc.find(kind)
+            if node is not None:
+                text = (node.text or node.get("message") or "")
+                shrunk = re.findall(r"shrunk case written to (\S+)", text)
+                replay = re.findall(r"replay: (.+)", text)
+                lines = [ln.strip() for ln in text.splitlines()
+                         if ln.strip().startswith("E ") and ln.strip() != "E"]
+                first = next((ln[1:].strip() for ln in lines if "Error" in ln), "")
+                cell = {"status": "FAIL", "message": first[:400],
+                        "corpus": shrunk[-1] if shrunk else None,
+                        "replay": replay[-1] if replay else None,
+                        "examples": cell["examples"]}
+        node = tc.find("skipped")
+        if node is not None:
+            msg = node.get("message", "")
+            if node.get("type") == "pytest.xfail" or msg.startswith("known:"):
+                cell = {"status": "known failure", "message": msg.removeprefix("known: ")}
+            else:
+                cell = {"status": "unsupported", "message": msg.removeprefix("Skipped: ")}
+        cells[f"{op}/{prop}"] = cell
+    return cells
+
+
+def _versions() -> dict:
+    import hypothesis
+    import torch
+    import triton
+
+    dev = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    return {"device": dev, "python": platform.python_version(), "torch": torch.__version__,
+            "triton": triton.__version__, "hypothesis": hypothesis.__version__,
+            "date": datetime.date.today().isoformat()}
+
+
+def markdown(report: dict) -> str:
+    impls = report["impls"]
+    v = report["versions"]
+    lines = [f"# Conformance report: {v['device']}, {v['date']}", "",
+             f"torch {v['torch']}, triton {v['triton']}, hypothesis {v['hypothesis']}, "
+             f"python {v['python']}; profile `{report['profile']}`. Each cell: the property "
+             "on that implementation's operation (examples drawn); notes below.", "",
+             "| operation / property | " + " | ".join(impls) + " |",
+             "|---|" + "---|" * len(impls)]
+    notes = []
+    rows = sorted({k for cells in report["cells"].values() for k in cells})
+    for row in rows:
+        out = []
+        for impl in impls:
+            cell = report["cells"][impl].get(row)
+            if cell is None:
+                out.append("")
+            elif cell["status"] == "pass":
+                out.append(f"pass ({cell['examples']})")
+            elif cell["status"] == "unsupported":
+                out.append("-")
+            else:
+                if cell["status"] == "known failure" and not cell.get("corpus"):
+                    from tests.corpus_io import conformance_dir
+
+                    op, prop = row.split("/")
+                    kept = sorted(conformance_dir(impl).glob(f"{op}-{prop}-*.json"))
+                    cell["corpus"] = ", ".join(str(p.relative_to(ROOT)) for p in kept)
+                notes.append(f"{len(notes) + 1}. **{impl} {row}** ({cell['status']}): "
+                             f"{cell.get('message', '')}"
+                             + (f" Shrunk case: `{cell['corpus']}`." if cell.get("corpus") else "")
+                             + (f" Replay: `{cell['replay']}`." if cell.get("replay") else ""))
+                out.append(f"**{cell['status']}** [{len(notes)}]")
+        lines.append(f"| {row} | " + " | ".join(out) + " |")
+    if notes:
+        lines += ["", "## Failures", ""] + notes
+    skipped = sorted({(impl, c["message"]) for impl in impls
+                      for c in report["cells"][impl].values() if c["status"] == "unsupported"})
+    if skipped:
+        lines += ["", "## Unsupported (-): each adapter's declared reason", ""]
+        lines += [f"- {msg}" for _, msg in skipped]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--impl", action="append", default=[])
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    parser.add_argument("--name", default="conformance")
+    args, extra = parser.parse_known_args(argv)
+    extra = [a for a in extra if a != "--"]
+    from attention_kernel_triton.adapters import SHIPPED
+    from tests.conformance import adapter
+
+    specs = args.impl or list(SHIPPED)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    report = {"impls": [], "cells": {}, "versions": _versions(),
+              "profile": os.environ.get("HYPOTHESIS_PROFILE", "default")}
+    for spec in specs:
+        name = adapter(spec).name
+        junit = out / f"{args.name}-{name}.junit.xml"
+        cmd = [sys.executable, "-m", "pytest", "tests/test_conformance.py",
+               f"--attention-impl={spec}", "-q", "-rN", f"--junitxml={junit}",
+               "-o", "junit_logging=all", *extra]
+        print("+", " ".join(cmd), flush=True)
+        subprocess.run(cmd, cwd=ROOT)
+        report["impls"].append(name)
+        report["cells"][name] = _cells(junit, name) if junit.exists() else {}
+        junit.unlink(missing_ok=True)
+    (out / f"{args.name}.json").write_text(json.dumps(report, indent=1) + "\n")
+    (out / f"{args.name}.md").write_text(markdown(report))
+    print(markdown(report))
+    failed = any(c["status"] == "FAIL" for cells in report["cells"].values()
+                 for c in cells.values())
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""Conformance mode: the properties of tests/conformance.py's table, run against the
+implementations named by --attention-impl (default: conformance.DEFAULT_IMPLS), each
+case drawn inside the adapter's declaration; and the adapter's corpus replayed.
+
+    python -m pytest tests/test_conformance.py --attention-impl=sdpa-math
+    python -m pytest tests/test_conformance.py --attention-impl=my_pkg.my_mod:adapter
+"""
+
+import json
+import os
+
+import pytest
+import torch
+from hypothesis import Phase, given, settings
+from hypothesis import strategies as st
+
+from attention_kernel_triton.strategies.cases import case_from_dict
+from tests import conformance
+from tests.corpus_io import FORMAT, conformance_dir, gpu_only_reason
+from tests.properties import check
+
+
+def _specs(config) -> list[str]:
+    from attention_kernel_triton.adapters import SHIPPED
+
+    given_ = config.getoption("attention_impl") or list(conformance.DEFAULT_IMPLS)
+    return [s for g in given_ for s in (SHIPPED if g == "all" else [g])]
+
+
+def pytest_generate_tests(metafunc):
+    specs = _specs(metafunc.config)
+    if "prop" in metafunc.fixturenames:
+        params = [pytest.param(spec, op, prop, id=f"{conformance.adapter(spec).name}-{op}-{prop}")
+                  for spec in specs for op in conformance.adapter(spec).ops
+                  for prop in conformance.PROPERTIES[op]]
+        metafunc.parametrize(("spec", "op", "prop"), params)
+    elif "path" in metafunc.fixturenames:
+        params = [pytest.param(spec, path, id=f"{conformance.adapter(spec).name}-{path.stem}")
+                  for spec in specs
+                  for path in sorted(conformance_dir(conformance.adapter(spec).name)
+                                     .glob("*.json"))]
+        metafunc.parametrize(("spec", "path"), params)
+
+
+def _expect_known_failure(request, ad, op, prop, device) -> bool:
+    known = conformance.known_failure(ad, op, prop, device)
+    if known:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=f"known: {known}"))
+    return known is not None
+
+
+def test_conformance(spec, op, prop, device, record_property, request):
+    ad = conformance.adapter(spec)
+    reason = conformance.skip_reason(ad, op, prop)
+    if reason:
+        pytest.skip(reason)
+    supports = ad.supports_for(op)
+    cases, _ = conformance.strategy(op, supports, fp8_only=prop == "fp8_equals_dequantized")
+    runner = conformance.runner(ad, op)
+    drawn = []
+    # a known failure's shrunk case is in the corpus already (test_replay): find it, do
+    # not shrink it again
+    known = _expect_known_failure(request, ad, op, prop, device)
+    phases = [p for p in Phase if p != Phase.shrink] if known else list(Phase)
+
+    @settings(phases=phases)
+    @given(data=st.data())
+    def run(data):
+        case = data.draw(cases, label="case")
+        drawn.append(case)
+        check(op, prop, case, device, runner=runner, impl_spec=spec)
+
+    try:
+        run()
+    finally:
+        record_property("examples", len(drawn))
+
+
+def test_replay(spec, path, device, request):
+    """The adapter's kept failures (tests/corpus/conformance/<name>/): each must pass once
+    the implementation is fixed; until then it fails with the same report."""
+    ad = conformance.adapter(spec)
+    e = json.loads(path.read_text())
+    assert e["format"] == FORMAT, f"{path.name}: corpus format {e['format']} != {FORMAT}"
+    case = case_from_dict(e["case"])
+    why = gpu_only_reason(case)
+    if why and not torch.cuda.is_available():
+        pytest.skip(f"needs a CUDA device ({why})")
+    reason = conformance.skip_reason(ad, e["kernel"], e["property"])
+    if reason:
+        pytest.skip(reason)
+    _expect_known_failure(request, ad, e["kernel"], e["property"], device)
+    check(e["kernel"], e["property"], case, device, runner=conformance.runner(ad, e["kernel"]),
+          impl_spec=spec)
+
+
+def test_ours_through_the_adapter_path(device):
+    """Our kernels as a conformance adapter (adapters.ours, "triton") give the bits of the
+    suite's own runners: the adapter call path adds nothing and loses no argument."""
+    from attention_kernel_triton.strategies.cases import DecodeCase, PrefillCase
+    from tests.runners import RUNNERS
+
+    ours = conformance.adapter("triton")
+    prefill = PrefillCase(batch=2, num_kv_heads=1, group_size=2, head_dim=16, n_q=9, n_k=13,
+                          dtype="float16", causal=True, q_lens=(9, 4), kv_lens=(13, 6),
+                          scale=3.0, transposed=True, slack_rows=0, seed=1, window=(5, 0),
+                          softcap=20.0, sinks="random", alibi="geometric")
+    decode = DecodeCase(batch=2, num_kv_heads=2, group_size=3, head_dim=32, n_ctx=24,
+                        dtype="float16", seq_lens=(24, 7), scale=1.0, seed=2, num_splits=3,
+                        page_size=4, kv_dtype="float8_e4m3fn", kv_scale="head", window=(9, -1))
+    for op, case in (("prefill", prefill), ("paged_decode", decode)):
+        args = RUNNERS[op].inputs(case, device)
+        out, lse = conformance.runner(ours, op).call(args)
+        ref, ref_lse = RUNNERS[op].call(args)
+        assert torch.equal(out, ref) and torch.equal(lse, ref_lse), op
+
+
+README_EXAMPLE = "<!-- conformance example: tests/test_conformance.py runs it -->"
+
+
+def test_readme_example_runs(tmp_path):
+    """The README's adapter example (a kernel author's first ten lines) runs through
+    conformance mode from the command line and passes prefill's accuracy property."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "README.md").read_text()
+    assert README_EXAMPLE in text, "README.md lost its conformance example"
+    block = text.split(README_EXAMPLE, 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    assert len(block.strip().splitlines()) <= 10, "the example is meant to fit in 10 lines"
+    path = tmp_path / "my_adapter.py"
+    path.write_text(block)
+    cmd = [sys.executable, "-m", "pytest", "tests/test_conformance.py::test_conformance",
+           "-q", "-p", "no:cacheprovider", f"--attention-impl={path}:adapter", "-W", "ignore"]
+    run = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "HYPOTHESIS_MAX_EXAMPLES": "5"})
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert " passed" in run.stdout and "failed" not in run.stdout, run.stdout[-2000:]
