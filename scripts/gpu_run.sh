@@ -6,7 +6,7 @@
 #     `git archive REV | tar -x -C .ref`, carried), run before `bench` in the same call so
 #     that before/after share the card and the run; results in $OUT/ref_results.tgz.
 #   conformance: python -m tests.conformance_report over every shipped adapter
-#     (CONF_ARGS, CONF_EXAMPLES (default 25), CONF_TIMEOUT, CONF_WORKERS); $OUT/conformance.tgz.
+#     (CONF_ARGS, CONF_EXAMPLES (default 25), CONF_BUDGET (s, default 400), CONF_WORKERS); $OUT/conformance.tgz.
 #   hf: python -m benchmarks.hf_models (random-weight transformers models, ours vs sdpa).
 # Logs and results go under $OUT (default ./.out). Environment knobs:
 #   HYPOTHESIS_PROFILE (default dev), HYPOTHESIS_MAX_EXAMPLES (cap for smoke runs),
@@ -58,8 +58,8 @@ if wants conformance; then
   # every shipped adapter, each in its own pytest process (tests/conformance_report.py);
   # CONF_ARGS: e.g. "--impl flex" (default: all); capped examples: compiled flex builds
   # a kernel for every shape it is drawn
-  HYPOTHESIS_MAX_EXAMPLES=${CONF_EXAMPLES:-25} timeout -s INT -k 30 "${CONF_TIMEOUT:-400}" \
-    python3 -m tests.conformance_report --out "$OUT/conformance" ${CONF_ARGS:-} -- \
+  HYPOTHESIS_MAX_EXAMPLES=${CONF_EXAMPLES:-25} python3 -m tests.conformance_report \
+      --out "$OUT/conformance" --budget "${CONF_BUDGET:-400}" ${CONF_ARGS:-} -- \
       -n "${CONF_WORKERS:-8}" -p no:cacheprovider 2>&1 | tee "$OUT/conformance.log"
   crc=${PIPESTATUS[0]}
   echo "conformance: exit $crc" | tee -a "$OUT/conformance.log"

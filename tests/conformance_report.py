@@ -20,8 +20,10 @@ import json
 import os
 import platform
 import re
+import signal
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -116,6 +118,9 @@ def markdown(report: dict) -> str:
     if skipped:
         lines += ["", "## Unsupported (-): each adapter's declared reason", ""]
         lines += [f"- {msg}" for _, msg in skipped]
+    if report.get("interrupted"):
+        lines += ["", "Cut short by --budget (their other properties did not run): "
+                  + ", ".join(report["interrupted"])]
     return "\n".join(lines) + "\n"
 
 
@@ -124,29 +129,47 @@ def main(argv=None) -> int:
     parser.add_argument("--impl", action="append", default=[])
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     parser.add_argument("--name", default="conformance")
+    parser.add_argument("--budget", type=float, default=None,
+                        help="seconds for all adapters: each gets an equal share of what is "
+                             "left when it starts, then pytest is interrupted (SIGINT) and "
+                             "what finished is reported")
     args, extra = parser.parse_known_args(argv)
     extra = [a for a in extra if a != "--"]
     from attention_kernel_triton.adapters import SHIPPED
     from tests.conformance import adapter
 
-    specs = args.impl or list(SHIPPED)
+    specs = args.impl or [s for s in SHIPPED if s != "triton"] + ["triton"]  # peers first
+    deadline = None if args.budget is None else time.monotonic() + args.budget
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     report = {"impls": [], "cells": {}, "versions": _versions(),
               "profile": os.environ.get("HYPOTHESIS_PROFILE", "default")}
-    for spec in specs:
+    for i, spec in enumerate(specs):
         name = adapter(spec).name
+        share = None if deadline is None else \
+            max(10.0, (deadline - time.monotonic()) / (len(specs) - i))
         junit = out / f"{args.name}-{name}.junit.xml"
         cmd = [sys.executable, "-m", "pytest", "tests/test_conformance.py",
                f"--attention-impl={spec}", "-q", "-rN", f"--junitxml={junit}",
                "-o", "junit_logging=all", *extra]
         print("+", " ".join(cmd), flush=True)
-        subprocess.run(cmd, cwd=ROOT)
+        proc = subprocess.Popen(cmd, cwd=ROOT)
+        try:
+            proc.wait(timeout=share)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGINT)  # pytest still writes its JUnit XML
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            report.setdefault("interrupted", []).append(name)
         report["impls"].append(name)
         report["cells"][name] = _cells(junit, name) if junit.exists() else {}
         junit.unlink(missing_ok=True)
-    (out / f"{args.name}.json").write_text(json.dumps(report, indent=1) + "\n")
-    (out / f"{args.name}.md").write_text(markdown(report))
+        # written after each adapter: a run cut short keeps what finished
+        (out / f"{args.name}.json").write_text(json.dumps(report, indent=1) + "\n")
+        (out / f"{args.name}.md").write_text(markdown(report))
     print(markdown(report))
     failed = any(c["status"] == "FAIL" for cells in report["cells"].values()
                  for c in cells.values())
