@@ -127,12 +127,19 @@ _NO_MASK = {"lengths": "this backend takes no attn_mask, so no per-sequence leng
 # SDPA math: the reference of torch, any dtype and head dim, GQA through enable_gqa.
 sdpa_math = _sdpa("MATH", Supports(lse=False, out=False, notes=_SDPA_NOTES),
                   takes_mask=True, native_gqa=True, cuda=False)
-sdpa_efficient = _sdpa("EFFICIENT_ATTENTION", Supports(lse=False, out=False,
-                                                       notes=_SDPA_NOTES),
+# Rows 3 elements past D (q/k/v views of wider rows, 2026-12-06 on an H100, torch 2.11;
+# scripts/sdpa_gap_repro.py): the efficient backend refuses them ("cutlassF: no kernel
+# found to launch!"), the flash backend crashes (CUDA error: misaligned address, which
+# spoils the process's CUDA context, so no later case could run): neither draws them.
+_UNALIGNED = {"unaligned_rows": "rows D + 3 elements apart: refused or a CUDA error in "
+                                "this backend (scripts/sdpa_gap_repro.py)"}
+sdpa_efficient = _sdpa("EFFICIENT_ATTENTION", Supports(
+    lse=False, out=False, unaligned_rows=False, notes={**_SDPA_NOTES, **_UNALIGNED}),
                        takes_mask=True, native_gqa=False, cuda=True)
 sdpa_flash = _sdpa("FLASH_ATTENTION", Supports(
     dtypes=("float16", "bfloat16"), lse=False, out=False, lengths=False,
-    rectangular_causal=False, notes={**_SDPA_NOTES, **_NO_MASK}),
+    rectangular_causal=False, unaligned_rows=False,
+    notes={**_SDPA_NOTES, **_NO_MASK, **_UNALIGNED}),
     takes_mask=False, native_gqa=True, cuda=True)
 sdpa_cudnn = _sdpa("CUDNN_ATTENTION", Supports(
     dtypes=("float16", "bfloat16"), head_dims=(16, 128), lse=False, out=False,

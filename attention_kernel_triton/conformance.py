@@ -54,7 +54,9 @@ class Supports:
     convention); False draws Nq == Nk for every prefill case. lengths: ``seq_lens`` /
     ``kv_seq_lens`` (padded var-len prefill, decode with lengths); False draws full
     sequences only. lse: returns the LSE with ``return_lse=True``. out: fills ``out=``.
-    deterministic: two identical calls give the same bits. fp8: K/V cache formats it
+    deterministic: two identical calls give the same bits. unaligned_rows: rows stored
+    at a stride that breaks 16-element alignment (D + 3; else row gaps of 0 and 16
+    only). fp8: K/V cache formats it
     takes (with ``k_scale`` / ``v_scale``). variants: of VARIANTS."""
 
     dtypes: tuple[str, ...] = ("float16", "bfloat16", "float32")
@@ -67,6 +69,7 @@ class Supports:
     lse: bool = True
     out: bool = True
     deterministic: bool = True
+    unaligned_rows: bool = True
     fp8: tuple[str, ...] = ()
     variants: tuple[str, ...] = ()
     notes: Mapping[str, str] = field(default_factory=dict)

@@ -50,8 +50,9 @@ if wants tests; then
   echo "tests: exit $rc in $(( $(date +%s) - start )) s; compiled kernel variants in the" \
        "triton cache: $(ls ~/.triton/cache 2>/dev/null | wc -l)" | tee -a "$OUT/tests.log"
   # shrunk failures land in tests/corpus/: bring them back
-  git status --porcelain tests/corpus | tee "$OUT/new_corpus.txt"
-  new=$(git status --porcelain --untracked-files=all tests/corpus | awk '{print $2}')
+  # (files newer than this run's start: a snapshot without .git has no git status)
+  new=$(find tests/corpus -name '*.json' -newer "$OUT/card.txt")
+  echo "$new" | tee "$OUT/new_corpus.txt"
   [[ -n $new ]] && tar czf "$OUT/new_corpus.tgz" $new
 fi
 if wants conformance; then
@@ -63,8 +64,11 @@ if wants conformance; then
       -n "${CONF_WORKERS:-8}" -p no:cacheprovider 2>&1 | tee "$OUT/conformance.log"
   crc=${PIPESTATUS[0]}
   echo "conformance: exit $crc" | tee -a "$OUT/conformance.log"
-  new=$(git status --porcelain --untracked-files=all tests/corpus | awk '{print $2}')
+  # shrunk failures (tests/corpus/conformance/<adapter>/): files newer than this run's
+  # start (a snapshot without .git has no git status)
+  new=$(find tests/corpus -name '*.json' -newer "$OUT/card.txt")
   tar czf "$OUT/conformance.tgz" -C "$OUT" conformance $( [[ -n $new ]] && echo "-C $PWD $new")
+  python3 scripts/sdpa_gap_repro.py 2>&1 | tee "$OUT/sdpa_gap_repro.md"
 fi
 if wants sweep; then
   python3 -m benchmarks.sweep ${SWEEP_ARGS:-} 2>&1 | tee "$OUT/sweep.log"

@@ -103,7 +103,7 @@ def _checked_when_built(check):
 
 
 def _check_common(*, min_batch, max_batch, max_kv_heads, max_group, min_head_dim,
-                  max_head_dim, dtypes, variants=False, **_):
+                  max_head_dim, dtypes, variants=False, row_gaps=None, **_):
     """Bounds every case strategy shares: batch, heads, group, head dim, dtypes; and
     `variants`: False (no variant fields), True (drawn, none in half the cases),
     "always" (variant_fields), or a tuple of VARIANT_ARGS (only those drawn, as True)."""
@@ -117,6 +117,13 @@ def _check_common(*, min_batch, max_batch, max_kv_heads, max_group, min_head_dim
     if min_head_dim < 1:
         raise InvalidArgument(f"min_head_dim must be >= 1, got {min_head_dim}")
     _check_names("dtypes", dtypes, DTYPES)
+    if row_gaps is not None:
+        if isinstance(row_gaps, str) or not isinstance(row_gaps, (tuple, list)) or not row_gaps:
+            raise InvalidArgument(f"row_gaps must be a non-empty tuple, got {row_gaps!r}")
+        for gap in row_gaps:
+            _check_int("row_gaps[i]", gap)
+            if gap < 0:
+                raise InvalidArgument(f"row_gaps holds {gap}: each must be >= 0")
 
 
 def _check_prefill(*, max_seq, **kw):
@@ -274,15 +281,18 @@ class PrefillCase:
 # Rows stored with NaN columns after their D values (a row stride above D): a kernel that
 # reads a column past D, even one it multiplies by a zero-padded q, gets NaN. 16 keeps
 # 16-element alignment when D is a multiple of 16 (TMA and vector loads stay eligible);
-# 3 breaks it.
+# 3 breaks it. Strategies take `row_gaps` (default ROW_GAPS; conformance mode passes
+# ALIGNED_ROW_GAPS for an implementation that declares it needs aligned rows).
 ROW_GAPS = (0, 0, 16, 3)
+ALIGNED_ROW_GAPS = (0, 0, 16)
 
 
 @_checked_when_built(_check_prefill)
 @st.composite
 def prefill_cases(draw, *, min_batch=1, max_batch=3, max_kv_heads=3, max_group=5,
                   min_head_dim=16, max_head_dim=128, max_seq=48, dtypes=("float16",),
-                  varlen=False, padded=None, causal=None, same_q_k=None, variants=False):
+                  varlen=False, padded=None, causal=None, same_q_k=None, variants=False,
+                  row_gaps=ROW_GAPS):
     """Cases for prefill (padded=True forces lengths, False forbids them) and, with
     varlen=True, for prefill_varlen (lengths always drawn; n_q/n_k are their maxima)."""
     batch = draw(st.integers(min_batch, max_batch))
@@ -309,7 +319,7 @@ def prefill_cases(draw, *, min_batch=1, max_batch=3, max_kv_heads=3, max_group=5
         scale=draw(scales()), transposed=draw(st.booleans()),
         slack_rows=draw(st.sampled_from((0, 0, 1, 3))) if varlen else 0,
         seed=draw(st.integers(0, 2**31 - 1)), v_transposed=draw(st.booleans()),
-        sm_scale=draw(sm_scales()), row_gap=draw(st.sampled_from(ROW_GAPS)),
+        sm_scale=draw(sm_scales()), row_gap=draw(st.sampled_from(row_gaps)),
         out_like_q=draw(st.booleans()),
         **(draw(variant_fields(max_len=max(n_q, n_k), always=variants == "always",
                                **_kinds(variants)))
@@ -392,7 +402,7 @@ def decode_cases(draw, *, min_batch=1, max_batch=4, max_kv_heads=3, max_group=5,
                  min_head_dim=16, max_head_dim=128, max_ctx=64, dtypes=("float16",),
                  paged=False, sparse=False, with_lens=None, max_page_size=16,
                  long_context=False, max_splits=8, max_indices=48, kv_dtypes=(None,),
-                 variants=False):
+                 variants=False, row_gaps=ROW_GAPS):
     """Decode cases; `paged` draws a page table, `sparse` an index set. long_context
     draws few sequences near max_ctx (so the split heuristic splits). kv_dtypes: the
     caches' formats to draw (None: q's dtype; see FP8_DTYPES)."""
@@ -426,7 +436,7 @@ def decode_cases(draw, *, min_batch=1, max_batch=4, max_kv_heads=3, max_group=5,
         seed=draw(st.integers(0, 2**31 - 1)), num_splits=splits, q_rank4=draw(st.booleans()),
         transposed=draw(st.booleans()), v_transposed=draw(st.booleans()),
         q_transposed=draw(st.booleans()), sm_scale=draw(sm_scales()),
-        row_gap=draw(st.sampled_from(ROW_GAPS)), out_like_q=draw(st.booleans()),
+        row_gap=draw(st.sampled_from(row_gaps)), out_like_q=draw(st.booleans()),
         **draw(kv_formats(dtype=dtype, kv_dtypes=kv_dtypes)), **extra,
         **(draw(variant_fields(max_len=n_ctx, always=variants == "always",
                                **_kinds(variants)))
@@ -512,7 +522,7 @@ def query_lengths(seq_len: int, *, max_q: int):
 def paged_prefill_cases(draw, *, min_batch=1, max_batch=4, max_kv_heads=3, max_group=5,
                         min_head_dim=16, max_head_dim=128, max_ctx=64, max_q=64,
                         dtypes=("float16",), max_page_size=16, max_splits=8, causal=None,
-                        kv_dtypes=(None,), variants=False):
+                        kv_dtypes=(None,), variants=False, row_gaps=ROW_GAPS):
     """Cases for paged_prefill: contexts 0..max_ctx (page edges too), each with 0..max_q
     new tokens (at most its context); causal drawn unless given; kv_dtypes as
     decode_cases'."""
@@ -536,7 +546,7 @@ def paged_prefill_cases(draw, *, min_batch=1, max_batch=4, max_kv_heads=3, max_g
         slack_rows=draw(st.sampled_from((0, 0, 1, 3))), q_transposed=draw(st.booleans()),
         transposed=draw(st.booleans()), v_transposed=draw(st.booleans()),
         **draw(_table_layouts(shared=st.sampled_from((0, 1, 2, 4)))),
-        sm_scale=draw(sm_scales()), row_gap=draw(st.sampled_from(ROW_GAPS)),
+        sm_scale=draw(sm_scales()), row_gap=draw(st.sampled_from(row_gaps)),
         out_like_q=draw(st.booleans()), **draw(kv_formats(dtype=dtype, kv_dtypes=kv_dtypes)),
         **(draw(variant_fields(max_len=n_ctx, always=variants == "always",
                                **_kinds(variants)))

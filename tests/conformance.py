@@ -132,6 +132,8 @@ def strategy(op: str, supports: Supports, *, fp8_only: bool = False):
                       f"{supports.head_dims} vs this device's {getattr(sizes, family)()}")
     if not supports.gqa:
         kw["max_group"] = 1
+    if not supports.unaligned_rows:
+        kw["row_gaps"] = cases.ALIGNED_ROW_GAPS
     kw["variants"] = tuple(supports.variants) or False
     if family != "prefill":
         kw["kv_dtypes"] = tuple(supports.fp8) if fp8_only else \

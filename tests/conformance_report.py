@@ -45,13 +45,14 @@ def _cells(junit: Path, impl: str) -> dict[str, dict]:
         for kind in ("failure", "error"):
             node = tc.find(kind)
             if node is not None:
-                text = (node.text or node.get("message") or "")
+                text = node.text or ""
+                head = (node.get("message") or "").strip()
                 shrunk = re.findall(r"shrunk case written to (\S+)", text)
                 replay = re.findall(r"replay: (.+)", text)
                 lines = [ln.strip() for ln in text.splitlines()
                          if ln.strip().startswith("E ") and ln.strip() != "E"]
                 first = next((ln[1:].strip() for ln in lines if "Error" in ln), "")
-                cell = {"status": "FAIL", "message": first[:400],
+                cell = {"status": "FAIL", "message": (first or head)[:400],
                         "corpus": shrunk[-1] if shrunk else None,
                         "replay": replay[-1] if replay else None,
                         "examples": cell["examples"]}
@@ -149,7 +150,8 @@ def main(argv=None) -> int:
         share = None if deadline is None else \
             max(10.0, (deadline - time.monotonic()) / (len(specs) - i))
         junit = out / f"{args.name}-{name}.junit.xml"
-        cmd = [sys.executable, "-m", "pytest", "tests/test_conformance.py",
+        cmd = [sys.executable, "-m", "pytest", "tests/test_conformance.py::test_conformance",
+               "tests/test_conformance.py::test_replay",
                f"--attention-impl={spec}", "-q", "-rN", f"--junitxml={junit}",
                "-o", "junit_logging=all", *extra]
         print("+", " ".join(cmd), flush=True)
