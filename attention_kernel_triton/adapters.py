@@ -156,6 +156,10 @@ def flex() -> Adapter:
     compiles once), eager (torch's unfused reference of it) on the CPU."""
     from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
+    try:
+        from torch.nn.attention.flex_attention import AuxRequest as aux_request
+    except ImportError:
+        aux_request = None
     compiled = {}
 
     def run(*args, **kwargs):
@@ -196,8 +200,13 @@ def flex() -> Adapter:
         block_mask = create_block_mask(mask_mod, b, None, n_q, n_k, device=q.device)
         q, k, v, d = _pad_head_dim(q, k, v, 16)
         scale = 1.0 / math.sqrt(d) if sm_scale is None else sm_scale
-        out, lse = run(q, k, v, score_mod if mods else None, block_mask, scale=scale,
-                       enable_gqa=True, return_lse=True)
+        if aux_request is None:  # torch before AuxRequest
+            out, lse = run(q, k, v, score_mod if mods else None, block_mask, scale=scale,
+                           enable_gqa=True, return_lse=True)
+        else:
+            out, aux = run(q, k, v, score_mod if mods else None, block_mask, scale=scale,
+                           enable_gqa=True, return_aux=aux_request(lse=True))
+            lse = aux.lse
         out = _zero_padding_rows(out[..., :d], q_lens)
         return (out, lse.float()) if return_lse else out
 

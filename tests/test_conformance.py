@@ -15,7 +15,7 @@ from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
 from attention_kernel_triton.strategies.cases import case_from_dict
-from tests import conformance
+from tests import conformance, sizes
 from tests.corpus_io import FORMAT, conformance_dir, gpu_only_reason
 from tests.properties import check
 
@@ -141,3 +141,111 @@ def test_readme_example_runs(tmp_path):
                               "CUDA_VISIBLE_DEVICES": ""})
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert " passed" in run.stdout and "failed" not in run.stdout, run.stdout[-2000:]
+
+
+def _sdpa_prefill(q, k, v, *, causal=True, sm_scale=None, return_lse=False):
+    """A correct square-causal prefill for the harness tests below (math SDPA)."""
+    import torch.nn.functional as F
+
+    out = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=causal,
+                                         scale=sm_scale, enable_gqa=True).to(q.dtype)
+    return (out, None) if return_lse else out
+
+
+SQUARE = dict(lengths=False, rectangular_causal=False, out=False)
+
+
+def _case(**over):
+    from dataclasses import replace
+
+    from attention_kernel_triton.strategies.cases import PrefillCase
+
+    base = PrefillCase(batch=2, num_kv_heads=2, group_size=2, head_dim=16, n_q=7, n_k=7,
+                       dtype="float32", causal=True, q_lens=None, kv_lens=None, scale=1.0,
+                       transposed=False, slack_rows=0, seed=3)
+    return replace(base, **over)
+
+
+def test_declaration_errors():
+    """Bad declarations and specs fail when they are made, naming what is wrong."""
+    from attention_kernel_triton.conformance import Adapter, Supports, load
+
+    with pytest.raises(ValueError, match="Supports.variants"):
+        Supports(variants=("windows",))
+    with pytest.raises(ValueError, match="Supports.fp8"):
+        Supports(fp8=("float8",))
+    with pytest.raises(ValueError, match="head_dims"):
+        Supports(head_dims=(64, 32))
+    with pytest.raises(ValueError, match="causal"):
+        Supports(causal=False, non_causal=False)
+    with pytest.raises(ValueError, match="unknown operations"):
+        Adapter("x", {"attention": _sdpa_prefill})
+    with pytest.raises(ValueError, match="no Supports for"):
+        Adapter("x", {"prefill": _sdpa_prefill}, {"decode": Supports()})
+    with pytest.raises(ValueError, match="expected one of"):
+        load("no-such-adapter")
+    with pytest.raises(TypeError, match="not an attention_kernel_triton.conformance.Adapter"):
+        load("json:dumps")
+
+
+def test_undeclared_feature_is_skipped_with_its_reason():
+    from attention_kernel_triton.conformance import Adapter, Supports
+
+    ad = Adapter("x", {"prefill": _sdpa_prefill},
+                 Supports(**SQUARE, gqa=False, notes={"gqa": "heads must match"}))
+    assert conformance.skip_reason(ad, "prefill", "gqa_equals_mha") == \
+        "x prefill: no gqa: heads must match"
+    assert conformance.skip_reason(ad, "prefill", "every_element_written") == \
+        "x prefill: no out: not declared (out)"
+    assert conformance.skip_reason(ad, "prefill", "accuracy") is None
+    late = Adapter("y", {"prefill": _sdpa_prefill}, Supports(), unavailable=lambda: "no GPU")
+    assert conformance.skip_reason(late, "prefill", "accuracy") == "y: no GPU"
+
+
+def test_harness_catches_a_wrong_adapter(device, monkeypatch):
+    """Conformance mode can fail: an adapter that ignores `causal` fails accuracy; one that
+    declares an LSE and returns none fails with that message; a correct one passes."""
+    from attention_kernel_triton.conformance import Adapter, Supports
+    from tests import checks
+    from tests.properties import check as run_check
+
+    # planted failures: kept out of the run's worst-error-ratio report
+    monkeypatch.setattr(checks, "_record_ratio", lambda *a, **k: None)
+
+    def ignores_causal(q, k, v, *, causal=True, sm_scale=None, return_lse=False):
+        return _sdpa_prefill(q, k, v, causal=False, sm_scale=sm_scale, return_lse=return_lse)
+
+    good = Adapter("good", {"prefill": _sdpa_prefill}, Supports(**SQUARE, lse=False))
+    bad = Adapter("bad", {"prefill": ignores_causal}, Supports(**SQUARE, lse=False))
+    no_lse = Adapter("no-lse", {"prefill": _sdpa_prefill}, Supports(**SQUARE))
+    case = _case()
+    run_check("prefill", "accuracy", case, device, runner=conformance.runner(good, "prefill"))
+    with pytest.raises(AssertionError, match="off the float64 oracle"):
+        run_check("prefill", "accuracy", case, device, runner=conformance.runner(bad, "prefill"))
+    with pytest.raises(AssertionError, match=r"returned .*not \(out, lse\)"):
+        run_check("prefill", "accuracy", case, device,
+                  runner=conformance.runner(no_lse, "prefill"))
+
+
+def test_strategy_stays_inside_the_declaration():
+    """Every case drawn for a narrow declaration is inside it."""
+    from hypothesis import given, settings
+
+    from attention_kernel_triton.conformance import Supports
+
+    narrow = Supports(dtypes=("float16",), head_dims=(32, 64), gqa=False, non_causal=False,
+                      rectangular_causal=False, lengths=False, unaligned_rows=False)
+    cases, why = conformance.strategy("prefill", narrow)
+    assert why is None
+
+    @settings(max_examples=30, database=None)
+    @given(case=cases)
+    def inside(case):
+        assert case.dtype == "float16" and 32 <= case.head_dim <= 64
+        assert case.group_size == 1 and case.causal and case.n_q == case.n_k
+        assert case.q_lens is None and case.kv_lens is None and case.row_gap in (0, 16)
+        assert case.window is None and case.softcap is None and case.sinks is None
+
+    inside()
+    none_left, why = conformance.strategy("prefill", Supports(dtypes=("bfloat16",)))
+    assert none_left is None if not sizes.ON_GPU else why is None
