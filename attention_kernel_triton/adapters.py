@@ -67,7 +67,7 @@ def _pad_head_dim(q, k, v, multiple):
 
 # --- torch SDPA, one adapter per backend -------------------------------------------------
 
-def _sdpa_ops(backend_name: str, *, takes_mask: bool, native_gqa: bool):
+def _sdpa_ops(backend_name: str, *, takes_mask: bool, native_gqa: bool, pad_to: int):
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.nn.functional import scaled_dot_product_attention as sdpa
 
@@ -77,7 +77,7 @@ def _sdpa_ops(backend_name: str, *, takes_mask: bool, native_gqa: bool):
         group = q.shape[1] // k.shape[1]
         if group > 1 and not native_gqa:
             k, v = k.repeat_interleave(group, 1), v.repeat_interleave(group, 1)
-        q, k, v, d = _pad_head_dim(q, k, v, 8)
+        q, k, v, d = _pad_head_dim(q, k, v, pad_to)  # a copy only where D needs it
         scale = 1.0 / math.sqrt(d) if sm_scale is None else sm_scale
         with sdpa_kernel([backend]):
             out = sdpa(q, k, v, attn_mask=mask, is_causal=is_causal, scale=scale,
@@ -112,8 +112,11 @@ def _sdpa(backend_name: str, supports: Supports, *, takes_mask: bool, native_gqa
         name = "sdpa-" + {"MATH": "math", "FLASH_ATTENTION": "flash",
                           "EFFICIENT_ATTENTION": "efficient",
                           "CUDNN_ATTENTION": "cudnn"}[backend_name]
+        # the fused backends take D in multiples of 8 (a zero-padded copy); math any D, as
+        # given (its strides, gaps included, reach it unchanged)
+        pad_to = 1 if backend_name == "MATH" else 8
         return Adapter(name, _sdpa_ops(backend_name, takes_mask=takes_mask,
-                                       native_gqa=native_gqa), supports,
+                                       native_gqa=native_gqa, pad_to=pad_to), supports,
                        unavailable=_cuda_reason if cuda else None)
     return build
 
@@ -164,6 +167,11 @@ def flex() -> Adapter:
 
     def run(*args, **kwargs):
         if args[0].device.type != "cuda":
+            # eager: a fresh mask/score mod per call makes torch re-trace each time; after
+            # many, torch 2.13's guard-failure reporting raised "TypeError: 'NoneType'
+            # object is not subscriptable" now and then (with a reset every 32 calls too),
+            # so every eager call starts from a clean slate (2x slower)
+            torch._dynamo.reset()
             with warnings.catch_warnings():  # "called without torch.compile": by design
                 warnings.filterwarnings("ignore", message=".*without torch.compile")
                 return flex_attention(*args, **kwargs)
@@ -198,7 +206,8 @@ def flex() -> Adapter:
 
         mods = softcap is not None or alibi_slopes is not None
         block_mask = create_block_mask(mask_mod, b, None, n_q, n_k, device=q.device)
-        q, k, v, d = _pad_head_dim(q, k, v, 16)
+        # the compiled kernel takes D in multiples of 16 (a zero-padded copy); eager, any D
+        q, k, v, d = _pad_head_dim(q, k, v, 16 if q.device.type == "cuda" else 1)
         scale = 1.0 / math.sqrt(d) if sm_scale is None else sm_scale
         if aux_request is None:  # torch before AuxRequest
             out, lse = run(q, k, v, score_mod if mods else None, block_mask, scale=scale,

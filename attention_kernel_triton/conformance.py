@@ -41,6 +41,7 @@ OPERATIONS = ("prefill", "prefill_varlen", "decode", "paged_decode", "sparse_dec
               "sparse_paged_decode", "paged_prefill")
 VARIANTS = ("window", "softcap", "sinks", "alibi_slopes")
 FP8 = ("float8_e4m3fn", "float8_e5m2")
+DTYPES = ("float16", "bfloat16", "float32")
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,10 @@ class Supports:
     ``kv_seq_lens`` (padded var-len prefill, decode with lengths); False draws full
     sequences only. lse: returns the LSE with ``return_lse=True``. out: fills ``out=``.
     deterministic: two identical calls give the same bits. unaligned_rows: rows stored
-    at a stride that breaks 16-element alignment (D + 3; else row gaps of 0 and 16
-    only). fp8: K/V cache formats it
+    D + 3 elements apart (else row gaps of 0 and 16 only; a head dim that is not a
+    multiple of 8 still gives unaligned rows, so an adapter that needs aligned rows pads
+    D, as the shipped SDPA ones do). The paged operations' cases always carry lengths
+    and (paged_prefill) rectangular causal rows. fp8: K/V cache formats it
     takes (with ``k_scale`` / ``v_scale``). variants: of VARIANTS."""
 
     dtypes: tuple[str, ...] = ("float16", "bfloat16", "float32")
@@ -87,8 +90,10 @@ class Supports:
             raise ValueError(f"Supports.head_dims: expected 1 <= low <= high, got {lo, hi}")
         if not (self.causal or self.non_causal):
             raise ValueError("Supports: causal and non_causal cannot both be False")
-        if not self.dtypes:
-            raise ValueError("Supports.dtypes: empty")
+        bad = [d for d in self.dtypes if d not in DTYPES]
+        if not self.dtypes or bad or isinstance(self.dtypes, str):
+            raise ValueError(f"Supports.dtypes: expected a non-empty tuple of {DTYPES} "
+                             f"(names), got {self.dtypes!r}")
 
     def has(self, feature: str) -> bool:
         """A feature a property may need: a boolean field, "fp8", or a variant name."""

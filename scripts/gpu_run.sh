@@ -64,6 +64,7 @@ if wants conformance; then
       -n "${CONF_WORKERS:-8}" -p no:cacheprovider 2>&1 | tee "$OUT/conformance.log"
   crc=${PIPESTATUS[0]}
   echo "conformance: exit $crc" | tee -a "$OUT/conformance.log"
+  [[ $rc == 0 ]] && rc=$crc
   # shrunk failures (tests/corpus/conformance/<adapter>/): files newer than this run's
   # start (a snapshot without .git has no git status)
   new=$(find tests/corpus -name '*.json' -newer "$OUT/card.txt")

@@ -25,6 +25,18 @@ import torch
 from hypothesis import target
 from hypothesis.control import currently_in_test_context
 
+
+class _NoLse:
+    """What Runner.call gives for the LSE of an implementation that declares none
+    (conformance mode, Supports.lse=False): the checks skip it. A kernel's None is not
+    this, and fails."""
+
+    def __repr__(self):
+        return "NO_LSE"
+
+
+NO_LSE = _NoLse()
+
 # Absolute floor of the bound, per input dtype: about two units in the last place of
 # an output of magnitude 1 (fp16 2^-10, bf16 2^-7); fp32 is computed without tf32.
 TOL = {torch.float16: 2e-3, torch.bfloat16: 1.6e-2, torch.float32: 2e-5}
@@ -97,9 +109,9 @@ def finite_abs_max(t: torch.Tensor) -> float:
 def assert_close_to_oracle(what: str, got, oracle, lowp, dtype, *, case, lse=False,
                            max_logit: float = 0.0) -> float:
     """Assert the accuracy rule; return the error ratio (err / bound, <= 1 to pass).
-    got None: an LSE that an implementation declared it does not return (Runner.call
-    gives None only then), nothing to check."""
-    if got is None:
+    got NO_LSE: an LSE that an implementation declared it does not return, nothing to
+    check (None, from a kernel, fails like any wrong result)."""
+    if got is NO_LSE:
         return 0.0
     if got.shape != oracle.shape:
         raise AssertionError(f"{what}: shape {tuple(got.shape)} != oracle "
@@ -132,7 +144,7 @@ def assert_close_to_oracle(what: str, got, oracle, lowp, dtype, *, case, lse=Fal
 
 
 def assert_finite(what: str, t: torch.Tensor, *, case, allow_neg_inf=None) -> None:
-    if t is None:  # an LSE not returned (assert_close_to_oracle)
+    if t is NO_LSE:  # an LSE not returned (assert_close_to_oracle)
         return
     rep = nonfinite_report(what, t, allow_neg_inf)
     if rep:
@@ -147,11 +159,11 @@ def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 
 def _both_none(what: str, a, b) -> bool:
-    """Two LSEs not returned (assert_close_to_oracle): nothing to compare; one of them
-    only is a bug of the harness."""
-    if (a is None) != (b is None):
-        raise AssertionError(f"{what}: one result is None, the other is not")
-    return a is None
+    """Two LSEs not returned (NO_LSE): nothing to compare; one of them only is a bug of
+    the harness."""
+    if (a is NO_LSE) != (b is NO_LSE):
+        raise AssertionError(f"{what}: one result is NO_LSE, the other is not")
+    return a is NO_LSE
 
 
 def assert_same_bits(what: str, a: torch.Tensor, b: torch.Tensor, *, case) -> None:

@@ -28,7 +28,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-_ID = re.compile(r"test_conformance\[(?P<id>.+)\]$")
+_ID = re.compile(r"test_(?P<kind>conformance|replay)\[(?P<id>.+)\]$")
 
 
 def _cells(junit: Path, impl: str) -> dict[str, dict]:
@@ -39,6 +39,8 @@ def _cells(junit: Path, impl: str) -> dict[str, dict]:
         if not m or not m.group("id").startswith(impl + "-"):
             continue
         op, _, prop = m.group("id")[len(impl) + 1:].partition("-")
+        if m.group("kind") == "replay":  # a kept corpus file: its own row
+            op, prop = "corpus replay", m.group("id")[len(impl) + 1:]
         props = {p.get("name"): p.get("value") for p in tc.iter("property")}
         cell = {"status": "pass", "examples": int(props.get("examples", 0) or 0),
                 "seconds": round(float(tc.get("time", 0)), 2)}
@@ -47,8 +49,8 @@ def _cells(junit: Path, impl: str) -> dict[str, dict]:
             if node is not None:
                 text = node.text or ""
                 head = (node.get("message") or "").strip()
-                shrunk = re.findall(r"shrunk case written to (\S+)", text)
-                replay = re.findall(r"replay: (.+)", text)
+                shrunk = [props["corpus"]] if "corpus" in props else []
+                replay = [props["replay"]] if "replay" in props else []
                 lines = [ln.strip() for ln in text.splitlines()
                          if ln.strip().startswith("E ") and ln.strip() != "E"]
                 first = next((ln[1:].strip() for ln in lines if "Error" in ln), "")
@@ -119,6 +121,9 @@ def markdown(report: dict) -> str:
     if skipped:
         lines += ["", "## Unsupported (-): each adapter's declared reason", ""]
         lines += [f"- {msg}" for _, msg in skipped]
+    if report.get("crashed"):
+        lines += ["", "**Crashed** (pytest died, or wrote no JUnit XML; cells missing): "
+                  + ", ".join(report["crashed"])]
     if report.get("interrupted"):
         lines += ["", "Cut short by --budget (their other properties did not run): "
                   + ", ".join(report["interrupted"])]
@@ -143,8 +148,12 @@ def main(argv=None) -> int:
     deadline = None if args.budget is None else time.monotonic() + args.budget
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    report = {"impls": [], "cells": {}, "versions": _versions(),
-              "profile": os.environ.get("HYPOTHESIS_PROFILE", "default")}
+    profile = os.environ.get("HYPOTHESIS_PROFILE") or (
+        "ci" if os.environ.get("CI") == "true" or _versions()["device"] == "cpu"
+        else "dev")  # conftest.py's default
+    if os.environ.get("HYPOTHESIS_MAX_EXAMPLES"):
+        profile += f", capped at {os.environ['HYPOTHESIS_MAX_EXAMPLES']} examples"
+    report = {"impls": [], "cells": {}, "versions": _versions(), "profile": profile}
     for i, spec in enumerate(specs):
         name = adapter(spec).name
         share = None if deadline is None else \
@@ -168,6 +177,9 @@ def main(argv=None) -> int:
             report.setdefault("interrupted", []).append(name)
         report["impls"].append(name)
         report["cells"][name] = _cells(junit, name) if junit.exists() else {}
+        # pytest: 0 all passed, 1 some failed, 2 interrupted (the budget), 5 none collected
+        if proc.returncode not in (0, 1, 2) or not junit.exists():
+            report.setdefault("crashed", []).append(f"{name} (exit {proc.returncode})")
         junit.unlink(missing_ok=True)
         # written after each adapter: a run cut short keeps what finished
         (out / f"{args.name}.json").write_text(json.dumps(report, indent=1) + "\n")
@@ -175,7 +187,7 @@ def main(argv=None) -> int:
     print(markdown(report))
     failed = any(c["status"] == "FAIL" for cells in report["cells"].values()
                  for c in cells.values())
-    return 1 if failed else 0
+    return 1 if failed or report.get("crashed") else 0
 
 
 if __name__ == "__main__":

@@ -134,3 +134,5 @@ def pytest_runtest_makereport(item, call):
         path = write(e)
         report.sections.append(("regression corpus", f"shrunk case written to {path}\n"
                                 f"replay: {replay_command(path, e)}"))
+        # for JUnit XML (tests/conformance_report.py reads them)
+        report.user_properties += [("corpus", str(path)), ("replay", replay_command(path, e))]

@@ -28,7 +28,7 @@ class Runner:
     poison_fn: Callable  # kwargs -> kwargs with NaN in every element the kernel must not read
     impl: str = "triton"  # the implementation (conformance mode: an adapter's name)
     ours: bool = True  # our kernels: properties may use their tuning knobs (kernels.tuning)
-    lse: bool = True  # returns the LSE (else call() gives None for it: tests/conformance.py)
+    lse: bool = True  # returns the LSE (else call() gives checks.NO_LSE: tests/conformance.py)
 
     def inputs(self, case, device) -> dict:
         return self.build(case, device)
