@@ -14,7 +14,8 @@ import warnings
 
 import torch
 
-from attention_kernel_triton.conformance import OPERATIONS, VARIANTS, Adapter, Supports
+from attention_kernel_triton.conformance import FP8, OPERATIONS, VARIANTS, Adapter, Supports
+from attention_kernel_triton.oracles.core import causal_mask, length_mask
 
 _NO_LSE = "torch's public scaled_dot_product_attention returns no LSE"
 _NO_OUT = "the peer allocates its output (no out= argument)"
@@ -28,7 +29,7 @@ def ours() -> Adapter:
     """Our kernels, through the same conformance path as any peer."""
     import attention_kernel_triton as akt
 
-    full = Supports(fp8=("float8_e4m3fn", "float8_e5m2"), variants=VARIANTS)
+    full = Supports(fp8=FP8, variants=VARIANTS)
     return Adapter("triton", {op: getattr(akt, op) for op in OPERATIONS}, full, is_ours=True)
 
 
@@ -39,14 +40,9 @@ def _lens(lens, n, batch, device):
 
 
 def _allowed(q_lens, k_lens, n_q, n_k, causal):
-    """bool [B, 1, Nq, Nk]: query i < q_len, key j < k_len, and with causal
-    j <= i + (k_len - q_len)."""
-    i = torch.arange(n_q, device=q_lens.device).view(1, 1, n_q, 1)
-    j = torch.arange(n_k, device=q_lens.device).view(1, 1, 1, n_k)
-    ok = (i < q_lens.view(-1, 1, 1, 1)) & (j < k_lens.view(-1, 1, 1, 1))
-    if causal:
-        ok = ok & (j <= i + (k_lens - q_lens).view(-1, 1, 1, 1))
-    return ok
+    """bool [B, 1, Nq, Nk]: the oracles' own length and bottom-right causal masks."""
+    ok = length_mask(q_lens, k_lens, n_q, n_k)
+    return ok & causal_mask(q_lens, k_lens, n_q, n_k) if causal else ok
 
 
 def _zero_padding_rows(out, q_lens):
@@ -98,9 +94,9 @@ def _sdpa_ops(backend_name: str, *, takes_mask: bool, native_gqa: bool, pad_to: 
     def decode(q, k, v, *, seq_lens=None, sm_scale=None):
         q4 = q if q.dim() == 4 else q.unsqueeze(2)
         mask = None
-        if seq_lens is not None:
-            j = torch.arange(k.shape[2], device=k.device).view(1, 1, 1, -1)
-            mask = j < seq_lens.long().view(-1, 1, 1, 1)
+        if seq_lens is not None:  # one query row, keys below each length
+            mask = _allowed(torch.ones_like(seq_lens.long()), seq_lens.long(), 1, k.shape[2],
+                            causal=False)
         return attend(q4, k, v, mask, False, sm_scale).reshape(q.shape)
 
     return {"prefill": prefill, "decode": decode}

@@ -37,11 +37,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from attention_kernel_triton.strategies.cases import DTYPES
+from attention_kernel_triton.strategies.cases import FP8_DTYPES as FP8
+from attention_kernel_triton.strategies.cases import VARIANT_ARGS as VARIANTS
+
 OPERATIONS = ("prefill", "prefill_varlen", "decode", "paged_decode", "sparse_decode",
               "sparse_paged_decode", "paged_prefill")
-VARIANTS = ("window", "softcap", "sinks", "alibi_slopes")
-FP8 = ("float8_e4m3fn", "float8_e5m2")
-DTYPES = ("float16", "bfloat16", "float32")
 
 
 @dataclass(frozen=True)

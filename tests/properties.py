@@ -15,6 +15,7 @@ import contextlib
 import torch
 
 import attention_kernel_triton as kernels
+from attention_kernel_triton.strategies.cases import VARIANT_ARGS as VARIANTS
 from attention_kernel_triton.strategies.tensors import relayout_like
 from tests import corpus_io
 from tests.checks import (
@@ -97,9 +98,6 @@ CACHE_AXES = {"k": 1, "v": 1, "k_cache": 2, "v_cache": 2}  # each K/V argument's
 def _scales(args) -> dict:
     """The call's fp8 scales (k_scale / v_scale), to pass on to a related call."""
     return {k: args[k] for k in ("k_scale", "v_scale") if k in args}
-
-
-VARIANTS = ("window", "softcap", "sinks", "alibi_slopes")  # kernels/mods.py
 
 
 def _variants(args) -> dict:
