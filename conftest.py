@@ -18,6 +18,10 @@ HAS_CUDA = torch.cuda.is_available()
 if not HAS_CUDA:
     os.environ["TRITON_INTERPRET"] = "1"
 
+from tests import compile_record  # noqa: E402
+
+compile_record.install()  # KERNEL_RECORD_DIR: record kernel launches instead of running them
+
 import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 from hypothesis.database import DirectoryBasedExampleDatabase  # noqa: E402

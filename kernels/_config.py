@@ -38,6 +38,15 @@ def interpreting() -> bool:
 
 
 @functools.cache
+def dummy(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """A zero-size tensor (a null pointer) for a kernel pointer argument that the launch
+    does not use. Always of the argument's own dtype: a stand-in of another dtype (or the
+    query, as it once was) would make Triton compile one more variant per dtype and
+    alignment it takes."""
+    return torch.empty(0, device=device, dtype=dtype)
+
+
+@functools.cache
 def cc_major(device: torch.device) -> int:
     """The compute capability's major number (0 off CUDA); looked up once per device."""
     return torch.cuda.get_device_capability(device)[0] if device.type == "cuda" else 0
@@ -120,8 +129,8 @@ def prefill_chunk_pairs(total_kv_bytes: float, num_pairs: int, lengths_vary: boo
 # t is tile num_m_tiles - 1 - t of every pair: inside a chunk all tiles of a level weigh
 # the same, so a chunk runs heaviest first (longest-processing-time order), but with
 # lengths the tiles past a short sequence's end (empty programs) run among the first
-# levels. Counted from each end (TILES_FROM_END), level t is the t-th tile back from the
-# pair's own last valid tile and the tiles past the length come after all of them.
+# levels. Counted from each end (the kernel's tiles_from_end), level t is the t-th tile
+# back from the pair's own last valid tile and the tiles past the length come after all of them.
 # Rule: from each end only with lengths and one pair per chunk. There both orders keep
 # the pair's valid tiles heaviest first, and only the empty tiles move (to the back).
 # With many pairs per chunk, from each end breaks the chunk's heaviest-first order.

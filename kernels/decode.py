@@ -46,7 +46,7 @@ import triton.language as tl
 from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
 
 from . import tuning
-from ._config import decode_config, interpreting, pdl, programs_per_sm, sm_limits
+from ._config import decode_config, dummy, interpreting, pdl, programs_per_sm, sm_limits
 from ._jit import (
     LOG2E_HOST,
     add_sink,
@@ -89,6 +89,11 @@ INTERPRETER_RESIDENT, INTERPRETER_MIN_KEYS = 16, 8
 # Sizes and strides vary from call to call: specialising on each value would compile a
 # variant per shape; the q/k/v/out strides get one flag instead (ALIGNED). The index
 # row's stride stays specialised (it is 1, for vector loads of indices).
+# Switches that cost a scalar branch outside the key loop (prologue, epilogue) are
+# runtime 0/1 arguments, never specialised: as constexprs each doubled the variants to
+# compile (issue 21: the GPU suite compiled ~1500 decode variants, most of them for these)
+# and bought nothing measurable. What changes the key loop stays constexpr.
+_RUNTIME_FLAGS = ["has_lens", "write_lse", "has_sinks", "pdl"]
 _STRIDES = ["stride_q_batch", "stride_q_head", "stride_k_batch", "stride_k_seq",
             "stride_k_page", "stride_k_slot", "stride_k_head", "stride_v_batch",
             "stride_v_seq", "stride_v_page", "stride_v_slot", "stride_v_head",
@@ -135,19 +140,20 @@ def _key_offsets(start, offs_n0, hi, t_min, seq_len, idx_row, stride_idx_k, tabl
 
 @triton.jit(do_not_specialize=["n_ctx", "n_list", "num_splits", "page_size",
                                "num_head_programs", "heads_per_program", "group_size",
-                               "head_dim", *_STRIDES])
+                               "head_dim", "win_left", "win_right", *_RUNTIME_FLAGS,
+                               *_STRIDES])
 def _decode_kernel(
     q_ptr,  # [B, Hq, D]
     k_ptr, v_ptr,  # dense: [B, Hkv, N, D]; paged: [num_pages, page_size, Hkv, D]
     block_table_ptr,  # [B, max_pages] int32 (IS_PAGED)
-    seq_lens_ptr,  # [B] int32 (HAS_LENS)
+    seq_lens_ptr,  # [B] int32 (has_lens)
     indices_ptr,  # [B, H_idx, K] int32 (HAS_INDICES); H_idx = Hq // heads_per_program
     k_scale_ptr, v_scale_ptr,  # fp8 caches: [Hkv] fp32, or one value (stride 0) (HAS_SCALES)
-    sinks_ptr, alibi_ptr,  # [Hq] fp32 (HAS_SINKS, ALIBI)
-    out_ptr,  # [B, Hq, D]            (not SPLIT_KV)
-    lse_ptr,  # [B, Hq] fp32          (not SPLIT_KV and WRITE_LSE)
-    part_out_ptr,  # [B, Hq, num_splits, D] fp32 (SPLIT_KV)
-    part_lse_ptr,  # [B, Hq, num_splits] fp32    (SPLIT_KV)
+    sinks_ptr, alibi_ptr,  # [Hq] fp32 (has_sinks, ALIBI)
+    out_ptr,  # [B, Hq, D]            (num_splits == 1)
+    lse_ptr,  # [B, Hq] fp32          (num_splits == 1 and write_lse)
+    part_out_ptr,  # [B, Hq, num_splits, D] fp32 (num_splits > 1)
+    part_lse_ptr,  # [B, Hq, num_splits] fp32    (num_splits > 1)
     n_ctx,  # dense: N, the length when there are no seq_lens
     n_list,  # sparse: K, the key-list length
     num_splits,  # split-KV count (grid axis 1)
@@ -162,25 +168,26 @@ def _decode_kernel(
     stride_o_batch, stride_o_head,
     stride_lse_batch, stride_lse_head,
     stride_k_scale, stride_v_scale,
+    has_lens,  # seq_lens given (else every sequence holds n_ctx keys)
+    write_lse,  # store the LSE (one split)
+    has_sinks,  # a sink logit per query head (kernels/mods.py)
+    pdl,  # the merge kernel is a programmatic dependent launch
     IS_PAGED: tl.constexpr,
-    HAS_LENS: tl.constexpr,
     HAS_INDICES: tl.constexpr,
-    WRITE_LSE: tl.constexpr,
     HAS_SCALES: tl.constexpr,  # fp8 caches with k_scale / v_scale
-    HAS_WINDOW: tl.constexpr,  # the variants (kernels/mods.py)
-    SOFTCAP: tl.constexpr,
-    HAS_SINKS: tl.constexpr,
+    SOFTCAP: tl.constexpr,  # the variants that change the key loop (kernels/mods.py)
     ALIBI: tl.constexpr,
-    SPLIT_KV: tl.constexpr,  # num_splits > 1: write fp32 partials for _combine_kernel
     BLOCK_H: tl.constexpr,  # >= heads_per_program, >= 16 for tl.dot
     BLOCK_N: tl.constexpr,
     HEAD_DIM_PAD: tl.constexpr,
     EVEN_D: tl.constexpr,  # head_dim == HEAD_DIM_PAD: no mask along D
     FP32: tl.constexpr,
     ALIGNED: tl.constexpr,  # every q/k/v/out stride is a multiple of 16 elements
-    PDL: tl.constexpr,  # the merge kernel is a programmatic dependent launch
 ):
-    if PDL:  # every program has started: the merge grid may be scheduled (it waits)
+    """One (sequence, group of query heads, split) program. num_splits > 1: writes fp32
+    partials for _combine_kernel instead of the output and LSE. Without a window,
+    win_left is mods.UNBOUNDED, which bounds nothing."""
+    if pdl != 0:  # every program has started: the merge grid may be scheduled (it waits)
         gdc_launch_dependents()
     stride_q_batch = aligned(stride_q_batch, ALIGNED)
     stride_q_head = aligned(stride_q_head, ALIGNED)
@@ -211,15 +218,14 @@ def _decode_kernel(
                 + offs_h[:, None].to(tl.int64) * stride_q_head + offs_d[None, :],
                 mask=h_ok[:, None] & d_ok[None, :], other=0.0)  # [BLOCK_H, HEAD_DIM_PAD]
 
-    if HAS_LENS:  # clamped: with validate=False a bad length must not read past capacity
+    seq_len = n_ctx
+    if has_lens != 0:  # clamped: with validate=False a bad length must not read past capacity
         seq_len = tl.minimum(tl.maximum(tl.load(seq_lens_ptr + off_b), 0), n_ctx)
-    else:
-        seq_len = n_ctx
     # The query sits at position seq_len - 1; a window keeps keys from t_min on (its right
     # side bounds nothing: no key comes after the query). A dense or paged key list then
     # starts at t_min, so the cost follows the window; an index list is masked.
     q_pos = seq_len - 1
-    t_min = tl.maximum(q_pos - win_left, 0) if HAS_WINDOW else 0
+    t_min = tl.maximum(q_pos - win_left, 0)
     list_start = 0 if HAS_INDICES else t_min
     list_len = n_list if HAS_INDICES else seq_len
     # Split boundaries, in whole tiles from the list's start.
@@ -278,17 +284,17 @@ def _decode_kernel(
         acc, m_i, l_i = online_softmax_step(acc, m_i, l_i, s, v, qk_scale,
                                             MAY_BE_EMPTY=True, FP32=FP32)
 
-    if HAS_SINKS:  # once per row: in split 0's partial (the merge is exact either way)
-        sink = head_values(sinks_ptr, offs_h, h_ok, HAS_SINKS)
+    if has_sinks != 0:  # once per row: in split 0's partial (the merge is exact either way)
+        sink = head_values(sinks_ptr, offs_h, h_ok, True)
         acc, m_i, l_i = add_sink(acc, m_i, l_i, tl.where(split == 0, sink, float("-inf")))
     out, lse = finalize(acc, m_i, l_i)  # [BLOCK_H, HEAD_DIM_PAD], [BLOCK_H]
     if HAS_SCALES:
         out = out * kv_scale(v_scale_ptr, off_kvh, stride_v_scale, HAS_SCALES)
-    if not SPLIT_KV:
+    if num_splits == 1:
         tl.store(out_ptr + off_b.to(tl.int64) * stride_o_batch
                  + offs_h[:, None].to(tl.int64) * stride_o_head + offs_d[None, :],
                  out.to(out_ptr.dtype.element_ty), mask=h_ok[:, None] & d_ok[None, :])
-        if WRITE_LSE:
+        if write_lse != 0:
             tl.store(lse_ptr + off_b.to(tl.int64) * stride_lse_batch
                      + offs_h.to(tl.int64) * stride_lse_head, lse, mask=h_ok)
     else:
@@ -300,18 +306,19 @@ def _decode_kernel(
         tl.store(part_lse_ptr + row, lse, mask=h_ok)
 
 
-@triton.jit(do_not_specialize=["num_splits", "num_q_heads", "head_dim"])
+@triton.jit(do_not_specialize=["num_splits", "num_q_heads", "head_dim", "write_lse",
+                               "has_rows_end"])
 def _combine_kernel(
     part_out_ptr,  # [B * Hq, num_splits, D] fp32
     part_lse_ptr,  # [B * Hq, num_splits] fp32
     out_ptr,  # [B, Hq, D]
-    lse_ptr,  # [B, Hq] fp32 (WRITE_LSE)
-    rows_end_ptr,  # int32 [1]: rows b >= it are left as they are (HAS_ROWS_END)
+    lse_ptr,  # [B, Hq] fp32 (write_lse)
+    rows_end_ptr,  # int32 [1]: rows b >= it are left as they are (has_rows_end)
     num_splits, num_q_heads, head_dim,
     stride_o_batch, stride_o_head,
     stride_lse_batch, stride_lse_head,
-    WRITE_LSE: tl.constexpr,
-    HAS_ROWS_END: tl.constexpr,  # paged prefill: packed rows past cu_seqlens_q[-1]
+    write_lse,  # runtime 0/1 switches (see _RUNTIME_FLAGS)
+    has_rows_end,  # paged prefill: packed rows past cu_seqlens_q[-1]
     SPLITS_PAD: tl.constexpr,  # next power of two >= num_splits
     HEAD_DIM_PAD: tl.constexpr,
     EVEN_D: tl.constexpr,  # head_dim == HEAD_DIM_PAD
@@ -320,19 +327,19 @@ def _combine_kernel(
     """out = sum_s w_s o_s / sum_s w_s with w_s = exp(lse_s - max lse): the exact merge
     of softmax partials. All splits empty -> out 0, lse -inf. Paged prefill's rows are
     (packed token, head): "b" is the token there, and rows past the last sequence's
-    tokens have no partials (HAS_ROWS_END)."""
+    tokens have no partials (has_rows_end)."""
     row = tl.program_id(0).to(tl.int64)  # b * Hq + h
     off_b = row // num_q_heads
     off_h = row % num_q_heads
     offs_s = tl.arange(0, SPLITS_PAD)
     offs_d = tl.arange(0, HEAD_DIM_PAD)
     d_ok = dim_ok(offs_d, head_dim, EVEN_D)
-    if HAS_ROWS_END:  # a dead row reads no split and stores nothing
+    live = off_b >= 0
+    if has_rows_end != 0:  # a dead row reads no split and stores nothing
         live = off_b < tl.load(rows_end_ptr)
-        s_ok = offs_s < tl.where(live, num_splits, 0)
-        d_ok = d_ok & (offs_d < tl.where(live, HEAD_DIM_PAD, 0))
-    else:
-        s_ok = offs_s < num_splits
+    # a scalar selects: d_ok stays constant along D (16-byte accesses)
+    s_ok = tl.where(live, offs_s < num_splits, False)
+    d_ok = tl.where(live, d_ok, False)
     if PDL:  # the split kernel has finished and its partials are visible
         gdc_wait()
     lse_s = tl.load(part_lse_ptr + row * num_splits + offs_s, mask=s_ok,
@@ -348,13 +355,9 @@ def _combine_kernel(
     out = tl.sum(o_s * w[:, None], 0) / total_safe  # [HEAD_DIM_PAD]
     tl.store(out_ptr + off_b * stride_o_batch + off_h * stride_o_head + offs_d,
              out.to(out_ptr.dtype.element_ty), mask=d_ok)
-    if WRITE_LSE:
+    if write_lse != 0:
         lse = tl.where(total == 0.0, float("-inf"), m_safe + tl.log(total_safe))
-        lse_at = lse_ptr + off_b * stride_lse_batch + off_h * stride_lse_head
-        if HAS_ROWS_END:
-            tl.store(lse_at, lse, mask=live)
-        else:
-            tl.store(lse_at, lse)
+        tl.store(lse_ptr + off_b * stride_lse_batch + off_h * stride_lse_head, lse, mask=live)
 
 
 def default_num_splits(num_programs: int, list_capacity: int, resident: int, min_keys: int,
@@ -378,7 +381,7 @@ _resident: dict[tuple, int] = {}
 
 def resident_programs(device: torch.device, kernel_args: dict, consts: dict,
                       launch_options: dict, kernel=None) -> int:
-    """How many split-kernel programs (SPLIT_KV variant; of `kernel`, default this file's
+    """How many split-kernel programs (num_splits > 1; of `kernel`, default this file's
     split kernel, else one with the same partial-row arguments) the GPU runs at once, from
     the compiled kernel's registers and shared memory; compiled (not launched) on first
     use, then looked up (no allocation, no compile)."""
@@ -390,7 +393,7 @@ def resident_programs(device: torch.device, kernel_args: dict, consts: dict,
         partials = torch.empty(0, device=device, dtype=torch.float32)  # fp32 pointers
         compiled = kernel.warmup(
             grid=(1, 1, 1), **kernel_args, part_out_ptr=partials, part_lse_ptr=partials,
-            num_splits=2, **consts, SPLIT_KV=True, **launch_options)
+            num_splits=2, **consts, **launch_options)
         compiled._init_handles()  # loads the binary: n_regs is known from here
         limits = sm_limits(device)
         _resident[key] = limits.sms * programs_per_sm(
@@ -402,11 +405,12 @@ def resident_programs(device: torch.device, kernel_args: dict, consts: dict,
 # validated arguments (_validate.decode_call) -> KVLayout -> DecodePlan -> launch
 
 
-def scale_args(k_scale, v_scale, dummy) -> dict:
+def scale_args(k_scale, v_scale, device) -> dict:
     """The scale pointers and strides of a kernel taking fp8 dequantisation scales
     (validated: both or neither, fp32, one value or [Hkv]); dummies without them."""
     if k_scale is None:
-        return dict(k_scale_ptr=dummy, v_scale_ptr=dummy, stride_k_scale=0, stride_v_scale=0)
+        none = dummy(device, torch.float32)
+        return dict(k_scale_ptr=none, v_scale_ptr=none, stride_k_scale=0, stride_v_scale=0)
     return dict(k_scale_ptr=k_scale, v_scale_ptr=v_scale,
                 stride_k_scale=k_scale.stride(0) if k_scale.numel() > 1 else 0,
                 stride_v_scale=v_scale.stride(0) if v_scale.numel() > 1 else 0)
@@ -448,9 +452,10 @@ class KVLayout:
         """Entries of one key list: K index slots, else every position up to n_ctx."""
         return self.indices.shape[2] if self.indices is not None else self.n_ctx
 
-    def kernel_args(self, dummy: torch.Tensor) -> dict:
+    def kernel_args(self) -> dict:
         """The kernel's cache pointers and strides (the other kind's strides are 0)."""
         k, v, table, idx = self.k, self.v, self.block_table, self.indices
+        none = dummy(k.device, torch.int32)
 
         def cache(name, t):
             if self.paged:  # [num_pages, P, Hkv, D]
@@ -462,10 +467,10 @@ class KVLayout:
                     f"stride_{name}_head": t.stride(1)}
 
         return dict(
-            k_ptr=k, v_ptr=v, **scale_args(self.k_scale, self.v_scale, dummy),
-            block_table_ptr=table if self.paged else dummy,
-            seq_lens_ptr=self.seq_lens if self.seq_lens is not None else dummy,
-            indices_ptr=idx if idx is not None else dummy,
+            k_ptr=k, v_ptr=v, **scale_args(self.k_scale, self.v_scale, k.device),
+            block_table_ptr=table if self.paged else none,
+            seq_lens_ptr=self.seq_lens if self.seq_lens is not None else none,
+            indices_ptr=idx if idx is not None else none,
             n_ctx=self.n_ctx, n_list=self.n_list,
             page_size=k.shape[1] if self.paged else 1,
             **cache("k", k), **cache("v", v),
@@ -508,22 +513,23 @@ def plan(q, layout: KVLayout, out, lse, *, sm_scale: float, num_splits: int | No
     aligned_strides = layout.strides_aligned() and all(
         st % 16 == 0 for st in (*q.stride()[:2], *out.stride()[:2]))
     args = dict(
-        q_ptr=q, **layout.kernel_args(dummy=q),
-        out_ptr=out, lse_ptr=lse if lse is not None else out,
+        q_ptr=q, **layout.kernel_args(),
+        out_ptr=out, lse_ptr=lse if lse is not None else dummy(q.device, torch.float32),
         num_head_programs=num_head_programs, heads_per_program=heads_per_program,
         group_size=group_size, head_dim=head_dim, qk_scale=sm_scale * LOG2E_HOST,
-        **mods.kernel_args(sm_scale, dummy=q),
+        **mods.kernel_args(sm_scale, q.device),
+        has_lens=int(layout.seq_lens is not None), write_lse=int(lse is not None),
+        has_sinks=int(mods.sinks is not None), pdl=0,
         stride_q_batch=q.stride(0), stride_q_head=q.stride(1),
         stride_o_batch=out.stride(0), stride_o_head=out.stride(1),
         stride_lse_batch=lse.stride(0) if lse is not None else 0,
         stride_lse_head=lse.stride(1) if lse is not None else 0)
     consts = dict(
-        IS_PAGED=layout.paged, HAS_LENS=layout.seq_lens is not None,
-        HAS_INDICES=indices is not None, WRITE_LSE=lse is not None,
-        HAS_SCALES=layout.k_scale is not None, **mods.consts(),
+        IS_PAGED=layout.paged, HAS_INDICES=indices is not None,
+        HAS_SCALES=layout.k_scale is not None, **mods.loop_consts(),
         BLOCK_H=max(16, triton.next_power_of_2(heads_per_program)), BLOCK_N=cfg.block_n,
         HEAD_DIM_PAD=head_dim_pad, EVEN_D=head_dim == head_dim_pad,
-        FP32=q.dtype == torch.float32, ALIGNED=aligned_strides, PDL=pdl(q.device, tune.pdl))
+        FP32=q.dtype == torch.float32, ALIGNED=aligned_strides)
     launch_options = cfg.launch_options()
     if num_splits is None:
         if interpreting() or q.device.type != "cuda":
@@ -537,16 +543,15 @@ def plan(q, layout: KVLayout, out, lse, *, sm_scale: float, num_splits: int | No
         num_splits = default_num_splits(batch * num_head_programs, list_capacity, resident,
                                         min_keys,
                                         MAX_SPLITS_PAGED if layout.paged else MAX_SPLITS)
-    use_pdl = num_splits > 1 and consts["PDL"]
+    use_pdl = num_splits > 1 and pdl(q.device, tune.pdl)
     return DecodePlan(grid=(batch * num_head_programs, num_splits), num_splits=num_splits,
-                      args=args, consts={**consts, "PDL": use_pdl},
+                      args={**args, "pdl": int(use_pdl)}, consts=consts,
                       launch_options=launch_options, pdl=use_pdl, head_dim_pad=head_dim_pad)
 
 
 def launch(p: DecodePlan) -> None:
     """Run the plan: the split kernel, and with more than one split the merge."""
     q, out, lse = p.args["q_ptr"], p.args["out_ptr"], p.args["lse_ptr"]
-    write_lse = p.consts["WRITE_LSE"]
     batch, num_q_heads, head_dim = q.shape
     if p.num_splits > 1:
         part_out = torch.empty((batch * num_q_heads, p.num_splits, head_dim),
@@ -554,19 +559,19 @@ def launch(p: DecodePlan) -> None:
         part_lse = torch.empty((batch * num_q_heads, p.num_splits), device=q.device,
                                dtype=torch.float32)
     else:
-        part_out = part_lse = out  # unused
+        part_out = part_lse = dummy(q.device, torch.float32)  # unused
     _decode_kernel[p.grid](
         **p.args, part_out_ptr=part_out, part_lse_ptr=part_lse, num_splits=p.num_splits,
-        **p.consts, SPLIT_KV=p.num_splits > 1, **p.launch_options)
+        **p.consts, **p.launch_options)
     if p.num_splits > 1:
         _combine_kernel[(batch * num_q_heads,)](
             part_out_ptr=part_out, part_lse_ptr=part_lse, out_ptr=out, lse_ptr=lse,
-            rows_end_ptr=part_lse, num_splits=p.num_splits, num_q_heads=num_q_heads,
-            head_dim=head_dim,
+            rows_end_ptr=dummy(q.device, torch.int32), num_splits=p.num_splits,
+            num_q_heads=num_q_heads, head_dim=head_dim,
             stride_o_batch=out.stride(0), stride_o_head=out.stride(1),
             stride_lse_batch=p.args["stride_lse_batch"],
             stride_lse_head=p.args["stride_lse_head"],
-            WRITE_LSE=write_lse, HAS_ROWS_END=False,
+            write_lse=p.args["write_lse"], has_rows_end=0,
             SPLITS_PAD=triton.next_power_of_2(p.num_splits), HEAD_DIM_PAD=p.head_dim_pad,
             EVEN_D=p.consts["EVEN_D"], PDL=p.pdl,
             num_warps=4 if p.head_dim_pad >= 128 else 2,

@@ -61,21 +61,30 @@ class ScoreMods:
     def right(self) -> int:
         return self.window_right if self.window_right >= 0 else UNBOUNDED
 
-    def kernel_args(self, sm_scale: float, dummy: torch.Tensor) -> dict:
-        """The runtime arguments every kernel with variants takes (see the module doc)."""
+    def kernel_args(self, sm_scale: float, device: torch.device) -> dict:
+        """The runtime arguments every kernel with variants takes (see the module doc);
+        zero-size fp32 stand-ins for absent sinks / slopes."""
+        from ._config import dummy
+
+        none = dummy(device, torch.float32)
         cap = self.softcap
         return dict(
             win_left=self.left(), win_right=self.right(),
             softcap_in=sm_scale / cap if cap > 0 else 0.0,
             softcap_out=cap / sm_scale if cap > 0 else 0.0,
             alibi_scale=1.0 / sm_scale,
-            sinks_ptr=self.sinks if self.sinks is not None else dummy,
-            alibi_ptr=self.alibi_slopes if self.alibi_slopes is not None else dummy)
+            sinks_ptr=self.sinks if self.sinks is not None else none,
+            alibi_ptr=self.alibi_slopes if self.alibi_slopes is not None else none)
 
     def consts(self) -> dict:
-        """The constexpr switches: a call without a variant compiles none of its code."""
-        return dict(HAS_WINDOW=self.has_window, SOFTCAP=self.softcap > 0,
-                    HAS_SINKS=self.sinks is not None, ALIBI=self.alibi_slopes is not None)
+        """The constexpr switches of the prefill kernels: a call without a variant
+        compiles none of its code. Sinks touch only the epilogue: a runtime flag."""
+        return dict(HAS_WINDOW=self.has_window, **self.loop_consts())
+
+    def loop_consts(self) -> dict:
+        """The switches that change a decode kernel's key loop (a window only moves where
+        decode's key list starts: a runtime bound there)."""
+        return dict(SOFTCAP=self.softcap > 0, ALIBI=self.alibi_slopes is not None)
 
     def op_args(self) -> tuple:
         """The custom ops' arguments for these options (kernels/ops.py)."""

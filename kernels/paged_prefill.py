@@ -53,7 +53,15 @@ import triton.language as tl
 from triton.language.extra.cuda import gdc_launch_dependents
 
 from . import tuning
-from ._config import GRID_LIMIT, GRID_YZ_LIMIT, cc_major, interpreting, paged_prefill_config, pdl
+from ._config import (
+    GRID_LIMIT,
+    GRID_YZ_LIMIT,
+    cc_major,
+    dummy,
+    interpreting,
+    paged_prefill_config,
+    pdl,
+)
 from ._jit import (
     FLT_MAX_NEG,
     LOG2E_HOST,
@@ -159,7 +167,8 @@ def _key_tiles(
 @triton.jit(do_not_specialize=["num_batch", "search_steps", "n_ctx", "num_splits",
                                "page_size", "q_per_tile", "heads_per_program",
                                "head_blocks", "group_size", "num_q_heads", "head_dim",
-                               "win_left", "win_right", *_STRIDES])
+                               "win_left", "win_right", "write_lse", "has_sinks", "pdl",
+                               *_STRIDES])
 def _paged_prefill_kernel(
     q_ptr,  # [Tq, Hq, D]
     k_ptr, v_ptr,  # [num_pages, P, Hkv, D]
@@ -167,11 +176,11 @@ def _paged_prefill_kernel(
     cu_q_ptr,  # [B + 1] int32
     seq_lens_ptr,  # [B] int32, the context including the new tokens
     k_scale_ptr, v_scale_ptr,  # fp8 caches: [Hkv] fp32, or one value (stride 0) (HAS_SCALES)
-    sinks_ptr, alibi_ptr,  # [Hq] fp32 (HAS_SINKS, ALIBI)
-    out_ptr,  # [Tq, Hq, D]                    (not SPLIT_KV)
-    lse_ptr,  # [Hq, Tq] fp32                  (not SPLIT_KV and WRITE_LSE)
-    part_out_ptr,  # [Tq * Hq, num_splits, D] fp32 (SPLIT_KV)
-    part_lse_ptr,  # [Tq * Hq, num_splits] fp32    (SPLIT_KV)
+    sinks_ptr, alibi_ptr,  # [Hq] fp32 (has_sinks, ALIBI)
+    out_ptr,  # [Tq, Hq, D]                    (num_splits == 1)
+    lse_ptr,  # [Hq, Tq] fp32                  (num_splits == 1 and write_lse)
+    part_out_ptr,  # [Tq * Hq, num_splits, D] fp32 (num_splits > 1)
+    part_lse_ptr,  # [Tq * Hq, num_splits] fp32    (num_splits > 1)
     num_batch,
     search_steps,  # ceil(log2(B)): the binary search's steps
     n_ctx,  # max_pages * P: a length past it is clamped (validate=False)
@@ -188,14 +197,12 @@ def _paged_prefill_kernel(
     stride_o_tok, stride_o_head,
     stride_lse_head, stride_lse_tok,
     stride_k_scale, stride_v_scale,
+    write_lse, has_sinks, pdl,  # runtime 0/1 switches (decode.py _RUNTIME_FLAGS)
     IS_CAUSAL: tl.constexpr,
-    WRITE_LSE: tl.constexpr,
     HAS_SCALES: tl.constexpr,  # fp8 caches with k_scale / v_scale (as decode's)
-    HAS_WINDOW: tl.constexpr,  # the variants (kernels/mods.py)
+    HAS_WINDOW: tl.constexpr,  # the variants that change the key loop (kernels/mods.py)
     SOFTCAP: tl.constexpr,
-    HAS_SINKS: tl.constexpr,
     ALIBI: tl.constexpr,
-    SPLIT_KV: tl.constexpr,
     ONE_TILE: tl.constexpr,  # every sequence fits one tile: program b is sequence b
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
@@ -203,9 +210,10 @@ def _paged_prefill_kernel(
     EVEN_D: tl.constexpr,
     FP32: tl.constexpr,
     ALIGNED: tl.constexpr,  # every q/k/v/out stride is a multiple of 16 elements
-    PDL: tl.constexpr,  # the merge kernel is a programmatic dependent launch
 ):
-    if PDL:  # every program has started: the merge grid may be scheduled (it waits)
+    """One (query tile, query heads, split) program; num_splits > 1 writes fp32 partials
+    for decode's _combine_kernel instead of the output and LSE."""
+    if pdl != 0:  # every program has started: the merge grid may be scheduled (it waits)
         gdc_launch_dependents()
     stride_q_tok = aligned(stride_q_tok, ALIGNED)
     stride_q_head = aligned(stride_q_head, ALIGNED)
@@ -280,7 +288,7 @@ def _paged_prefill_kernel(
         else:
             lo = 0
             mask_below = 0
-        if SPLIT_KV:  # whole tiles of [lo, hi) per split: no tile crosses a split's edge
+        if num_splits > 1:  # whole tiles of [lo, hi) per split: no tile crosses an edge
             per_split = tl.cdiv(tl.cdiv(hi - lo, num_splits), BLOCK_N) * BLOCK_N
             lo = lo + split * per_split
             hi = tl.minimum(lo + per_split, hi)
@@ -313,21 +321,19 @@ def _paged_prefill_kernel(
             slopes, win_left, win_right, softcap_in, softcap_out, alibi_scale,
             BOUNDED=True, IS_CAUSAL=IS_CAUSAL, HAS_WINDOW=HAS_WINDOW, SOFTCAP=SOFTCAP,
             ALIBI=ALIBI, BLOCK_N=BLOCK_N, FP32=FP32)
-        if HAS_SINKS:  # once per row: in split 0's partial (the merge adds it once)
-            sink = head_values(sinks_ptr, head, row_ok, HAS_SINKS)
-            if SPLIT_KV:
-                sink = tl.where(split == 0, sink, float("-inf"))
-            acc, m_i, l_i = add_sink(acc, m_i, l_i, sink)
+        if has_sinks != 0:  # once per row: in split 0's partial (the merge adds it once)
+            sink = head_values(sinks_ptr, head, row_ok, True)
+            acc, m_i, l_i = add_sink(acc, m_i, l_i, tl.where(split == 0, sink, float("-inf")))
 
         out, lse = finalize(acc, m_i, l_i)
         if HAS_SCALES:
             out = out * kv_scale(v_scale_ptr, off_kvh, stride_v_scale, HAS_SCALES)
         st_ok = row_ok[:, None] & d_ok[None, :]
-        if not SPLIT_KV:
+        if num_splits == 1:
             tl.store(out_ptr + tok[:, None] * stride_o_tok
                      + head[:, None].to(tl.int64) * stride_o_head + offs_d[None, :],
                      out.to(out_ptr.dtype.element_ty), mask=st_ok)
-            if WRITE_LSE:
+            if write_lse != 0:
                 tl.store(lse_ptr + head.to(tl.int64) * stride_lse_head + tok * stride_lse_tok,
                          lse, mask=row_ok)
         else:
@@ -390,21 +396,24 @@ def plan(q, k_cache, v_cache, block_table, cu_seqlens_q, seq_lens, out, lse, *, 
     args = dict(
         q_ptr=q, k_ptr=k_cache, v_ptr=v_cache, block_table_ptr=block_table,
         cu_q_ptr=cu_seqlens_q, seq_lens_ptr=seq_lens, out_ptr=out,
-        **scale_args(k_scale, v_scale, dummy=out),
-        lse_ptr=lse if lse is not None else out, num_batch=num_batch,
+        **scale_args(k_scale, v_scale, q.device),
+        lse_ptr=lse if lse is not None else dummy(q.device, torch.float32),
+        num_batch=num_batch,
         search_steps=math.ceil(math.log2(num_batch)) if num_batch > 1 else 0, n_ctx=n_ctx,
         page_size=page_size, q_per_tile=q_per_tile, heads_per_program=hp,
         head_blocks=group_size // hp, group_size=group_size, num_q_heads=num_q_heads,
         head_dim=head_dim, qk_scale=sm_scale * LOG2E_HOST,
-        **mods.kernel_args(sm_scale, dummy=q), **strides, stride_table_batch=block_table.stride(0),
+        **mods.kernel_args(sm_scale, q.device), **strides,
+        stride_table_batch=block_table.stride(0),
         stride_lse_head=lse.stride(0) if lse is not None else 0,
-        stride_lse_tok=lse.stride(1) if lse is not None else 0)
+        stride_lse_tok=lse.stride(1) if lse is not None else 0,
+        write_lse=int(lse is not None), has_sinks=int(mods.sinks is not None), pdl=0)
     consts = dict(
-        IS_CAUSAL=causal, WRITE_LSE=lse is not None, HAS_SCALES=k_scale is not None,
+        IS_CAUSAL=causal, HAS_SCALES=k_scale is not None,
         **mods.consts(), ONE_TILE=one_tile,
         BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, HEAD_DIM_PAD=head_dim_pad,
         EVEN_D=head_dim == head_dim_pad, FP32=q.dtype == torch.float32,
-        ALIGNED=all(st % 16 == 0 for st in strides.values()), PDL=pdl(q.device, tune.pdl))
+        ALIGNED=all(st % 16 == 0 for st in strides.values()))
     if num_splits is None:
         # Tiles of the batch, estimated without reading the lengths: one per sequence at
         # least, about Tq / q_per_tile in all.
@@ -422,11 +431,11 @@ def plan(q, k_cache, v_cache, block_table, cu_seqlens_q, seq_lens, out, lse, *, 
             capacity = min(capacity, mods.window_left + q_per_tile + cfg.block_n
                            + (0 if causal else mods.window_right))
         num_splits = default_num_splits(programs, capacity, resident, min_keys, MAX_SPLITS)
-    use_pdl = num_splits > 1 and consts["PDL"]
+    use_pdl = num_splits > 1 and pdl(q.device, tune.pdl)
     return PagedPrefillPlan(
-        grid=(num_tiles, head_programs, num_splits), num_splits=num_splits, args=args,
-        consts={**consts, "PDL": use_pdl}, launch_options=cfg.launch_options(), pdl=use_pdl,
-        head_dim_pad=head_dim_pad)
+        grid=(num_tiles, head_programs, num_splits), num_splits=num_splits,
+        args={**args, "pdl": int(use_pdl)}, consts=consts,
+        launch_options=cfg.launch_options(), pdl=use_pdl, head_dim_pad=head_dim_pad)
 
 
 # Off the GPU (interpreter): a small "wave" and short splits, so CPU-sized cases still
@@ -445,10 +454,10 @@ def launch(p: PagedPrefillPlan) -> None:
         part_lse = torch.empty((total_q * num_q_heads, p.num_splits), device=q.device,
                                dtype=torch.float32)
     else:
-        part_out = part_lse = out  # unused
+        part_out = part_lse = dummy(q.device, torch.float32)  # unused
     _paged_prefill_kernel[p.grid](
         **p.args, part_out_ptr=part_out, part_lse_ptr=part_lse, num_splits=p.num_splits,
-        **p.consts, SPLIT_KV=split, **p.launch_options)
+        **p.consts, **p.launch_options)
     if split:
         cu = p.args["cu_q_ptr"]
         _combine_kernel[(total_q * num_q_heads,)](
@@ -458,7 +467,7 @@ def launch(p: PagedPrefillPlan) -> None:
             stride_o_batch=out.stride(0), stride_o_head=out.stride(1),
             stride_lse_batch=p.args["stride_lse_tok"],
             stride_lse_head=p.args["stride_lse_head"],
-            WRITE_LSE=p.consts["WRITE_LSE"], HAS_ROWS_END=True,
+            write_lse=p.args["write_lse"], has_rows_end=1,
             SPLITS_PAD=triton.next_power_of_2(p.num_splits), HEAD_DIM_PAD=p.head_dim_pad,
             EVEN_D=p.consts["EVEN_D"], PDL=p.pdl,
             num_warps=4 if p.head_dim_pad >= 128 else 2,

@@ -57,7 +57,7 @@ import triton.language as tl
 from triton.tools.tensor_descriptor import TensorDescriptor
 
 from . import _config, tuning
-from ._config import GRID_LIMIT, GRID_YZ_LIMIT, cc_major, interpreting, prefill_config
+from ._config import GRID_LIMIT, GRID_YZ_LIMIT, cc_major, dummy, interpreting, prefill_config
 from ._jit import (
     FLT_MAX_NEG,
     LOG2E_HOST,
@@ -174,15 +174,16 @@ _STRIDES = [f"stride_{t}_{a}" for t in ("q", "k", "v", "o", "lse")
 
 @triton.jit(do_not_specialize=["n_q", "n_k", "num_m_tiles", "bh_per_chunk", "num_q_heads",
                                "group_size", "head_dim", "win_left", "win_right",
+                               "write_lse", "has_sinks", "tiles_from_end", "grid_order",
                                *_STRIDES])
 def _prefill_kernel(
     q_ptr,  # [B, Hq, Nq, D] (padded) or [Tq, Hq, D] (varlen, batch stride 0)
     k_ptr, v_ptr,  # [B, Hkv, Nk, D] or [Tk, Hkv, D]
     q_desc, k_desc, v_desc,  # TMA descriptors of q/k/v as 4-D [B, H, N, D] views (USE_TMA)
     out_ptr,  # like q
-    lse_ptr,  # [B, Hq, Nq] or [Hq, Tq] fp32 (unused unless WRITE_LSE)
+    lse_ptr,  # [B, Hq, Nq] or [Hq, Tq] fp32 (unused unless write_lse)
     q_lens_ptr, kv_lens_ptr,  # int32 [B] lengths (HAS_LENS) or cu_seqlens [B+1] (IS_VARLEN)
-    sinks_ptr, alibi_ptr,  # [Hq] fp32 (HAS_SINKS, ALIBI)
+    sinks_ptr, alibi_ptr,  # [Hq] fp32 (has_sinks, ALIBI)
     n_q, n_k,  # padded lengths (fixed/padded layouts)
     num_m_tiles,  # query tiles per (batch, head): cdiv(max_q, BLOCK_M)
     bh_per_chunk,  # (batch, head) pairs per chunk of the program order
@@ -193,13 +194,17 @@ def _prefill_kernel(
     stride_v_batch, stride_v_head, stride_v_seq,
     stride_o_batch, stride_o_head, stride_o_seq,
     stride_lse_batch, stride_lse_head, stride_lse_seq,
+    # Runtime switches, never specialised (one branch outside the key loop each; as
+    # constexprs they multiplied the variants to compile: see decode.py _RUNTIME_FLAGS):
+    write_lse,  # 0/1: store the LSE
+    has_sinks,  # 0/1: a sink logit per query head (kernels/mods.py)
+    tiles_from_end,  # 0/1: query tiles ordered from each length's end (see below)
+    grid_order,  # 0: one grid axis; 1, 2: 3-D grids (see below and _grid)
     IS_CAUSAL: tl.constexpr,
     HAS_LENS: tl.constexpr,
     IS_VARLEN: tl.constexpr,
-    WRITE_LSE: tl.constexpr,
-    HAS_WINDOW: tl.constexpr,  # the variants (kernels/mods.py)
+    HAS_WINDOW: tl.constexpr,  # the variants that change the key loop (kernels/mods.py)
     SOFTCAP: tl.constexpr,
-    HAS_SINKS: tl.constexpr,
     ALIBI: tl.constexpr,
     HEAD_DIM_PAD: tl.constexpr,
     EVEN_D: tl.constexpr,
@@ -208,8 +213,6 @@ def _prefill_kernel(
     FP32: tl.constexpr,
     ALIGNED: tl.constexpr,  # every q/k/v/out stride is a multiple of 16 elements
     USE_TMA: tl.constexpr,
-    TILES_FROM_END: tl.constexpr,  # query tiles ordered from each length's end (see below)
-    GRID_ORDER: tl.constexpr,  # 0: one grid axis; 1, 2: 3-D grids (see below and _grid)
 ):
     stride_q_batch = aligned(stride_q_batch, ALIGNED)
     stride_q_head = aligned(stride_q_head, ALIGNED)
@@ -228,13 +231,13 @@ def _prefill_kernel(
     # tiles (last rows) of every pair first, then the next lighter ones: the long tiles
     # start early and the short ones fill the tail. The query tile of a level is chosen
     # below, once the sequence's length is known. The two common chunkings take a 3-D
-    # grid whose x-fastest launch order is that order (GRID_ORDER, see _grid), so the
+    # grid whose x-fastest launch order is that order (grid_order, see _grid), so the
     # coordinates need no runtime division before the first load; others, one axis.
-    if GRID_ORDER == 1:  # one chunk of all pairs: grid (Hq, B, levels)
+    if grid_order == 1:  # one chunk of all pairs: grid (Hq, B, levels)
         off_h = tl.program_id(0)
         off_b = tl.program_id(1)
         level = tl.program_id(2)
-    elif GRID_ORDER == 2:  # one pair per chunk: grid (levels, Hq, B)
+    elif grid_order == 2:  # one pair per chunk: grid (levels, Hq, B)
         level = tl.program_id(0)
         off_h = tl.program_id(1)
         off_b = tl.program_id(2)
@@ -267,7 +270,7 @@ def _prefill_kernel(
             kv_len = n_k
         store_rows = n_q  # padding rows are written, as zeros
 
-    if TILES_FROM_END:
+    if tiles_from_end != 0:
         # Levels count from each sequence's own last tile: level t < n_valid is valid tile
         # n_valid - 1 - t, level t >= n_valid the tile t past the length (padding or
         # nothing): a pair's tiles past its length run after its valid ones (the host's
@@ -364,7 +367,7 @@ def _prefill_kernel(
                 BOUNDED=True, SHIFT_LAST=False, IS_CAUSAL=IS_CAUSAL, HAS_WINDOW=HAS_WINDOW,
                 SOFTCAP=SOFTCAP, ALIBI=ALIBI, EVEN_D=EVEN_D, BLOCK_N=BLOCK_N, FP32=FP32,
                 USE_TMA=USE_TMA, STAGES=1)
-        if HAS_SINKS:  # the head's sink logit, once per row (a row with no key: LSE sink)
+        if has_sinks != 0:  # the head's sink logit, once per row (a row with no key: LSE sink)
             sink = tl.zeros([BLOCK_M], dtype=tl.float32) + tl.load(sinks_ptr + off_h)
             acc, m_i, l_i = add_sink(acc, m_i, l_i, sink)
 
@@ -373,7 +376,7 @@ def _prefill_kernel(
     store_ok = offs_m < store_rows
     tl.store(o_base + rows[:, None] * stride_o_seq + offs_d[None, :],
              out.to(out_ptr.dtype.element_ty), mask=store_ok[:, None] & d_ok[None, :])
-    if WRITE_LSE:
+    if write_lse != 0:
         lse = tl.where(row_ok, lse, float("-inf"))
         lse_base = lse_ptr + off_b.to(tl.int64) * stride_lse_batch \
             + off_h.to(tl.int64) * stride_lse_head \
@@ -446,7 +449,7 @@ def _has_228kb_smem(device: torch.device) -> bool:
 
 def _grid(num_m_tiles: int, num_batch: int, num_q_heads: int, bh_per_chunk: int,
           three_d: bool = True):
-    """The launch grid and the kernel's GRID_ORDER. CUDA launches a grid's programs x
+    """The launch grid and the kernel's grid_order. CUDA launches a grid's programs x
     fastest, then y, then z (not a documented promise; the one-axis order relies on the
     same launch-order behaviour), so (Hq, B, levels) is one chunk of all pairs, level by
     level, and (levels, Hq, B) is pair after pair: the kernel reads its coordinates from
@@ -558,19 +561,20 @@ def plan(lay: QKVLayout, *, causal: bool, max_q: int, sm_scale: float,
                              three_d=tune.prefill_3d_grid)
     args = dict(
         q_ptr=q, k_ptr=k, v_ptr=v, q_desc=q_desc, k_desc=k_desc, v_desc=v_desc,
-        out_ptr=out, lse_ptr=lay.lse if lay.lse is not None else out,
-        q_lens_ptr=lay.q_lens if lay.has_lens else q,
-        kv_lens_ptr=lay.kv_lens if lay.has_lens else q,
+        out_ptr=out, lse_ptr=lay.lse if lay.lse is not None else dummy(q.device, torch.float32),
+        q_lens_ptr=lay.q_lens if lay.has_lens else dummy(q.device, torch.int32),
+        kv_lens_ptr=lay.kv_lens if lay.has_lens else dummy(q.device, torch.int32),
         n_q=q.shape[2], n_k=k.shape[2], num_m_tiles=num_m_tiles, bh_per_chunk=bh_per_chunk,
         num_q_heads=num_q_heads, group_size=group_size,
-        head_dim=head_dim, qk_scale=sm_scale * LOG2E_HOST, **mods.kernel_args(sm_scale, dummy=q),
-        **strides, **lay.lse_strides())
+        head_dim=head_dim, qk_scale=sm_scale * LOG2E_HOST,
+        **mods.kernel_args(sm_scale, q.device), **strides, **lay.lse_strides(),
+        write_lse=int(lay.lse is not None), has_sinks=int(mods.sinks is not None),
+        tiles_from_end=int(tiles_from_end), grid_order=grid_order)
     consts = dict(
-        IS_CAUSAL=causal, HAS_LENS=padded, IS_VARLEN=lay.varlen,
-        WRITE_LSE=lay.lse is not None, **mods.consts(), HEAD_DIM_PAD=head_dim_pad,
-        EVEN_D=head_dim == head_dim_pad, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
-        FP32=q.dtype == torch.float32, ALIGNED=is_aligned, USE_TMA=use_tma,
-        TILES_FROM_END=tiles_from_end, GRID_ORDER=grid_order)
+        IS_CAUSAL=causal, HAS_LENS=padded, IS_VARLEN=lay.varlen, **mods.consts(),
+        HEAD_DIM_PAD=head_dim_pad, EVEN_D=head_dim == head_dim_pad, BLOCK_M=cfg.block_m,
+        BLOCK_N=cfg.block_n, FP32=q.dtype == torch.float32, ALIGNED=is_aligned,
+        USE_TMA=use_tma)
     return PrefillPlan(gluon=False, grid=grid, args=args, consts=consts,
                        launch_options=launch_options)
 

@@ -10,7 +10,10 @@
 #   hf: python -m benchmarks.hf_models (random-weight transformers models, ours vs sdpa).
 # Logs and results go under $OUT (default ./.out). Environment knobs:
 #   HYPOTHESIS_PROFILE (default dev), HYPOTHESIS_MAX_EXAMPLES (cap for smoke runs),
-#   TEST_TIMEOUT (s, default 560), TEST_WORKERS (pytest-xdist workers, default 14 per GPU:
+#   HYPOTHESIS_SEED (default: today's date as YYYYMMDD; every property of a kernel then
+#   draws the same examples, so they share compiled variants, and the run is repeatable),
+#   PRECOMPILE (default 1: python -m tests.precompile compiles the run's kernel variants on
+#   every core first; 0: off), TEST_TIMEOUT (s, default 560), TEST_WORKERS (pytest-xdist workers, default 14 per GPU:
 #   a one-GPU H200 machine has 16 cores; the suite's compiles are CPU-bound),
 #   BENCH_ARGS / SWEEP_ARGS / PROBE_ARGS (extra args for python -m benchmarks /
 #   benchmarks.sweep / benchmarks.probe). Benchmark results come back as
@@ -34,8 +37,19 @@ if wants tests; then
   # slow properties that conftest.py puts first do not queue behind each other
   dist=$(python3 -c 'import xdist.scheduler as s; print("worksteal" if hasattr(s, "WorkStealingScheduling") else "load")')
   gpus=$(nvidia-smi -L | grep -c '^GPU'); (( gpus > 0 )) || gpus=1
-  timeout -s INT -k 30 "${TEST_TIMEOUT:-560}" python3 -m pytest -n "${TEST_WORKERS:-$(( 14 * gpus ))}" --dist "$dist" \
-      -q -p no:cacheprovider --durations=15 "$@" 2>&1 | tee "$OUT/tests.log"
+  workers=${TEST_WORKERS:-$(( 14 * gpus ))}
+  seed=${HYPOTHESIS_SEED:-$(date +%Y%m%d)}
+  echo "tests: --hypothesis-seed=$seed" | tee "$OUT/tests.log"
+  left=${TEST_TIMEOUT:-560}
+  if [[ ${PRECOMPILE:-1} != 0 ]]; then
+    timeout -k 10 "$left" python3 -m tests.precompile --workers "$workers" -- \
+        --hypothesis-seed="$seed" "$@" 2>&1 | tee -a "$OUT/tests.log"
+    left=$(( ${TEST_TIMEOUT:-560} - ($(date +%s) - start) ))
+    (( left > 30 )) || left=30
+  fi
+  timeout -s INT -k 30 "$left" python3 -m pytest -n "$workers" --dist "$dist" \
+      -q -p no:cacheprovider --durations=15 --hypothesis-seed="$seed" "$@" 2>&1 \
+      | tee -a "$OUT/tests.log"
   rc=${PIPESTATUS[0]}
   # The limit can land in xdist's teardown after a complete, all-passed summary (session 6,
   # call 1: "654 passed in 392 s", then rc 124 at 400 s). An interrupted run says

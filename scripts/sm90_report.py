@@ -44,8 +44,15 @@ from attention_kernel_triton.kernels import _config  # noqa: E402
 
 SM90 = GPUTarget("cuda", 90, 128)
 H100 = _config.SmLimits(sms=132)
-# The attention variants' switches (kernels/mods.py), all off: the kernels' plain build.
-NO_VARIANTS = dict(HAS_WINDOW=False, SOFTCAP=False, HAS_SINKS=False, ALIBI=False)
+# The attention variants (kernels/mods.py), all off: the kernels' plain build. Sinks (and
+# decode's window) are runtime switches, the same build either way; the rest constexprs.
+VARIANTS = dict(window=False, softcap=False, sinks=False, alibi=False)
+
+
+def _variant_consts(window: bool) -> dict:
+    """The variants' constexprs of a kernel (window: whether it has HAS_WINDOW)."""
+    consts = dict(SOFTCAP=VARIANTS["softcap"], ALIBI=VARIANTS["alibi"])
+    return {**consts, "HAS_WINDOW": VARIANTS["window"]} if window else consts
 _FP32_ARGS = ("qk_scale", "softcap_in", "softcap_out", "alibi_scale")
 
 
@@ -83,10 +90,9 @@ def decode_source(args, cfg: _config.Config) -> ASTSource:
     values = dict(q_ptr=half, k_ptr=kv, v_ptr=kv, block_table_ptr=i32, seq_lens_ptr=i32,
                   indices_ptr=i32, k_scale_ptr=f32, v_scale_ptr=f32, sinks_ptr=f32,
                   alibi_ptr=f32, out_ptr=half, lse_ptr=f32, part_out_ptr=f32, part_lse_ptr=f32)
-    consts = dict(IS_PAGED=args.paged, HAS_LENS=args.paged, HAS_INDICES=args.indices,
-                  WRITE_LSE=False, HAS_SCALES=args.fp8, SPLIT_KV=True, BLOCK_H=16,
-                  BLOCK_N=cfg.block_n, HEAD_DIM_PAD=args.head_dim, EVEN_D=True, FP32=False,
-                  ALIGNED=True, PDL=True, stride_idx_k=1, **NO_VARIANTS)
+    consts = dict(IS_PAGED=args.paged, HAS_INDICES=args.indices, HAS_SCALES=args.fp8,
+                  BLOCK_H=16, BLOCK_N=cfg.block_n, HEAD_DIM_PAD=args.head_dim, EVEN_D=True,
+                  FP32=False, ALIGNED=True, stride_idx_k=1, **_variant_consts(window=False))
     return _signature(mod._decode_kernel, values, consts)
 
 
@@ -103,10 +109,9 @@ def prefill_source(args, cfg: _config.Config) -> ASTSource:
                   q_lens_ptr=lens, kv_lens_ptr=lens, sinks_ptr=torch.zeros(1, dtype=torch.float32),
                   alibi_ptr=torch.zeros(1, dtype=torch.float32))
     consts = dict(IS_CAUSAL=True, HAS_LENS=args.lens, IS_VARLEN=args.varlen,
-                  WRITE_LSE=False, HEAD_DIM_PAD=d, EVEN_D=True, BLOCK_M=cfg.block_m,
+                  HEAD_DIM_PAD=d, EVEN_D=True, BLOCK_M=cfg.block_m,
                   BLOCK_N=cfg.block_n, FP32=False, ALIGNED=True, USE_TMA=use_tma,
-                  TILES_FROM_END=args.lens or args.varlen,
-                  GRID_ORDER=2, **NO_VARIANTS)
+                  **_variant_consts(window=True))
     return _signature(mod._prefill_kernel, values, consts)
 
 
@@ -118,10 +123,9 @@ def paged_prefill_source(args, cfg: _config.Config) -> ASTSource:
     values = dict(q_ptr=half, k_ptr=kv, v_ptr=kv, block_table_ptr=i32, cu_q_ptr=i32,
                   seq_lens_ptr=i32, k_scale_ptr=f32, v_scale_ptr=f32, sinks_ptr=f32,
                   alibi_ptr=f32, out_ptr=half, lse_ptr=f32, part_out_ptr=f32, part_lse_ptr=f32)
-    consts = dict(IS_CAUSAL=True, WRITE_LSE=False, HAS_SCALES=args.fp8, SPLIT_KV=False,
-                  ONE_TILE=False, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
-                  HEAD_DIM_PAD=args.head_dim, EVEN_D=True, FP32=False, ALIGNED=True, PDL=False,
-                  **NO_VARIANTS)
+    consts = dict(IS_CAUSAL=True, HAS_SCALES=args.fp8, ONE_TILE=False, BLOCK_M=cfg.block_m,
+                  BLOCK_N=cfg.block_n, HEAD_DIM_PAD=args.head_dim, EVEN_D=True, FP32=False,
+                  ALIGNED=True, **_variant_consts(window=True))
     return _signature(mod._paged_prefill_kernel, values, consts)
 
 
@@ -205,10 +209,10 @@ def main(argv=None) -> int:
                          "sinks, alibi (kernels/mods.py)")
     ap.add_argument("--sass", action="store_true", help="write sm90_report.sass")
     args = ap.parse_args(argv)
-    switch = {"window": "HAS_WINDOW", "softcap": "SOFTCAP", "sinks": "HAS_SINKS",
-              "alibi": "ALIBI"}
     for name in filter(None, args.variants.split(",")):
-        NO_VARIANTS[switch[name]] = True  # read by the *_source builders below
+        if name not in VARIANTS:
+            ap.error(f"--variants: {name!r} is not one of {', '.join(VARIANTS)}")
+        VARIANTS[name] = True  # read by the *_source builders below
     if args.family == "prefill-sm90":  # the Gluon kernel: its own fixed tiles
         result = prefill_sm90_report(sass=args.sass)
         print("prefill-sm90 D128 (Gluon): " + ", ".join(f"{k} {v}" for k, v in result.items()))

@@ -123,7 +123,7 @@ MUTANTS: tuple[Mutant, ...] = (
            "key range rounded down to whole tiles: the last partial key tile is dropped"),
     Mutant("prefill_pad_rows_only_with_lse", "prefill", PRE,
            "    out = tl.where(row_ok[:, None], out, 0.0)\n",
-           "    if WRITE_LSE:\n        out = tl.where(row_ok[:, None], out, 0.0)\n",
+           "    if write_lse != 0:\n        out = tl.where(row_ok[:, None], out, 0.0)\n",
            "query rows past a sequence's length are zeroed only when the LSE is returned "
            "(the public default, return_lse=False, leaves them as computed)"),
     Mutant("prefill_order_pair_digit", "prefill", PRE,
@@ -221,9 +221,9 @@ MUTANTS: tuple[Mutant, ...] = (
            f"off_kvh = {_MOD_HKV}",
            "query head h reads KV head h % Hkv instead of h // group"),
     Mutant("decode_seq_lens_ignored", "decode", DEC,
-           "    if HAS_LENS:  # clamped: with validate=False a bad length must not read past "
-           "capacity",
-           "    if HAS_LENS and IS_PAGED:  # (mutant)",
+           "    if has_lens != 0:  # clamped: with validate=False a bad length must not read "
+           "past capacity",
+           "    if has_lens != 0 and IS_PAGED:  # (mutant)",
            "dense decode: seq_lens ignored, keys past the length are read"),
     Mutant("decode_last_partial_tile_dropped", "decode", DEC,
            "per_split = tl.cdiv(tl.cdiv(list_len - list_start, num_splits), BLOCK_N) * BLOCK_N",
@@ -469,9 +469,9 @@ MUTANTS: tuple[Mutant, ...] = (
            "decode: the scores ignore k_scale (stored K taken as real K)"),
     Mutant("fp8_v_scale_dropped", "fp8", DEC,
            "        out = out * kv_scale(v_scale_ptr, off_kvh, stride_v_scale, HAS_SCALES)\n"
-           "    if not SPLIT_KV:",
+           "    if num_splits == 1:",
            "        out = out * 1.0\n"
-           "    if not SPLIT_KV:",
+           "    if num_splits == 1:",
            "decode: the output ignores v_scale"),
     Mutant("fp8_scale_of_head_0", "fp8", DEC,
            "k_sc = kv_scale(k_scale_ptr, off_kvh, stride_k_scale, HAS_SCALES)",
@@ -504,8 +504,8 @@ MUTANTS: tuple[Mutant, ...] = (
            "k_scale / v_scale accepted (and applied) with fp16 / bf16 / fp32 caches"),
     # ---------------------------------------------------------------- variants (mods.py)
     Mutant("window_decode_off_by_one", "variants", DEC,
-           "t_min = tl.maximum(q_pos - win_left, 0) if HAS_WINDOW else 0",
-           "t_min = tl.maximum(q_pos - win_left + 1, 0) if HAS_WINDOW else 0",
+           "t_min = tl.maximum(q_pos - win_left, 0)",
+           "t_min = tl.maximum(q_pos - win_left + 1, 0)",
            "decode: the window holds left keys before the query, not left + 1"),
     Mutant("window_mask_off_by_one", "variants", JIT,
            "return (k_pos[None, :] >= q_pos[:, None] - win_left)",

@@ -17,7 +17,7 @@ import torch
 import attention_kernel_triton as kernels
 from attention_kernel_triton.strategies.cases import VARIANT_ARGS as VARIANTS
 from attention_kernel_triton.strategies.tensors import relayout_like
-from tests import corpus_io
+from tests import compile_record, corpus_io
 from tests.checks import (
     K_LOWP,
     NO_LSE,
@@ -48,6 +48,10 @@ def check(kernel: str, name: str, case, device, *, runner=None, impl_spec=None) 
         # another implementation's failure: never into our corpus (test_corpus.py replays
         # that against our kernels)
         impl = (runner.impl, impl_spec or runner.impl)
+    if compile_record.recording():  # no kernel runs: outputs are garbage, failures moot
+        with contextlib.suppress(Exception):
+            PROPERTIES[name](runner or RUNNERS[kernel], case, device)
+        return
     with corpus_io.recording(kernel, name, case, device, impl):
         PROPERTIES[name](runner or RUNNERS[kernel], case, device)
 

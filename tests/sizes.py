@@ -4,10 +4,15 @@ bf16 runs only on the GPU: under the interpreter tl.dot on bf16 multiplies raw b
 patterns (triton 3.6 and 3.9), so CPU runs draw fp16 and fp32.
 """
 
+import os
+
 import torch
 from hypothesis import settings
 
-ON_GPU = torch.cuda.is_available()
+# SUITE_SIZES=gpu|cpu overrides the device's choice (tests/precompile.py --count tallies
+# the GPU profile's kernel variants on the CPU)
+ON_GPU = {"gpu": True, "cpu": False}.get(os.environ.get("SUITE_SIZES", ""),
+                                         torch.cuda.is_available())
 # The decode families' and paged_prefill's K/V formats: q's dtype, or an fp8 cache with
 # fp16 / bf16 q (strategies draw the scale's kind and fit). Every property runs on them.
 KV_DTYPES = (None, "float8_e4m3fn", "float8_e5m2")

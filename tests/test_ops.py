@@ -267,7 +267,7 @@ def test_compiled_call_follows_the_tuning_active_when_it_runs(device, monkeypatc
     seen = []
     launch = prefill_family.launch
     monkeypatch.setattr(prefill_family, "launch", lambda p, *a: (
-        seen.append((p.args["bh_per_chunk"], p.consts["GRID_ORDER"])), launch(p, *a))[1])
+        seen.append((p.args["bh_per_chunk"], p.args["grid_order"])), launch(p, *a))[1])
     torch._dynamo.reset()
     tensors, kw = _inputs("prefill", device)
     compiled = torch.compile(lambda *t: akt.prefill(*t, **kw, validate=False),
