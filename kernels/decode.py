@@ -307,7 +307,7 @@ def _decode_kernel(
 
 
 @triton.jit(do_not_specialize=["num_splits", "num_q_heads", "head_dim", "write_lse",
-                               "has_rows_end"])
+                               "has_rows_end", "stride_lse_batch", "stride_lse_head"])
 def _combine_kernel(
     part_out_ptr,  # [B * Hq, num_splits, D] fp32
     part_lse_ptr,  # [B * Hq, num_splits] fp32
