@@ -42,7 +42,9 @@ if wants tests; then
   echo "tests: --hypothesis-seed=$seed" | tee "$OUT/tests.log"
   left=${TEST_TIMEOUT:-560}
   if [[ ${PRECOMPILE:-1} != 0 ]]; then
-    timeout -k 10 "$left" python3 -m tests.precompile --workers "$workers" -- \
+    # at most 60% of the limit: what is not compiled by then the run compiles itself
+    timeout -k 10 "$left" python3 -m tests.precompile --workers "$workers" \
+        --budget $(( left * 6 / 10 )) -- \
         --hypothesis-seed="$seed" "$@" 2>&1 | tee -a "$OUT/tests.log"
     left=$(( ${TEST_TIMEOUT:-560} - ($(date +%s) - start) ))
     (( left > 30 )) || left=30

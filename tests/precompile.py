@@ -97,8 +97,9 @@ def _compile_one(row: dict) -> tuple[str, float, str | None]:
         return row["name"], time.perf_counter() - t0, f"{type(exc).__name__}: {exc}"[:300]
 
 
-def compile_all(directory: str, jobs: int) -> dict:
-    """Compile each distinct recorded variant once, `jobs` processes at a time."""
+def compile_all(directory: str, jobs: int, deadline: float = float("inf")) -> dict:
+    """Compile each distinct recorded variant once, `jobs` processes at a time; past
+    `deadline` (time.monotonic()) the rest is left to the run (it compiles them itself)."""
     import multiprocessing as mp
 
     seen, todo = set(), []
@@ -108,11 +109,15 @@ def compile_all(directory: str, jobs: int) -> dict:
             todo.append(row)
     t0 = time.perf_counter()
     ctx = mp.get_context("spawn")  # CUDA in every child; never forked after init
+    results = []
     with ctx.Pool(jobs) as pool:
-        results = pool.map(_compile_one, todo, chunksize=1)
+        for res in pool.imap_unordered(_compile_one, todo, chunksize=1):
+            results.append(res)
+            if time.monotonic() > deadline:
+                break  # leaving the block terminates the pool
     errors = [(n, e) for n, _, e in results if e]
     by_kernel = collections.Counter(n for n, _, _ in results)
-    return {"variants": len(todo), "wall_s": time.perf_counter() - t0,
+    return {"variants": len(todo), "compiled": len(results), "wall_s": time.perf_counter() - t0,
             "cpu_s": sum(t for _, t, _ in results), "by_kernel": dict(by_kernel),
             "errors": errors[:10], "n_errors": len(errors)}
 
@@ -124,6 +129,9 @@ def main(argv=None) -> int:
                     "comma-separated (c:NAME, sig:NAME, opt:NAME)")
     ap.add_argument("--workers", default="auto", help="pytest-xdist workers of the record pass")
     ap.add_argument("--jobs", type=int, default=os.cpu_count(), help="compile processes")
+    ap.add_argument("--budget", type=float, default=None,
+                    help="seconds for both passes; what is not compiled by then is left to "
+                         "the run")
     ap.add_argument("--keep", metavar="DIR", help="record into DIR (default: a temp dir)")
     ap.add_argument("pytest_args", nargs="*")
     args = ap.parse_args(argv)
@@ -134,16 +142,22 @@ def main(argv=None) -> int:
         ap.error("pin the seed (--hypothesis-seed=N) and give the real run the same one")
     directory = args.keep or tempfile.mkdtemp(prefix="kernel-variants-")
     t0 = time.perf_counter()
+    deadline = time.monotonic() + (args.budget or float("inf"))
     env = {**os.environ, "KERNEL_RECORD_DIR": directory}
-    rec = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", args.workers,
-                          "-p", "no:cacheprovider", *args.pytest_args],
-                         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    tail = rec.stdout.strip().splitlines()[-1:] or ["(no output)"]
+    try:
+        rec = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", args.workers,
+                              "-p", "no:cacheprovider", *args.pytest_args], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             timeout=args.budget)
+        tail = (rec.stdout.strip().splitlines()[-1:] or ["(no output)"])[0]
+        code = rec.returncode
+    except subprocess.TimeoutExpired:  # compile what was recorded so far
+        tail, code = "stopped at the budget", "-"
     record_s = time.perf_counter() - t0
-    print(f"precompile: recorded in {record_s:.0f} s (pytest exit {rec.returncode}: {tail[0]})",
-          flush=True)
-    stats = compile_all(directory, args.jobs)
-    print(f"precompile: {stats['variants']} variants compiled in {stats['wall_s']:.0f} s by "
+    print(f"precompile: recorded in {record_s:.0f} s (pytest exit {code}: {tail})", flush=True)
+    stats = compile_all(directory, args.jobs, deadline)
+    print(f"precompile: {stats['compiled']} of {stats['variants']} variants compiled in "
+          f"{stats['wall_s']:.0f} s by "
           f"{args.jobs} processes ({stats['cpu_s']:.0f} s of compile time); per kernel: "
           f"{stats['by_kernel']}; {stats['n_errors']} failed", flush=True)
     for name, err in stats["errors"]:
