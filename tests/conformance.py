@@ -152,6 +152,46 @@ def skip_reason(ad: Adapter, op: str, prop: str) -> str | None:
     return why
 
 
+# a case's variant fields -> the VARIANTS name (Supports.variants) each needs
+_CASE_VARIANTS = {"window": "window", "softcap": "softcap", "sinks": "sinks",
+                  "alibi": "alibi_slopes"}
+
+
+def outside(supports: Supports, op: str, case) -> str | None:
+    """Why a stored case (a corpus entry) lies outside `supports`, or None. strategy()
+    never draws such a case; a replay of one (a declaration narrowed after the case was
+    kept) is skipped with this reason rather than run against what the adapter says it
+    does not compute."""
+    why = []
+    if case.dtype not in supports.dtypes:
+        why.append(f"dtype {case.dtype}")
+    lo, hi = supports.head_dims
+    if not lo <= case.head_dim <= hi:
+        why.append(f"head_dim {case.head_dim} outside {supports.head_dims}")
+    if case.group_size > 1 and not supports.gqa:
+        why.append("GQA")
+    if case.row_gap not in cases.ALIGNED_ROW_GAPS and not supports.unaligned_rows:
+        why.append(f"rows {case.row_gap} elements apart")
+    kv = getattr(case, "kv_dtype", None)
+    if kv is not None and kv not in supports.fp8:
+        why.append(f"{kv} cache")
+    for field, name in _CASE_VARIANTS.items():
+        if getattr(case, field) is not None and name not in supports.variants:
+            why.append(name)
+    causal = getattr(case, "causal", None)
+    if causal is True and not supports.causal or causal is False and not supports.non_causal:
+        why.append(f"causal={causal}")
+    if op in ("prefill", "prefill_varlen"):
+        if causal and case.n_q != case.n_k and not supports.rectangular_causal:
+            why.append("rectangular causal")
+        if op == "prefill" and case.q_lens is not None and not supports.lengths:
+            why.append("lengths")
+    elif op in ("decode", "sparse_decode") and case.seq_lens is not None \
+            and not supports.lengths:
+        why.append("lengths")
+    return f"outside the declaration: {', '.join(why)}" if why else None
+
+
 def strategy(op: str, supports: Supports, *, fp8_only: bool = False):
     """(strategy, None), the case strategy of `op` at this device's sizes (tests/sizes.py)
     cut to the declaration; or (None, why) when nothing is left to draw."""

@@ -6,6 +6,7 @@ case drawn inside the adapter's declaration; and the adapter's corpus replayed.
     python -m pytest tests/test_conformance.py --attention-impl=my_pkg.my_mod:adapter
 """
 
+import dataclasses
 import json
 import os
 
@@ -96,9 +97,10 @@ def test_replay(spec, path, device):
     why = gpu_only_reason(case) if ad.is_ours else None  # the interpreter's limits
     if why and not torch.cuda.is_available():
         pytest.skip(f"needs a CUDA device ({why})")
-    reason = conformance.skip_reason(ad, e["kernel"], e["property"])
+    reason = conformance.skip_reason(ad, e["kernel"], e["property"]) \
+        or conformance.outside(ad.supports_for(e["kernel"]), e["kernel"], case)
     if reason:
-        pytest.skip(reason)
+        pytest.skip(f"{path.name}: {reason}")
     known = conformance.known_failure(spec, e["kernel"], e["property"], device)
     runner = conformance.runner(ad, e["kernel"])
     _run_expecting(known, lambda: check(e["kernel"], e["property"], case, device,
@@ -256,10 +258,38 @@ def test_strategy_stays_inside_the_declaration():
         assert case.group_size == 1 and case.causal and case.n_q == case.n_k
         assert case.q_lens is None and case.kv_lens is None and case.row_gap in (0, 16)
         assert case.window is None and case.softcap is None and case.sinks is None
+        assert conformance.outside(narrow, "prefill", case) is None  # the replay's check
 
     inside()
     none_left, why = conformance.strategy("prefill", Supports(dtypes=("bfloat16",)))
     assert none_left is None if not sizes.ON_GPU else why is None
+
+
+def test_replay_checks_the_declaration():
+    """A kept case that a narrowed declaration excludes is named as outside it, field by
+    field (test_replay skips it with that reason instead of running it)."""
+    from attention_kernel_triton.conformance import Supports
+    from attention_kernel_triton.strategies.cases import DecodeCase, PrefillCase
+
+    narrow = Supports(dtypes=("float16",), head_dims=(32, 64), gqa=False, non_causal=False,
+                      rectangular_causal=False, lengths=False, unaligned_rows=False)
+    wide = PrefillCase(batch=2, num_kv_heads=1, group_size=2, head_dim=128, n_q=9, n_k=13,
+                       dtype="float32", causal=True, q_lens=(9, 4), kv_lens=(13, 6),
+                       scale=1.0, transposed=False, slack_rows=0, seed=1, row_gap=3,
+                       window=(5, 0), alibi="geometric")
+    why = conformance.outside(narrow, "prefill", wide)
+    for part in ("dtype float32", "head_dim 128", "GQA", "rows 3 elements apart", "window",
+                 "alibi_slopes", "rectangular causal", "lengths"):
+        assert part in why, (part, why)
+    assert conformance.outside(Supports(variants=("window", "alibi_slopes")), "prefill",
+                               wide) is None
+    assert "causal=False" in conformance.outside(
+        narrow, "prefill", dataclasses.replace(wide, causal=False))
+    dec = DecodeCase(batch=1, num_kv_heads=1, group_size=1, head_dim=32, n_ctx=8,
+                     dtype="float16", seq_lens=(5,), scale=1.0, seed=2,
+                     kv_dtype="float8_e4m3fn")
+    assert conformance.outside(narrow, "decode", dec) == \
+        "outside the declaration: float8_e4m3fn cache, lengths"
 
 
 def test_known_failures_are_narrow(device):
