@@ -5,9 +5,12 @@ is recorded instead of run:
 
 * on a GPU, through Triton's ``jit_cache_hook``: the launch's specialization data
   (exactly what Triton would compile) goes to ``dir/variants-<worker>.jsonl`` and the
-  compile and the launch are skipped. Manual warmups (kernels/decode.py
-  resident_programs reads a compiled kernel's registers) still compile: the split
-  count that follows depends on them. `tests/precompile.py` then compiles every
+  compile and the launch are skipped, manual warmups too: kernels/decode.py
+  resident_programs then guesses one program per SM instead of reading a compiled
+  kernel's registers. The split count that follows may differ from the real run's; it
+  is a runtime argument, so the variants do not (only the merge's tile of splits may).
+  An earlier version compiled those warmups, one after another: on an H100 its record
+  pass of six test files ran past its 180 s budget (session 16), most likely for that. `tests/precompile.py` then compiles every
   recorded variant in parallel (``JITFunction.preload``) before the real run;
 * under the interpreter, a key of the same shape (constexpr values, Triton's
   specialization of the other arguments: dtype and 16-byte alignment of tensors,
@@ -92,8 +95,6 @@ def install() -> None:
     from triton import knobs
 
     def hook(*, key, repr, fn, compile, is_manual_warmup, already_compiled):
-        if is_manual_warmup:
-            return None  # compile it: the caller reads the compiled kernel
         jit = fn.jit_function
         with _out() as f:
             f.write(json.dumps({"module": jit.fn.__module__, "name": jit.fn.__qualname__,
