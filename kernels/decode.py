@@ -183,12 +183,14 @@ def _decode_kernel(
     EVEN_D: tl.constexpr,  # head_dim == HEAD_DIM_PAD: no mask along D
     FP32: tl.constexpr,
     ALIGNED: tl.constexpr,  # every q/k/v/out stride is a multiple of 16 elements
+    PDL_OK: tl.constexpr,  # the device has griddepcontrol (sm_90+): one value per device
 ):
     """One (sequence, group of query heads, split) program. num_splits > 1: writes fp32
-    partials for _combine_kernel instead of the output and LSE. Without a window,
-    win_left is mods.UNBOUNDED, which bounds nothing."""
-    if pdl != 0:  # every program has started: the merge grid may be scheduled (it waits)
-        gdc_launch_dependents()
+    partials for _combine_kernel instead of the output and LSE. Without a window (or
+    with its left side unbounded), win_left is n_ctx, which bounds nothing."""
+    if PDL_OK:  # (ptxas rejects griddepcontrol below sm_90, even in a dead branch)
+        if pdl != 0:  # every program has started: the merge grid may be scheduled
+            gdc_launch_dependents()
     stride_q_batch = aligned(stride_q_batch, ALIGNED)
     stride_q_head = aligned(stride_q_head, ALIGNED)
     stride_k_batch = aligned(stride_k_batch, ALIGNED)
@@ -526,12 +528,14 @@ def plan(q, layout: KVLayout, out, lse, *, sm_scale: float, num_splits: int | No
         stride_o_batch=out.stride(0), stride_o_head=out.stride(1),
         stride_lse_batch=lse.stride(0) if lse is not None else 0,
         stride_lse_head=lse.stride(1) if lse is not None else 0)
+    if mods.window_left < 0:  # the capacity bounds nothing (UNBOUNDED would past 2**30 keys)
+        args["win_left"] = layout.n_ctx
     consts = dict(
         IS_PAGED=layout.paged, HAS_INDICES=indices is not None,
         HAS_SCALES=layout.k_scale is not None, **mods.loop_consts(),
         BLOCK_H=max(16, triton.next_power_of_2(heads_per_program)), BLOCK_N=cfg.block_n,
         HEAD_DIM_PAD=head_dim_pad, EVEN_D=head_dim == head_dim_pad,
-        FP32=q.dtype == torch.float32, ALIGNED=aligned_strides)
+        FP32=q.dtype == torch.float32, ALIGNED=aligned_strides, PDL_OK=pdl(q.device))
     launch_options = cfg.launch_options()
     if num_splits is None:
         if interpreting() or q.device.type != "cuda":

@@ -210,11 +210,13 @@ def _paged_prefill_kernel(
     EVEN_D: tl.constexpr,
     FP32: tl.constexpr,
     ALIGNED: tl.constexpr,  # every q/k/v/out stride is a multiple of 16 elements
+    PDL_OK: tl.constexpr,  # the device has griddepcontrol (sm_90+): one value per device
 ):
     """One (query tile, query heads, split) program; num_splits > 1 writes fp32 partials
     for decode's _combine_kernel instead of the output and LSE."""
-    if pdl != 0:  # every program has started: the merge grid may be scheduled (it waits)
-        gdc_launch_dependents()
+    if PDL_OK:  # (ptxas rejects griddepcontrol below sm_90, even in a dead branch)
+        if pdl != 0:  # every program has started: the merge grid may be scheduled
+            gdc_launch_dependents()
     stride_q_tok = aligned(stride_q_tok, ALIGNED)
     stride_q_head = aligned(stride_q_head, ALIGNED)
     stride_k_page = aligned(stride_k_page, ALIGNED)
@@ -413,7 +415,7 @@ def plan(q, k_cache, v_cache, block_table, cu_seqlens_q, seq_lens, out, lse, *, 
         **mods.consts(), ONE_TILE=one_tile,
         BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, HEAD_DIM_PAD=head_dim_pad,
         EVEN_D=head_dim == head_dim_pad, FP32=q.dtype == torch.float32,
-        ALIGNED=all(st % 16 == 0 for st in strides.values()))
+        ALIGNED=all(st % 16 == 0 for st in strides.values()), PDL_OK=pdl(q.device))
     if num_splits is None:
         # Tiles of the batch, estimated without reading the lengths: one per sequence at
         # least, about Tq / q_per_tile in all.

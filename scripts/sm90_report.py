@@ -92,7 +92,8 @@ def decode_source(args, cfg: _config.Config) -> ASTSource:
                   alibi_ptr=f32, out_ptr=half, lse_ptr=f32, part_out_ptr=f32, part_lse_ptr=f32)
     consts = dict(IS_PAGED=args.paged, HAS_INDICES=args.indices, HAS_SCALES=args.fp8,
                   BLOCK_H=16, BLOCK_N=cfg.block_n, HEAD_DIM_PAD=args.head_dim, EVEN_D=True,
-                  FP32=False, ALIGNED=True, stride_idx_k=1, **_variant_consts(window=False))
+                  FP32=False, ALIGNED=True, PDL_OK=True, stride_idx_k=1,
+                  **_variant_consts(window=False))
     return _signature(mod._decode_kernel, values, consts)
 
 
@@ -125,7 +126,7 @@ def paged_prefill_source(args, cfg: _config.Config) -> ASTSource:
                   alibi_ptr=f32, out_ptr=half, lse_ptr=f32, part_out_ptr=f32, part_lse_ptr=f32)
     consts = dict(IS_CAUSAL=True, HAS_SCALES=args.fp8, ONE_TILE=False, BLOCK_M=cfg.block_m,
                   BLOCK_N=cfg.block_n, HEAD_DIM_PAD=args.head_dim, EVEN_D=True, FP32=False,
-                  ALIGNED=True, **_variant_consts(window=True))
+                  ALIGNED=True, PDL_OK=True, **_variant_consts(window=True))
     return _signature(mod._paged_prefill_kernel, values, consts)
 
 

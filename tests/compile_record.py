@@ -10,8 +10,9 @@ is recorded instead of run:
   kernel's registers. The split count that follows may differ from the real run's; it
   is a runtime argument, so the variants do not (only the merge's tile of splits may).
   An earlier version compiled those warmups, one after another: on an H100 its record
-  pass of six test files ran past its 180 s budget (session 16), most likely for that. `tests/precompile.py` then compiles every
-  recorded variant in parallel (``JITFunction.preload``) before the real run;
+  pass of six test files ran past its 180 s budget (session 16), most likely for that.
+  `tests/precompile.py` then compiles every recorded variant in parallel
+  (``JITFunction.preload``) before the real run;
 * under the interpreter, a key of the same shape (constexpr values, Triton's
   specialization of the other arguments: dtype and 16-byte alignment of tensors,
   ints equal to 1 or divisible by 16 unless ``do_not_specialize``) goes to the same
