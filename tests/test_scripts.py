@@ -26,3 +26,33 @@ def test_sm90_report_compiles_for_hopper(args):
     assert found, run.stdout
     shared, registers, per_sm = (int(x) for x in found.groups())
     assert shared > 0 and 0 < registers <= 255 and 1 <= per_sm <= 32
+
+
+_SM80 = """
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("r", "scripts/sm90_report.py")
+m = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(m)
+from triton.backends.compiler import GPUTarget
+m.SM90 = GPUTarget("cuda", 80, 32)  # triton.compile assembles for sm_80 (ptxas)
+signature = m._signature
+m._signature = lambda fn, values, consts, source_cls=m.ASTSource: signature(
+    fn, values, {**consts, "PDL_OK": False}, source_cls)  # what pdl() says below sm_90
+m.report = lambda source, cfg, sass=False: {
+    "cubin_bytes": len(m.triton.compile(source, target=m.SM90).asm["cubin"]), "per_sm": 1}
+m.main([sys.argv[1]])
+"""
+
+
+@pytest.mark.parametrize("family", ["decode", "paged-prefill"])
+def test_split_kernels_compile_below_sm90(family):
+    """The split kernels compile for sm_80 (A100): their programmatic-dependent-launch
+    signal (griddepcontrol, sm_90+) sits behind the per-device constexpr PDL_OK. Behind a
+    runtime flag alone it was in every build, and ptxas rejects it below sm_90."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    run = subprocess.run([sys.executable, "-c", _SM80, family], capture_output=True,
+                         text=True, timeout=300, cwd=ROOT, env=env)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert re.search(r"cubin_bytes [1-9]\d*", run.stdout), run.stdout
