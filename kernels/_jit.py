@@ -24,6 +24,7 @@ if __name__.partition(".")[0] != "attention_kernel_triton":  # one import name p
 
 import triton
 import triton.language as tl
+from triton.language.extra.cuda import gdc_launch_dependents
 
 from ._config import interpreting
 
@@ -251,3 +252,14 @@ def add_sink(acc, m_i, l_i, sink):
     alpha = tl.exp2(m_i - m_sub)
     l_i = l_i * alpha + tl.exp2(s2 - m_sub)
     return acc * alpha[:, None], m_new, l_i
+
+
+@triton.jit
+def signal_dependents(pdl, PDL_OK: tl.constexpr):
+    """Programmatic dependent launch: let the merge grid be scheduled (it waits for this
+    grid's results) once every program of this one has started. pdl: a runtime 0/1 (this
+    launch has a dependent); PDL_OK: the device has griddepcontrol (sm_90+), fixed per
+    device: ptxas rejects the instruction below sm_90 even in a branch never taken."""
+    if PDL_OK:
+        if pdl != 0:
+            gdc_launch_dependents()

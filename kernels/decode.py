@@ -43,7 +43,7 @@ from dataclasses import dataclass
 import torch
 import triton
 import triton.language as tl
-from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
+from triton.language.extra.cuda import gdc_wait
 
 from . import tuning
 from ._config import decode_config, dummy, interpreting, pdl, programs_per_sm, sm_limits
@@ -60,6 +60,7 @@ from ._jit import (
     modded_scores,
     online_softmax_step,
     page_lookup,
+    signal_dependents,
 )
 from .mods import NONE, ScoreMods
 from .tuning import Tuning
@@ -188,9 +189,7 @@ def _decode_kernel(
     """One (sequence, group of query heads, split) program. num_splits > 1: writes fp32
     partials for _combine_kernel instead of the output and LSE. Without a window (or
     with its left side unbounded), win_left is n_ctx, which bounds nothing."""
-    if PDL_OK:  # (ptxas rejects griddepcontrol below sm_90, even in a dead branch)
-        if pdl != 0:  # every program has started: the merge grid may be scheduled
-            gdc_launch_dependents()
+    signal_dependents(pdl, PDL_OK)
     stride_q_batch = aligned(stride_q_batch, ALIGNED)
     stride_q_head = aligned(stride_q_head, ALIGNED)
     stride_k_batch = aligned(stride_k_batch, ALIGNED)
@@ -523,7 +522,7 @@ def plan(q, layout: KVLayout, out, lse, *, sm_scale: float, num_splits: int | No
         group_size=group_size, head_dim=head_dim, qk_scale=sm_scale * LOG2E_HOST,
         **mods.kernel_args(sm_scale, q.device),
         has_lens=int(layout.seq_lens is not None), write_lse=int(lse is not None),
-        has_sinks=int(mods.sinks is not None), pdl=0,
+        pdl=0,
         stride_q_batch=q.stride(0), stride_q_head=q.stride(1),
         stride_o_batch=out.stride(0), stride_o_head=out.stride(1),
         stride_lse_batch=lse.stride(0) if lse is not None else 0,

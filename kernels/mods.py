@@ -29,9 +29,13 @@ from dataclasses import dataclass
 
 import torch
 
-# An unbounded window side inside the kernels: positions stay below 2**30 (a sequence
-# that long would need more than 2**30 x D x 2 bytes of K per head), so i +- UNBOUNDED
-# stays within int32 and bounds nothing.
+from ._config import dummy
+
+# An unbounded window side inside the prefill kernels: their positions stay below 2**30
+# (a sequence that long would need more than 2**30 x D x 2 bytes of K per head), so
+# i +- UNBOUNDED stays within int32 and bounds nothing. Decode is different: a paged
+# cache can repeat pages past 2**30 positions, so it passes its capacity instead (it only
+# computes i - left).
 UNBOUNDED = 2**30
 
 
@@ -63,9 +67,8 @@ class ScoreMods:
 
     def kernel_args(self, sm_scale: float, device: torch.device) -> dict:
         """The runtime arguments every kernel with variants takes (see the module doc);
-        zero-size fp32 stand-ins for absent sinks / slopes."""
-        from ._config import dummy
-
+        zero-size fp32 stand-ins for absent sinks / slopes. Sinks are a runtime 0/1
+        (has_sinks): they touch only the epilogue."""
         none = dummy(device, torch.float32)
         cap = self.softcap
         return dict(
@@ -74,7 +77,8 @@ class ScoreMods:
             softcap_out=cap / sm_scale if cap > 0 else 0.0,
             alibi_scale=1.0 / sm_scale,
             sinks_ptr=self.sinks if self.sinks is not None else none,
-            alibi_ptr=self.alibi_slopes if self.alibi_slopes is not None else none)
+            alibi_ptr=self.alibi_slopes if self.alibi_slopes is not None else none,
+            has_sinks=int(self.sinks is not None))
 
     def consts(self) -> dict:
         """The constexpr switches of the prefill kernels: a call without a variant

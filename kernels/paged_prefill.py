@@ -50,7 +50,6 @@ from dataclasses import dataclass
 import torch
 import triton
 import triton.language as tl
-from triton.language.extra.cuda import gdc_launch_dependents
 
 from . import tuning
 from ._config import (
@@ -77,6 +76,7 @@ from ._jit import (
     modded_scores,
     online_softmax_step,
     page_lookup,
+    signal_dependents,
     window_tiles,
 )
 from .decode import (
@@ -214,9 +214,7 @@ def _paged_prefill_kernel(
 ):
     """One (query tile, query heads, split) program; num_splits > 1 writes fp32 partials
     for decode's _combine_kernel instead of the output and LSE."""
-    if PDL_OK:  # (ptxas rejects griddepcontrol below sm_90, even in a dead branch)
-        if pdl != 0:  # every program has started: the merge grid may be scheduled
-            gdc_launch_dependents()
+    signal_dependents(pdl, PDL_OK)
     stride_q_tok = aligned(stride_q_tok, ALIGNED)
     stride_q_head = aligned(stride_q_head, ALIGNED)
     stride_k_page = aligned(stride_k_page, ALIGNED)
@@ -409,7 +407,7 @@ def plan(q, k_cache, v_cache, block_table, cu_seqlens_q, seq_lens, out, lse, *, 
         stride_table_batch=block_table.stride(0),
         stride_lse_head=lse.stride(0) if lse is not None else 0,
         stride_lse_tok=lse.stride(1) if lse is not None else 0,
-        write_lse=int(lse is not None), has_sinks=int(mods.sinks is not None), pdl=0)
+        write_lse=int(lse is not None), pdl=0)
     consts = dict(
         IS_CAUSAL=causal, HAS_SCALES=k_scale is not None,
         **mods.consts(), ONE_TILE=one_tile,

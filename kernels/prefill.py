@@ -568,8 +568,8 @@ def plan(lay: QKVLayout, *, causal: bool, max_q: int, sm_scale: float,
         num_q_heads=num_q_heads, group_size=group_size,
         head_dim=head_dim, qk_scale=sm_scale * LOG2E_HOST,
         **mods.kernel_args(sm_scale, q.device), **strides, **lay.lse_strides(),
-        write_lse=int(lay.lse is not None), has_sinks=int(mods.sinks is not None),
-        tiles_from_end=int(tiles_from_end), grid_order=grid_order)
+        write_lse=int(lay.lse is not None), tiles_from_end=int(tiles_from_end),
+        grid_order=grid_order)
     consts = dict(
         IS_CAUSAL=causal, HAS_LENS=padded, IS_VARLEN=lay.varlen, **mods.consts(),
         HEAD_DIM_PAD=head_dim_pad, EVEN_D=head_dim == head_dim_pad, BLOCK_M=cfg.block_m,
