@@ -13,7 +13,8 @@
 #   HYPOTHESIS_SEED (default: today's date as YYYYMMDD; every property of a kernel then
 #   draws the same examples, so they share compiled variants, and the run is repeatable),
 #   PRECOMPILE (default 1: python -m tests.precompile compiles the run's kernel variants on
-#   every core first; 0: off), TEST_TIMEOUT (s, default 560), TEST_WORKERS (pytest-xdist workers, default 14 per GPU:
+#   every core first; 0: off), TEST_TIMEOUT (s, default 560, precompile included),
+#   TEST_WORKERS (pytest-xdist workers, default 14 per GPU:
 #   a one-GPU H200 machine has 16 cores; the suite's compiles are CPU-bound),
 #   BENCH_ARGS / SWEEP_ARGS / PROBE_ARGS (extra args for python -m benchmarks /
 #   benchmarks.sweep / benchmarks.probe). Benchmark results come back as
