@@ -23,8 +23,8 @@ if not torch.cuda.is_available():  # before anything imports kernels
 from attention_kernel_triton.kernels import tuning  # noqa: E402
 from attention_kernel_triton.kernels._config import Config  # noqa: E402
 from attention_kernel_triton.strategies.cases import case_from_dict  # noqa: E402
+from tests.opinfo import OPS  # noqa: E402
 from tests.properties import PROPERTIES  # noqa: E402
-from tests.runners import RUNNERS  # noqa: E402
 
 
 def main() -> int:
@@ -43,7 +43,7 @@ def main() -> int:
             try:
                 pinned = {f"{kind}_config": cfg} if cfg else {}
                 with tuning.override(**pinned, tma=path):
-                    PROPERTIES[data["property"]](RUNNERS[data["kernel"]], case, device)
+                    PROPERTIES[data["property"]](OPS[data["kernel"]], case, device)
                 result = "ok"
             except Exception as exc:  # a wrong result, or a config that cannot launch
                 failures += 1

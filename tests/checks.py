@@ -27,7 +27,7 @@ from hypothesis.control import currently_in_test_context
 
 
 class _NoLse:
-    """What Runner.call gives for the LSE of an implementation that declares none
+    """What OpInfo.call gives for the LSE of an implementation that declares none
     (conformance mode, Supports.lse=False): the checks skip it. A kernel's None is not
     this, and fails."""
 

@@ -1,5 +1,5 @@
 """Conformance mode's harness: an Adapter (attention_kernel_triton.conformance) becomes a
-runner per operation (tests/runners.py), a case strategy inside its declaration, and the
+description per operation (tests/opinfo.py), a case strategy inside its declaration, and the
 table of properties that hold for any implementation, each with the Supports features
 it needs. tests/test_conformance.py runs them; tests/conformance_report.py tabulates.
 
@@ -16,7 +16,8 @@ from attention_kernel_triton.conformance import Adapter, Supports, load
 from attention_kernel_triton.strategies import cases
 from tests import sizes
 from tests.checks import NO_LSE
-from tests.runners import RUNNERS
+from tests.opinfo import OPS, SUPPORTS_FEATURES
+from tests.properties import DECLARED
 
 OUR_KNOBS = ("num_splits", "validate")  # never passed to a peer
 # Without --attention-impl: torch's math SDPA. Not flex: eager FlexAttention (the CPU) hit
@@ -26,31 +27,12 @@ OUR_KNOBS = ("num_splits", "validate")  # never passed to a peer
 # (--attention-impl=flex); scripts/gpu_run.sh's conformance step runs every adapter.
 DEFAULT_IMPLS = ("sdpa-math",)
 
-# bit-for-bit comparisons of two calls need a deterministic implementation
-_COMMON = {"accuracy": (), "finite": (), "unread_memory": ("deterministic",),
-           "every_element_written": ("out",),
-           "inputs_untouched": (), "deterministic": ("deterministic",),
-           "gqa_equals_mha": ("gqa",)}
-_BATCHED = {"batch_equals_one_by_one": ()}
-_PACKED = {"slack_rows_untouched": ("out",)}
-_PAGED = {"page_permutation_bit_identical": ("deterministic",)}
-_SPARSE = {"sparse_shuffle_invariant": (), "sparse_per_query_head_equals_per_kv_head": ("gqa",)}
-_FP8 = {"fp8_equals_dequantized": ("fp8",)}
-_VARIANTS = {"window_beyond_context_bit_identical": ("window", "deterministic"),
-             "sinks_neg_inf_bit_identical": ("sinks", "deterministic"),
-             "softcap_huge_equals_none": ("softcap",)}
-
-# operation -> {property: the Supports features it needs}
-PROPERTIES = {
-    "prefill": {**_COMMON, **_BATCHED, **_VARIANTS},
-    "prefill_varlen": {**_COMMON, **_PACKED, **_VARIANTS},
-    "decode": {**_COMMON, **_BATCHED, **_FP8, **_VARIANTS,
-               "decode_window_equals_slice": ("window", "lengths")},
-    "paged_decode": {**_COMMON, **_BATCHED, **_PAGED, **_FP8, **_VARIANTS},
-    "sparse_decode": {**_COMMON, **_BATCHED, **_SPARSE, **_FP8, **_VARIANTS},
-    "sparse_paged_decode": {**_COMMON, **_BATCHED, **_PAGED, **_SPARSE, **_FP8, **_VARIANTS},
-    "paged_prefill": {**_COMMON, **_PACKED, **_PAGED, **_FP8, **_VARIANTS},
-}
+# operation -> {property: the Supports features it needs}: the properties of our table
+# (tests/properties.py) that apply to the operation and are portable (no knob of our
+# kernels, no second operation of ours).
+PROPERTIES = {op: {p.name: tuple(n for n in p.needs if n in SUPPORTS_FEATURES)
+                   for p in DECLARED.values() if p.portable() and p.applies_to(info)}
+              for op, info in OPS.items()}
 
 # What the suite found in the shipped peers: (adapter name, operation, property) ->
 # (what fails, the exception type, a regex its message matches). Each has its shrunk case
@@ -116,9 +98,10 @@ def adapter(spec: str) -> Adapter:
     return _loaded[spec]
 
 
-def runner(ad: Adapter, op: str):
-    """The runner of `op` with the adapter's callable: same inputs, oracle and poison as
-    ours; the call maps our calling convention to the adapter's (conformance.py)."""
+def op_info(ad: Adapter, op: str):
+    """The description of `op` (tests/opinfo.py) with the adapter's callable and
+    declaration: same inputs, oracle and poison as ours; the call maps our calling
+    convention to the adapter's (conformance.py)."""
     supports = ad.supports_for(op)
     fn = ad.ops[op]
 
@@ -134,8 +117,8 @@ def runner(ad: Adapter, op: str):
         got = fn(**args)
         return (got, NO_LSE) if return_lse and not supports.lse else got
 
-    return replace(RUNNERS[op], kernel=kernel, impl=ad.name, ours=ad.is_ours,
-                   lse=supports.lse)
+    return replace(OPS[op], kernel=kernel, impl=ad.name, ours=ad.is_ours, supports=supports,
+                   knobs=OPS[op].knobs if ad.is_ours else frozenset())
 
 
 def skip_reason(ad: Adapter, op: str, prop: str) -> str | None:
@@ -148,7 +131,7 @@ def skip_reason(ad: Adapter, op: str, prop: str) -> str | None:
     for feature in PROPERTIES[op][prop]:
         if not supports.has(feature):
             return f"{ad.name} {op}: no {feature}: {supports.why_not(feature)}"
-    _, why = strategy(op, supports, fp8_only=prop == "fp8_equals_dequantized")
+    _, why = strategy(op, supports, fp8_only=DECLARED[prop].draws == "fp8")
     return why
 
 

@@ -55,7 +55,6 @@ SEED_CASES = [
         ("sparse_paged_decode", _sparse_paged),
     )
 ]
-SEED_PROPERTIES = ("accuracy", "unread_memory", "every_element_written", "deterministic")
 
 
 if __name__ == "__main__":  # write the seed shapes into the corpus (fp16, accuracy)

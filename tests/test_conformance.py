@@ -63,8 +63,9 @@ def test_conformance(spec, op, prop, device, record_property):
     if reason:
         pytest.skip(reason)
     supports = ad.supports_for(op)
-    cases, _ = conformance.strategy(op, supports, fp8_only=prop == "fp8_equals_dequantized")
-    runner = conformance.runner(ad, op)
+    cases, _ = conformance.strategy(op, supports,
+                                    fp8_only=conformance.DECLARED[prop].draws == "fp8")
+    info = conformance.op_info(ad, op)
     drawn = []
     # a known failure's shrunk case is in the corpus already (test_replay): find it, do
     # not shrink it again
@@ -76,7 +77,7 @@ def test_conformance(spec, op, prop, device, record_property):
     def run(data):
         case = data.draw(cases, label="case")
         drawn.append(case)
-        check(op, prop, case, device, runner=runner, impl_spec=spec)
+        check(op, prop, case, device, op=info, impl_spec=spec)
 
     # one Hypothesis database key per (implementation, operation, property)
     run.hypothesis.inner_test._hypothesis_internal_add_digest = \
@@ -102,16 +103,16 @@ def test_replay(spec, path, device):
     if reason:
         pytest.skip(f"{path.name}: {reason}")
     known = conformance.known_failure(spec, e["kernel"], e["property"], device)
-    runner = conformance.runner(ad, e["kernel"])
+    info = conformance.op_info(ad, e["kernel"])
     _run_expecting(known, lambda: check(e["kernel"], e["property"], case, device,
-                                        runner=runner, impl_spec=spec))
+                                        op=info, impl_spec=spec))
 
 
 def test_ours_through_the_adapter_path(device):
     """Our kernels as a conformance adapter (adapters.ours, "triton") give the bits of the
-    suite's own runners: the adapter call path adds nothing and loses no argument."""
+    suite's own descriptions: the adapter call path adds nothing and loses no argument."""
     from attention_kernel_triton.strategies.cases import DecodeCase, PrefillCase
-    from tests.runners import RUNNERS
+    from tests.opinfo import OPS
 
     ours = conformance.adapter("triton")
     prefill = PrefillCase(batch=2, num_kv_heads=1, group_size=2, head_dim=16, n_q=9, n_k=13,
@@ -122,9 +123,9 @@ def test_ours_through_the_adapter_path(device):
                         dtype="float16", seq_lens=(24, 7), scale=1.0, seed=2, num_splits=3,
                         page_size=4, kv_dtype="float8_e4m3fn", kv_scale="head", window=(9, -1))
     for op, case in (("prefill", prefill), ("paged_decode", decode)):
-        args = RUNNERS[op].inputs(case, device)
-        out, lse = conformance.runner(ours, op).call(args)
-        ref, ref_lse = RUNNERS[op].call(args)
+        args = OPS[op].inputs(case, device)
+        out, lse = conformance.op_info(ours, op).call(args)
+        ref, ref_lse = OPS[op].call(args)
         assert torch.equal(out, ref) and torch.equal(lse, ref_lse), op
 
 
@@ -232,12 +233,12 @@ def test_harness_catches_a_wrong_adapter(device, monkeypatch):
     bad = Adapter("bad", {"prefill": ignores_causal}, Supports(**SQUARE, lse=False))
     no_lse = Adapter("no-lse", {"prefill": _sdpa_prefill}, Supports(**SQUARE))
     case = _case()
-    run_check("prefill", "accuracy", case, device, runner=conformance.runner(good, "prefill"))
+    run_check("prefill", "accuracy", case, device, op=conformance.op_info(good, "prefill"))
     with pytest.raises(AssertionError, match="off the float64 oracle"):
-        run_check("prefill", "accuracy", case, device, runner=conformance.runner(bad, "prefill"))
+        run_check("prefill", "accuracy", case, device, op=conformance.op_info(bad, "prefill"))
     with pytest.raises(AssertionError, match=r"returned .*not \(out, lse\)"):
         run_check("prefill", "accuracy", case, device,
-                  runner=conformance.runner(no_lse, "prefill"))
+                  op=conformance.op_info(no_lse, "prefill"))
 
 
 def test_strategy_stays_inside_the_declaration():

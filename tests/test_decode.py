@@ -7,10 +7,7 @@ from hypothesis import example, given
 
 from attention_kernel_triton.strategies.cases import DecodeCase, decode_cases
 from tests import sizes
-from tests.properties import check
-
-COMMON = ["accuracy", "finite", "unread_memory", "every_element_written", "inputs_untouched",
-          "deterministic", "gqa_equals_mha", "batch_equals_one_by_one", "splits_agree"]
+from tests.properties import check, properties
 
 # Strided layouts that the ci profile's ten fixed draws may miss (its seed is pinned): q
 # from [Hq, B, D] storage with a row gap and out= laid out like it (one split: the split
@@ -30,8 +27,7 @@ EMPTY = [DecodeCase(batch=2, num_kv_heads=1, group_size=2, head_dim=16, n_ctx=0,
                     dtype="float16", seq_lens=None, scale=1.0, seed=8)]
 
 
-@pytest.mark.parametrize("prop", COMMON + ["decode_equals_prefill_last_row",
-                                           "paged_one_page_per_sequence_equals_decode"])
+@pytest.mark.parametrize("prop", properties("decode"))
 @given(case=decode_cases(**sizes.decode()))
 @example(case=STRIDED)
 @example(case=EMPTY[0])
@@ -40,14 +36,14 @@ def test_decode(prop, case, device):
     check("decode", prop, case, device)
 
 
-@pytest.mark.parametrize("prop", ["accuracy", "splits_agree"])
+@pytest.mark.parametrize("prop", properties("decode", "long_context"))
 @given(case=decode_cases(**sizes.decode(), long_context=True))
 def test_decode_long_context(prop, case, device):
     """Few long sequences: the split heuristic splits."""
     check("decode", prop, case, device)
 
 
-@pytest.mark.parametrize("prop", COMMON + ["page_permutation_bit_identical"])
+@pytest.mark.parametrize("prop", properties("paged_decode"))
 @given(case=decode_cases(**sizes.decode(), paged=True))
 @example(case=STRIDED_PAGED)
 def test_paged_decode(prop, case, device):

@@ -24,9 +24,8 @@ from attention_kernel_triton.strategies.cases import (
     paged_prefill_cases,
 )
 from tests import sizes
-from tests.properties import check, with_examples
+from tests.properties import check, properties, with_examples
 
-PROPS = ["accuracy", "fp8_equals_dequantized", "unread_memory", "finite"]
 # fp8 caches need fp16 / bf16 q (bf16 only on a GPU: the interpreter's tl.dot)
 Q_DTYPES = ("float16", "bfloat16") if sizes.ON_GPU else ("float16",)
 
@@ -65,35 +64,35 @@ def _decode(**kw):
     return decode_cases(**sizes.decode(dtypes=Q_DTYPES, kv_dtypes=FP8_DTYPES, **kw))
 
 
-@pytest.mark.parametrize("prop", PROPS)
+@pytest.mark.parametrize("prop", properties("decode", "fp8"))
 @given(case=_decode())
 @with_examples(DECODE_EDGES)
 def test_decode_fp8(prop, case, device):
     check("decode", prop, case, device)
 
 
-@pytest.mark.parametrize("prop", PROPS)
+@pytest.mark.parametrize("prop", properties("paged_decode", "fp8"))
 @given(case=_decode(paged=True))
 @with_examples(PAGED_EDGES)
 def test_paged_decode_fp8(prop, case, device):
     check("paged_decode", prop, case, device)
 
 
-@pytest.mark.parametrize("prop", PROPS)
+@pytest.mark.parametrize("prop", properties("sparse_decode", "fp8"))
 @given(case=_decode(sparse=True))
 @with_examples(SPARSE_EDGES)
 def test_sparse_decode_fp8(prop, case, device):
     check("sparse_decode", prop, case, device)
 
 
-@pytest.mark.parametrize("prop", PROPS)
+@pytest.mark.parametrize("prop", properties("sparse_paged_decode", "fp8"))
 @given(case=_decode(sparse=True, paged=True))
 @with_examples(SPARSE_PAGED_EDGES)
 def test_sparse_paged_decode_fp8(prop, case, device):
     check("sparse_paged_decode", prop, case, device)
 
 
-@pytest.mark.parametrize("prop", PROPS)
+@pytest.mark.parametrize("prop", properties("paged_prefill", "fp8"))
 @given(case=paged_prefill_cases(**sizes.paged_prefill(dtypes=Q_DTYPES,
                                                       kv_dtypes=FP8_DTYPES)))
 @with_examples(PAGED_PREFILL_EDGES)

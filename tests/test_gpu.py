@@ -14,8 +14,8 @@ from attention_kernel_triton.oracles import reference as oracles
 from attention_kernel_triton.strategies.cases import prefill_cases
 from tests import sizes
 from tests.checks import assert_close_to_oracle, finite_abs_max
-from tests.properties import check
-from tests.seeds import SEED_CASES, SEED_PROPERTIES
+from tests.properties import check, properties
+from tests.seeds import SEED_CASES
 
 pytestmark = [
     pytest.mark.skipif(not torch.cuda.is_available(),
@@ -25,9 +25,9 @@ pytestmark = [
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("prop", SEED_PROPERTIES)
-@pytest.mark.parametrize("kernel,case", SEED_CASES,
-                         ids=[f"{k}-{c.dtype}-{i}" for i, (k, c) in enumerate(SEED_CASES)])
+@pytest.mark.parametrize("kernel,case,prop", [
+    pytest.param(k, c, p, id=f"{k}-{c.dtype}-{i}-{p}")
+    for i, (k, c) in enumerate(SEED_CASES) for p in properties(k, "seeds")])
 def test_seed_shapes(kernel, case, prop, device):
     check(kernel, prop, case, device)
 

@@ -14,7 +14,7 @@ from attention_kernel_triton.strategies.cases import (
     paged_prefill_cases,
 )
 from attention_kernel_triton.strategies.tensors import _randn, decode_inputs, relayout_like
-from tests.runners import RUNNERS
+from tests.opinfo import OPS
 
 
 def _storage_view(t: torch.Tensor) -> torch.Tensor:
@@ -65,7 +65,7 @@ def test_poisoned_paged_cache_keeps_the_layout(transposed, gap):
                       dtype="float16", seq_lens=(5, 12), scale=1.0, seed=7, page_size=4,
                       extra_pages=1, transposed=transposed, row_gap=gap)
     args = decode_inputs(case, "cpu")
-    poisoned = RUNNERS["paged_decode"].poison(args)
+    poisoned = OPS["paged_decode"].poison(args)
     for name in ("k_cache", "v_cache"):
         assert poisoned[name].shape[0] == args[name].shape[0] + 1  # the all-NaN page
         assert poisoned[name].stride() == args[name].stride(), name
@@ -100,11 +100,11 @@ def test_paged_prefill_poison_keeps_oracle(case):
     """The poisoned copy gives the oracle's result bit for bit, and holds NaN in exactly
     what no sequence reads: q rows past cu_seqlens_q[-1] and cache rows no context token
     maps to; table entries past a sequence's last page point at the appended NaN page."""
-    runner = RUNNERS["paged_prefill"]
-    args = runner.inputs(case, "cpu")
-    poisoned = runner.poison(args)
-    out, lse = runner.oracle(args)
-    out_p, lse_p = runner.oracle(poisoned)
+    op = OPS["paged_prefill"]
+    args = op.inputs(case, "cpu")
+    poisoned = op.poison(args)
+    out, lse = op.oracle(args)
+    out_p, lse_p = op.oracle(poisoned)
     assert torch.equal(out_p, out) and torch.equal(lse_p, lse)
     assert not torch.isnan(out).any() and not torch.isnan(lse).any()
 

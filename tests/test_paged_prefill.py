@@ -7,13 +7,7 @@ from hypothesis import example, given
 
 from attention_kernel_triton.strategies.cases import PagedPrefillCase, paged_prefill_cases
 from tests import sizes
-from tests.properties import check
-
-COMMON = ["accuracy", "finite", "unread_memory", "every_element_written", "inputs_untouched",
-          "deterministic", "gqa_equals_mha", "splits_agree", "page_permutation_bit_identical",
-          "paged_prefill_one_by_one", "paged_prefill_chunked_equals_whole",
-          "paged_prefill_single_token_equals_paged_decode", "paged_prefill_equals_varlen",
-          "slack_rows_untouched"]
+from tests.properties import check, properties
 
 # A mixed batch in one call: a decode row, a speculative chunk of 3, a chunk crossing
 # tiles on a cached prefix, a fresh prefill (q_len == seq_len), a sequence with no new
@@ -51,7 +45,7 @@ PAST_CAUSAL_END = PagedPrefillCase(batch=1, num_kv_heads=1, group_size=1, head_d
                                    page_id_offset=7, num_splits=1)
 
 
-@pytest.mark.parametrize("prop", COMMON)
+@pytest.mark.parametrize("prop", properties("paged_prefill"))
 @given(case=paged_prefill_cases(**sizes.paged_prefill()))
 @example(case=MIXED)
 @example(case=SHORT)

@@ -7,12 +7,7 @@ from hypothesis import example, given
 
 from attention_kernel_triton.strategies.cases import PrefillCase, prefill_cases
 from tests import sizes
-from tests.properties import check
-
-COMMON = ["accuracy", "finite", "unread_memory", "every_element_written", "inputs_untouched",
-          "deterministic", "gqa_equals_mha", "load_paths_agree", "program_order_agrees",
-          "program_order_from_end_agrees"]
-
+from tests.properties import check, properties
 
 # Five (batch, head) pairs and three query tiles (on the CPU's 16-row tiles): chunks of
 # 2, 3 and 4 pairs all end short (program_order_agrees, program_order_from_end_agrees).
@@ -45,7 +40,7 @@ EMPTY_DENSE = [replace(ODD_PAIRS, num_kv_heads=1, group_size=2, n_q=0, n_k=7, se
                replace(ODD_PAIRS, batch=0, seed=9)]
 
 
-@pytest.mark.parametrize("prop", COMMON + ["batch_equals_one_by_one"])
+@pytest.mark.parametrize("prop", properties("prefill"))
 @given(case=prefill_cases(**sizes.prefill()))
 @example(case=ODD_PAIRS)
 @example(case=TMA_PADDED)  # several padded sequences, a query tile that is all padding
@@ -56,7 +51,7 @@ def test_prefill(prop, case, device):
     check("prefill", prop, case, device)
 
 
-@pytest.mark.parametrize("prop", ["accuracy", "unread_memory"])
+@pytest.mark.parametrize("prop", properties("prefill", "padded"))
 @given(case=prefill_cases(**sizes.prefill(), padded=True))
 @example(case=TMA_PADDED)
 @example(case=TMA_PADDED_SHORT_KEYS)
@@ -65,7 +60,7 @@ def test_prefill_padded(prop, case, device):
     check("prefill", prop, case, device)
 
 
-@pytest.mark.parametrize("prop", COMMON + ["varlen_equals_padded", "slack_rows_untouched"])
+@pytest.mark.parametrize("prop", properties("prefill_varlen"))
 @given(case=prefill_cases(**sizes.prefill(), varlen=True))
 @example(case=TMA_VARLEN)
 @example(case=NO_KEYS)

@@ -7,14 +7,7 @@ from hypothesis import example, given
 
 from attention_kernel_triton.strategies.cases import DecodeCase, decode_cases
 from tests import sizes
-from tests.properties import check
-
-COMMON = ["accuracy", "finite", "unread_memory", "every_element_written", "inputs_untouched",
-          "deterministic", "batch_equals_one_by_one", "splits_agree", "gqa_equals_mha",
-          "sparse_every_index_equals_dense", "sparse_shuffle_invariant",
-          "sparse_per_query_head_equals_per_kv_head",
-          "sparse_unvalidated_out_of_range_skipped"]
-
+from tests.properties import check, properties
 
 # Index kinds that the ci profile's ten fixed draws may miss (its seed is pinned): a
 # repeated position, a shuffled row, -1 slots first; GQA, a short and a full sequence.
@@ -26,7 +19,7 @@ SPARSE_PAGED_KINDS = [replace(c, page_size=16, tail="garbage", shared_pages=i ==
                       for i, c in enumerate(SPARSE_KINDS)]
 
 
-@pytest.mark.parametrize("prop", COMMON + ["sparse_dense_equals_paged"])
+@pytest.mark.parametrize("prop", properties("sparse_decode"))
 @given(case=decode_cases(**sizes.decode(), sparse=True))
 @example(case=SPARSE_KINDS[0])
 @example(case=SPARSE_KINDS[1])
@@ -35,7 +28,7 @@ def test_sparse_decode(prop, case, device):
     check("sparse_decode", prop, case, device)
 
 
-@pytest.mark.parametrize("prop", COMMON + ["page_permutation_bit_identical"])
+@pytest.mark.parametrize("prop", properties("sparse_paged_decode"))
 @given(case=decode_cases(**sizes.decode(), sparse=True, paged=True))
 @example(case=SPARSE_PAGED_KINDS[0])
 @example(case=SPARSE_PAGED_KINDS[1])

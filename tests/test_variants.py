@@ -22,13 +22,11 @@ from attention_kernel_triton.strategies.cases import (
     prefill_cases,
 )
 from tests import sizes
-from tests.properties import check, with_examples
+from tests.properties import check, properties, with_examples
 
 # The main test files run every other property on variant cases (half their draws);
-# here: accuracy on all-variant cases, and the relations only the variants have.
-PROPS = ["accuracy", "window_beyond_context_bit_identical", "sinks_neg_inf_bit_identical",
-         "softcap_huge_equals_none"]
-PREFILL_PROPS = PROPS
+# here (the "variants" stream, tests/opinfo.py): accuracy on all-variant cases, and the
+# relations that draw this stream.
 
 # Edges the ci profile's fixed draws may miss: window 0 (each query sees its own
 # position only), a window with a bounded right side on a non-causal call whose rows
@@ -66,45 +64,45 @@ PAGED_PREFILL_EDGES = [
 ]
 
 
-@pytest.mark.parametrize("prop", PREFILL_PROPS)
+@pytest.mark.parametrize("prop", properties("prefill", "variants"))
 @given(case=prefill_cases(**sizes.prefill(variants="always")))
 @with_examples(PREFILL_EDGES)
 def test_prefill_variants(prop, case, device):
     check("prefill", prop, case, device)
 
 
-@pytest.mark.parametrize("prop", PREFILL_PROPS)
+@pytest.mark.parametrize("prop", properties("prefill_varlen", "variants"))
 @given(case=prefill_cases(**sizes.prefill(variants="always"), varlen=True))
 def test_prefill_varlen_variants(prop, case, device):
     check("prefill_varlen", prop, case, device)
 
 
-@pytest.mark.parametrize("prop", PROPS + ["decode_window_equals_slice"])
+@pytest.mark.parametrize("prop", properties("decode", "variants"))
 @given(case=decode_cases(**sizes.decode(variants="always")))
 @with_examples(DECODE_EDGES)
 def test_decode_variants(prop, case, device):
     check("decode", prop, case, device)
 
 
-@pytest.mark.parametrize("prop", PROPS)
+@pytest.mark.parametrize("prop", properties("paged_decode", "variants"))
 @given(case=decode_cases(**sizes.decode(variants="always"), paged=True))
 def test_paged_decode_variants(prop, case, device):
     check("paged_decode", prop, case, device)
 
 
-@pytest.mark.parametrize("prop", PROPS)
+@pytest.mark.parametrize("prop", properties("sparse_decode", "variants"))
 @given(case=decode_cases(**sizes.decode(variants="always"), sparse=True))
 def test_sparse_decode_variants(prop, case, device):
     check("sparse_decode", prop, case, device)
 
 
-@pytest.mark.parametrize("prop", PROPS)
+@pytest.mark.parametrize("prop", properties("sparse_paged_decode", "variants"))
 @given(case=decode_cases(**sizes.decode(variants="always"), sparse=True, paged=True))
 def test_sparse_paged_decode_variants(prop, case, device):
     check("sparse_paged_decode", prop, case, device)
 
 
-@pytest.mark.parametrize("prop", PROPS)
+@pytest.mark.parametrize("prop", properties("paged_prefill", "variants"))
 @given(case=paged_prefill_cases(**sizes.paged_prefill(variants="always")))
 @with_examples(PAGED_PREFILL_EDGES)
 def test_paged_prefill_variants(prop, case, device):
