@@ -92,3 +92,11 @@ def test_table_names_every_property_and_operation():
     assert all(f"| {name} |" in text for name in DECLARED)
     assert all(op in text.splitlines()[0] for op in OPS)
     assert set(LAYOUT).isdisjoint(KNOBS) and "general" in STREAMS
+
+
+def test_readme_table_is_current():
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    start = readme.index("<!-- property table: python -m tests.properties -->\n")
+    end = readme.index("\n<!-- end of property table -->")
+    assert readme[start:end].split("\n", 1)[1] == table(), \
+        "README's property table is stale: paste `python -m tests.properties` into it"
