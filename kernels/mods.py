@@ -49,14 +49,22 @@ class ScoreMods:
     sinks: torch.Tensor | None = None  # float32 [Hq]
     alibi_slopes: torch.Tensor | None = None  # float32 [Hq]
 
+    def __post_init__(self):
+        # the kernels read head h's value at ptr + h: a strided view (x[::2]) is copied
+        for name in ("sinks", "alibi_slopes"):
+            t = getattr(self, name)
+            if t is not None and not t.is_contiguous():
+                object.__setattr__(self, name, t.contiguous())
+
     @property
     def has_window(self) -> bool:
         return self.window_left >= 0 or self.window_right >= 0
 
     @property
-    def any(self) -> bool:
-        return (self.has_window or self.softcap > 0 or self.sinks is not None
-                or self.alibi_slopes is not None)
+    def changes_scores(self) -> bool:
+        """A window, soft-cap or ALiBi: the key loop's scores change (sinks touch only the
+        epilogue)."""
+        return self.has_window or self.softcap > 0 or self.alibi_slopes is not None
 
     def left(self) -> int:
         """The window's left side for the kernels (UNBOUNDED when -1)."""

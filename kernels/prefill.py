@@ -33,7 +33,7 @@ of it): a sliding window visits only the key tiles that reach some row's window 
 cost follows the window, not the context) and masks the tiles on its edges under the
 same scalar branch; soft-capping and ALiBi rewrite every tile's raw scores before the
 mask (``_jit.modded_scores``); a sink adds its head's logit to each row's denominator
-once, before the final division (``_jit.add_sink``). The Gluon kernel takes none of them.
+once, before the final division (``_jit.add_sink``). The Gluon kernel takes sinks only.
 
 Host side, one path for both public functions (kernels/api.py): the arguments are
 checked once (``_validate.prefill_call`` / ``prefill_varlen_call``), described by a
@@ -398,7 +398,8 @@ def _sm90_gluon_ok(q, k, v, out, *, causal: bool, has_lens: bool, variants: bool
                    mode: bool | None = None) -> bool:
     """Whether prefill runs the Gluon kernel (prefill_sm90.py): a Hopper GPU (not the
     interpreter), the default rule or a forced mode (tuning.prefill_gluon), and a call
-    inside its scope: causal, no lengths, no attention variant (kernels/mods.py),
+    inside its scope: causal, no lengths, no variant that changes the scores (window,
+    soft-cap, ALiBi: `variants`; sinks are in its scope, kernels/mods.py),
     fp16/bf16, head_dim 128, Nq == Nk a multiple of 128, contiguous 16-byte-aligned
     q/k/v/out, row coordinates within int32."""
     if mode is False or interpreting() or q.device.type != "cuda" or cc_major(q.device) != 9:
@@ -509,6 +510,7 @@ class QKVLayout:
 class PrefillPlan:
     """Everything a launch needs beyond the layout: decided once per call."""
     gluon: bool  # the Gluon Hopper kernel (prefill_sm90.launch) instead of _prefill_kernel
+    sinks: torch.Tensor | None = None  # the Gluon kernel's sinks (fp32 [Hq])
     grid: tuple = ()
     args: dict | None = None  # _prefill_kernel's runtime arguments
     consts: dict | None = None  # its constexprs
@@ -520,8 +522,9 @@ def plan(lay: QKVLayout, *, causal: bool, max_q: int, sm_scale: float,
     """None: nothing to launch (no query tile or no (batch, head) pair)."""
     q, k, v, out = lay.q, lay.k, lay.v, lay.out
     if not lay.varlen and _sm90_gluon_ok(q, k, v, out, causal=causal, has_lens=lay.has_lens,
-                                         variants=mods.any, mode=tune.prefill_gluon):
-        return PrefillPlan(gluon=True)
+                                         variants=mods.changes_scores,
+                                         mode=tune.prefill_gluon):
+        return PrefillPlan(gluon=True, sinks=mods.sinks)
     num_q_heads, head_dim = q.shape[1], q.shape[3]
     group_size = num_q_heads // k.shape[1]
     head_dim_pad = max(16, triton.next_power_of_2(head_dim))
@@ -581,7 +584,7 @@ def plan(lay: QKVLayout, *, causal: bool, max_q: int, sm_scale: float,
 
 def launch(p: PrefillPlan, lay: QKVLayout, sm_scale: float) -> None:
     if p.gluon:
-        _sm90_module().launch(lay.q, lay.k, lay.v, lay.out, lay.lse, sm_scale)
+        _sm90_module().launch(lay.q, lay.k, lay.v, lay.out, lay.lse, sm_scale, p.sinks)
     else:
         _prefill_kernel[p.grid](**p.args, **p.consts, **p.launch_options)
 

@@ -10,9 +10,11 @@ and N16384 in 3.38 against 3.77 ms (session 8).
 
 Scope (prefill.py dispatches here only then, see _sm90_gluon_ok): Hopper, fp16/bf16, causal,
 the fixed layout without lengths, head_dim 128, Nq == Nk a multiple of 128, contiguous
-q/k/v/out, any GQA. Gluon does not run under the interpreter: CPU runs never take this
-path, and the GPU tests compare it with the oracle and with the Triton kernel. prefill.py imports
-this module only on a Hopper GPU (and falls back when this Triton lacks Gluon's names).
+q/k/v/out, any GQA; of the attention variants only sinks (an epilogue term; a window,
+soft-cap or ALiBi would change the key loop and its peeled diagonal steps). Gluon does
+not run under the interpreter: CPU runs never take this path, and the GPU tests compare it
+with the oracle and with the Triton kernel. prefill.py imports this module only on a
+Hopper GPU (and falls back when this Triton lacks Gluon's names).
 
 One program per (128-row query tile, batch x query head), pair after pair, heaviest tile
 first (the Triton kernel's full-length order). Three warp partitions share a K/V ring in
@@ -58,6 +60,7 @@ TILE_N = 128  # keys per tile
 RING = 2  # K/V ring depth (3 measured the same at N4096, with more shared memory)
 
 LN2 = gl.constexpr(0.6931471805599453)
+LOG2E_JIT = gl.constexpr(LOG2E)  # what a @gluon.jit body may read
 
 
 @gluon.jit
@@ -140,9 +143,10 @@ def _loader(q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, q_bar, k_ready, v_re
 
 @gluon.jit
 def _consumer(q_all, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty, v_empty, out_ptr,
-              lse_ptr, q_row, start_m, n_tiles, qk_scale, HALF_INDEX: gl.constexpr,
+              lse_ptr, sink_ptr, q_row, start_m, n_tiles, qk_scale, HALF_INDEX: gl.constexpr,
               dtype: gl.constexpr, TILE_M: gl.constexpr, BLOCK_N: gl.constexpr,
-              HEAD_DIM: gl.constexpr, STAGES: gl.constexpr, WRITE_LSE: gl.constexpr):
+              HEAD_DIM: gl.constexpr, STAGES: gl.constexpr, WRITE_LSE: gl.constexpr,
+              HAS_SINKS: gl.constexpr):
     """One consumer warpgroup: rows [HALF_INDEX * BLOCK_M, +BLOCK_M) of the program's
     TILE_M-row query tile (BLOCK_M = TILE_M / 2). Two of them run side by side on the
     same K/V ring, each releasing a slot once (the empty barriers count two arrivals); with
@@ -201,6 +205,15 @@ def _consumer(q_all, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty, v_empty, 
     acc = warpgroup_mma(p16, v_smem.index(last % STAGES), acc, is_async=True)
     acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc, ))
 
+    if HAS_SINKS:  # the head's sink logit (natural log): one more key of value 0, which
+        # adds exp(sink) to the denominator only (kernels/_jit.py add_sink; here every row
+        # has seen key 0, so m_i is finite)
+        sink = gl.load(sink_ptr) * LOG2E_JIT
+        m_new = gl.maximum(m_i, sink)
+        alpha = gl.exp2(m_i - m_new)
+        l_i = l_i * alpha + gl.exp2(sink - m_new)
+        acc = acc * gl.expand_dims(gl.convert_layout(alpha, row_o), 1)
+        m_i = m_new
     # every row sees key 0 at least (causal, square): l_i > 0
     out = acc / gl.expand_dims(gl.convert_layout(l_i, row_o), 1)
     rows = q_row + gl.arange(0, BLOCK_M, layout=row_o)
@@ -213,10 +226,11 @@ def _consumer(q_all, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty, v_empty, 
 
 
 @gluon.jit
-def _prefill_sm90_kernel(q_desc, k_desc, v_desc, out_ptr, lse_ptr, n_ctx, num_q_heads,
-                         group_size, qk_scale,
+def _prefill_sm90_kernel(q_desc, k_desc, v_desc, out_ptr, lse_ptr, sinks_ptr, n_ctx,
+                         num_q_heads, group_size, qk_scale,
                          BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, HEAD_DIM: gl.constexpr,
-                         STAGES: gl.constexpr, WRITE_LSE: gl.constexpr):
+                         STAGES: gl.constexpr, WRITE_LSE: gl.constexpr,
+                         HAS_SINKS: gl.constexpr):
     dtype: gl.constexpr = q_desc.dtype
     num_m_tiles = n_ctx // BLOCK_M
     pid = gl.program_id(0)
@@ -247,11 +261,11 @@ def _prefill_sm90_kernel(q_desc, k_desc, v_desc, out_ptr, lse_ptr, n_ctx, num_q_
 
     gl.warp_specialize([
         (_consumer, (q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty, v_empty, out_ptr,
-                     lse_ptr, q_row, start_m, n_tiles, qk_scale, 0, dtype, BLOCK_M, BLOCK_N,
-                     HEAD_DIM, STAGES, WRITE_LSE)),
+                     lse_ptr, sinks_ptr + off_h, q_row, start_m, n_tiles, qk_scale, 0, dtype,
+                     BLOCK_M, BLOCK_N, HEAD_DIM, STAGES, WRITE_LSE, HAS_SINKS)),
         (_consumer, (q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty, v_empty, out_ptr,
-                     lse_ptr, q_row, start_m, n_tiles, qk_scale, 1, dtype, BLOCK_M, BLOCK_N,
-                     HEAD_DIM, STAGES, WRITE_LSE)),
+                     lse_ptr, sinks_ptr + off_h, q_row, start_m, n_tiles, qk_scale, 1, dtype,
+                     BLOCK_M, BLOCK_N, HEAD_DIM, STAGES, WRITE_LSE, HAS_SINKS)),
         (_loader, (q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, q_bar, k_ready, v_ready,
                    k_empty, v_empty, q_row, kv_row0, n_tiles, BLOCK_N, STAGES)),
     ], [4, 4], [232, 24])
@@ -265,10 +279,11 @@ def _prefill_sm90_kernel(q_desc, k_desc, v_desc, out_ptr, lse_ptr, n_ctx, num_q_
 
 
 def launch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,
-           lse: torch.Tensor | None, sm_scale: float) -> None:
+           lse: torch.Tensor | None, sm_scale: float, sinks: torch.Tensor | None = None
+           ) -> None:
     """Causal attention: q/out [B, Hq, N, 128], k/v [B, Hkv, N, 128], contiguous, 16-bit,
     N a multiple of TILE_M (the caller checks: prefill._sm90_gluon_ok); lse [B, Hq, N]
-    fp32 contiguous or None."""
+    fp32 contiguous or None; sinks fp32 [Hq] (validated: finite or -inf) or None."""
     batch, num_q_heads, n, d = q.shape
     gdt = gl.float16 if q.dtype == torch.float16 else gl.bfloat16
 
@@ -280,6 +295,7 @@ def launch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,
     grid = (n // TILE_M * batch * num_q_heads, )
     _prefill_sm90_kernel[grid](
         desc(q, TILE_M // 2), desc(k, TILE_N), desc(v, TILE_N), out,
-        lse if lse is not None else out, n, num_q_heads, num_q_heads // k.shape[1],
-        sm_scale * LOG2E, BLOCK_M=TILE_M, BLOCK_N=TILE_N, HEAD_DIM=d, STAGES=RING,
-        WRITE_LSE=lse is not None, num_warps=4)
+        lse if lse is not None else out, sinks if sinks is not None else out, n,
+        num_q_heads, num_q_heads // k.shape[1], sm_scale * LOG2E, BLOCK_M=TILE_M,
+        BLOCK_N=TILE_N, HEAD_DIM=d, STAGES=RING, WRITE_LSE=lse is not None,
+        HAS_SINKS=sinks is not None, num_warps=4)

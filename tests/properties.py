@@ -876,6 +876,29 @@ def sinks_neg_inf_bit_identical(op, case, device):
     assert_same_bits("lse, sinks -inf vs none", lse_s, lse, case=case)
 
 
+@prop(needs=("deterministic",), draws="variants")
+def head_vectors_strided_bit_identical(op, case, device):
+    """Per-head vectors (sinks, ALiBi slopes, per-KV-head fp8 scales) passed as strided
+    views, every other element of a tensor twice as long with NaN between, give the bits
+    of the same values contiguous. (Found in session 17: the kernels read head h's sink and
+    slope at ptr + h, so a strided view silently gave other heads' values.)"""
+    args = op.inputs(case, device)
+    vectors = {k: args[k] for k in ("sinks", "alibi_slopes", *_scales(args))
+               if k in args and args[k].dim() == 1}
+    if not vectors:  # nothing per head in this case
+        return
+    strided = {}
+    for name, t in vectors.items():
+        wide = torch.full((2 * t.numel(),), float("nan"), dtype=t.dtype, device=t.device)
+        wide[::2] = t
+        strided[name] = wide[::2]
+    out, lse = _restrict(op, args, *op.call(args))
+    out_s, lse_s = _restrict(op, args, *op.call({**args, **strided}))
+    names = ", ".join(strided)
+    assert_same_bits(f"out, strided {names} vs contiguous", out_s, out, case=case)
+    assert_same_bits(f"lse, strided {names} vs contiguous", lse_s, lse, case=case)
+
+
 # c tanh(x / c) = x - x^3 / (3 c^2) + ...: at c = HUGE_SOFTCAP a logit of 1000 moves by 3e-5.
 HUGE_SOFTCAP = 1e5
 

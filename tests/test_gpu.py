@@ -213,8 +213,10 @@ def test_prefill_sm90_gluon(dtype, n, hq, hkv, batch):
 @pytest.mark.skipif(not _hopper(), reason="the Gluon prefill (wgmma, TMA) is Hopper-only")
 def test_prefill_sm90_gluon_dispatch():
     """The default rule: a causal call without lengths at N = LONG_PREFILL (a multiple of
-    128) takes the Gluon kernel and is accurate; the same call with N not a multiple of
-    128, with a non-contiguous out=, with lengths, or not causal, takes the Triton kernel."""
+    128) takes the Gluon kernel and is accurate, with sinks too (an epilogue term: heads'
+    sinks from below every logit to far above them); the same call with N not a multiple
+    of 128, with a non-contiguous out=, with lengths, not causal, or with a window,
+    soft-cap or ALiBi takes the Triton kernel."""
     from attention_kernel_triton.kernels._config import LONG_PREFILL
 
     n = LONG_PREFILL
@@ -222,31 +224,46 @@ def test_prefill_sm90_gluon_dispatch():
     q, k, v = _qkv128(1, 4, 2, n, torch.float16, seed=5)
     strided_out = torch.empty((1, n, 4, 128), device="cuda", dtype=torch.float16).transpose(1, 2)
     lens = torch.tensor([n], dtype=torch.int32, device="cuda")
+    sinks = torch.tensor([float("-inf"), -3.0, 2.0, 40.0], device="cuda")
+    slopes = torch.full((4,), 0.01, device="cuda")
     with _gluon_spy() as spy:
         got = kernels.prefill(q, k, v, causal=True, return_lse=True)
         assert spy.call_count == 1, "N = LONG_PREFILL did not take the Gluon kernel"
+        got_sinks = kernels.prefill(q, k, v, causal=True, sinks=sinks, return_lse=True)
+        assert spy.call_count == 2, "a call with sinks did not take the Gluon kernel"
         kernels.prefill(q[:, :, :-1], k[:, :, :-1], v[:, :, :-1], causal=True)
         kernels.prefill(q, k, v, causal=True, out=strided_out)
         kernels.prefill(q, k, v, causal=True, seq_lens=lens)
         kernels.prefill(q, k, v, causal=False)
-        assert spy.call_count == 1, "a call outside the Gluon kernel's scope took it"
+        kernels.prefill(q, k, v, causal=True, window=(256, 0), sinks=sinks)
+        kernels.prefill(q, k, v, causal=True, softcap=30.0)
+        kernels.prefill(q, k, v, causal=True, alibi_slopes=slopes)
+        assert spy.call_count == 2, "a call outside the Gluon kernel's scope took it"
     _accurate(f"prefill (default rule) N={n}", got, oracles.prefill_ref(q, k, v, causal=True),
               oracles.prefill_ref(q, k, v, causal=True, dtype=torch.float16))
+    _accurate(f"prefill (default rule, sinks) N={n}", got_sinks,
+              oracles.prefill_ref(q, k, v, causal=True, sinks=sinks),
+              oracles.prefill_ref(q, k, v, causal=True, sinks=sinks, dtype=torch.float16),
+              oracles.prefill_ref(q, k, v, causal=True, sinks=sinks, dtype=torch.float32)[1])
 
 
 # The properties that hold for any one implementation (the load-path and program-order
-# ones compare variants of the Triton kernel, and the Gluon kernel has none of them).
+# ones compare variants of the Triton kernel, and the Gluon kernel has none of them), and
+# the one relation of the variant it takes (sinks).
 GLUON_PROPERTIES = ["accuracy", "finite", "every_element_written", "inputs_untouched",
-                    "deterministic", "gqa_equals_mha", "batch_equals_one_by_one"]
+                    "deterministic", "gqa_equals_mha", "batch_equals_one_by_one",
+                    "sinks_neg_inf_bit_identical"]
 
 
 def gluon_cases():
     """Prefill cases inside the Gluon kernel's scope: causal, no lengths, head_dim 128,
-    contiguous, N = 128, 256 or 384; batch, GQA ratio, dtype (fp16, bf16), input scale and
-    sm_scale drawn as for the Triton kernel."""
+    contiguous, N = 128, 256 or 384, sinks or no variant (the others are outside it);
+    batch, GQA ratio, dtype (fp16, bf16), input scale and sm_scale drawn as for the Triton
+    kernel."""
     base = prefill_cases(**sizes.prefill(min_head_dim=128, max_head_dim=128, padded=False,
                                          causal=True, same_q_k=True,
-                                         dtypes=("float16", "bfloat16")))
+                                         dtypes=("float16", "bfloat16"),
+                                         variants=("sinks",)))
     return st.builds(lambda case, tiles: replace(case, n_q=128 * tiles, n_k=128 * tiles,
                                                  transposed=False, v_transposed=False,
                                                  row_gap=0),
