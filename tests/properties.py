@@ -80,15 +80,16 @@ def prop(fn=None, *, needs=(), draws=None, calls=(), ops=None):
     return register(fn) if fn is not None else register
 
 
-def properties(op: str, stream: str = "general") -> list[str]:
-    """The properties of operation `op` on a stream of cases (opinfo.STREAMS): every
-    property that applies, for "general" those that draw nothing special; for another
-    stream its own list plus the properties that draw it."""
+def properties(op, stream: str = "general") -> list[str]:
+    """The properties of operation `op` (a name, or an OpInfo such as a narrower path of
+    one) on a stream of cases (opinfo.STREAMS): every property that applies, for
+    "general" those that draw nothing special; for another stream its own list plus the
+    properties that draw it."""
     if stream not in STREAMS:
         raise ValueError(f"unknown stream {stream!r}; expected one of {list(STREAMS)}")
-    info, focus = OPS[op], STREAMS[stream]
+    info, focus = OPS[op] if isinstance(op, str) else op, STREAMS[stream]
     if stream not in info.streams:
-        raise ValueError(f"{op} has no {stream!r} stream of cases (OpInfo.streams: "
+        raise ValueError(f"{info.name} has no {stream!r} stream of cases (OpInfo.streams: "
                          f"{info.streams})")
     return [p.name for p in DECLARED.values() if p.applies_to(info) and (
         p.draws is None if focus is None else p.name in focus or p.draws == stream)]

@@ -10,10 +10,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import attention_kernel_triton as kernels
+from attention_kernel_triton.conformance import Supports
 from attention_kernel_triton.oracles import reference as oracles
 from attention_kernel_triton.strategies.cases import prefill_cases
 from tests import sizes
 from tests.checks import assert_close_to_oracle, finite_abs_max
+from tests.opinfo import OPS
 from tests.properties import check, properties
 from tests.seeds import SEED_CASES
 
@@ -247,12 +249,16 @@ def test_prefill_sm90_gluon_dispatch():
               oracles.prefill_ref(q, k, v, causal=True, sinks=sinks, dtype=torch.float32)[1])
 
 
-# The properties that hold for any one implementation (the load-path and program-order
-# ones compare variants of the Triton kernel, and the Gluon kernel has none of them), and
-# the one relation of the variant it takes (sinks).
-GLUON_PROPERTIES = ["accuracy", "finite", "every_element_written", "inputs_untouched",
-                    "deterministic", "gqa_equals_mha", "batch_equals_one_by_one",
-                    "sinks_neg_inf_bit_identical"]
+# The Gluon kernel described as prefill's narrower path (tests/opinfo.py): no knob of the
+# Triton kernel (load paths, program orders), causal and square only, no lengths, D 128,
+# sinks the one variant. Its properties come from the same table as every operation's.
+GLUON_PREFILL = replace(
+    OPS["prefill"], knobs=frozenset(), streams=("general", "variants"),
+    supports=Supports(dtypes=("float16", "bfloat16"), head_dims=(128, 128), non_causal=False,
+                      rectangular_causal=False, lengths=False, unaligned_rows=False,
+                      variants=("sinks",)))
+GLUON_PROPERTIES = list(dict.fromkeys(properties(GLUON_PREFILL)
+                                      + properties(GLUON_PREFILL, "variants")))
 
 
 def gluon_cases():
