@@ -131,6 +131,9 @@ def skip_reason(ad: Adapter, op: str, prop: str) -> str | None:
     for feature in PROPERTIES[op][prop]:
         if not supports.has(feature):
             return f"{ad.name} {op}: no {feature}: {supports.why_not(feature)}"
+    any_of = DECLARED[prop].needs_any
+    if any_of and not any(map(supports.has, any_of)):
+        return f"{ad.name} {op}: none of {', '.join(any_of)} (the property needs one)"
     _, why = strategy(op, supports, fp8_only=DECLARED[prop].draws == "fp8")
     return why
 

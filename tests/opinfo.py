@@ -3,7 +3,7 @@ float64 oracle), how its arguments come from a case, what memory it must never r
 (poison), its layout, what it supports, and which streams of cases its tests draw.
 Which property runs on which operation is decided by one table generated from these
 descriptions and from what each property declares it needs (tests/properties.py,
-``@prop(needs=...)``; ``python -m tests.opinfo`` prints it): no test file lists
+``@prop(needs=...)``; ``python -m tests.properties`` prints it): no test file lists
 properties by hand, and no property asks which operation it was given by name or by
 sniffing its arguments.
 
@@ -14,7 +14,7 @@ callable and declaration in place of ours.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 import torch
 
@@ -71,7 +71,6 @@ class OpInfo:
     dense: str | None = None  # a sparse operation's dense counterpart (same cache, no list)
     impl: str = "triton"  # the implementation (conformance mode: an adapter's name)
     ours: bool = True  # our kernels: properties may use their tuning knobs (kernels.tuning)
-    notes: dict = field(default_factory=dict, compare=False)
 
     @property
     def lse(self) -> bool:  # returns the LSE (else call() gives checks.NO_LSE)

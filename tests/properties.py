@@ -41,20 +41,23 @@ class Property:
     (opinfo.STREAMS: "fp8", "variants"), None for any case. calls: other operations of
     ours it compares against (a relation between two of our functions: never run against
     another implementation). ops: the operations it is written for, when it reads
-    arguments only they take (None: every operation with its needs)."""
+    arguments only they take (None: every operation with its needs). needs_any: at least
+    one of these features (a relation about inputs of which any one will do)."""
 
     fn: Callable
     needs: tuple[str, ...] = ()
     draws: str | None = None
     calls: tuple[str, ...] = ()
     ops: tuple[str, ...] | None = None
+    needs_any: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
         return self.fn.__name__
 
     def applies_to(self, op) -> bool:
-        return (self.ops is None or op.name in self.ops) and all(map(op.has, self.needs))
+        return ((self.ops is None or op.name in self.ops) and all(map(op.has, self.needs))
+                and (not self.needs_any or any(map(op.has, self.needs_any))))
 
     def portable(self) -> bool:
         """Runs against any implementation: no knob of ours, no second operation."""
@@ -65,16 +68,16 @@ PROPERTIES: dict[str, Callable] = {}  # name -> fn (what check() and the corpus 
 DECLARED: dict[str, Property] = {}  # name -> its declaration
 
 
-def prop(fn=None, *, needs=(), draws=None, calls=(), ops=None):
+def prop(fn=None, *, needs=(), draws=None, calls=(), ops=None, needs_any=()):
     """Register a property: ``@prop`` or ``@prop(needs=(...), ...)`` (see Property)."""
     def register(f):
-        for n in needs:
+        for n in (*needs, *needs_any):
             if n not in LAYOUT and n not in KNOBS and n not in SUPPORTS_FEATURES:
                 raise ValueError(f"@prop {f.__name__}: unknown need {n!r}")
         if draws is not None and draws not in STREAMS:
             raise ValueError(f"@prop {f.__name__}: unknown stream {draws!r}")
         DECLARED[f.__name__] = Property(f, tuple(needs), draws, tuple(calls),
-                                        None if ops is None else tuple(ops))
+                                        None if ops is None else tuple(ops), tuple(needs_any))
         PROPERTIES[f.__name__] = f
         return f
     return register(fn) if fn is not None else register
@@ -104,6 +107,7 @@ def table() -> str:
         cells = [", ".join(s for s in OPS[o].streams if p.name in properties(o, s)) or "-"
                  for o in ops]
         needs = "; ".join(filter(None, (", ".join(p.needs),
+                                        p.needs_any and "one of " + " / ".join(p.needs_any),
                                         p.calls and "calls " + ", ".join(p.calls))))
         rows.append(f"| {p.name} | {needs or '-'} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
@@ -877,7 +881,7 @@ def sinks_neg_inf_bit_identical(op, case, device):
     assert_same_bits("lse, sinks -inf vs none", lse_s, lse, case=case)
 
 
-@prop(needs=("deterministic",), draws="variants")
+@prop(needs=("deterministic",), needs_any=("sinks", "alibi_slopes", "fp8"), draws="variants")
 def head_vectors_strided_bit_identical(op, case, device):
     """Per-head vectors (sinks, ALiBi slopes, per-KV-head fp8 scales) passed as strided
     views, every other element of a tensor twice as long with NaN between, give the bits

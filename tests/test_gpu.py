@@ -251,7 +251,8 @@ def test_prefill_sm90_gluon_dispatch():
 
 # The Gluon kernel described as prefill's narrower path (tests/opinfo.py): no knob of the
 # Triton kernel (load paths, program orders), causal and square only, no lengths, D 128,
-# sinks the one variant. Its properties come from the same table as every operation's.
+# sinks the one variant. Its properties come from the same table as every operation's and
+# run on it (check's op=); its "variants" stream draws sinks in half the cases only.
 GLUON_PREFILL = replace(
     OPS["prefill"], knobs=frozenset(), streams=("general", "variants"),
     supports=Supports(dtypes=("float16", "bfloat16"), head_dims=(128, 128), non_causal=False,
@@ -283,12 +284,16 @@ def gluon_cases():
 def test_prefill_sm90_properties(prop, case, device):
     """The suite's properties on the Gluon kernel, forced (tuning.prefill_gluon):
     Hypothesis draws the cases and shrinks a failure like any other. Every launch the
-    property makes must be the Gluon kernel's (a property may make none: the strided
-    head-vector relation on a case without sinks)."""
+    property makes must be the Gluon kernel's, and there must be one (the strided
+    head-vector relation has none to make on a case without sinks). The properties get
+    the narrowed description: unread_memory, for one, runs no TMA / pointer-load pair."""
     from attention_kernel_triton.kernels import prefill, tuning
 
     with tuning.override(prefill_gluon=True), \
             mock.patch.object(prefill, "launch", wraps=prefill.launch) as spy:
-        check("prefill", prop, case, device)
+        check("prefill", prop, case, device, op=GLUON_PREFILL)
     plans = [c.args[0] for c in spy.call_args_list]
     assert all(p.gluon for p in plans), f"a call of the case took the Triton kernel: {case}"
+    # only the strided relation has nothing to call without a per-head vector
+    assert plans or (prop == "head_vectors_strided_bit_identical" and case.sinks is None), \
+        f"the case launched no kernel: {case}"
