@@ -66,8 +66,8 @@ class OpInfo:
     poison_fn: Callable  # kwargs -> kwargs with NaN in every element the kernel must not read
     layout: frozenset[str]  # of LAYOUT
     supports: Supports  # what the implementation computes (ours: all the op takes)
-    streams: tuple[str, ...] = ("general", "variants", "seeds")  # of STREAMS: its tests
     knobs: frozenset[str] = frozenset()  # of KNOBS: our kernels' only
+    streams: tuple[str, ...] = ("general", "variants", "seeds")  # of STREAMS: its tests
     dense: str | None = None  # a sparse operation's dense counterpart (same cache, no list)
     impl: str = "triton"  # the implementation (conformance mode: an adapter's name)
     ours: bool = True  # our kernels: properties may use their tuning knobs (kernels.tuning)
@@ -261,36 +261,33 @@ _DECODE_LAYOUT = frozenset({"batched"})
 _DECODE_KNOBS = frozenset({"splits"})
 _PREFILL_KNOBS = frozenset({"load_paths", "program_order"})
 
-_PREFILL = dict(supports=_16_BIT_KV, knobs=_PREFILL_KNOBS)
-_DECODE = dict(supports=_FP8_KV, knobs=_DECODE_KNOBS,
-               streams=("general", "fp8", "variants", "seeds"))
+_ALL_STREAMS = ("general", "fp8", "variants", "seeds")
 
 PREFILL = OpInfo("prefill", kernels.prefill, oracles.prefill_ref, strategies.prefill_inputs,
-                 _poison_prefill, frozenset({"batched"}), **_PREFILL,
+                 _poison_prefill, frozenset({"batched"}), _16_BIT_KV, _PREFILL_KNOBS,
                  streams=("general", "padded", "variants", "seeds"))
 PREFILL_VARLEN = OpInfo("prefill_varlen", kernels.prefill_varlen, oracles.prefill_varlen_ref,
                         strategies.prefill_varlen_inputs, _poison_varlen,
-                        frozenset({"packed"}), **_PREFILL)
+                        frozenset({"packed"}), _16_BIT_KV, _PREFILL_KNOBS)
 DECODE = OpInfo("decode", kernels.decode, oracles.decode_ref, strategies.decode_inputs,
-                _poison_decode, _DECODE_LAYOUT, **{**_DECODE, "streams": (
-                    "general", "long_context", "fp8", "variants", "seeds")})
+                _poison_decode, _DECODE_LAYOUT, _FP8_KV, _DECODE_KNOBS,
+                streams=("general", "long_context", "fp8", "variants", "seeds"))
 PAGED_DECODE = OpInfo("paged_decode", kernels.paged_decode, oracles.paged_decode_ref,
-                      strategies.decode_inputs, _poison_paged,
-                      _DECODE_LAYOUT | {"paged"}, **_DECODE)
+                      strategies.decode_inputs, _poison_paged, _DECODE_LAYOUT | {"paged"},
+                      _FP8_KV, _DECODE_KNOBS, streams=_ALL_STREAMS)
 SPARSE_DECODE = OpInfo("sparse_decode", kernels.sparse_decode, oracles.sparse_decode_ref,
-                       strategies.decode_inputs, _poison_sparse,
-                       _DECODE_LAYOUT | {"sparse"}, **{**_DECODE,
-                                                       "knobs": _DECODE_KNOBS | {"validate"}},
+                       strategies.decode_inputs, _poison_sparse, _DECODE_LAYOUT | {"sparse"},
+                       _FP8_KV, _DECODE_KNOBS | {"validate"}, streams=_ALL_STREAMS,
                        dense="decode")
 SPARSE_PAGED_DECODE = OpInfo("sparse_paged_decode", kernels.sparse_paged_decode,
                              oracles.sparse_paged_decode_ref, strategies.decode_inputs,
                              _poison_sparse_paged, _DECODE_LAYOUT | {"paged", "sparse"},
-                             **{**_DECODE, "knobs": _DECODE_KNOBS | {"validate"}},
+                             _FP8_KV, _DECODE_KNOBS | {"validate"}, streams=_ALL_STREAMS,
                              dense="paged_decode")
 PAGED_PREFILL = OpInfo("paged_prefill", kernels.paged_prefill, oracles.paged_prefill_ref,
                        strategies.paged_prefill_inputs, _poison_paged_prefill,
-                       frozenset({"packed", "paged"}), **{**_DECODE, "streams": (
-                           "general", "fp8", "variants")})
+                       frozenset({"packed", "paged"}), _FP8_KV, _DECODE_KNOBS,
+                       streams=("general", "fp8", "variants"))
 
 OPS = {o.name: o for o in (PREFILL, PREFILL_VARLEN, DECODE, PAGED_DECODE, SPARSE_DECODE,
                            SPARSE_PAGED_DECODE, PAGED_PREFILL)}

@@ -170,7 +170,6 @@ def _bound(op, args) -> float:
     return _bounds(op, args)[0]
 
 
-CACHE_AXES = {"k": 1, "v": 1, "k_cache": 2, "v_cache": 2}  # each K/V argument's head axis
 
 
 def _scales(args) -> dict:
@@ -189,18 +188,16 @@ def _heads_twice(args) -> dict:
     return {k: args[k].repeat_interleave(2) for k in ("sinks", "alibi_slopes") if k in args}
 
 
-def _dequantized(args) -> dict:
+def _dequantized(op, args) -> dict:
     """The same call on 16-bit caches (q's dtype) holding an fp8 cache's real values,
     stored x scale, rounded once, and no scales: what a function without fp8 support (or
     the fp8 relation below) runs. Any other call is returned as it is."""
     from attention_kernel_triton.oracles.reference import dequantize
 
     new = {k: v for k, v in args.items() if k not in ("k_scale", "v_scale")}
-    for name, axis in CACHE_AXES.items():
-        if name in args:
-            scale = args.get("k_scale" if name.startswith("k") else "v_scale")
-            new[name] = relayout_like(dequantize(args[name], scale, axis).to(
-                args["q"].dtype), args[name])
+    for name, scale_name in zip(op.kv_names, ("k_scale", "v_scale"), strict=True):
+        new[name] = relayout_like(dequantize(args[name], args.get(scale_name),
+                                             op.kv_head_axis).to(args["q"].dtype), args[name])
     return new
 
 
@@ -515,7 +512,7 @@ def fp8_equals_dequantized(op, case, device):
     args = op.inputs(case, device)
     bound, lse_bound = _bounds(op, args)
     out, lse = _restrict(op, args, *op.call(args))
-    real = _dequantized(args)
+    real = _dequantized(op, args)
     out16, lse16 = _restrict(op, real, *op.call(real))
     assert_close_pair("fp8 cache vs its dequantised values in q's dtype", out, out16, bound,
                       case=case)
@@ -531,7 +528,7 @@ def decode_equals_prefill_last_row(op, case, device):
     q = args["q"] if args["q"].dim() == 4 else args["q"].unsqueeze(2)
     b, n = q.shape[0], args["k"].shape[2]
     lens = args.get("seq_lens", torch.full((b,), n, dtype=torch.int32, device=device))
-    dense = _dequantized(args)  # prefill takes no fp8 cache
+    dense = _dequantized(op, args)  # prefill takes no fp8 cache
     pre = kernels.prefill(q, dense["k"], dense["v"], causal=True,
                           seq_lens=torch.ones_like(lens), kv_seq_lens=lens,
                           sm_scale=args.get("sm_scale"), **_variants(args))
@@ -818,7 +815,7 @@ def paged_prefill_equals_varlen(op, case, device):
     out, lse = _restrict(op, args, *op.call(args))
     seqs = _sequences(args)
     ks, vs, cu_k = [], [], [0]
-    real = _dequantized(args)  # prefill_varlen takes no fp8 cache
+    real = _dequantized(op, args)  # prefill_varlen takes no fp8 cache
     for b, (_, _, seq_len) in enumerate(seqs):
         for name, acc in (("k_cache", ks), ("v_cache", vs)):
             dense = paged_gather(real[name], args["block_table"][b:b + 1],
