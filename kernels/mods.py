@@ -61,10 +61,10 @@ class ScoreMods:
         return self.window_left >= 0 or self.window_right >= 0
 
     @property
-    def changes_scores(self) -> bool:
-        """A window, soft-cap or ALiBi: the key loop's scores change (sinks touch only the
-        epilogue)."""
-        return self.has_window or self.softcap > 0 or self.alibi_slopes is not None
+    def changes_logits(self) -> bool:
+        """A soft-cap or ALiBi: the logit of a seen key changes (a window only chooses the
+        keys, sinks touch only the epilogue)."""
+        return self.softcap > 0 or self.alibi_slopes is not None
 
     def left(self) -> int:
         """The window's left side for the kernels (UNBOUNDED when -1)."""

@@ -398,8 +398,8 @@ def _sm90_gluon_ok(q, k, v, out, *, causal: bool, has_lens: bool, variants: bool
                    mode: bool | None = None) -> bool:
     """Whether prefill runs the Gluon kernel (prefill_sm90.py): a Hopper GPU (not the
     interpreter), the default rule or a forced mode (tuning.prefill_gluon), and a call
-    inside its scope: causal, no lengths, no variant that changes the scores (window,
-    soft-cap, ALiBi: `variants`; sinks are in its scope, kernels/mods.py),
+    inside its scope: causal, no lengths, no soft-cap or ALiBi (`variants`; sinks and a
+    window are in its scope, kernels/mods.py),
     fp16/bf16, head_dim 128, Nq == Nk a multiple of 128, contiguous 16-byte-aligned
     q/k/v/out, row coordinates within int32."""
     if mode is False or interpreting() or q.device.type != "cuda" or cc_major(q.device) != 9:
@@ -511,6 +511,7 @@ class PrefillPlan:
     """Everything a launch needs beyond the layout: decided once per call."""
     gluon: bool  # the Gluon Hopper kernel (prefill_sm90.launch) instead of _prefill_kernel
     sinks: torch.Tensor | None = None  # the Gluon kernel's sinks (fp32 [Hq])
+    window_left: int = -1  # and its window's left side (-1: none)
     grid: tuple = ()
     args: dict | None = None  # _prefill_kernel's runtime arguments
     consts: dict | None = None  # its constexprs
@@ -522,9 +523,10 @@ def plan(lay: QKVLayout, *, causal: bool, max_q: int, sm_scale: float,
     """None: nothing to launch (no query tile or no (batch, head) pair)."""
     q, k, v, out = lay.q, lay.k, lay.v, lay.out
     if not lay.varlen and _sm90_gluon_ok(q, k, v, out, causal=causal, has_lens=lay.has_lens,
-                                         variants=mods.changes_scores,
+                                         variants=mods.changes_logits,
                                          mode=tune.prefill_gluon):
-        return PrefillPlan(gluon=True, sinks=mods.sinks)
+        # causal: the window's right side bounds nothing
+        return PrefillPlan(gluon=True, sinks=mods.sinks, window_left=mods.window_left)
     num_q_heads, head_dim = q.shape[1], q.shape[3]
     group_size = num_q_heads // k.shape[1]
     head_dim_pad = max(16, triton.next_power_of_2(head_dim))
@@ -584,7 +586,8 @@ def plan(lay: QKVLayout, *, causal: bool, max_q: int, sm_scale: float,
 
 def launch(p: PrefillPlan, lay: QKVLayout, sm_scale: float) -> None:
     if p.gluon:
-        _sm90_module().launch(lay.q, lay.k, lay.v, lay.out, lay.lse, sm_scale, p.sinks)
+        _sm90_module().launch(lay.q, lay.k, lay.v, lay.out, lay.lse, sm_scale, p.sinks,
+                              p.window_left)
     else:
         _prefill_kernel[p.grid](**p.args, **p.consts, **p.launch_options)
 

@@ -10,8 +10,10 @@ and N16384 in 3.38 against 3.77 ms (session 8).
 
 Scope (prefill.py dispatches here only then, see _sm90_gluon_ok): Hopper, fp16/bf16, causal,
 the fixed layout without lengths, head_dim 128, Nq == Nk a multiple of 128, contiguous
-q/k/v/out, any GQA; of the attention variants only sinks (an epilogue term; a window,
-soft-cap or ALiBi would change the key loop and its peeled diagonal steps). Gluon does
+q/k/v/out, any GQA; of the attention variants sinks (an epilogue term) and a window (the
+key loop starts at the tile holding the first row's left edge, and the two edge tiles
+there take a peeled masked step like the diagonal's); a soft-cap or ALiBi would change
+every step's scores, and such calls take the Triton kernel. Gluon does
 not run under the interpreter: CPU runs never take this path, and the GPU tests compare it
 with the oracle and with the Triton kernel. prefill.py imports this module only on a
 Hopper GPU (and falls back when this Triton lacks Gluon's names).
@@ -70,14 +72,22 @@ def _load_tile(desc, row, bar, smem):
 
 
 @gluon.jit
-def _softmax_tile(s, m_i, l_i, start_n, offs_m, offs_n0, qk_scale,
-                  dtype: gl.constexpr, p_layout: gl.constexpr, MASKED: gl.constexpr):
+def _softmax_tile(s, m_i, l_i, start_n, offs_m, offs_n0, qk_scale, win_left,
+                  dtype: gl.constexpr, p_layout: gl.constexpr, MASKED: gl.constexpr,
+                  HAS_WINDOW: gl.constexpr):
     """One key tile's online-softmax step on its raw scores s: (p, fp32, in the scores'
     layout; the rescale factor alpha; the new max and sum). MASKED is a
     compile-time choice: a branch between an asynchronous wgmma and its wait makes ptxas
-    wait for every wgmma in flight."""
-    if MASKED:  # the diagonal tile: key j is seen by rows i >= j
-        keep = gl.expand_dims(start_n + offs_n0, 0) <= gl.expand_dims(offs_m, 1)
+    wait for every wgmma in flight. A masked tile takes the whole rule: key j is seen by
+    row i iff i - win_left <= j <= i (the causal diagonal and, with HAS_WINDOW, the
+    window's left edge), so one mask serves the edge tiles at both ends. A row that sees
+    no key of the tile keeps m_i (finite from the start), so p is 0 there, never NaN."""
+    if MASKED:
+        keys = gl.expand_dims(start_n + offs_n0, 0)
+        rows = gl.expand_dims(offs_m, 1)
+        keep = keys <= rows
+        if HAS_WINDOW:
+            keep = keep & (keys >= rows - win_left)
         s = gl.where(keep, s, float("-inf"))
     m_new = gl.maximum(m_i, gl.max(s, axis=1) * qk_scale)
     alpha = gl.exp2(m_i - m_new)
@@ -96,10 +106,11 @@ def _as_operand(p, dtype: gl.constexpr, p_layout: gl.constexpr):
 
 @gluon.jit
 def _step(j, acc, p16, alpha, m_i, l_i, q_smem, k_smem, v_smem, k_ready, v_ready, k_empty,
-          v_empty, s_zero, offs_m, offs_n0, qk_scale, dtype: gl.constexpr,
+          v_empty, s_zero, offs_m, offs_n0, key0, qk_scale, win_left, dtype: gl.constexpr,
           p_layout: gl.constexpr, row_o: gl.constexpr, BLOCK_N: gl.constexpr,
-          STAGES: gl.constexpr, MASKED: gl.constexpr):
-    """Key tile j's p v product and tile j + 1's scores and softmax (p_j, alpha_j ready)."""
+          STAGES: gl.constexpr, MASKED: gl.constexpr, HAS_WINDOW: gl.constexpr):
+    """Key tile j's p v product and tile j + 1's scores and softmax (p_j, alpha_j ready).
+    Tiles count from the program's first key tile, which holds key key0."""
     nxt = j + 1
     # 1. the next tile's scores, asynchronously
     mbarrier.wait(k_ready.index(nxt % STAGES), phase=(nxt // STAGES) & 1)
@@ -115,8 +126,9 @@ def _step(j, acc, p16, alpha, m_i, l_i, q_smem, k_smem, v_smem, k_ready, v_ready
     #    product that reads them is done.
     s, p16 = warpgroup_mma_wait(num_outstanding=1, deps=(s, p16))
     mbarrier.arrive(k_empty.index(nxt % STAGES), count=1)
-    p, alpha, m_i, l_i = _softmax_tile(s, m_i, l_i, nxt * BLOCK_N, offs_m, offs_n0, qk_scale,
-                                       dtype, p_layout, MASKED)
+    p, alpha, m_i, l_i = _softmax_tile(s, m_i, l_i, key0 + nxt * BLOCK_N, offs_m, offs_n0,
+                                       qk_scale, win_left, dtype, p_layout, MASKED,
+                                       HAS_WINDOW)
     acc, p16 = warpgroup_mma_wait(num_outstanding=0, deps=(acc, p16))
     mbarrier.arrive(v_empty.index(j % STAGES), count=1)
     p16 = _as_operand(p, dtype, p_layout)
@@ -143,10 +155,10 @@ def _loader(q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, q_bar, k_ready, v_re
 
 @gluon.jit
 def _consumer(q_all, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty, v_empty, out_ptr,
-              lse_ptr, sink_ptr, q_row, start_m, n_tiles, qk_scale, HALF_INDEX: gl.constexpr,
-              dtype: gl.constexpr, TILE_M: gl.constexpr, BLOCK_N: gl.constexpr,
-              HEAD_DIM: gl.constexpr, STAGES: gl.constexpr, WRITE_LSE: gl.constexpr,
-              HAS_SINKS: gl.constexpr):
+              lse_ptr, sink_ptr, q_row, start_m, key0, n_tiles, qk_scale, win_left,
+              HALF_INDEX: gl.constexpr, dtype: gl.constexpr, TILE_M: gl.constexpr,
+              BLOCK_N: gl.constexpr, HEAD_DIM: gl.constexpr, STAGES: gl.constexpr,
+              WRITE_LSE: gl.constexpr, HAS_SINKS: gl.constexpr, HAS_WINDOW: gl.constexpr):
     """One consumer warpgroup: rows [HALF_INDEX * BLOCK_M, +BLOCK_M) of the program's
     TILE_M-row query tile (BLOCK_M = TILE_M / 2). Two of them run side by side on the
     same K/V ring, each releasing a slot once (the empty barriers count two arrivals); with
@@ -179,26 +191,40 @@ def _consumer(q_all, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty, v_empty, 
     mbarrier.arrive(k_empty.index(0), count=1)
     # The last DIAG = BLOCK_M // BLOCK_N key tiles are on the diagonal (masked); the mask is
     # chosen at compile time in each step (see _softmax_tile), so those steps are peeled.
+    # Under a window the first two tiles are edge tiles too: the first holds
+    # start_m - win_left, so its rows' left edges reach up to BLOCK_M - 1 keys further,
+    # into the second at most (BLOCK_N >= BLOCK_M); from the third on, every key lies in
+    # every row's window (launch checks TILE_N == TILE_M).
     DIAG: gl.constexpr = TILE_M // BLOCK_N
-    if n_tiles == DIAG:  # tile 0 is on the diagonal (no wgmma in flight: branching is fine)
-        p, alpha, m_i, l_i = _softmax_tile(s, m_i, l_i, 0, offs_m, offs_n0, qk_scale, dtype,
-                                           p_layout, MASKED=True)
+    # tile 0 (no wgmma in flight: a runtime branch is fine)
+    if HAS_WINDOW or n_tiles == DIAG:
+        p, alpha, m_i, l_i = _softmax_tile(s, m_i, l_i, key0, offs_m, offs_n0, qk_scale,
+                                           win_left, dtype, p_layout, True, HAS_WINDOW)
     else:
-        p, alpha, m_i, l_i = _softmax_tile(s, m_i, l_i, 0, offs_m, offs_n0, qk_scale, dtype,
-                                           p_layout, MASKED=False)
+        p, alpha, m_i, l_i = _softmax_tile(s, m_i, l_i, key0, offs_m, offs_n0, qk_scale,
+                                           win_left, dtype, p_layout, False, HAS_WINDOW)
     p16 = _as_operand(p, dtype, p_layout)
-    for j in range(n_tiles - DIAG - 1):  # step j computes tile j + 1's softmax: unmasked
+    # steps [first, n_tiles - DIAG - 1) reach only inner tiles: unmasked
+    first = 0
+    if HAS_WINDOW:  # the step into tile 1, the second edge tile, unless it is diagonal
+        first = 1
+        if n_tiles - DIAG - 1 > 0:
+            acc, p16, alpha, m_i, l_i = _step(
+                0, acc, p16, alpha, m_i, l_i, q_smem, k_smem, v_smem, k_ready, v_ready,
+                k_empty, v_empty, s_zero, offs_m, offs_n0, key0, qk_scale, win_left, dtype,
+                p_layout, row_o, BLOCK_N, STAGES, True, HAS_WINDOW)
+    for j in range(first, n_tiles - DIAG - 1):
         acc, p16, alpha, m_i, l_i = _step(
             j, acc, p16, alpha, m_i, l_i, q_smem, k_smem, v_smem, k_ready, v_ready, k_empty,
-            v_empty, s_zero, offs_m, offs_n0, qk_scale, dtype, p_layout, row_o, BLOCK_N,
-            STAGES, MASKED=False)
+            v_empty, s_zero, offs_m, offs_n0, key0, qk_scale, win_left, dtype, p_layout, row_o,
+            BLOCK_N, STAGES, False, HAS_WINDOW)
     for i in gl.static_range(DIAG):  # the steps into the diagonal tiles
         j = n_tiles - DIAG - 1 + i
         if j >= 0:
             acc, p16, alpha, m_i, l_i = _step(
                 j, acc, p16, alpha, m_i, l_i, q_smem, k_smem, v_smem, k_ready, v_ready,
-                k_empty, v_empty, s_zero, offs_m, offs_n0, qk_scale, dtype, p_layout, row_o,
-                BLOCK_N, STAGES, MASKED=True)
+                k_empty, v_empty, s_zero, offs_m, offs_n0, key0, qk_scale, win_left, dtype,
+                p_layout, row_o, BLOCK_N, STAGES, True, HAS_WINDOW)
     last = n_tiles - 1
     acc = acc * gl.expand_dims(gl.convert_layout(alpha, row_o), 1)
     mbarrier.wait(v_ready.index(last % STAGES), phase=(last // STAGES) & 1)
@@ -207,14 +233,14 @@ def _consumer(q_all, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty, v_empty, 
 
     if HAS_SINKS:  # the head's sink logit (natural log): one more key of value 0, which
         # adds exp(sink) to the denominator only (kernels/_jit.py add_sink; here every row
-        # has seen key 0, so m_i is finite)
+        # has seen its own key, so m_i is finite)
         sink = gl.load(sink_ptr) * LOG2E_JIT
         m_new = gl.maximum(m_i, sink)
         alpha = gl.exp2(m_i - m_new)
         l_i = l_i * alpha + gl.exp2(sink - m_new)
         acc = acc * gl.expand_dims(gl.convert_layout(alpha, row_o), 1)
         m_i = m_new
-    # every row sees key 0 at least (causal, square): l_i > 0
+    # every row sees its own key at least (causal, square; a window holds it): l_i > 0
     out = acc / gl.expand_dims(gl.convert_layout(l_i, row_o), 1)
     rows = q_row + gl.arange(0, BLOCK_M, layout=row_o)
     cols = gl.arange(0, HEAD_DIM, layout=gl.SliceLayout(0, o_layout))
@@ -227,10 +253,10 @@ def _consumer(q_all, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty, v_empty, 
 
 @gluon.jit
 def _prefill_sm90_kernel(q_desc, k_desc, v_desc, out_ptr, lse_ptr, sinks_ptr, n_ctx,
-                         num_q_heads, group_size, qk_scale,
+                         num_q_heads, group_size, qk_scale, win_left,
                          BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, HEAD_DIM: gl.constexpr,
                          STAGES: gl.constexpr, WRITE_LSE: gl.constexpr,
-                         HAS_SINKS: gl.constexpr):
+                         HAS_SINKS: gl.constexpr, HAS_WINDOW: gl.constexpr):
     dtype: gl.constexpr = q_desc.dtype
     num_m_tiles = n_ctx // BLOCK_M
     pid = gl.program_id(0)
@@ -241,8 +267,14 @@ def _prefill_sm90_kernel(q_desc, k_desc, v_desc, out_ptr, lse_ptr, sinks_ptr, n_
     num_kv_heads = num_q_heads // group_size
     start_m = tile * BLOCK_M
     q_row = pair * n_ctx + start_m  # rows of the 2-D [B*H*N, D] views
-    kv_row0 = (off_b * num_kv_heads + off_h // group_size) * n_ctx
-    n_tiles = (start_m + BLOCK_M) // BLOCK_N  # causal, square: keys [0, start_m + BLOCK_M)
+    # causal, square: keys [0, start_m + BLOCK_M); a window starts them at the tile holding
+    # the first row's left edge (tiles wholly left of every row's window are skipped)
+    first_tile = 0
+    if HAS_WINDOW:
+        first_tile = gl.maximum(start_m - win_left, 0) // BLOCK_N
+    key0 = first_tile * BLOCK_N
+    n_tiles = (start_m + BLOCK_M) // BLOCK_N - first_tile
+    kv_row0 = (off_b * num_kv_heads + off_h // group_size) * n_ctx + key0
 
     q_smem = gl.allocate_shared_memory(dtype, [2, BLOCK_M // 2, HEAD_DIM], q_desc.layout)
     k_smem = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, HEAD_DIM], k_desc.layout)
@@ -261,11 +293,13 @@ def _prefill_sm90_kernel(q_desc, k_desc, v_desc, out_ptr, lse_ptr, sinks_ptr, n_
 
     gl.warp_specialize([
         (_consumer, (q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty, v_empty, out_ptr,
-                     lse_ptr, sinks_ptr + off_h, q_row, start_m, n_tiles, qk_scale, 0, dtype,
-                     BLOCK_M, BLOCK_N, HEAD_DIM, STAGES, WRITE_LSE, HAS_SINKS)),
+                     lse_ptr, sinks_ptr + off_h, q_row, start_m, key0, n_tiles, qk_scale,
+                     win_left, 0, dtype, BLOCK_M, BLOCK_N, HEAD_DIM, STAGES, WRITE_LSE,
+                     HAS_SINKS, HAS_WINDOW)),
         (_consumer, (q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty, v_empty, out_ptr,
-                     lse_ptr, sinks_ptr + off_h, q_row, start_m, n_tiles, qk_scale, 1, dtype,
-                     BLOCK_M, BLOCK_N, HEAD_DIM, STAGES, WRITE_LSE, HAS_SINKS)),
+                     lse_ptr, sinks_ptr + off_h, q_row, start_m, key0, n_tiles, qk_scale,
+                     win_left, 1, dtype, BLOCK_M, BLOCK_N, HEAD_DIM, STAGES, WRITE_LSE,
+                     HAS_SINKS, HAS_WINDOW)),
         (_loader, (q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, q_bar, k_ready, v_ready,
                    k_empty, v_empty, q_row, kv_row0, n_tiles, BLOCK_N, STAGES)),
     ], [4, 4], [232, 24])
@@ -279,11 +313,14 @@ def _prefill_sm90_kernel(q_desc, k_desc, v_desc, out_ptr, lse_ptr, sinks_ptr, n_
 
 
 def launch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,
-           lse: torch.Tensor | None, sm_scale: float, sinks: torch.Tensor | None = None
-           ) -> None:
+           lse: torch.Tensor | None, sm_scale: float, sinks: torch.Tensor | None = None,
+           window_left: int = -1) -> None:
     """Causal attention: q/out [B, Hq, N, 128], k/v [B, Hkv, N, 128], contiguous, 16-bit,
     N a multiple of TILE_M (the caller checks: prefill._sm90_gluon_ok); lse [B, Hq, N]
-    fp32 contiguous or None; sinks fp32 [Hq] (validated: finite or -inf) or None."""
+    fp32 contiguous or None; sinks fp32 [Hq] (validated: finite or -inf) or None;
+    window_left >= 0: row i sees keys [i - window_left, i] only (-1: unbounded; under
+    causal a window's right side bounds nothing)."""
+    assert TILE_N == TILE_M  # the edge-tile count in _consumer
     batch, num_q_heads, n, d = q.shape
     gdt = gl.float16 if q.dtype == torch.float16 else gl.bfloat16
 
@@ -296,6 +333,6 @@ def launch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,
     _prefill_sm90_kernel[grid](
         desc(q, TILE_M // 2), desc(k, TILE_N), desc(v, TILE_N), out,
         lse if lse is not None else out, sinks if sinks is not None else out, n,
-        num_q_heads, num_q_heads // k.shape[1], sm_scale * LOG2E, BLOCK_M=TILE_M,
-        BLOCK_N=TILE_N, HEAD_DIM=d, STAGES=RING, WRITE_LSE=lse is not None,
-        HAS_SINKS=sinks is not None, num_warps=4)
+        num_q_heads, num_q_heads // k.shape[1], sm_scale * LOG2E, max(window_left, 0),
+        BLOCK_M=TILE_M, BLOCK_N=TILE_N, HEAD_DIM=d, STAGES=RING, WRITE_LSE=lse is not None,
+        HAS_SINKS=sinks is not None, HAS_WINDOW=window_left >= 0, num_warps=4)

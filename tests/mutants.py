@@ -100,6 +100,10 @@ MODS = "kernels/mods.py"
 _GLUON = dict(gpu_only="Gluon runs only on a Hopper GPU, never under the interpreter",
               gpu_tests=("tests/test_gpu.py::test_prefill_sm90_gluon",))
 
+_GLUON_WINDOW = dict(gpu_only=_GLUON["gpu_only"],
+                     gpu_tests=("tests/test_gpu.py::test_prefill_sm90_gluon_dispatch",
+                                "tests/test_gpu.py::test_prefill_sm90_properties"))
+
 # h % Hkv instead of h // group: same as the right head for MHA (group 1) or one KV head.
 _MOD_HKV = "(first_head % (num_head_programs * heads_per_program // group_size))"
 
@@ -449,8 +453,8 @@ MUTANTS: tuple[Mutant, ...] = (
            "paged prefill: a sequence with one more new token than its context is accepted"),
     # ---------------------------------------------------------------- prefill, Gluon (sm_90)
     Mutant("sm90_causal_off_by_one", "prefill", SM90,
-           "keep = gl.expand_dims(start_n + offs_n0, 0) <= gl.expand_dims(offs_m, 1)",
-           "keep = gl.expand_dims(start_n + offs_n0, 0) < gl.expand_dims(offs_m, 1)",
+           "        keep = keys <= rows\n",
+           "        keep = keys < rows\n",
            "Gluon prefill: the causal mask excludes the diagonal key", **_GLUON),
     Mutant("sm90_second_half_rows", "prefill", SM90,
            "    q_row = q_row + HALF_INDEX * BLOCK_M\n",
@@ -544,6 +548,22 @@ MUTANTS: tuple[Mutant, ...] = (
            "Gluon prefill: a sink above the row's max rescales the denominator but not acc",
            gpu_only=_GLUON["gpu_only"],
            gpu_tests=("tests/test_gpu.py::test_prefill_sm90_gluon_dispatch",)),
+    Mutant("sm90_window_off_by_one", "prefill", SM90,
+           "            keep = keep & (keys >= rows - win_left)\n",
+           "            keep = keep & (keys > rows - win_left)\n",
+           "Gluon prefill: the window's left edge key is dropped", **_GLUON_WINDOW),
+    Mutant("sm90_window_first_tile_late", "prefill", SM90,
+           "        first_tile = gl.maximum(start_m - win_left, 0) // BLOCK_N\n",
+           "        first_tile = gl.maximum(start_m - win_left + 1, 0) // BLOCK_N\n",
+           "Gluon prefill: when the first row's left edge is a tile's last key, that tile is "
+           "skipped", **_GLUON_WINDOW),
+    Mutant("sm90_window_second_edge_unmasked", "prefill", SM90,
+           "                p_layout, row_o, BLOCK_N, STAGES, True, HAS_WINDOW)\n"
+           "    for j in range(first,",
+           "                p_layout, row_o, BLOCK_N, STAGES, False, HAS_WINDOW)\n"
+           "    for j in range(first,",
+           "Gluon prefill: the second key tile of a window takes no mask (keys left of some "
+           "rows' windows are seen)", **_GLUON_WINDOW),
     Mutant("window_minus_2_accepted", "validation", VAL,
            "            if w < -1:\n",
            "            if w < -2:\n",

@@ -216,9 +216,10 @@ def test_prefill_sm90_gluon(dtype, n, hq, hkv, batch):
 def test_prefill_sm90_gluon_dispatch():
     """The default rule: a causal call without lengths at N = LONG_PREFILL (a multiple of
     128) takes the Gluon kernel and is accurate, with sinks too (an epilogue term: heads'
-    sinks from below every logit to far above them); the same call with N not a multiple
-    of 128, with a non-contiguous out=, with lengths, not causal, or with a window,
-    soft-cap or ALiBi takes the Triton kernel."""
+    sinks from below every logit to far above them) and with a window (left side 300: the
+    first key tile and the next are edge tiles, and tiles left of it are skipped); the
+    same call with N not a multiple of 128, with a non-contiguous out=, with lengths, not
+    causal, or with a soft-cap or ALiBi takes the Triton kernel."""
     from attention_kernel_triton.kernels._config import LONG_PREFILL
 
     n = LONG_PREFILL
@@ -233,48 +234,57 @@ def test_prefill_sm90_gluon_dispatch():
         assert spy.call_count == 1, "N = LONG_PREFILL did not take the Gluon kernel"
         got_sinks = kernels.prefill(q, k, v, causal=True, sinks=sinks, return_lse=True)
         assert spy.call_count == 2, "a call with sinks did not take the Gluon kernel"
+        got_window = kernels.prefill(q, k, v, causal=True, window=(300, 0), sinks=sinks,
+                                     return_lse=True)
+        assert spy.call_count == 3, "a call with a window did not take the Gluon kernel"
         kernels.prefill(q[:, :, :-1], k[:, :, :-1], v[:, :, :-1], causal=True)
         kernels.prefill(q, k, v, causal=True, out=strided_out)
         kernels.prefill(q, k, v, causal=True, seq_lens=lens)
         kernels.prefill(q, k, v, causal=False)
-        kernels.prefill(q, k, v, causal=True, window=(256, 0), sinks=sinks)
         kernels.prefill(q, k, v, causal=True, softcap=30.0)
         kernels.prefill(q, k, v, causal=True, alibi_slopes=slopes)
-        assert spy.call_count == 2, "a call outside the Gluon kernel's scope took it"
+        assert spy.call_count == 3, "a call outside the Gluon kernel's scope took it"
     _accurate(f"prefill (default rule) N={n}", got, oracles.prefill_ref(q, k, v, causal=True),
               oracles.prefill_ref(q, k, v, causal=True, dtype=torch.float16))
     _accurate(f"prefill (default rule, sinks) N={n}", got_sinks,
               oracles.prefill_ref(q, k, v, causal=True, sinks=sinks),
               oracles.prefill_ref(q, k, v, causal=True, sinks=sinks, dtype=torch.float16),
               oracles.prefill_ref(q, k, v, causal=True, sinks=sinks, dtype=torch.float32)[1])
+    win = dict(causal=True, window=(300, 0), sinks=sinks)
+    _accurate(f"prefill (default rule, window and sinks) N={n}", got_window,
+              oracles.prefill_ref(q, k, v, **win),
+              oracles.prefill_ref(q, k, v, **win, dtype=torch.float16),
+              oracles.prefill_ref(q, k, v, **win, dtype=torch.float32)[1])
 
 
 # The Gluon kernel described as prefill's narrower path (tests/opinfo.py): no knob of the
 # Triton kernel (load paths, program orders), causal and square only, no lengths, D 128,
-# sinks the one variant. Its properties come from the same table as every operation's and
-# run on it (check's op=); its "variants" stream draws sinks in half the cases only.
+# sinks and a window the variants. Its properties come from the same table as every
+# operation's and run on it (check's op=); its "variants" stream draws them in half the
+# cases.
 GLUON_PREFILL = replace(
     OPS["prefill"], knobs=frozenset(), streams=("general", "variants"),
     supports=Supports(dtypes=("float16", "bfloat16"), head_dims=(128, 128), non_causal=False,
                       rectangular_causal=False, lengths=False, unaligned_rows=False,
-                      variants=("sinks",)))
+                      variants=("sinks", "window")))
 GLUON_PROPERTIES = list(dict.fromkeys(properties(GLUON_PREFILL)
                                       + properties(GLUON_PREFILL, "variants")))
 
 
 def gluon_cases():
     """Prefill cases inside the Gluon kernel's scope: causal, no lengths, head_dim 128,
-    contiguous, N = 128, 256 or 384, sinks or no variant (the others are outside it);
-    batch, GQA ratio, dtype (fp16, bf16), input scale and sm_scale drawn as for the Triton
-    kernel."""
+    contiguous, N = 128 to 640 (one to five key tiles: a window's two edge tiles, the
+    inner loop and the diagonal), sinks and a window or no variant (the others are
+    outside it); batch, GQA ratio, dtype (fp16, bf16), input scale and sm_scale drawn as
+    for the Triton kernel."""
     base = prefill_cases(**sizes.prefill(min_head_dim=128, max_head_dim=128, padded=False,
                                          causal=True, same_q_k=True,
                                          dtypes=("float16", "bfloat16"),
-                                         variants=("sinks",)))
+                                         variants=("sinks", "window")))
     return st.builds(lambda case, tiles: replace(case, n_q=128 * tiles, n_k=128 * tiles,
                                                  transposed=False, v_transposed=False,
                                                  row_gap=0),
-                     base, st.integers(1, 3))
+                     base, st.integers(1, 5))
 
 
 @pytest.mark.gpu
