@@ -152,7 +152,13 @@ def flex() -> Adapter:
     """FlexAttention: masks (lengths, bottom-right causal, window) as a mask_mod and a
     block mask, softcap and ALiBi as a score_mod, GQA through enable_gqa, the LSE through
     return_lse. Compiled on a GPU (its Triton kernel, the one people use; every shape
-    compiles once), eager (torch's unfused reference of it) on the CPU."""
+    compiles once), eager (torch's unfused reference of it) on the CPU.
+
+    Paged decode runs over the physical cache as one key sequence ([1, Hkv, pages x P, D],
+    K/V batch 1 broadcast over the block mask's batch, as torch's experimental
+    PagedAttention does): the mask_mod maps a physical key to its position in sequence b
+    through the inverse of b's page-table row (logical page per physical page, -1 where
+    b has none), so the block mask skips the blocks of pages b does not own."""
     from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
     try:
@@ -176,28 +182,36 @@ def flex() -> Adapter:
             compiled["fn"] = torch.compile(flex_attention, dynamic=False)
         return compiled["fn"](*args, **kwargs)
 
+    def dense_keys(bi, j):  # key j of sequence bi sits at position j
+        return j, None
+
     def attend(q, k, v, q_lens, k_lens, *, causal, sm_scale, window, softcap,
-               alibi_slopes, return_lse):
+               alibi_slopes, return_lse, key_pos=dense_keys):
+        """key_pos(bi, j) -> (key j's position in sequence bi, whether bi has key j at
+        all, or None: every j does)."""
         b, _, n_q, _ = q.shape
         n_k = k.shape[2]
         shift = k_lens - q_lens  # aligned (bottom-right) query position = i + shift
 
         def mask_mod(bi, h, i, j):
-            ok = (i < q_lens[bi]) & (j < k_lens[bi])
+            jpos, owned = key_pos(bi, j)
+            ok = (i < q_lens[bi]) & (jpos < k_lens[bi])
+            if owned is not None:
+                ok = ok & owned
             pos = i + shift[bi]
             if causal:
-                ok = ok & (j <= pos)
+                ok = ok & (jpos <= pos)
             if window is not None and window[0] >= 0:
-                ok = ok & (j >= pos - window[0])
+                ok = ok & (jpos >= pos - window[0])
             if window is not None and window[1] >= 0:
-                ok = ok & (j <= pos + window[1])
+                ok = ok & (jpos <= pos + window[1])
             return ok
 
         def score_mod(s, bi, h, i, j):
             if softcap is not None:
                 s = softcap * torch.tanh(s / softcap)
             if alibi_slopes is not None:
-                s = s - alibi_slopes[h] * (i + shift[bi] - j).abs()
+                s = s - alibi_slopes[h] * (i + shift[bi] - key_pos(bi, j)[0]).abs()
             return s
 
         mods = softcap is not None or alibi_slopes is not None
@@ -242,10 +256,43 @@ def flex() -> Adapter:
             return got[0].reshape(q.shape), got[1][:, :, 0]
         return got.reshape(q.shape)
 
+    def paged_decode(q, k_cache, v_cache, block_table, seq_lens, *, sm_scale=None,
+                     window=None, softcap=None, alibi_slopes=None, return_lse=False):
+        num_pages, page, hkv, d = k_cache.shape
+        b = q.shape[0]
+        if num_pages == 0:  # flex takes no empty key sequence: one page no row owns
+            k_cache, v_cache = (t.new_zeros((1, page, hkv, d)) for t in (k_cache, v_cache))
+            num_pages = 1
+        # the physical cache as one sequence of num_pages x P keys (a copy where the
+        # cache's strides do not allow a view)
+        k = k_cache.reshape(1, num_pages * page, hkv, d).transpose(1, 2)
+        v = v_cache.reshape(1, num_pages * page, hkv, d).transpose(1, 2)
+        # logical[bi, p]: the index of physical page p in sequence bi's table row (-1: not
+        # its page); only the row's first ceil(len / P) entries are its pages
+        k_lens = seq_lens.long()
+        cols = torch.arange(block_table.shape[1], device=q.device).expand(b, -1)
+        used = cols < ((k_lens + page - 1) // page).unsqueeze(1)
+        logical = torch.full((b, num_pages), -1, dtype=torch.long, device=q.device)
+        rows = torch.arange(b, device=q.device).unsqueeze(1).expand_as(cols)
+        logical[rows[used], block_table.long()[used]] = cols[used]
+
+        def paged_keys(bi, j):
+            lp = logical[bi, j // page]
+            return lp * page + j % page, lp >= 0
+
+        q4 = q if q.dim() == 4 else q.unsqueeze(2)
+        got = attend(q4, k, v, torch.ones_like(k_lens), k_lens, causal=True,
+                     sm_scale=sm_scale, window=window, softcap=softcap,
+                     alibi_slopes=alibi_slopes, return_lse=return_lse, key_pos=paged_keys)
+        if return_lse:
+            return got[0].reshape(q.shape), got[1][:, :, 0]
+        return got.reshape(q.shape)
+
     supports = Supports(out=False, variants=("window", "softcap", "alibi_slopes"),
                         notes={"out": _NO_OUT,
                                "sinks": "FlexAttention has no sink term in its denominator"})
-    return Adapter("flex", {"prefill": prefill, "decode": decode}, supports)
+    return Adapter("flex", {"prefill": prefill, "decode": decode,
+                            "paged_decode": paged_decode}, supports)
 
 
 SHIPPED = {"triton": ours, "sdpa-math": sdpa_math, "sdpa-efficient": sdpa_efficient,

@@ -217,7 +217,9 @@ def test_prefill_sm90_gluon_dispatch():
     """The default rule: a causal call without lengths at N = LONG_PREFILL (a multiple of
     128) takes the Gluon kernel and is accurate, with sinks too (an epilogue term: heads'
     sinks from below every logit to far above them) and with a window (left side 300: the
-    first key tile and the next are edge tiles, and tiles left of it are skipped); the
+    first key tile and the next are edge tiles, and tiles left of it are skipped; left side
+    129: a query tile's first row reaches one key into the tile before its second row's
+    first tile); the
     same call with N not a multiple of 128, with a non-contiguous out=, with lengths, not
     causal, or with a soft-cap or ALiBi takes the Triton kernel."""
     from attention_kernel_triton.kernels._config import LONG_PREFILL
@@ -236,14 +238,15 @@ def test_prefill_sm90_gluon_dispatch():
         assert spy.call_count == 2, "a call with sinks did not take the Gluon kernel"
         got_window = kernels.prefill(q, k, v, causal=True, window=(300, 0), sinks=sinks,
                                      return_lse=True)
-        assert spy.call_count == 3, "a call with a window did not take the Gluon kernel"
+        got_edge = kernels.prefill(q, k, v, causal=True, window=(129, 0), return_lse=True)
+        assert spy.call_count == 4, "a call with a window did not take the Gluon kernel"
         kernels.prefill(q[:, :, :-1], k[:, :, :-1], v[:, :, :-1], causal=True)
         kernels.prefill(q, k, v, causal=True, out=strided_out)
         kernels.prefill(q, k, v, causal=True, seq_lens=lens)
         kernels.prefill(q, k, v, causal=False)
         kernels.prefill(q, k, v, causal=True, softcap=30.0)
         kernels.prefill(q, k, v, causal=True, alibi_slopes=slopes)
-        assert spy.call_count == 3, "a call outside the Gluon kernel's scope took it"
+        assert spy.call_count == 4, "a call outside the Gluon kernel's scope took it"
     _accurate(f"prefill (default rule) N={n}", got, oracles.prefill_ref(q, k, v, causal=True),
               oracles.prefill_ref(q, k, v, causal=True, dtype=torch.float16))
     _accurate(f"prefill (default rule, sinks) N={n}", got_sinks,
@@ -255,6 +258,11 @@ def test_prefill_sm90_gluon_dispatch():
               oracles.prefill_ref(q, k, v, **win),
               oracles.prefill_ref(q, k, v, **win, dtype=torch.float16),
               oracles.prefill_ref(q, k, v, **win, dtype=torch.float32)[1])
+    edge = dict(causal=True, window=(129, 0))
+    _accurate(f"prefill (default rule, window (129, 0)) N={n}", got_edge,
+              oracles.prefill_ref(q, k, v, **edge),
+              oracles.prefill_ref(q, k, v, **edge, dtype=torch.float16),
+              oracles.prefill_ref(q, k, v, **edge, dtype=torch.float32)[1])
 
 
 # The Gluon kernel described as prefill's narrower path (tests/opinfo.py): no knob of the
@@ -274,17 +282,23 @@ GLUON_PROPERTIES = list(dict.fromkeys(properties(GLUON_PREFILL)
 def gluon_cases():
     """Prefill cases inside the Gluon kernel's scope: causal, no lengths, head_dim 128,
     contiguous, N = 128 to 640 (one to five key tiles: a window's two edge tiles, the
-    inner loop and the diagonal), sinks and a window or no variant (the others are
-    outside it); batch, GQA ratio, dtype (fp16, bf16), input scale and sm_scale drawn as
-    for the Triton kernel."""
+    inner loop and the diagonal), sinks or not, a window in half the cases (its left side
+    at the kernel's tile edges +-1 or anywhere up to past N; the other variants are
+    outside its scope); batch, GQA ratio, dtype (fp16, bf16), input scale and sm_scale
+    drawn as for the Triton kernel."""
     base = prefill_cases(**sizes.prefill(min_head_dim=128, max_head_dim=128, padded=False,
                                          causal=True, same_q_k=True,
                                          dtypes=("float16", "bfloat16"),
                                          variants=("sinks", "window")))
-    return st.builds(lambda case, tiles: replace(case, n_q=128 * tiles, n_k=128 * tiles,
-                                                 transposed=False, v_transposed=False,
-                                                 row_gap=0),
-                     base, st.integers(1, 5))
+    # the kernel's own edges: a left side at its 128-key tiles +-1 (a first row's left
+    # edge on a tile's last or first key), or any up to past the longest N
+    left = st.one_of(st.sampled_from((0, 1, 2, 126, 127, 128, 129, 130, 255, 256, 257)),
+                     st.integers(0, 700))
+    window = st.one_of(st.none(), st.tuples(left, st.sampled_from((-1, 0, 3))))
+    return st.builds(lambda case, tiles, win: replace(
+                         case, n_q=128 * tiles, n_k=128 * tiles, transposed=False,
+                         v_transposed=False, row_gap=0, window=win),
+                     base, st.integers(1, 5), window)
 
 
 @pytest.mark.gpu
