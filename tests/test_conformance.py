@@ -129,6 +129,23 @@ def test_ours_through_the_adapter_path(device):
         assert torch.equal(out, ref) and torch.equal(lse, ref_lse), op
 
 
+def test_flex_paged_decode_is_accurate(device):
+    """The flex adapter's paged decode (a mask_mod over the physical cache through the
+    inverse page table: adapters.flex) on one case that uses every part of the mapping:
+    pages shared between sequences, a length-0 sequence, garbage table tails, ids offset
+    in a cache with spare pages, a window, a soft-cap and ALiBi. CI runs no flex by
+    default (README: eager flex in torch 2.13's dynamo), so this case keeps the mapping
+    tested; the accuracy property and its rule are the suite's."""
+    from attention_kernel_triton.strategies.cases import DecodeCase
+
+    case = DecodeCase(batch=3, num_kv_heads=2, group_size=2, head_dim=16, n_ctx=20,
+                      dtype="float16", seq_lens=(20, 0, 11), scale=3.0, seed=4,
+                      page_size=4, extra_pages=3, shared_pages=2, tail="garbage",
+                      page_id_offset=2, window=(6, -1), softcap=20.0, alibi="geometric")
+    flex = conformance.op_info(conformance.adapter("flex"), "paged_decode")
+    check("paged_decode", "accuracy", case, device, op=flex, impl_spec="flex")
+
+
 README_EXAMPLE = "<!-- conformance example: tests/test_conformance.py runs it -->"
 
 
