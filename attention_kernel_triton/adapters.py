@@ -158,7 +158,8 @@ def flex() -> Adapter:
     K/V batch 1 broadcast over the block mask's batch, as torch's experimental
     PagedAttention does): the mask_mod maps a physical key to its position in sequence b
     through the inverse of b's page-table row (logical page per physical page, -1 where
-    b has none), so the block mask skips the blocks of pages b does not own."""
+    b has none): the block mask skips the key blocks (flex's, 128 keys) that hold none of
+    b's keys; a block that mixes b's keys with others' is computed and masked."""
     from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
     try:

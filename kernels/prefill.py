@@ -33,7 +33,8 @@ of it): a sliding window visits only the key tiles that reach some row's window 
 cost follows the window, not the context) and masks the tiles on its edges under the
 same scalar branch; soft-capping and ALiBi rewrite every tile's raw scores before the
 mask (``_jit.modded_scores``); a sink adds its head's logit to each row's denominator
-once, before the final division (``_jit.add_sink``). The Gluon kernel takes sinks only.
+once, before the final division (``_jit.add_sink``). The Gluon kernel takes sinks and a
+window (kernels/prefill_sm90.py); soft-capping and ALiBi run here.
 
 Host side, one path for both public functions (kernels/api.py): the arguments are
 checked once (``_validate.prefill_call`` / ``prefill_varlen_call``), described by a

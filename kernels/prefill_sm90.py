@@ -191,10 +191,11 @@ def _consumer(q_all, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty, v_empty, 
     mbarrier.arrive(k_empty.index(0), count=1)
     # The last DIAG = BLOCK_M // BLOCK_N key tiles are on the diagonal (masked); the mask is
     # chosen at compile time in each step (see _softmax_tile), so those steps are peeled.
-    # Under a window the first two tiles are edge tiles too: the first holds
-    # start_m - win_left, so its rows' left edges reach up to BLOCK_M - 1 keys further,
-    # into the second at most (BLOCK_N >= BLOCK_M); from the third on, every key lies in
-    # every row's window (launch checks TILE_N == TILE_M).
+    # Under a window the first two tiles are edge tiles too: the program's first row's
+    # left edge start_m - win_left lies in the first (or before it, when that is clamped
+    # to key 0), and its last row's, TILE_M - 1 keys further, at most in the second
+    # (TILE_N >= TILE_M); from the third on, every key lies in every row's window (launch
+    # checks TILE_N == TILE_M).
     DIAG: gl.constexpr = TILE_M // BLOCK_N
     # tile 0 (no wgmma in flight: a runtime branch is fine)
     if HAS_WINDOW or n_tiles == DIAG:
@@ -333,6 +334,8 @@ def launch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,
     _prefill_sm90_kernel[grid](
         desc(q, TILE_M // 2), desc(k, TILE_N), desc(v, TILE_N), out,
         lse if lse is not None else out, sinks if sinks is not None else out, n,
-        num_q_heads, num_q_heads // k.shape[1], sm_scale * LOG2E, max(window_left, 0),
+        # a left side >= N bounds nothing: clamped, it stays a 32-bit argument (a TMA
+        # coordinate is derived from it)
+        num_q_heads, num_q_heads // k.shape[1], sm_scale * LOG2E, min(max(window_left, 0), n),
         BLOCK_M=TILE_M, BLOCK_N=TILE_N, HEAD_DIM=d, STAGES=RING, WRITE_LSE=lse is not None,
         HAS_SINKS=sinks is not None, HAS_WINDOW=window_left >= 0, num_warps=4)
