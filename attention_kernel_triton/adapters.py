@@ -296,5 +296,117 @@ def flex() -> Adapter:
                             "paged_decode": paged_decode}, supports)
 
 
+# --- FlashInfer (optional) ----------------------------------------------------------------
+
+_FLASHINFER_DIMS = (64, 128, 256)  # the head dims its kernels are built for
+
+
+def _flashinfer_unavailable() -> str | None:
+    if not torch.cuda.is_available():
+        return "needs a CUDA device"
+    try:
+        import flashinfer  # noqa: F401
+    except ImportError as exc:
+        return (f"flashinfer is not installed ({exc}); the GPU scripts install it from "
+                f"wheels carried in .whl/ (scripts/gpu_run.sh)")
+    return None
+
+
+def _flashinfer_pages(block_table, seq_lens, page):
+    """FlashInfer's page-table form of ours: (kv_indptr, kv_indices, last_page_len), int32
+    on the device; each sequence's first ceil(len / P) table entries, in order (the rest
+    of a row is never read)."""
+    n_pages = (seq_lens.long() + page - 1) // page
+    cols = torch.arange(block_table.shape[1], device=block_table.device)
+    used = cols.unsqueeze(0) < n_pages.unsqueeze(1)
+    indptr = torch.zeros(len(seq_lens) + 1, dtype=torch.int32, device=block_table.device)
+    indptr[1:] = torch.cumsum(n_pages, 0).to(torch.int32)
+    last = (seq_lens.long() - (n_pages - 1).clamp(min=0) * page).to(torch.int32)
+    return indptr, block_table[used].to(torch.int32), last
+
+
+def flashinfer() -> Adapter:
+    """FlashInfer's paged wrappers (``BatchDecodeWithPagedKVCacheWrapper`` for paged decode,
+    ``BatchPrefillWithPagedKVCacheWrapper`` for paged prefill), NHD caches (ours:
+    [pages, P, Hkv, D]), planned per call. Its LSE is in base 2 (its kernels keep scores
+    in log2 units): returned times ln 2. Head dims other than 64 / 128 / 256 are padded
+    with zero columns to the next one (scores unchanged, sm_scale from the real D).
+    Written against flashinfer 0.2.5 (JIT: every kernel variant compiles with nvcc on
+    first use)."""
+
+    def workspace(device):
+        return torch.empty(128 * 1024 * 1024, dtype=torch.uint8, device=device)
+
+    def pad_dims(q, k_cache, v_cache):
+        d = q.shape[-1]
+        to = next((x for x in _FLASHINFER_DIMS if x >= d), None)
+        if to is None:
+            raise ValueError(f"FlashInfer takes head dims up to {_FLASHINFER_DIMS[-1]}, got {d}")
+        pad = to - d
+        # contiguous copies: the layout its wrappers are documented for
+        return (*(torch.nn.functional.pad(t, (0, pad)).contiguous()
+                  for t in (q, k_cache, v_cache)), d)
+
+    def variant_args(window, softcap):
+        # the right side bounds nothing here: decode's query is the last token and the
+        # declared prefill is causal
+        return dict(window_left=window[0] if window is not None else -1,
+                    logits_soft_cap=softcap)
+
+    def paged_decode(q, k_cache, v_cache, block_table, seq_lens, *, sm_scale=None,
+                     window=None, softcap=None, return_lse=False):
+        import flashinfer
+
+        q3 = q.reshape(q.shape[0], q.shape[1], q.shape[-1])
+        q3, k_cache, v_cache, d = pad_dims(q3, k_cache, v_cache)
+        page, hkv = k_cache.shape[1], k_cache.shape[2]
+        indptr, indices, last = _flashinfer_pages(block_table, seq_lens, page)
+        wrapper = flashinfer.BatchDecodeWithPagedKVCacheWrapper(workspace(q.device), "NHD")
+        wrapper.plan(indptr, indices, last, q3.shape[1], hkv, q3.shape[-1], page,
+                     sm_scale=1.0 / math.sqrt(d) if sm_scale is None else sm_scale,
+                     q_data_type=q.dtype, kv_data_type=k_cache.dtype,
+                     **variant_args(window, softcap))
+        got = wrapper.run(q3, (k_cache, v_cache), return_lse=return_lse)
+        out, lse = got if return_lse else (got, None)
+        out = out[..., :d].reshape(q.shape)
+        return (out, lse.float() * math.log(2)) if return_lse else out
+
+    def paged_prefill(q, k_cache, v_cache, block_table, cu_seqlens_q, seq_lens, *,
+                      max_seqlen_q, causal=True, sm_scale=None, window=None, softcap=None,
+                      return_lse=False):
+        import flashinfer
+
+        t = int(cu_seqlens_q[-1])  # rows past it belong to no sequence: left as they are
+        q_rows = q[:t]
+        q_rows, k_cache, v_cache, d = pad_dims(q_rows, k_cache, v_cache)
+        page, hkv = k_cache.shape[1], k_cache.shape[2]
+        indptr, indices, last = _flashinfer_pages(block_table, seq_lens, page)
+        wrapper = flashinfer.BatchPrefillWithPagedKVCacheWrapper(workspace(q.device), "NHD")
+        wrapper.plan(cu_seqlens_q.to(torch.int32), indptr, indices, last, q.shape[1], hkv,
+                     q_rows.shape[-1], page, causal=causal,
+                     sm_scale=1.0 / math.sqrt(d) if sm_scale is None else sm_scale,
+                     q_data_type=q.dtype, kv_data_type=k_cache.dtype,
+                     **variant_args(window, softcap))
+        got = wrapper.run(q_rows, (k_cache, v_cache), return_lse=return_lse)
+        rows, lse_rows = got if return_lse else (got, None)
+        out = q.new_zeros(q.shape)
+        out[:t] = rows[..., :d]
+        if not return_lse:
+            return out
+        lse = torch.full((q.shape[1], q.shape[0]), float("-inf"), device=q.device)
+        lse[:, :t] = (lse_rows.float() * math.log(2)).transpose(0, 1)
+        return out, lse
+
+    notes = {"out": _NO_OUT, "sinks": "FlashInfer 0.2.5 has no sink term",
+             "alibi_slopes": "FlashInfer's ALiBi mode uses its own slopes (no slopes argument)",
+             "non_causal": "declared causal only: FlashInfer's window has a left side only"}
+    supports = Supports(dtypes=("float16", "bfloat16"), head_dims=(16, 256), out=False,
+                        non_causal=False, variants=("window", "softcap"), notes=notes)
+    return Adapter("flashinfer", {"paged_decode": paged_decode,
+                                  "paged_prefill": paged_prefill}, supports,
+                   unavailable=_flashinfer_unavailable)
+
+
 SHIPPED = {"triton": ours, "sdpa-math": sdpa_math, "sdpa-efficient": sdpa_efficient,
-           "sdpa-flash": sdpa_flash, "sdpa-cudnn": sdpa_cudnn, "flex": flex}
+           "sdpa-flash": sdpa_flash, "sdpa-cudnn": sdpa_cudnn, "flex": flex,
+           "flashinfer": flashinfer}

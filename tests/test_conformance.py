@@ -146,6 +146,22 @@ def test_flex_paged_decode_is_accurate(device):
     check("paged_decode", "accuracy", case, device, op=flex, impl_spec="flex")
 
 
+def test_flashinfer_page_form():
+    """The FlashInfer adapter's page-table conversion (it runs on a GPU with flashinfer
+    installed only): each sequence's first ceil(len / P) entries in order, indptr their
+    running count, last_page_len the tokens in the last page; garbage past them unread."""
+    from attention_kernel_triton.adapters import _flashinfer_pages
+
+    table = torch.tensor([[5, 2, 9, -1], [7, 1, 3, 3], [4, 8, 6, 2**31 - 1]],
+                         dtype=torch.int32)
+    lens = torch.tensor([9, 12, 0], dtype=torch.int32)
+    indptr, indices, last = _flashinfer_pages(table, lens, 4)
+    assert indptr.tolist() == [0, 3, 6, 6]
+    assert indices.tolist() == [5, 2, 9, 7, 1, 3]
+    assert last.tolist() == [1, 4, 0]
+    assert indptr.dtype == indices.dtype == last.dtype == torch.int32
+
+
 README_EXAMPLE = "<!-- conformance example: tests/test_conformance.py runs it -->"
 
 
