@@ -31,7 +31,10 @@ export NO_PACKAGE_INDEX=1  # the device machine reaches no package index (test_p
 export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/card.txt"
 # Optional peers the image lacks (FlashInfer) travel as wheels in .whl/ (ignored by git;
-# copy it into the carried tree: the device machine reaches no package index)
+# copy it into the carried tree: the device machine reaches no package index). FlashInfer
+# 0.2.5's wheel (4 MB; the current ones are ~100 MB with heavy dependencies), built on
+# the CPU machine: pip download flashinfer-python==0.2.5 --no-deps -d /tmp/fi, unpack the
+# sdist, then pip wheel --no-deps --no-build-isolation -w .whl <its directory>
 if compgen -G ".whl/*.whl" > /dev/null; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
       --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
