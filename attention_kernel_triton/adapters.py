@@ -146,6 +146,16 @@ sdpa_cudnn = _sdpa("CUDNN_ATTENTION", Supports(
     takes_mask=False, native_gqa=False, cuda=True)
 
 
+# --- paged caches in our convention ------------------------------------------------------
+
+def _pages_used(block_table, seq_lens, page):
+    """(cols [max_pages], used bool [B, max_pages]): a sequence's pages are the first
+    ceil(len / P) entries of its table row; entries past them are never read."""
+    cols = torch.arange(block_table.shape[1], device=block_table.device)
+    n_pages = (seq_lens.long() + page - 1) // page
+    return cols, cols.unsqueeze(0) < n_pages.unsqueeze(1)
+
+
 # --- FlexAttention -----------------------------------------------------------------------
 
 def flex() -> Adapter:
@@ -245,17 +255,21 @@ def flex() -> Adapter:
             return out, lse.masked_fill(row >= q_lens.view(-1, 1, 1), float("-inf"))
         return got
 
-    def decode(q, k, v, *, seq_lens=None, sm_scale=None, window=None, softcap=None,
-               alibi_slopes=None, return_lse=False):
-        b, n = q.shape[0], k.shape[2]
+    def one_query(q, k, v, k_lens, *, return_lse, **kwargs):
+        """Decode: each sequence's one query ([B, Hq, D] or [B, Hq, 1, D]) at its last
+        position; out like q, lse [B, Hq]."""
         q4 = q if q.dim() == 4 else q.unsqueeze(2)
-        k_lens = _lens(seq_lens, n, b, q.device)
         got = attend(q4, k, v, torch.ones_like(k_lens), k_lens, causal=True,
-                     sm_scale=sm_scale, window=window, softcap=softcap,
-                     alibi_slopes=alibi_slopes, return_lse=return_lse)
+                     return_lse=return_lse, **kwargs)
         if return_lse:
             return got[0].reshape(q.shape), got[1][:, :, 0]
         return got.reshape(q.shape)
+
+    def decode(q, k, v, *, seq_lens=None, sm_scale=None, window=None, softcap=None,
+               alibi_slopes=None, return_lse=False):
+        k_lens = _lens(seq_lens, k.shape[2], q.shape[0], q.device)
+        return one_query(q, k, v, k_lens, sm_scale=sm_scale, window=window, softcap=softcap,
+                         alibi_slopes=alibi_slopes, return_lse=return_lse)
 
     def paged_decode(q, k_cache, v_cache, block_table, seq_lens, *, sm_scale=None,
                      window=None, softcap=None, alibi_slopes=None, return_lse=False):
@@ -269,25 +283,19 @@ def flex() -> Adapter:
         k = k_cache.reshape(1, num_pages * page, hkv, d).transpose(1, 2)
         v = v_cache.reshape(1, num_pages * page, hkv, d).transpose(1, 2)
         # logical[bi, p]: the index of physical page p in sequence bi's table row (-1: not
-        # its page); only the row's first ceil(len / P) entries are its pages
-        k_lens = seq_lens.long()
-        cols = torch.arange(block_table.shape[1], device=q.device).expand(b, -1)
-        used = cols < ((k_lens + page - 1) // page).unsqueeze(1)
+        # its page)
+        cols, used = _pages_used(block_table, seq_lens, page)
         logical = torch.full((b, num_pages), -1, dtype=torch.long, device=q.device)
-        rows = torch.arange(b, device=q.device).unsqueeze(1).expand_as(cols)
-        logical[rows[used], block_table.long()[used]] = cols[used]
+        rows = torch.arange(b, device=q.device).unsqueeze(1).expand_as(used)
+        logical[rows[used], block_table.long()[used]] = cols.expand_as(used)[used]
 
         def paged_keys(bi, j):
             lp = logical[bi, j // page]
             return lp * page + j % page, lp >= 0
 
-        q4 = q if q.dim() == 4 else q.unsqueeze(2)
-        got = attend(q4, k, v, torch.ones_like(k_lens), k_lens, causal=True,
-                     sm_scale=sm_scale, window=window, softcap=softcap,
-                     alibi_slopes=alibi_slopes, return_lse=return_lse, key_pos=paged_keys)
-        if return_lse:
-            return got[0].reshape(q.shape), got[1][:, :, 0]
-        return got.reshape(q.shape)
+        return one_query(q, k, v, seq_lens.long(), sm_scale=sm_scale, window=window,
+                         softcap=softcap, alibi_slopes=alibi_slopes, return_lse=return_lse,
+                         key_pos=paged_keys)
 
     supports = Supports(out=False, variants=("window", "softcap", "alibi_slopes"),
                         notes={"out": _NO_OUT,
@@ -316,9 +324,8 @@ def _flashinfer_pages(block_table, seq_lens, page):
     """FlashInfer's page-table form of ours: (kv_indptr, kv_indices, last_page_len), int32
     on the device; each sequence's first ceil(len / P) table entries, in order (the rest
     of a row is never read)."""
-    n_pages = (seq_lens.long() + page - 1) // page
-    cols = torch.arange(block_table.shape[1], device=block_table.device)
-    used = cols.unsqueeze(0) < n_pages.unsqueeze(1)
+    _, used = _pages_used(block_table, seq_lens, page)
+    n_pages = used.sum(1)
     indptr = torch.zeros(len(seq_lens) + 1, dtype=torch.int32, device=block_table.device)
     indptr[1:] = torch.cumsum(n_pages, 0).to(torch.int32)
     last = (seq_lens.long() - (n_pages - 1).clamp(min=0) * page).to(torch.int32)
@@ -334,39 +341,41 @@ def flashinfer() -> Adapter:
     Written against flashinfer 0.2.5 (JIT: every kernel variant compiles with nvcc on
     first use)."""
 
-    def workspace(device):
-        return torch.empty(128 * 1024 * 1024, dtype=torch.uint8, device=device)
+    workspaces = {}  # one 128 MB buffer per device, reused by every call
 
-    def pad_dims(q, k_cache, v_cache):
+    def prepare(q, k_cache, v_cache, block_table, seq_lens, sm_scale, window, softcap):
+        """(q, (k, v), d, the page-table arguments, the plan's keywords, a workspace):
+        q and the caches padded to a built head dim and made contiguous (the layout its
+        wrappers are documented for)."""
         d = q.shape[-1]
         to = next((x for x in _FLASHINFER_DIMS if x >= d), None)
         if to is None:
             raise ValueError(f"FlashInfer takes head dims up to {_FLASHINFER_DIMS[-1]}, got {d}")
-        pad = to - d
-        # contiguous copies: the layout its wrappers are documented for
-        return (*(torch.nn.functional.pad(t, (0, pad)).contiguous()
-                  for t in (q, k_cache, v_cache)), d)
-
-    def variant_args(window, softcap):
-        # the right side bounds nothing here: decode's query is the last token and the
-        # declared prefill is causal
-        return dict(window_left=window[0] if window is not None else -1,
+        q, k_cache, v_cache = (torch.nn.functional.pad(t, (0, to - d)).contiguous()
+                               for t in (q, k_cache, v_cache))
+        page, hkv = k_cache.shape[1], k_cache.shape[2]
+        if q.device not in workspaces:
+            workspaces[q.device] = torch.empty(128 * 1024 * 1024, dtype=torch.uint8,
+                                               device=q.device)
+        # the window's right side bounds nothing here: decode's query is the last token
+        # and the declared prefill is causal
+        plan = dict(sm_scale=1.0 / math.sqrt(d) if sm_scale is None else sm_scale,
+                    q_data_type=q.dtype, kv_data_type=k_cache.dtype,
+                    window_left=window[0] if window is not None else -1,
                     logits_soft_cap=softcap)
+        return (q, (k_cache, v_cache), d, (*_flashinfer_pages(block_table, seq_lens, page),),
+                (q.shape[1], hkv, to, page), plan, workspaces[q.device])
 
     def paged_decode(q, k_cache, v_cache, block_table, seq_lens, *, sm_scale=None,
                      window=None, softcap=None, return_lse=False):
         import flashinfer
 
-        q3 = q.reshape(q.shape[0], q.shape[1], q.shape[-1])
-        q3, k_cache, v_cache, d = pad_dims(q3, k_cache, v_cache)
-        page, hkv = k_cache.shape[1], k_cache.shape[2]
-        indptr, indices, last = _flashinfer_pages(block_table, seq_lens, page)
-        wrapper = flashinfer.BatchDecodeWithPagedKVCacheWrapper(workspace(q.device), "NHD")
-        wrapper.plan(indptr, indices, last, q3.shape[1], hkv, q3.shape[-1], page,
-                     sm_scale=1.0 / math.sqrt(d) if sm_scale is None else sm_scale,
-                     q_data_type=q.dtype, kv_data_type=k_cache.dtype,
-                     **variant_args(window, softcap))
-        got = wrapper.run(q3, (k_cache, v_cache), return_lse=return_lse)
+        q3, kv, d, pages, dims, plan, ws = prepare(
+            q.reshape(q.shape[0], q.shape[1], q.shape[-1]), k_cache, v_cache, block_table,
+            seq_lens, sm_scale, window, softcap)
+        wrapper = flashinfer.BatchDecodeWithPagedKVCacheWrapper(ws, "NHD")
+        wrapper.plan(*pages, *dims, **plan)
+        got = wrapper.run(q3, kv, return_lse=return_lse)
         out, lse = got if return_lse else (got, None)
         out = out[..., :d].reshape(q.shape)
         return (out, lse.float() * math.log(2)) if return_lse else out
@@ -377,17 +386,11 @@ def flashinfer() -> Adapter:
         import flashinfer
 
         t = int(cu_seqlens_q[-1])  # rows past it belong to no sequence: left as they are
-        q_rows = q[:t]
-        q_rows, k_cache, v_cache, d = pad_dims(q_rows, k_cache, v_cache)
-        page, hkv = k_cache.shape[1], k_cache.shape[2]
-        indptr, indices, last = _flashinfer_pages(block_table, seq_lens, page)
-        wrapper = flashinfer.BatchPrefillWithPagedKVCacheWrapper(workspace(q.device), "NHD")
-        wrapper.plan(cu_seqlens_q.to(torch.int32), indptr, indices, last, q.shape[1], hkv,
-                     q_rows.shape[-1], page, causal=causal,
-                     sm_scale=1.0 / math.sqrt(d) if sm_scale is None else sm_scale,
-                     q_data_type=q.dtype, kv_data_type=k_cache.dtype,
-                     **variant_args(window, softcap))
-        got = wrapper.run(q_rows, (k_cache, v_cache), return_lse=return_lse)
+        q_rows, kv, d, pages, dims, plan, ws = prepare(q[:t], k_cache, v_cache, block_table,
+                                                       seq_lens, sm_scale, window, softcap)
+        wrapper = flashinfer.BatchPrefillWithPagedKVCacheWrapper(ws, "NHD")
+        wrapper.plan(cu_seqlens_q.to(torch.int32), *pages, *dims, causal=causal, **plan)
+        got = wrapper.run(q_rows, kv, return_lse=return_lse)
         rows, lse_rows = got if return_lse else (got, None)
         out = q.new_zeros(q.shape)
         out[:t] = rows[..., :d]
