@@ -219,9 +219,8 @@ def test_prefill_sm90_gluon_dispatch():
     sinks from below every logit to far above them) and with a window (left side 300: the
     first key tile and the next are edge tiles, and tiles left of it are skipped; left side
     129: a query tile's first row reaches one key into the tile before its second row's
-    first tile); the
-    same call with N not a multiple of 128, with a non-contiguous out=, with lengths, not
-    causal, or with a soft-cap or ALiBi takes the Triton kernel."""
+    first tile); the same call with N not a multiple of 128, with a non-contiguous out=,
+    with lengths, not causal, or with a soft-cap or ALiBi takes the Triton kernel."""
     from attention_kernel_triton.kernels._config import LONG_PREFILL
 
     n = LONG_PREFILL
@@ -249,20 +248,14 @@ def test_prefill_sm90_gluon_dispatch():
         assert spy.call_count == 4, "a call outside the Gluon kernel's scope took it"
     _accurate(f"prefill (default rule) N={n}", got, oracles.prefill_ref(q, k, v, causal=True),
               oracles.prefill_ref(q, k, v, causal=True, dtype=torch.float16))
-    _accurate(f"prefill (default rule, sinks) N={n}", got_sinks,
-              oracles.prefill_ref(q, k, v, causal=True, sinks=sinks),
-              oracles.prefill_ref(q, k, v, causal=True, sinks=sinks, dtype=torch.float16),
-              oracles.prefill_ref(q, k, v, causal=True, sinks=sinks, dtype=torch.float32)[1])
-    win = dict(causal=True, window=(300, 0), sinks=sinks)
-    _accurate(f"prefill (default rule, window and sinks) N={n}", got_window,
-              oracles.prefill_ref(q, k, v, **win),
-              oracles.prefill_ref(q, k, v, **win, dtype=torch.float16),
-              oracles.prefill_ref(q, k, v, **win, dtype=torch.float32)[1])
-    edge = dict(causal=True, window=(129, 0))
-    _accurate(f"prefill (default rule, window (129, 0)) N={n}", got_edge,
-              oracles.prefill_ref(q, k, v, **edge),
-              oracles.prefill_ref(q, k, v, **edge, dtype=torch.float16),
-              oracles.prefill_ref(q, k, v, **edge, dtype=torch.float32)[1])
+    for what, got_v, kw in (("sinks", got_sinks, dict(sinks=sinks)),
+                            ("window (300, 0) and sinks", got_window,
+                             dict(window=(300, 0), sinks=sinks)),
+                            ("window (129, 0)", got_edge, dict(window=(129, 0)))):
+        _accurate(f"prefill (default rule, {what}) N={n}", got_v,
+                  oracles.prefill_ref(q, k, v, causal=True, **kw),
+                  oracles.prefill_ref(q, k, v, causal=True, **kw, dtype=torch.float16),
+                  oracles.prefill_ref(q, k, v, causal=True, **kw, dtype=torch.float32)[1])
 
 
 # The Gluon kernel described as prefill's narrower path (tests/opinfo.py): no knob of the
