@@ -519,6 +519,11 @@ MUTANTS: tuple[Mutant, ...] = (
            "softcap_in=sm_scale / cap if cap > 0 else 0.0,",
            "softcap_in=1.0 / cap if cap > 0 else 0.0,",
            "the soft-cap's tanh reads q.k, not q.k x sm_scale"),
+    Mutant("tanh_clamped_early", "variants", JIT,
+           "x = tl.minimum(tl.maximum(x, -8.0, propagate_nan=nan), 8.0, propagate_nan=nan)",
+           "x = tl.minimum(tl.maximum(x, -4.0, propagate_nan=nan), 4.0, propagate_nan=nan)",
+           "the soft-cap's tanh saturates at |x| = 4 (tanh(4) = 0.99933: a logit at a cap "
+           "of 50 off by 0.03)"),
     Mutant("sink_in_every_split", "variants", DEC,
            "add_sink(acc, m_i, l_i, tl.where(split == 0, sink, float(\"-inf\")))",
            "add_sink(acc, m_i, l_i, sink)",
