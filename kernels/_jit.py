@@ -184,8 +184,8 @@ def tanh(x):
     instructions per score; the exp2 form sign(x) (1 - 2 / (exp2(2 |x| log2 e) + 1))
     needs two MUFU ops and, for small |x|, a second branch against its cancellation.
     A NaN stays NaN (the clamp propagates it)."""
-    nan = tl.PropagateNan.ALL
-    x = tl.minimum(tl.maximum(x, -8.0, propagate_nan=nan), 8.0, propagate_nan=nan)
+    x = tl.minimum(tl.maximum(x, -8.0, propagate_nan=tl.PropagateNan.ALL), 8.0,
+                   propagate_nan=tl.PropagateNan.ALL)
     t = x * x
     p = 1.0 + t * (0.13411657512 + t * (3.5326881334e-3 + t * (
         2.1255373213e-5 + t * 1.4336629661e-8)))
@@ -196,13 +196,25 @@ def tanh(x):
 
 
 @triton.jit
+def tanh_approx(x):
+    """The hardware's tanh (PTX tanh.approx.f32, sm_75+): one MUFU op, relative error
+    about 2^-11. For 16-bit inputs only (kernels/mods.py SOFTCAP_FAST); the interpreter
+    cannot run it."""
+    return tl.inline_asm_elementwise("tanh.approx.f32 $0, $1;", "=f,f", [x],
+                                     dtype=tl.float32, is_pure=True, pack=1)
+
+
+@triton.jit
 def modded_scores(s, q_pos, k_pos, slopes, softcap_in, softcap_out, alibi_scale,
                   SOFTCAP: tl.constexpr, ALIBI: tl.constexpr):
     """Raw scores s [M, N] (q.k) after the soft-cap and the ALiBi bias, still in raw units
     (kernels/mods.py): softcap_out * tanh(s * softcap_in) - slope * alibi_scale *
     |q_pos - k_pos|. q_pos [M] aligned query positions, k_pos [N] key positions, slopes
-    [M] fp32. Applied before the mask: a masked score must stay -inf."""
-    if SOFTCAP:
+    [M] fp32. Applied before the mask: a masked score must stay -inf. SOFTCAP: 0 off,
+    1 the fp32-accurate tanh, 2 the hardware's (kernels/mods.py SOFTCAP_*)."""
+    if SOFTCAP == 2:
+        s = softcap_out * tanh_approx(s * softcap_in)
+    elif SOFTCAP == 1:
         s = softcap_out * tanh(s * softcap_in)
     if ALIBI:
         dist = tl.abs(q_pos[:, None] - k_pos[None, :]).to(tl.float32)

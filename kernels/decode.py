@@ -531,7 +531,7 @@ def plan(q, layout: KVLayout, out, lse, *, sm_scale: float, num_splits: int | No
         args["win_left"] = layout.n_ctx
     consts = dict(
         IS_PAGED=layout.paged, HAS_INDICES=indices is not None,
-        HAS_SCALES=layout.k_scale is not None, **mods.loop_consts(),
+        HAS_SCALES=layout.k_scale is not None, **mods.loop_consts(q.dtype),
         BLOCK_H=max(16, triton.next_power_of_2(heads_per_program)), BLOCK_N=cfg.block_n,
         HEAD_DIM_PAD=head_dim_pad, EVEN_D=head_dim == head_dim_pad,
         FP32=q.dtype == torch.float32, ALIGNED=aligned_strides, PDL_OK=pdl(q.device))

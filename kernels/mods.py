@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ._config import dummy
+from ._config import dummy, interpreting
 
 # An unbounded window side inside the prefill kernels: their positions stay below 2**30
 # (a sequence that long would need more than 2**30 x D x 2 bytes of K per head), so
@@ -37,6 +37,15 @@ from ._config import dummy
 # cache can repeat pages past 2**30 positions, so it passes its capacity instead (it only
 # computes i - left).
 UNBOUNDED = 2**30
+
+# The soft-cap's tanh (the SOFTCAP constexpr; kernels/_jit.py modded_scores). For fp16 /
+# bf16 inputs on a GPU the hardware's tanh.approx.f32: one MUFU op, relative error about
+# 2^-11, the rounding of a 16-bit logit, which is what the accuracy rule's input-dtype
+# reference itself carries (FlashAttention and FlashInfer use the same instruction). For
+# fp32 inputs, and under the interpreter (which runs no PTX), a rational fit accurate to
+# 3e-7. B4 N4096 D128 fp16 prefill with softcap 50, H100: 1.384 ms against 1.893 ms with
+# the previous exp2-form tanh (benchmarks/NOTES.md, session 19).
+SOFTCAP_OFF, SOFTCAP_FP32, SOFTCAP_FAST = 0, 1, 2
 
 
 @dataclass(frozen=True)
@@ -88,15 +97,24 @@ class ScoreMods:
             alibi_ptr=self.alibi_slopes if self.alibi_slopes is not None else none,
             has_sinks=int(self.sinks is not None))
 
-    def consts(self) -> dict:
-        """The constexpr switches of the prefill kernels: a call without a variant
-        compiles none of its code. Sinks touch only the epilogue: a runtime flag."""
-        return dict(HAS_WINDOW=self.has_window, **self.loop_consts())
+    def consts(self, dtype: torch.dtype) -> dict:
+        """The constexpr switches of the prefill kernels for inputs of `dtype`: a call
+        without a variant compiles none of its code. Sinks touch only the epilogue: a
+        runtime flag."""
+        return dict(HAS_WINDOW=self.has_window, **self.loop_consts(dtype))
 
-    def loop_consts(self) -> dict:
+    def loop_consts(self, dtype: torch.dtype) -> dict:
         """The switches that change a decode kernel's key loop (a window only moves where
         decode's key list starts: a runtime bound there)."""
-        return dict(SOFTCAP=self.softcap > 0, ALIBI=self.alibi_slopes is not None)
+        return dict(SOFTCAP=self.softcap_mode(dtype), ALIBI=self.alibi_slopes is not None)
+
+    def softcap_mode(self, dtype: torch.dtype) -> int:
+        """Which tanh the soft-cap takes for inputs of `dtype` (SOFTCAP_* above)."""
+        if self.softcap <= 0:
+            return SOFTCAP_OFF
+        if dtype in (torch.float16, torch.bfloat16) and not interpreting():
+            return SOFTCAP_FAST
+        return SOFTCAP_FP32
 
     def op_args(self) -> tuple:
         """The custom ops' arguments for these options (kernels/ops.py)."""

@@ -410,7 +410,7 @@ def plan(q, k_cache, v_cache, block_table, cu_seqlens_q, seq_lens, out, lse, *, 
         write_lse=int(lse is not None), pdl=0)
     consts = dict(
         IS_CAUSAL=causal, HAS_SCALES=k_scale is not None,
-        **mods.consts(), ONE_TILE=one_tile,
+        **mods.consts(q.dtype), ONE_TILE=one_tile,
         BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, HEAD_DIM_PAD=head_dim_pad,
         EVEN_D=head_dim == head_dim_pad, FP32=q.dtype == torch.float32,
         ALIGNED=all(st % 16 == 0 for st in strides.values()), PDL_OK=pdl(q.device))

@@ -577,7 +577,7 @@ def plan(lay: QKVLayout, *, causal: bool, max_q: int, sm_scale: float,
         write_lse=int(lay.lse is not None), tiles_from_end=int(tiles_from_end),
         grid_order=grid_order)
     consts = dict(
-        IS_CAUSAL=causal, HAS_LENS=padded, IS_VARLEN=lay.varlen, **mods.consts(),
+        IS_CAUSAL=causal, HAS_LENS=padded, IS_VARLEN=lay.varlen, **mods.consts(q.dtype),
         HEAD_DIM_PAD=head_dim_pad, EVEN_D=head_dim == head_dim_pad, BLOCK_M=cfg.block_m,
         BLOCK_N=cfg.block_n, FP32=q.dtype == torch.float32, ALIGNED=is_aligned,
         USE_TMA=use_tma)

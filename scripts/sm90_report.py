@@ -40,7 +40,7 @@ from triton.compiler import ASTSource  # noqa: E402
 from triton.runtime.jit import mangle_type  # noqa: E402
 from triton.tools.tensor_descriptor import TensorDescriptor  # noqa: E402
 
-from attention_kernel_triton.kernels import _config  # noqa: E402
+from attention_kernel_triton.kernels import _config, mods  # noqa: E402
 
 SM90 = GPUTarget("cuda", 90, 128)
 H100 = _config.SmLimits(sms=132)
@@ -51,7 +51,8 @@ VARIANTS = dict(window=False, softcap=False, sinks=False, alibi=False)
 
 def _variant_consts(window: bool) -> dict:
     """The variants' constexprs of a kernel (window: whether it has HAS_WINDOW)."""
-    consts = dict(SOFTCAP=VARIANTS["softcap"], ALIBI=VARIANTS["alibi"])
+    consts = dict(SOFTCAP=mods.SOFTCAP_FAST if VARIANTS["softcap"] else mods.SOFTCAP_OFF,
+                  ALIBI=VARIANTS["alibi"])  # fp16 kernels: the fast tanh
     return {**consts, "HAS_WINDOW": VARIANTS["window"]} if window else consts
 _FP32_ARGS = ("qk_scale", "softcap_in", "softcap_out", "alibi_scale")
 

@@ -56,3 +56,40 @@ def test_split_kernels_compile_below_sm90(family):
                          text=True, timeout=300, cwd=ROOT, env=env)
     assert run.returncode == 0, run.stderr[-2000:]
     assert re.search(r"cubin_bytes [1-9]\d*", run.stdout), run.stdout
+
+
+_SOFTCAP_MODES = """
+import triton, triton.language as tl
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from attention_kernel_triton.kernels import _jit, mods
+
+@triton.jit
+def scores(x_ptr, SOFTCAP: tl.constexpr):
+    o = tl.arange(0, 16)
+    s = tl.load(x_ptr + o[:, None] * 16 + o[None, :])
+    s = _jit.modded_scores(s, o, o, o.to(tl.float32), 0.5, 2.0, 1.0, SOFTCAP, True)
+    tl.store(x_ptr + o[:, None] * 16 + o[None, :], s)
+
+for mode in (mods.SOFTCAP_FP32, mods.SOFTCAP_FAST):
+    src = ASTSource(scores, signature={"x_ptr": "*fp32", "SOFTCAP": "constexpr"},
+                    constexprs={"SOFTCAP": mode})
+    ptx = triton.compile(src, target=GPUTarget("cuda", 90, 128)).asm["ptx"]
+    print(mode, "tanh.approx.f32" in ptx)
+"""
+
+
+def test_softcap_tanh_modes_compile_for_hopper(tmp_path):
+    """Both soft-cap tanh helpers compile for sm_90, and only the fast one emits the
+    hardware tanh. The CPU suite runs the kernels under the interpreter, which accepts
+    code the compiler rejects (session 19: a tl.PropagateNan held in a local variable ran
+    on the CPU and failed every soft-cap compile on the GPU)."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    script = tmp_path / "softcap_modes.py"  # @triton.jit needs its source in a file
+    script.write_text(_SOFTCAP_MODES)
+    run = subprocess.run([sys.executable, str(script)], capture_output=True,
+                         text=True, timeout=300, cwd=ROOT, env=env)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split() == ["1", "False", "2", "True"], run.stdout
