@@ -89,6 +89,7 @@ def test_softcap_tanh_modes_compile_for_hopper(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     script = tmp_path / "softcap_modes.py"  # @triton.jit needs its source in a file
     script.write_text(_SOFTCAP_MODES)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
     run = subprocess.run([sys.executable, str(script)], capture_output=True,
                          text=True, timeout=300, cwd=ROOT, env=env)
     assert run.returncode == 0, run.stderr[-2000:]
