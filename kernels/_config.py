@@ -98,6 +98,16 @@ DECODE = {
     (256, 4): Config(16, 16, 4, 2),
 }
 
+# Paged decode over an fp8 cache (no index lists), keyed like DECODE. Half the bytes per
+# K/V row, so a 128-key tile carries what a 64-key fp16 tile does. D128, page 16, q fp16,
+# H100, scripts/fp8_probe.py (benchmarks/NOTES.md, session 19): B32 N4096 131.4 us
+# against 156.0 at N64 w4 s3 (the fp16 cache 189.2 us: 0.69x instead of 0.82x); B1 N65536
+# 77.2 against 75.8 (split); w8 and 4 stages lose at both. Dense fp8 decode keeps DECODE
+# (N128 106.4 us against 107.0 at B32: no gain). Sparse and other head dims: not measured.
+DECODE_PAGED_FP8 = {
+    (128, 2): Config(16, 128, 4, 3),
+}
+
 # Prefill's program order. The kernel walks the (batch, head) pairs in chunks of
 # bh_per_chunk pairs, each chunk heaviest causal tiles first across its pairs. The host
 # picks one of two orders:
@@ -261,6 +271,9 @@ def paged_prefill_config(head_dim_pad: int, dtype: torch.dtype, rows: int,
     return PAGED_PREFILL[(m, head_dim_pad, dtype.itemsize)]
 
 
-def decode_config(head_dim_pad: int, dtype: torch.dtype, forced: Config | None = None) -> Config:
-    """forced: tuning.decode_config."""
-    return _pick(DECODE, head_dim_pad, dtype, forced)
+def decode_config(head_dim_pad: int, dtype: torch.dtype, forced: Config | None = None, *,
+                  paged_fp8: bool = False) -> Config:
+    """forced: tuning.decode_config; paged_fp8: a paged cache of 1-byte (fp8) elements,
+    no index lists (DECODE_PAGED_FP8)."""
+    return _pick({**DECODE, **DECODE_PAGED_FP8} if paged_fp8 else DECODE, head_dim_pad,
+                 dtype, forced)

@@ -510,7 +510,9 @@ def plan(q, layout: KVLayout, out, lse, *, sm_scale: float, num_splits: int | No
     heads_per_program = num_q_heads // indices.shape[1] if indices is not None else group_size
     num_head_programs = num_q_heads // heads_per_program
     head_dim_pad = max(16, triton.next_power_of_2(head_dim))
-    cfg = decode_config(head_dim_pad, q.dtype, tune.decode_config)
+    cfg = decode_config(head_dim_pad, q.dtype, tune.decode_config,
+                        paged_fp8=layout.paged and indices is None
+                        and layout.k.dtype.itemsize == 1)
     if batch * num_q_heads == 0:
         return None
     aligned_strides = layout.strides_aligned() and all(

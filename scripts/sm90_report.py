@@ -222,7 +222,8 @@ def main(argv=None) -> int:
     if args.head_dim is None:
         args.head_dim = 128 if args.family == "decode" else 64
     if args.family == "decode":
-        cfg = _config.decode_config(args.head_dim, torch.float16)
+        cfg = _config.decode_config(args.head_dim, torch.float16, paged_fp8=args.paged
+                                    and args.fp8 and not args.indices)
     elif args.family == "paged-prefill":  # rows: a chunk's (M128 unless --block-m)
         cfg = _config.paged_prefill_config(args.head_dim, torch.float16, 1 << 20)
     else:
