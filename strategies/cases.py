@@ -20,7 +20,7 @@ if __name__.partition(".")[0] != "attention_kernel_triton":  # one import name p
 
 import functools
 import inspect
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
@@ -186,13 +186,13 @@ def context_lengths(n_ctx: int, *, page_size: int | None = None):
 
 
 @st.composite
-def _table_layouts(draw, *, shared):
-    """The page table's fields of a paged case beyond its page size (DecodeCase's
-    docstring says what each means); `shared` draws `shared_pages`."""
-    return dict(extra_pages=draw(st.sampled_from((0, 1, 5))), shared_pages=draw(shared),
-                tail=draw(st.sampled_from(("garbage", "valid"))),
-                page_id_offset=draw(st.sampled_from((0, 0, 7))),
-                table_gap=draw(st.sampled_from(ROW_GAPS)))
+def page_tables(draw, *, page_size: int, shared):
+    """A PageTable of `page_size`; `shared` draws `shared_pages`."""
+    return PageTable(page_size=page_size, extra_pages=draw(st.sampled_from((0, 1, 5))),
+                     shared_pages=draw(shared),
+                     tail=draw(st.sampled_from(("garbage", "valid"))),
+                     page_id_offset=draw(st.sampled_from((0, 0, 7))),
+                     table_gap=draw(st.sampled_from(ROW_GAPS)))
 
 
 def scales():
@@ -201,25 +201,25 @@ def scales():
 
 @st.composite
 def kv_formats(draw, *, dtype: str, kv_dtypes):
-    """The fp8 fields of a decode or paged prefill case: kv_dtype (None: the caches are in
-    q's dtype) drawn from kv_dtypes (fp32 q: never fp8), its scale kind and fit."""
+    """The fp8 cache of a decode or paged prefill case, or None (the caches are in q's
+    dtype): kv_dtype drawn from kv_dtypes (fp32 q: never fp8), its scale kind and fit."""
     kv_dtype = draw(st.sampled_from(kv_dtypes)) if dtype != "float32" else None
     if kv_dtype is None:
-        return {}
-    return dict(kv_dtype=kv_dtype, kv_scale=draw(st.sampled_from(KV_SCALES)),
-                scale_fit=draw(st.sampled_from(SCALE_FITS)))
+        return None
+    return Fp8Cache(kv_dtype=kv_dtype, kv_scale=draw(st.sampled_from(KV_SCALES)),
+                    scale_fit=draw(st.sampled_from(SCALE_FITS)))
 
 
 @st.composite
 def variant_fields(draw, *, max_len: int, always: bool = False, kinds=VARIANT_ARGS):
-    """The variant fields of a case: none at all half the time (shrinks there; never with
+    """The Variants of a case: none at all half the time (shrinks there; never with
     always=True), else each of window, softcap, sinks and ALiBi independently (those of
     `kinds`, VARIANT_ARGS names, only). Window
     sides: -1 (unbounded), 0, 1, tile boundaries +-1, beyond the longest length, or any
     in [0, max_len]; soft-caps 1 to 50 (with the large logits `scales` draws); sinks and
     slopes: SINK_KINDS and ALIBI_KINDS."""
     if not always and not draw(st.booleans()):
-        return {}
+        return Variants()
     side = st.one_of(st.sampled_from((-1, 0, 1, max_len + 1)),
                      st.sampled_from(BOUNDARIES), st.integers(0, max(0, max_len)))
     fields = {}
@@ -232,12 +232,15 @@ def variant_fields(draw, *, max_len: int, always: bool = False, kinds=VARIANT_AR
         fields["sinks"] = draw(st.sampled_from(SINK_KINDS))
     if "alibi_slopes" in kinds and draw(st.booleans()):
         fields["alibi"] = draw(st.sampled_from(ALIBI_KINDS))
-    return fields
+    return Variants(**fields)
 
 
-def _kinds(variants) -> dict:
-    """variant_fields' `kinds` for a strategy's `variants` argument."""
-    return {"kinds": variants} if isinstance(variants, tuple) else {}
+def _variants(draw, variants, max_len: int) -> Variants:
+    """A strategy's Variants for its `variants` argument (_check_common)."""
+    if not variants:
+        return Variants()
+    kinds = {"kinds": variants} if isinstance(variants, tuple) else {}
+    return draw(variant_fields(max_len=max_len, always=variants == "always", **kinds))
 
 
 def sm_scales():
@@ -246,7 +249,89 @@ def sm_scales():
 
 
 @dataclass(frozen=True)
-class PrefillCase:
+class Layout:
+    """How a case's tensors sit in memory (each gap holds NaN, memory a kernel must never
+    read). transposed: prefill's q/k/v are [B, N, H, D] storage seen as [B, H, N, D]
+    (packed var-len: [H, T, D] seen as [T, H, D]); decode's dense cache [B, N, H, D],
+    a paged cache [pages, H, P, D]. v_transposed: v laid out unlike k (their strides
+    differ). q_transposed (decode, paged prefill): q's heads outermost in storage. row_gap:
+    rows stored D + row_gap apart (ROW_GAPS). out_like_q: where a property passes out=,
+    it has q's strides and gaps (their NaN must survive the call bit for bit)."""
+    transposed: bool = False
+    v_transposed: bool = False
+    q_transposed: bool = False
+    row_gap: int = 0
+    out_like_q: bool = False
+
+
+@dataclass(frozen=True)
+class Variants:
+    """The attention variants of a case (kernels/mods.py); all None: none."""
+    window: tuple | None = None  # (left, right), -1 = unbounded
+    softcap: float | None = None
+    sinks: str | None = None  # SINK_KINDS
+    alibi: str | None = None  # ALIBI_KINDS
+
+
+@dataclass(frozen=True)
+class PageTable:
+    """A paged cache's table: each sequence's pages are a random permutation slice of
+    the cache's pages (`extra_pages` unused ones beyond those needed); table slots past a
+    sequence's end hold `tail` ("garbage": random ints incl. -1 and out-of-range, or
+    "valid" page ids); `page_id_offset` leaves the first pages of the cache unused (the
+    used ones sit at the end); `table_gap` extra columns per table row (a column slice of
+    a wider table, the gap holding valid ids). `shared_pages`: every later sequence's
+    first pages, up to that many, are sequence 0's (decode draws 0 or 1, paged prefill a
+    count: a shared prefix). Offsets past 2**31 elements are tests/test_gpu.py's."""
+    page_size: int
+    extra_pages: int = 0
+    shared_pages: int = 0
+    tail: str = "garbage"
+    page_id_offset: int = 0
+    table_gap: int = 0
+
+
+@dataclass(frozen=True)
+class IndexSet:
+    """Sparse decode's index rows: `index_kind` (INDEX_KINDS) picks how rows of
+    `num_indices` positions are built; one row per query head (`per_query_head`) or per
+    KV head. Layout (the gaps hold values a kernel must never read): `index_gap` slots
+    after each row, slots `index_step` apart, `index_transposed` [H_idx, B, K] storage."""
+    index_kind: str
+    num_indices: int
+    per_query_head: bool = False
+    index_gap: int = 0
+    index_step: int = 1
+    index_transposed: bool = False
+
+
+@dataclass(frozen=True)
+class Fp8Cache:
+    """fp8 K/V caches (decode family, paged prefill; q fp16 / bf16): `kv_dtype`
+    (FP8_DTYPES), how the scale is given (`kv_scale`, KV_SCALES) and fitted
+    (`scale_fit`, SCALE_FITS)."""
+    kv_dtype: str
+    kv_scale: str = "tensor"
+    scale_fit: str = "amax"
+
+
+class _Case:
+    """What the three case types share: the query head count and the JSON form (nested
+    groups as dicts; ``case_from_dict`` reads it back, and the flat form of corpus format
+    1 too)."""
+
+    @property
+    def num_q_heads(self) -> int:
+        return self.num_kv_heads * self.group_size
+
+    def to_dict(self):
+        return {"type": type(self).__name__, **asdict(self)}
+
+
+@dataclass(frozen=True)
+class PrefillCase(_Case):
+    """prefill (padded when q_lens is set) and prefill_varlen (always q_lens; n_q / n_k
+    their maxima; `slack_rows` packed rows past the last sequence)."""
     batch: int
     num_kv_heads: int
     group_size: int
@@ -258,24 +343,16 @@ class PrefillCase:
     q_lens: tuple | None  # valid query lengths (padded var-len); None = full
     kv_lens: tuple | None  # valid key lengths; None = same as q_lens (or full)
     scale: float  # multiplies q
-    transposed: bool  # tensors are [B, N, H, D] storage viewed as [B, H, N, D]
-    slack_rows: int  # varlen: packed rows past the last sequence
     seed: int
-    v_transposed: bool = False  # v laid out unlike k (k and v strides differ)
+    slack_rows: int = 0
     sm_scale: float | None = None  # None: the default 1/sqrt(D)
-    row_gap: int = 0  # q/k/v rows stored D + row_gap apart, the gap NaN (ROW_GAPS)
-    out_like_q: bool = False  # out= (where a property passes one) laid out like q
-    window: tuple | None = None  # (left, right), -1 = unbounded; None: no window
-    softcap: float | None = None
-    sinks: str | None = None  # SINK_KINDS
-    alibi: str | None = None  # ALIBI_KINDS
+    layout: Layout = Layout()  # q follows `transposed`: no q_transposed
+    variants: Variants = Variants()
 
-    @property
-    def num_q_heads(self) -> int:
-        return self.num_kv_heads * self.group_size
-
-    def to_dict(self):
-        return {"type": type(self).__name__, **asdict(self)}
+    def __post_init__(self):
+        if self.layout.q_transposed:
+            raise ValueError("a PrefillCase lays q out with `transposed`; its layout takes "
+                             "no q_transposed")
 
 
 # Rows stored with NaN columns after their D values (a row stride above D): a kernel that
@@ -313,36 +390,22 @@ def prefill_cases(draw, *, min_batch=1, max_batch=3, max_kv_heads=3, max_group=5
         if varlen:  # n_q / n_k are just the maxima
             n_q = max(q_lens)
             n_k = max(kv_lens) if kv_lens is not None else n_q
+    scale, transposed = draw(scales()), draw(st.booleans())
+    slack_rows = draw(st.sampled_from((0, 0, 1, 3))) if varlen else 0
+    seed, v_transposed = draw(st.integers(0, 2**31 - 1)), draw(st.booleans())
+    sm_scale, row_gap = draw(sm_scales()), draw(st.sampled_from(row_gaps))
     return PrefillCase(
         batch=batch, num_kv_heads=num_kv_heads, group_size=group, head_dim=head_dim,
         n_q=n_q, n_k=n_k, dtype=dtype, causal=is_causal, q_lens=q_lens, kv_lens=kv_lens,
-        scale=draw(scales()), transposed=draw(st.booleans()),
-        slack_rows=draw(st.sampled_from((0, 0, 1, 3))) if varlen else 0,
-        seed=draw(st.integers(0, 2**31 - 1)), v_transposed=draw(st.booleans()),
-        sm_scale=draw(sm_scales()), row_gap=draw(st.sampled_from(row_gaps)),
-        out_like_q=draw(st.booleans()),
-        **(draw(variant_fields(max_len=max(n_q, n_k), always=variants == "always",
-                               **_kinds(variants)))
-           if variants else {}))
+        scale=scale, seed=seed, slack_rows=slack_rows, sm_scale=sm_scale,
+        layout=Layout(transposed=transposed, v_transposed=v_transposed, row_gap=row_gap,
+                      out_like_q=draw(st.booleans())),
+        variants=_variants(draw, variants, max(n_q, n_k)))
 
 
 @dataclass(frozen=True)
-class DecodeCase:
-    """Dense decode, paged decode (page_size set) and their sparse forms (index_kind set).
-
-    Paged: each sequence's pages are a random permutation slice of `num_pages`
-    (`extra_pages` unused pages beyond those needed); `shared_pages` makes sequences
-    share some pages; table slots past a sequence's end hold `tail` ("garbage": random
-    ints incl. -1 and out-of-range, or "valid" page ids); `page_id_offset` leaves the
-    first pages of the cache unused (the used ones sit at the end). Offsets past 2**31
-    elements are tested by tests/test_gpu.py, not here.
-    Sparse: `index_kind` picks how rows of `num_indices` positions are built.
-    Layouts of the integer inputs (the gaps hold values a kernel must never read):
-    `table_gap` extra columns per table row (a column slice of a wider table);
-    `index_gap` slots after each index row, `index_step` apart slots, `index_transposed`
-    [H_idx, B, K] storage. `out_like_q`: where a property passes out=, it has q's strides
-    and gaps (their NaN must survive the call bit for bit).
-    """
+class DecodeCase(_Case):
+    """Dense decode, paged decode (`pages` set) and their sparse forms (`indices` set)."""
     batch: int
     num_kv_heads: int
     group_size: int
@@ -354,42 +417,24 @@ class DecodeCase:
     seed: int
     num_splits: int | None = None
     q_rank4: bool = False  # q given as [B, Hq, 1, D]
-    transposed: bool = False  # dense: [B, N, H, D] storage; paged: [pages, H, P, D]
-    page_size: int | None = None  # None: dense cache
-    extra_pages: int = 0
-    shared_pages: bool = False
-    tail: str = "garbage"
-    page_id_offset: int = 0
-    index_kind: str | None = None  # None: not sparse
-    num_indices: int = 0
-    per_query_head: bool = False
-    v_transposed: bool = False  # v laid out unlike k (k and v strides differ)
-    q_transposed: bool = False  # q is a [Hq, B, D] storage seen as [B, Hq, D]
     sm_scale: float | None = None  # None: the default 1/sqrt(D)
-    row_gap: int = 0  # q and K/V (cache) rows stored D + row_gap apart, the gap NaN
-    table_gap: int = 0  # paged: table rows stored max_pages + table_gap apart
-    index_gap: int = 0  # sparse: index rows stored K * index_step + index_gap apart
-    index_step: int = 1  # sparse: index slots stored index_step apart (last-dim stride)
-    index_transposed: bool = False  # sparse: [H_idx, B, K] storage seen as [B, H_idx, K]
-    out_like_q: bool = False  # out= (where a property passes one) laid out like q
-    kv_dtype: str | None = None  # fp8 caches (FP8_DTYPES); None: q's dtype
-    kv_scale: str = "tensor"  # fp8: KV_SCALES
-    scale_fit: str = "amax"  # fp8: SCALE_FITS
-    window: tuple | None = None  # (left, right), -1 = unbounded; None: no window
-    softcap: float | None = None
-    sinks: str | None = None  # SINK_KINDS
-    alibi: str | None = None  # ALIBI_KINDS
+    layout: Layout = Layout()
+    pages: PageTable | None = None  # None: a dense cache
+    indices: IndexSet | None = None  # None: not sparse
+    fp8: Fp8Cache | None = None  # None: the caches are in q's dtype
+    variants: Variants = Variants()
 
     @property
-    def num_q_heads(self) -> int:
-        return self.num_kv_heads * self.group_size
+    def page_size(self) -> int | None:
+        return self.pages.page_size if self.pages is not None else None
 
     @property
     def max_pages(self) -> int:
-        return -(-self.n_ctx // self.page_size) if self.page_size else 0
+        return -(-self.n_ctx // self.page_size) if self.pages is not None else 0
 
-    def to_dict(self):
-        return {"type": type(self).__name__, **asdict(self)}
+    @property
+    def kv_dtype(self) -> str | None:
+        return self.fp8.kv_dtype if self.fp8 is not None else None
 
 
 INDEX_KINDS = ("sorted", "shuffled", "duplicates", "neg_start", "neg_middle", "neg_end",
@@ -421,40 +466,37 @@ def decode_cases(draw, *, min_batch=1, max_batch=4, max_kv_heads=3, max_group=5,
         one_len = context_lengths(n_ctx, page_size=page_size)
         seq_lens = tuple(draw(st.lists(one_len, min_size=batch, max_size=batch)))
     splits = draw(st.one_of(st.none(), st.integers(1, max_splits)))
-    extra = dict(page_size=page_size, **draw(_table_layouts(shared=st.booleans()))) \
-        if paged else {}
-    if sparse:
-        extra.update(index_kind=draw(st.sampled_from(INDEX_KINDS)),
-                     num_indices=draw(st.integers(1, max_indices)),
-                     per_query_head=draw(st.booleans()),
-                     index_gap=draw(st.sampled_from(ROW_GAPS)),
-                     index_step=draw(st.sampled_from((1, 1, 2))),
-                     index_transposed=draw(st.booleans()))
+    pages = draw(page_tables(page_size=page_size, shared=st.booleans().map(int))) \
+        if paged else None
+    indices = IndexSet(index_kind=draw(st.sampled_from(INDEX_KINDS)),
+                       num_indices=draw(st.integers(1, max_indices)),
+                       per_query_head=draw(st.booleans()),
+                       index_gap=draw(st.sampled_from(ROW_GAPS)),
+                       index_step=draw(st.sampled_from((1, 1, 2))),
+                       index_transposed=draw(st.booleans())) if sparse else None
+    # (the draws keep the order they had before the fields were grouped: the same seed
+    # draws the same cases)
+    scale, seed = draw(scales()), draw(st.integers(0, 2**31 - 1))
+    q_rank4 = draw(st.booleans())
+    transposed, v_transposed, q_transposed = (draw(st.booleans()) for _ in range(3))
+    sm_scale, row_gap = draw(sm_scales()), draw(st.sampled_from(row_gaps))
+    layout = Layout(transposed=transposed, v_transposed=v_transposed,
+                    q_transposed=q_transposed, row_gap=row_gap,
+                    out_like_q=draw(st.booleans()))
     return DecodeCase(
         batch=batch, num_kv_heads=num_kv_heads, group_size=group, head_dim=head_dim,
-        n_ctx=n_ctx, dtype=dtype, seq_lens=seq_lens, scale=draw(scales()),
-        seed=draw(st.integers(0, 2**31 - 1)), num_splits=splits, q_rank4=draw(st.booleans()),
-        transposed=draw(st.booleans()), v_transposed=draw(st.booleans()),
-        q_transposed=draw(st.booleans()), sm_scale=draw(sm_scales()),
-        row_gap=draw(st.sampled_from(row_gaps)), out_like_q=draw(st.booleans()),
-        **draw(kv_formats(dtype=dtype, kv_dtypes=kv_dtypes)), **extra,
-        **(draw(variant_fields(max_len=n_ctx, always=variants == "always",
-                               **_kinds(variants)))
-           if variants else {}))
+        n_ctx=n_ctx, dtype=dtype, seq_lens=seq_lens, scale=scale, seed=seed,
+        num_splits=splits, q_rank4=q_rank4, sm_scale=sm_scale, layout=layout, pages=pages,
+        indices=indices, fp8=draw(kv_formats(dtype=dtype, kv_dtypes=kv_dtypes)),
+        variants=_variants(draw, variants, n_ctx))
 
 
 @dataclass(frozen=True)
-class PagedPrefillCase:
+class PagedPrefillCase(_Case):
     """Paged prefill: sequence b's q_lens[b] new query tokens, packed, are the last tokens
     of its seq_lens[b]-token context in a paged cache (chunked prefill, prefix caching).
-
-    The page table's fields mean what DecodeCase's do, except `shared_pages`: a count,
-    every later sequence's first pages (up to that many) being sequence 0's (a shared
-    prefix). q is packed [Tq, Hq, D] with Tq = sum(q_lens) + slack_rows: the slack rows
-    belong to no sequence. `q_transposed`: q is a [Hq, Tq, D] storage; `transposed`: the
-    caches are [pages, Hkv, P, D] storage; `row_gap`: q and cache rows stored D + row_gap
-    apart (the gap NaN).
-    """
+    q is packed [Tq, Hq, D] with Tq = sum(q_lens) + slack_rows: the slack rows belong to
+    no sequence."""
     batch: int
     num_kv_heads: int
     group_size: int
@@ -463,38 +505,28 @@ class PagedPrefillCase:
     dtype: str
     seq_lens: tuple  # each sequence's whole context, its new tokens included
     q_lens: tuple  # each sequence's new tokens, q_lens[b] <= seq_lens[b]
-    page_size: int
     causal: bool
     scale: float  # multiplies q
     seed: int
+    pages: PageTable
     num_splits: int | None = None
     slack_rows: int = 0
-    q_transposed: bool = False
-    transposed: bool = False
-    v_transposed: bool = False  # v laid out unlike k (k and v strides differ)
-    extra_pages: int = 0
-    shared_pages: int = 0
-    tail: str = "garbage"
-    page_id_offset: int = 0
-    table_gap: int = 0
     sm_scale: float | None = None  # None: the default 1/sqrt(D)
-    row_gap: int = 0
-    out_like_q: bool = False  # out= (where a property passes one) laid out like q
-    kv_dtype: str | None = None  # fp8 caches, as DecodeCase's
-    kv_scale: str = "tensor"
-    scale_fit: str = "amax"
-    window: tuple | None = None  # (left, right), -1 = unbounded; None: no window
-    softcap: float | None = None
-    sinks: str | None = None  # SINK_KINDS
-    alibi: str | None = None  # ALIBI_KINDS
+    layout: Layout = Layout()
+    fp8: Fp8Cache | None = None  # as DecodeCase's
+    variants: Variants = Variants()
 
     @property
-    def num_q_heads(self) -> int:
-        return self.num_kv_heads * self.group_size
+    def page_size(self) -> int:
+        return self.pages.page_size
 
     @property
     def max_pages(self) -> int:
         return -(-self.n_ctx // self.page_size)
+
+    @property
+    def kv_dtype(self) -> str | None:
+        return self.fp8.kv_dtype if self.fp8 is not None else None
 
     @property
     def n_q(self) -> int:
@@ -505,9 +537,6 @@ class PagedPrefillCase:
     @property
     def n_k(self) -> int:
         return self.n_ctx
-
-    def to_dict(self):
-        return {"type": type(self).__name__, **asdict(self)}
 
 
 def query_lengths(seq_len: int, *, max_q: int):
@@ -537,26 +566,62 @@ def paged_prefill_cases(draw, *, min_batch=1, max_batch=4, max_kv_heads=3, max_g
     for _ in range(batch):
         seq_lens.append(draw(context_lengths(n_ctx, page_size=page_size)))
         q_lens.append(draw(query_lengths(seq_lens[-1], max_q=max_q)))
+    is_causal = draw(st.booleans()) if causal is None else causal
+    scale, seed = draw(scales()), draw(st.integers(0, 2**31 - 1))
+    num_splits = draw(st.one_of(st.none(), st.integers(1, max_splits)))
+    slack_rows = draw(st.sampled_from((0, 0, 1, 3)))
+    q_transposed, transposed, v_transposed = (draw(st.booleans()) for _ in range(3))
+    pages = draw(page_tables(page_size=page_size, shared=st.sampled_from((0, 1, 2, 4))))
+    sm_scale, row_gap = draw(sm_scales()), draw(st.sampled_from(row_gaps))
+    layout = Layout(transposed=transposed, v_transposed=v_transposed,
+                    q_transposed=q_transposed, row_gap=row_gap,
+                    out_like_q=draw(st.booleans()))
     return PagedPrefillCase(
         batch=batch, num_kv_heads=num_kv_heads, group_size=group, head_dim=head_dim,
         n_ctx=n_ctx, dtype=dtype, seq_lens=tuple(seq_lens), q_lens=tuple(q_lens),
-        page_size=page_size, causal=draw(st.booleans()) if causal is None else causal,
-        scale=draw(scales()), seed=draw(st.integers(0, 2**31 - 1)),
-        num_splits=draw(st.one_of(st.none(), st.integers(1, max_splits))),
-        slack_rows=draw(st.sampled_from((0, 0, 1, 3))), q_transposed=draw(st.booleans()),
-        transposed=draw(st.booleans()), v_transposed=draw(st.booleans()),
-        **draw(_table_layouts(shared=st.sampled_from((0, 1, 2, 4)))),
-        sm_scale=draw(sm_scales()), row_gap=draw(st.sampled_from(row_gaps)),
-        out_like_q=draw(st.booleans()), **draw(kv_formats(dtype=dtype, kv_dtypes=kv_dtypes)),
-        **(draw(variant_fields(max_len=n_ctx, always=variants == "always",
-                               **_kinds(variants)))
-           if variants else {}))
+        causal=is_causal, scale=scale, seed=seed, pages=pages, num_splits=num_splits,
+        slack_rows=slack_rows, sm_scale=sm_scale, layout=layout,
+        fp8=draw(kv_formats(dtype=dtype, kv_dtypes=kv_dtypes)),
+        variants=_variants(draw, variants, n_ctx))
+
+
+# A case's groups of fields, and for the optional ones the field that is None in the flat
+# form (corpus format 1) when the group is absent.
+_GROUPS = {"layout": Layout, "variants": Variants, "pages": PageTable, "indices": IndexSet,
+           "fp8": Fp8Cache}
+_PRESENT_BY = {"pages": "page_size", "indices": "index_kind", "fp8": "kv_dtype"}
+
+
+def _tuples(v):
+    return tuple(_tuples(x) for x in v) if isinstance(v, list) else v
 
 
 def case_from_dict(d: dict):
-    """Inverse of `to_dict` (corpus replay); lists become tuples again."""
+    """Inverse of `to_dict` (corpus replay); lists become tuples again. Also reads the
+    flat form of corpus format 1 (every group's fields at the top level, as the cases had
+    them before session 19): a group takes its fields from there, an optional group is
+    None where its key field is. An unknown field raises."""
     d = dict(d)
     cls = {"PrefillCase": PrefillCase, "DecodeCase": DecodeCase,
            "PagedPrefillCase": PagedPrefillCase}[d.pop("type")]
-    fix = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
-    return cls(**fix)
+    names = {f.name for f in fields(cls)}
+    out = {k: _tuples(v) for k, v in d.items() if k in names}
+    flat = {k: v for k, v in d.items() if k not in names}
+    for name, group in _GROUPS.items():
+        if name not in names:
+            continue
+        if isinstance(out.get(name), dict):
+            out[name] = group(**{k: _tuples(v) for k, v in out[name].items()})
+        elif name not in out:
+            mine = {f.name: _tuples(flat.pop(f.name)) for f in fields(group)
+                    if f.name in flat}
+            key = _PRESENT_BY.get(name)
+            if key is None or mine.get(key) is not None:
+                out[name] = group(**mine)
+            elif name == "pages" and cls is PagedPrefillCase:
+                raise ValueError("a PagedPrefillCase needs a page_size")
+            else:
+                out[name] = None
+    if flat:
+        raise ValueError(f"{cls.__name__} has no fields {sorted(flat)}")
+    return cls(**out)

@@ -35,7 +35,7 @@ def _fp8_caches(case, args: dict, names: tuple[str, str], head_axis: int) -> dic
     dt = torch_dtype(case.kv_dtype)
     for name, scale_name in zip(names, ("k_scale", "v_scale"), strict=True):
         real = args[name].float()  # the view's values (the gaps are not in it)
-        per_head = case.kv_scale == "head"
+        per_head = case.fp8.kv_scale == "head"
         if real.numel() == 0:
             amax = real.new_zeros((real.shape[head_axis],) if per_head else ())
         elif per_head:
@@ -43,16 +43,16 @@ def _fp8_caches(case, args: dict, names: tuple[str, str], head_axis: int) -> dic
         else:
             amax = real.abs().amax()
         fit = {"amax": FP8_MAX[dt], "saturate": 8 * FP8_MAX[dt],
-               "subnormal": FP8_MIN_NORMAL[dt]}[case.scale_fit]
+               "subnormal": FP8_MIN_NORMAL[dt]}[case.fp8.scale_fit]
         scale = torch.where(amax > 0, amax / fit, torch.ones_like(amax))
-        if case.kv_scale == "none":
+        if case.fp8.kv_scale == "none":
             scale = torch.ones_like(scale)
         shape = [1] * real.dim()
         if per_head:
             shape[head_axis] = -1
         stored = (real / scale.view(shape)).clamp(-FP8_MAX[dt], FP8_MAX[dt]).to(dt)
         args[name] = relayout_like(stored, args[name])
-        if case.kv_scale != "none":
+        if case.fp8.kv_scale != "none":
             args[scale_name] = scale.to(torch.float32)
     return args
 
@@ -142,22 +142,22 @@ def _variant_args(case, device) -> dict:
     ALiBi slopes per query head, built from the case's seed with a generator of their own
     (the other tensors stay those of the same case without variants)."""
     args = {}
-    if case.window is not None:
-        args["window"] = tuple(case.window)
-    if case.softcap is not None:
-        args["softcap"] = case.softcap
+    if case.variants.window is not None:
+        args["window"] = tuple(case.variants.window)
+    if case.variants.softcap is not None:
+        args["softcap"] = case.variants.softcap
     hq = case.num_q_heads
     g = torch.Generator().manual_seed(case.seed + 11)
-    if case.sinks is not None:
+    if case.variants.sinks is not None:
         choices = torch.stack([torch.randn(hq, generator=g) * 3,
                                torch.full((hq,), float("-inf")), torch.full((hq,), 20.0)])
         kind = {"random": torch.zeros(hq, dtype=torch.long),
                 "neg_inf": torch.ones(hq, dtype=torch.long),
                 "large": torch.full((hq,), 2, dtype=torch.long),
-                "mixed": torch.randint(0, 3, (hq,), generator=g)}[case.sinks]
+                "mixed": torch.randint(0, 3, (hq,), generator=g)}[case.variants.sinks]
         args["sinks"] = choices.gather(0, kind.view(1, -1))[0].to(device)
-    if case.alibi is not None:
-        slopes = torch.tensor(alibi_slopes(hq)) if case.alibi == "geometric" \
+    if case.variants.alibi is not None:
+        slopes = torch.tensor(alibi_slopes(hq)) if case.variants.alibi == "geometric" \
             else torch.rand(hq, generator=g)
         args["alibi_slopes"] = slopes.to(torch.float32).to(device)
     return args
@@ -171,12 +171,13 @@ def prefill_inputs(case: PrefillCase, device) -> dict:
     def make(h, n, transposed, scale=1.0):  # [B, H, N, D], from [B, N, H, D] storage if asked
         if transposed:
             return _randn(g, (b, n, h, d), scale=scale, dtype=dt, device=device,
-                          perm=(0, 2, 1, 3), gap=case.row_gap)
-        return _randn(g, (b, h, n, d), scale=scale, dtype=dt, device=device, gap=case.row_gap)
+                          perm=(0, 2, 1, 3), gap=case.layout.row_gap)
+        return _randn(g, (b, h, n, d), scale=scale, dtype=dt, device=device,
+                      gap=case.layout.row_gap)
 
-    q = make(hq, case.n_q, case.transposed, case.scale)
-    k = make(hkv, case.n_k, case.transposed)
-    v = make(hkv, case.n_k, case.transposed != case.v_transposed)
+    q = make(hq, case.n_q, case.layout.transposed, case.scale)
+    k = make(hkv, case.n_k, case.layout.transposed)
+    v = make(hkv, case.n_k, case.layout.transposed != case.layout.v_transposed)
     args = dict(q=q, k=k, v=v, causal=case.causal)
     if case.sm_scale is not None:
         args["sm_scale"] = case.sm_scale
@@ -199,12 +200,12 @@ def prefill_varlen_inputs(case: PrefillCase, device) -> dict:
     def make(t, h, transposed, scale=1.0):  # [T, H, D], from [H, T, D] storage if asked
         if transposed:
             return _randn(g, (h, t, d), scale=scale, dtype=dt, device=device, perm=(1, 0, 2),
-                          gap=case.row_gap)
-        return _randn(g, (t, h, d), scale=scale, dtype=dt, device=device, gap=case.row_gap)
+                          gap=case.layout.row_gap)
+        return _randn(g, (t, h, d), scale=scale, dtype=dt, device=device, gap=case.layout.row_gap)
 
-    q = make(tq, hq, case.transposed, case.scale)
-    k = make(tk, hkv, case.transposed)
-    v = make(tk, hkv, case.transposed != case.v_transposed)
+    q = make(tq, hq, case.layout.transposed, case.scale)
+    k = make(tk, hkv, case.layout.transposed)
+    v = make(tk, hkv, case.layout.transposed != case.layout.v_transposed)
 
     args = dict(q=q, k=k, v=v, cu_seqlens_q=_cu(q_lens, device), max_seqlen_q=max(q_lens),
                 causal=case.causal)
@@ -229,26 +230,27 @@ def page_table(case: DecodeCase | PagedPrefillCase, gen) -> tuple[torch.Tensor, 
     them (a row offset from the shape, not the stride) reads wrong pages, never memory
     past the cache (a crash, not a failed property); the poisoned copies point them at
     an all-NaN page."""
-    p, lens = case.page_size, _seq_lens(case)
+    t, lens = case.pages, _seq_lens(case)
+    p = t.page_size
     needed = [-(-n // p) for n in lens]
     total = sum(needed)
-    num_pages = case.page_id_offset + total + case.extra_pages
-    ids = torch.randperm(total + case.extra_pages, generator=gen)[:total] + case.page_id_offset
-    wide = torch.empty((case.batch, case.max_pages + case.table_gap), dtype=torch.int32)
+    num_pages = t.page_id_offset + total + t.extra_pages
+    ids = torch.randperm(total + t.extra_pages, generator=gen)[:total] + t.page_id_offset
+    wide = torch.empty((case.batch, case.max_pages + t.table_gap), dtype=torch.int32)
     table = wide[:, :case.max_pages]
-    if case.tail == "garbage":
+    if t.tail == "garbage":
         table.copy_(torch.randint(-3, num_pages + 1000, table.shape, generator=gen))
     else:
         table.copy_(torch.randint(0, max(num_pages, 1), table.shape, generator=gen))
-    if case.table_gap:
+    if t.table_gap:
         wide[:, case.max_pages:] = torch.randint(0, max(num_pages, 1), (case.batch,
-                                                 case.table_gap), generator=gen)
+                                                 t.table_gap), generator=gen)
     at = 0
     for b, n in enumerate(needed):
         table[b, :n] = ids[at:at + n].to(torch.int32)
         at += n
     for b in range(1, case.batch):  # sequence b's first pages are sequence 0's
-        shared = min(int(case.shared_pages), needed[0], needed[b])
+        shared = min(int(t.shared_pages), needed[0], needed[b])
         table[b, :shared] = table[0, :shared]
     return table, num_pages
 
@@ -262,12 +264,12 @@ def _paged_cache(case: DecodeCase | PagedPrefillCase, gen, device) -> dict:
     def cache(transposed):
         if transposed:
             return _randn(gen, (num_pages, hkv, case.page_size, d), dtype=dt, device=device,
-                          perm=(0, 2, 1, 3), gap=case.row_gap)
+                          perm=(0, 2, 1, 3), gap=case.layout.row_gap)
         return _randn(gen, (num_pages, case.page_size, hkv, d), dtype=dt, device=device,
-                      gap=case.row_gap)
+                      gap=case.layout.row_gap)
 
-    return dict(k_cache=cache(case.transposed),
-                v_cache=cache(case.transposed != case.v_transposed),
+    return dict(k_cache=cache(case.layout.transposed),
+                v_cache=cache(case.layout.transposed != case.layout.v_transposed),
                 block_table=_moved(table, device), seq_lens=_lens(_seq_lens(case), device))
 
 
@@ -280,8 +282,9 @@ def index_rows(case: DecodeCase, gen) -> torch.Tensor:
     """indices int32 [B, H_idx, K] (CPU), each row built for its sequence length, laid
     out as the case asks: rows index_gap slots apart past their K, slots index_step apart,
     from [H_idx, B, K] storage (index_transposed); the gaps hold INDEX_GAP_FILL."""
-    h_idx = case.num_q_heads if case.per_query_head else case.num_kv_heads
-    kk, kind = case.num_indices, case.index_kind
+    ix = case.indices
+    h_idx = case.num_q_heads if ix.per_query_head else case.num_kv_heads
+    kk, kind = ix.num_indices, ix.index_kind
     out = torch.full((case.batch, h_idx, kk), -1, dtype=torch.int32)
     for b, length in enumerate(_seq_lens(case)):
         for h in range(h_idx):
@@ -313,11 +316,11 @@ def index_rows(case: DecodeCase, gen) -> torch.Tensor:
                 out[b, h, kk - (n - half):] = row[half:]
             else:
                 out[b, h, :n] = row
-    if case.index_transposed:  # [H_idx, B, K] storage
+    if ix.index_transposed:  # [H_idx, B, K] storage
         return _laid_out(out.transpose(0, 1), device="cpu", perm=(1, 0, 2),
-                         gap=case.index_gap, fill=INDEX_GAP_FILL, step=case.index_step)
-    return _laid_out(out, device="cpu", gap=case.index_gap, fill=INDEX_GAP_FILL,
-                     step=case.index_step)
+                         gap=ix.index_gap, fill=INDEX_GAP_FILL, step=ix.index_step)
+    return _laid_out(out, device="cpu", gap=ix.index_gap, fill=INDEX_GAP_FILL,
+                     step=ix.index_step)
 
 
 def decode_inputs(case: DecodeCase, device) -> dict:
@@ -325,30 +328,30 @@ def decode_inputs(case: DecodeCase, device) -> dict:
     g = torch.Generator().manual_seed(case.seed)
     dt = torch_dtype(case.dtype)
     b, hq, hkv, d = case.batch, case.num_q_heads, case.num_kv_heads, case.head_dim
-    if case.q_transposed:  # [Hq, B, (1,) D] storage: q's batch and head strides swap roles
+    if case.layout.q_transposed:  # [Hq, B, (1,) D] storage: q's batch and head strides swap roles
         q_shape, q_perm = ((hq, b, 1, d), (1, 0, 2, 3)) if case.q_rank4 else \
             ((hq, b, d), (1, 0, 2))
     else:
         q_shape, q_perm = ((b, hq, 1, d) if case.q_rank4 else (b, hq, d)), None
     args = dict(q=_randn(g, q_shape, scale=case.scale, dtype=dt, device=device, perm=q_perm,
-                         gap=case.row_gap))
+                         gap=case.layout.row_gap))
     if case.page_size is None:
         def dense(transposed):
             if transposed:
                 return _randn(g, (b, case.n_ctx, hkv, d), dtype=dt, device=device,
-                              perm=(0, 2, 1, 3), gap=case.row_gap)
+                              perm=(0, 2, 1, 3), gap=case.layout.row_gap)
             return _randn(g, (b, hkv, case.n_ctx, d), dtype=dt, device=device,
-                          gap=case.row_gap)
+                          gap=case.layout.row_gap)
 
-        args["k"] = dense(case.transposed)
-        args["v"] = dense(case.transposed != case.v_transposed)
+        args["k"] = dense(case.layout.transposed)
+        args["v"] = dense(case.layout.transposed != case.layout.v_transposed)
         if case.seq_lens is not None:
             args["seq_lens"] = _lens(case.seq_lens, device)
     else:
         args.update(_paged_cache(case, g, device))
     _fp8_caches(case, args, ("k", "v") if case.page_size is None else ("k_cache", "v_cache"),
                 head_axis=1 if case.page_size is None else 2)
-    if case.index_kind is not None:
+    if case.indices is not None:
         args["indices"] = _moved(index_rows(case, g), device)
     if case.num_splits is not None:
         args["num_splits"] = case.num_splits
@@ -363,9 +366,9 @@ def paged_prefill_inputs(case: PagedPrefillCase, device) -> dict:
     seq_lens, max_seqlen_q, causal."""
     g = torch.Generator().manual_seed(case.seed)
     tq, hq, d = sum(case.q_lens) + case.slack_rows, case.num_q_heads, case.head_dim
-    shape, perm = ((hq, tq, d), (1, 0, 2)) if case.q_transposed else ((tq, hq, d), None)
+    shape, perm = ((hq, tq, d), (1, 0, 2)) if case.layout.q_transposed else ((tq, hq, d), None)
     args = dict(q=_randn(g, shape, scale=case.scale, dtype=torch_dtype(case.dtype),
-                         device=device, perm=perm, gap=case.row_gap))
+                         device=device, perm=perm, gap=case.layout.row_gap))
     args.update(_paged_cache(case, g, device))
     _fp8_caches(case, args, ("k_cache", "v_cache"), head_axis=2)
     args.update(cu_seqlens_q=_cu(case.q_lens, device), max_seqlen_q=case.n_q,

@@ -167,13 +167,13 @@ def outside(supports: Supports, op: str, case) -> str | None:
         why.append(f"head_dim {case.head_dim} outside {supports.head_dims}")
     if case.group_size > 1 and not supports.gqa:
         why.append("GQA")
-    if case.row_gap not in cases.ALIGNED_ROW_GAPS and not supports.unaligned_rows:
-        why.append(f"rows {case.row_gap} elements apart")
+    if case.layout.row_gap not in cases.ALIGNED_ROW_GAPS and not supports.unaligned_rows:
+        why.append(f"rows {case.layout.row_gap} elements apart")
     kv = getattr(case, "kv_dtype", None)
     if kv is not None and kv not in supports.fp8:
         why.append(f"{kv} cache")
     for field, name in _CASE_VARIANTS.items():
-        if getattr(case, field) is not None and name not in supports.variants:
+        if getattr(case.variants, field) is not None and name not in supports.variants:
             why.append(name)
     causal = getattr(case, "causal", None)
     if causal is True and not supports.causal or causal is False and not supports.non_causal:

@@ -8,7 +8,9 @@ the report.
 
 File format (version 1; stable, independent of Hypothesis's database):
   {"format": 1, "kernel": str, "property": str, "case": {"type": "PrefillCase" | ..., every
-   field}, "requires_gpu": bool (informative: replay decides with gpu_only_reason), "error":
+   field, the groups (layout, variants, pages, indices, fp8) as nested objects or null;
+   files written before the groups have every field at the top level, and
+   strategies/cases.py case_from_dict reads both}, "requires_gpu": bool (informative: replay decides with gpu_only_reason), "error":
    str (first lines), "test": str (node id),
    "versions": {"python", "torch", "triton", "hypothesis"}, "device": str, "created": date}
 Replay: python -m pytest tests/test_corpus.py -k <file stem>
@@ -62,7 +64,8 @@ def gpu_only_reason(case) -> str | None:
     if hasattr(case, "n_q"):  # prefill
         pairs, ctx = case.n_q * case.n_k, case.n_k
     else:  # decode family: one query row over its keys (or its selected positions)
-        pairs, ctx = (case.num_indices or case.n_ctx), case.n_ctx
+        sparse = getattr(case, "indices", None)
+        pairs, ctx = (sparse.num_indices if sparse else case.n_ctx), case.n_ctx
     macs = q_heads * pairs * case.head_dim
     kv = case.batch * case.num_kv_heads * ctx * case.head_dim
     if macs > CPU_MAX_MACS or kv > CPU_MAX_KV_ELEMENTS:

@@ -270,13 +270,13 @@ def _storage(t: torch.Tensor) -> torch.Tensor:
 
 
 def _call_into_nan_out(op, args, case):
-    """Call with out= pre-filled with NaN: fresh and contiguous, or (case.out_like_q) with
-    q's strides and NaN gaps (a transposed storage, rows with a gap, ...). Checks that the
+    """Call with out= pre-filled with NaN: fresh and contiguous, or (case.layout.out_like_q)
+    with q's strides and NaN gaps (a transposed storage, rows with a gap, ...). Checks that the
     call returns that tensor and leaves every storage element outside the view (the gaps)
     bit-identical. Returns (out, lse)."""
     like = args["q"]
     out = torch.full(like.shape, float("nan"), dtype=like.dtype, device=like.device)
-    if getattr(case, "out_like_q", False):
+    if case.layout.out_like_q:
         out = relayout_like(out, like)
     store = _storage(out)
     outside = torch.ones(store.shape, dtype=torch.bool, device=store.device)

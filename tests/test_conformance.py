@@ -111,17 +111,26 @@ def test_replay(spec, path, device):
 def test_ours_through_the_adapter_path(device):
     """Our kernels as a conformance adapter (adapters.ours, "triton") give the bits of the
     suite's own descriptions: the adapter call path adds nothing and loses no argument."""
-    from attention_kernel_triton.strategies.cases import DecodeCase, PrefillCase
+    from attention_kernel_triton.strategies.cases import (
+        DecodeCase,
+        Fp8Cache,
+        Layout,
+        PageTable,
+        PrefillCase,
+        Variants,
+    )
     from tests.opinfo import OPS
 
     ours = conformance.adapter("triton")
     prefill = PrefillCase(batch=2, num_kv_heads=1, group_size=2, head_dim=16, n_q=9, n_k=13,
                           dtype="float16", causal=True, q_lens=(9, 4), kv_lens=(13, 6),
-                          scale=3.0, transposed=True, slack_rows=0, seed=1, window=(5, 0),
-                          softcap=20.0, sinks="random", alibi="geometric")
+                          scale=3.0, slack_rows=0, seed=1, layout=Layout(transposed=True),
+                          variants=Variants(window=(5, 0), softcap=20.0, sinks="random",
+                                            alibi="geometric"))
     decode = DecodeCase(batch=2, num_kv_heads=2, group_size=3, head_dim=32, n_ctx=24,
                         dtype="float16", seq_lens=(24, 7), scale=1.0, seed=2, num_splits=3,
-                        page_size=4, kv_dtype="float8_e4m3fn", kv_scale="head", window=(9, -1))
+                        pages=PageTable(4), fp8=Fp8Cache("float8_e4m3fn", kv_scale="head"),
+                        variants=Variants(window=(9, -1)))
     for op, case in (("prefill", prefill), ("paged_decode", decode)):
         args = OPS[op].inputs(case, device)
         out, lse = conformance.op_info(ours, op).call(args)
@@ -136,12 +145,13 @@ def test_flex_paged_decode_is_accurate(device):
     in a cache with spare pages, a window, a soft-cap and ALiBi. CI runs no flex by
     default (README: eager flex in torch 2.13's dynamo), so this case keeps the mapping
     tested; the accuracy property and its rule are the suite's."""
-    from attention_kernel_triton.strategies.cases import DecodeCase
+    from attention_kernel_triton.strategies.cases import DecodeCase, PageTable, Variants
 
     case = DecodeCase(batch=3, num_kv_heads=2, group_size=2, head_dim=16, n_ctx=20,
                       dtype="float16", seq_lens=(20, 0, 11), scale=3.0, seed=4,
-                      page_size=4, extra_pages=3, shared_pages=2, tail="garbage",
-                      page_id_offset=2, window=(6, -1), softcap=20.0, alibi="geometric")
+                      pages=PageTable(4, extra_pages=3, shared_pages=2, tail="garbage",
+                                      page_id_offset=2),
+                      variants=Variants(window=(6, -1), softcap=20.0, alibi="geometric"))
     flex = conformance.op_info(conformance.adapter("flex"), "paged_decode")
     check("paged_decode", "accuracy", case, device, op=flex, impl_spec="flex")
 
@@ -209,7 +219,7 @@ def _case(**over):
 
     base = PrefillCase(batch=2, num_kv_heads=2, group_size=2, head_dim=16, n_q=7, n_k=7,
                        dtype="float32", causal=True, q_lens=None, kv_lens=None, scale=1.0,
-                       transposed=False, slack_rows=0, seed=3)
+                       slack_rows=0, seed=3)
     return replace(base, **over)
 
 
@@ -279,6 +289,7 @@ def test_strategy_stays_inside_the_declaration():
     from hypothesis import given, settings
 
     from attention_kernel_triton.conformance import Supports
+    from attention_kernel_triton.strategies.cases import Variants
 
     narrow = Supports(dtypes=("float16",), head_dims=(32, 64), gqa=False, non_causal=False,
                       rectangular_causal=False, lengths=False, unaligned_rows=False)
@@ -290,8 +301,8 @@ def test_strategy_stays_inside_the_declaration():
     def inside(case):
         assert case.dtype == "float16" and 32 <= case.head_dim <= 64
         assert case.group_size == 1 and case.causal and case.n_q == case.n_k
-        assert case.q_lens is None and case.kv_lens is None and case.row_gap in (0, 16)
-        assert case.window is None and case.softcap is None and case.sinks is None
+        assert case.q_lens is None and case.kv_lens is None
+        assert case.layout.row_gap in (0, 16) and case.variants == Variants()
         assert conformance.outside(narrow, "prefill", case) is None  # the replay's check
 
     inside()
@@ -303,14 +314,20 @@ def test_replay_checks_the_declaration():
     """A kept case that a narrowed declaration excludes is named as outside it, field by
     field (test_replay skips it with that reason instead of running it)."""
     from attention_kernel_triton.conformance import Supports
-    from attention_kernel_triton.strategies.cases import DecodeCase, PrefillCase
+    from attention_kernel_triton.strategies.cases import (
+        DecodeCase,
+        Fp8Cache,
+        Layout,
+        PrefillCase,
+        Variants,
+    )
 
     narrow = Supports(dtypes=("float16",), head_dims=(32, 64), gqa=False, non_causal=False,
                       rectangular_causal=False, lengths=False, unaligned_rows=False)
     wide = PrefillCase(batch=2, num_kv_heads=1, group_size=2, head_dim=128, n_q=9, n_k=13,
                        dtype="float32", causal=True, q_lens=(9, 4), kv_lens=(13, 6),
-                       scale=1.0, transposed=False, slack_rows=0, seed=1, row_gap=3,
-                       window=(5, 0), alibi="geometric")
+                       scale=1.0, slack_rows=0, seed=1, layout=Layout(row_gap=3),
+                       variants=Variants(window=(5, 0), alibi="geometric"))
     why = conformance.outside(narrow, "prefill", wide)
     for part in ("dtype float32", "head_dim 128", "GQA", "rows 3 elements apart", "window",
                  "alibi_slopes", "rectangular causal", "lengths"):
@@ -321,7 +338,7 @@ def test_replay_checks_the_declaration():
         narrow, "prefill", dataclasses.replace(wide, causal=False))
     dec = DecodeCase(batch=1, num_kv_heads=1, group_size=1, head_dim=32, n_ctx=8,
                      dtype="float16", seq_lens=(5,), scale=1.0, seed=2,
-                     kv_dtype="float8_e4m3fn")
+                     fp8=Fp8Cache("float8_e4m3fn"))
     assert conformance.outside(narrow, "decode", dec) == \
         "outside the declaration: float8_e4m3fn cache, lengths"
 

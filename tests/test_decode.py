@@ -5,7 +5,7 @@ import torch
 import triton
 from hypothesis import example, given
 
-from attention_kernel_triton.strategies.cases import DecodeCase, decode_cases
+from attention_kernel_triton.strategies.cases import DecodeCase, Layout, PageTable, decode_cases
 from tests import sizes
 from tests.properties import check, properties
 
@@ -15,11 +15,11 @@ from tests.properties import check, properties
 # one whose extra columns hold valid page ids.
 STRIDED = DecodeCase(batch=2, num_kv_heads=2, group_size=2, head_dim=16, n_ctx=12,
                      dtype="float16", seq_lens=(5, 12), scale=1.0, seed=5, num_splits=1,
-                     q_transposed=True, row_gap=3, out_like_q=True)
+                     layout=Layout(q_transposed=True, row_gap=3, out_like_q=True))
 STRIDED_PAGED = DecodeCase(batch=3, num_kv_heads=2, group_size=2, head_dim=16, n_ctx=12,
                            dtype="float16", seq_lens=(5, 12, 9), scale=1.0, seed=6,
-                           page_size=4, extra_pages=1, tail="valid", table_gap=3,
-                           row_gap=3, out_like_q=True)
+                           pages=PageTable(4, extra_pages=1, tail="valid", table_gap=3),
+                           layout=Layout(row_gap=3, out_like_q=True))
 # Empty dense caches: no keys (N = 0: output 0, LSE -inf), no batch.
 EMPTY = [DecodeCase(batch=2, num_kv_heads=1, group_size=2, head_dim=16, n_ctx=0,
                     dtype="float16", seq_lens=None, scale=1.0, seed=7),

@@ -19,7 +19,10 @@ from hypothesis import given
 from attention_kernel_triton.strategies.cases import (
     FP8_DTYPES,
     DecodeCase,
+    Fp8Cache,
+    IndexSet,
     PagedPrefillCase,
+    PageTable,
     decode_cases,
     paged_prefill_cases,
 )
@@ -34,29 +37,30 @@ Q_DTYPES = ("float16", "bfloat16") if sizes.ON_GPU else ("float16",)
 DECODE_EDGES = [
     DecodeCase(batch=2, num_kv_heads=2, group_size=3, head_dim=16, n_ctx=20,
                dtype="float16", seq_lens=(20, 7), scale=10.0, seed=21,
-               kv_dtype="float8_e4m3fn", kv_scale="head", scale_fit="saturate"),
+               fp8=Fp8Cache("float8_e4m3fn", kv_scale="head", scale_fit="saturate")),
     DecodeCase(batch=1, num_kv_heads=1, group_size=2, head_dim=32, n_ctx=33,
                dtype="float16", seq_lens=None, scale=1.0, seed=22, num_splits=3,
-               kv_dtype="float8_e5m2", kv_scale="tensor", scale_fit="subnormal"),
+               fp8=Fp8Cache("float8_e5m2", kv_scale="tensor", scale_fit="subnormal")),
     DecodeCase(batch=2, num_kv_heads=1, group_size=1, head_dim=24, n_ctx=9,
                dtype="float16", seq_lens=(0, 9), scale=3.0, seed=23,
-               kv_dtype="float8_e4m3fn", kv_scale="none", scale_fit="amax"),
+               fp8=Fp8Cache("float8_e4m3fn", kv_scale="none", scale_fit="amax")),
 ]
-PAGED_EDGES = [replace(c, page_size=4, seq_lens=c.seq_lens or (c.n_ctx,) * c.batch,
-                       tail="garbage") for c in DECODE_EDGES]
-SPARSE_EDGES = [replace(c, index_kind=kind, num_indices=12, seq_lens=c.seq_lens)
+PAGED_EDGES = [replace(c, pages=PageTable(4, tail="garbage"),
+                       seq_lens=c.seq_lens or (c.n_ctx,) * c.batch) for c in DECODE_EDGES]
+SPARSE_EDGES = [replace(c, indices=IndexSet(kind, 12), seq_lens=c.seq_lens)
                 for c, kind in zip(DECODE_EDGES, ("duplicates", "shuffled", "neg_middle"),
                                    strict=True)]
-SPARSE_PAGED_EDGES = [replace(c, page_size=3, tail="garbage") for c in SPARSE_EDGES]
+SPARSE_PAGED_EDGES = [replace(c, pages=PageTable(3, tail="garbage")) for c in SPARSE_EDGES]
 PAGED_PREFILL_EDGES = [
     PagedPrefillCase(batch=3, num_kv_heads=2, group_size=2, head_dim=32, n_ctx=30,
-                     dtype="float16", seq_lens=(30, 7, 0), q_lens=(5, 7, 0), page_size=3,
-                     causal=True, scale=10.0, seed=24, kv_dtype="float8_e4m3fn",
-                     kv_scale="head", scale_fit="saturate", slack_rows=2),
+                     dtype="float16", seq_lens=(30, 7, 0), q_lens=(5, 7, 0),
+                     pages=PageTable(3), causal=True, scale=10.0, seed=24,
+                     fp8=Fp8Cache("float8_e4m3fn", kv_scale="head", scale_fit="saturate"),
+                     slack_rows=2),
     PagedPrefillCase(batch=2, num_kv_heads=1, group_size=3, head_dim=16, n_ctx=20,
-                     dtype="float16", seq_lens=(20, 9), q_lens=(1, 9), page_size=8,
+                     dtype="float16", seq_lens=(20, 9), q_lens=(1, 9), pages=PageTable(8),
                      causal=False, scale=1.0, seed=25, num_splits=2,
-                     kv_dtype="float8_e5m2", kv_scale="tensor", scale_fit="subnormal"),
+                     fp8=Fp8Cache("float8_e5m2", kv_scale="tensor", scale_fit="subnormal")),
 ]
 
 
@@ -103,5 +107,5 @@ def test_paged_prefill_fp8(prop, case, device):
 def test_fp8_relation_refuses_a_16_bit_case(device):
     """The fp8 relation on a case without fp8 caches is an error, not a silent pass."""
     with pytest.raises(ValueError, match="needs an fp8 case"):
-        check("decode", "fp8_equals_dequantized", replace(DECODE_EDGES[0], kv_dtype=None),
+        check("decode", "fp8_equals_dequantized", replace(DECODE_EDGES[0], fp8=None),
               device)

@@ -289,8 +289,10 @@ def gluon_cases():
                      st.integers(0, 700))
     window = st.one_of(st.none(), st.tuples(left, st.sampled_from((-1, 0, 3))))
     return st.builds(lambda case, tiles, win: replace(
-                         case, n_q=128 * tiles, n_k=128 * tiles, transposed=False,
-                         v_transposed=False, row_gap=0, window=win),
+                         case, n_q=128 * tiles, n_k=128 * tiles,
+                         layout=replace(case.layout, transposed=False, v_transposed=False,
+                                        row_gap=0),
+                         variants=replace(case.variants, window=win)),
                      base, st.integers(1, 5), window)
 
 
@@ -312,5 +314,6 @@ def test_prefill_sm90_properties(prop, case, device):
     plans = [c.args[0] for c in spy.call_args_list]
     assert all(p.gluon for p in plans), f"a call of the case took the Triton kernel: {case}"
     # only the strided relation has nothing to call without a per-head vector
-    assert plans or (prop == "head_vectors_strided_bit_identical" and case.sinks is None), \
+    assert plans or (prop == "head_vectors_strided_bit_identical"
+                     and case.variants.sinks is None), \
         f"the case launched no kernel: {case}"

@@ -10,7 +10,9 @@ from hypothesis import example, given
 
 from attention_kernel_triton.strategies.cases import (
     DecodeCase,
+    Layout,
     PagedPrefillCase,
+    PageTable,
     paged_prefill_cases,
 )
 from attention_kernel_triton.strategies.tensors import _randn, decode_inputs, relayout_like
@@ -62,8 +64,9 @@ def test_relayout_like_copies_strides_and_gap(perm, gap):
 @pytest.mark.parametrize("gap", [0, 3])
 def test_poisoned_paged_cache_keeps_the_layout(transposed, gap):
     case = DecodeCase(batch=2, num_kv_heads=2, group_size=2, head_dim=20, n_ctx=12,
-                      dtype="float16", seq_lens=(5, 12), scale=1.0, seed=7, page_size=4,
-                      extra_pages=1, transposed=transposed, row_gap=gap)
+                      dtype="float16", seq_lens=(5, 12), scale=1.0, seed=7,
+                      pages=PageTable(4, extra_pages=1),
+                      layout=Layout(transposed=transposed, row_gap=gap))
     args = decode_inputs(case, "cpu")
     poisoned = OPS["paged_decode"].poison(args)
     for name in ("k_cache", "v_cache"):
@@ -77,17 +80,20 @@ def test_poisoned_paged_cache_keeps_the_layout(transposed, gap):
 
 
 def test_cases_default_to_no_gap():
-    fields = {f.name: f.default for f in dataclasses.fields(DecodeCase)}
+    fields = {f.name: f.default for f in dataclasses.fields(Layout)}
     assert fields["row_gap"] == 0  # corpus files written before the field replay unchanged
+    assert DecodeCase(batch=1, num_kv_heads=1, group_size=1, head_dim=16, n_ctx=1,
+                      dtype="float16", seq_lens=None, scale=1.0, seed=0).layout == Layout()
 
 
 # Every kind of memory the paged prefill poison fills: slack q rows, partial and unused
 # pages, shared prefix pages, valid-looking table tails and a table gap.
 POISON_PAGED_PREFILL = PagedPrefillCase(
     batch=3, num_kv_heads=2, group_size=2, head_dim=16, n_ctx=12, dtype="float16",
-    seq_lens=(7, 12, 0), q_lens=(2, 12, 0), page_size=3, causal=True, scale=1.0, seed=9,
-    slack_rows=3, q_transposed=True, transposed=True, extra_pages=5, shared_pages=2,
-    tail="valid", page_id_offset=7, table_gap=3, row_gap=3)
+    seq_lens=(7, 12, 0), q_lens=(2, 12, 0), causal=True, scale=1.0, seed=9, slack_rows=3,
+    pages=PageTable(3, extra_pages=5, shared_pages=2, tail="valid", page_id_offset=7,
+                    table_gap=3),
+    layout=Layout(q_transposed=True, transposed=True, row_gap=3))
 
 
 # The poison builder and the oracle run on the CPU here, on any machine: CPU-sized cases

@@ -5,7 +5,12 @@ from dataclasses import replace
 import pytest
 from hypothesis import example, given
 
-from attention_kernel_triton.strategies.cases import PagedPrefillCase, paged_prefill_cases
+from attention_kernel_triton.strategies.cases import (
+    Layout,
+    PagedPrefillCase,
+    PageTable,
+    paged_prefill_cases,
+)
 from tests import sizes
 from tests.properties import check, properties
 
@@ -16,23 +21,23 @@ from tests.properties import check, properties
 # per tile) the tiles of all sequences share grid axis 0 through the binary search.
 MIXED = PagedPrefillCase(batch=6, num_kv_heads=2, group_size=2, head_dim=32, n_ctx=42,
                          dtype="float16", seq_lens=(30, 7, 41, 17, 5, 0),
-                         q_lens=(1, 3, 19, 17, 0, 0), page_size=3, causal=True, scale=1.0,
-                         seed=11, slack_rows=3, shared_pages=1, extra_pages=2)
+                         q_lens=(1, 3, 19, 17, 0, 0), causal=True, scale=1.0, seed=11,
+                         pages=PageTable(3, shared_pages=1, extra_pages=2), slack_rows=3)
 # Every sequence fits one tile (q_len <= 8 at group 2): program b is sequence b (ONE_TILE),
 # split in three.
 SHORT = replace(MIXED, seq_lens=(30, 7, 41, 17, 5, 0), q_lens=(1, 3, 8, 2, 0, 0),
                 num_splits=3, seed=12)
 # Group 5 (tiles of 3 tokens x 5 heads, one row unused), non-causal, page size 1.
 GROUP5 = PagedPrefillCase(batch=2, num_kv_heads=1, group_size=5, head_dim=24, n_ctx=20,
-                          dtype="float16", seq_lens=(20, 9), q_lens=(7, 9), page_size=1,
-                          causal=False, scale=3.0, seed=13, row_gap=3, q_transposed=True,
-                          out_like_q=True)
+                          dtype="float16", seq_lens=(20, 9), q_lens=(7, 9),
+                          pages=PageTable(1), causal=False, scale=3.0, seed=13,
+                          layout=Layout(row_gap=3, q_transposed=True, out_like_q=True))
 
 # A group wider than the interpreter's 16-row tile: 24 query heads per KV head run as two
 # programs of 12 heads (one token per tile).
 WIDE_GROUP = PagedPrefillCase(batch=2, num_kv_heads=1, group_size=24, head_dim=16, n_ctx=4,
-                              dtype="float16", seq_lens=(4, 2), q_lens=(2, 2), page_size=4,
-                              causal=True, scale=1.0, seed=14)
+                              dtype="float16", seq_lens=(4, 2), q_lens=(2, 2),
+                              pages=PageTable(4), causal=True, scale=1.0, seed=14)
 
 # The tile after a tile's causal end: tile 0's keys end at 24 (8 + 16), inside the second
 # key tile (16..31), whose page lookup ran one tile ahead; pages 0..6 belong to nobody
@@ -41,8 +46,8 @@ WIDE_GROUP = PagedPrefillCase(batch=2, num_kv_heads=1, group_size=24, head_dim=1
 # on an H100 at GPU sizes (tests/corpus/paged_prefill-unread_memory-3f73c38495.json).
 PAST_CAUSAL_END = PagedPrefillCase(batch=1, num_kv_heads=1, group_size=1, head_dim=16,
                                    n_ctx=48, dtype="float32", seq_lens=(48,), q_lens=(40,),
-                                   page_size=4, causal=True, scale=1.0, seed=15,
-                                   page_id_offset=7, num_splits=1)
+                                   pages=PageTable(4, page_id_offset=7), causal=True,
+                                   scale=1.0, seed=15, num_splits=1)
 
 
 @pytest.mark.parametrize("prop", properties("paged_prefill"))

@@ -13,14 +13,14 @@ from tests.properties import check, properties
 # 2, 3 and 4 pairs all end short (program_order_agrees, program_order_from_end_agrees).
 ODD_PAIRS = PrefillCase(batch=1, num_kv_heads=5, group_size=1, head_dim=16, n_q=40, n_k=40,
                         dtype="float16", causal=True, q_lens=None, kv_lens=None, scale=1.0,
-                        transposed=False, slack_rows=0, seed=6)
+                        slack_rows=0, seed=6)
 
 
 # Packed sequences that take the TMA path (fp16, power-of-two D, aligned strides) with
 # sequences past the first, partial tiles and slack rows: always run, on the CPU too.
 TMA_VARLEN = PrefillCase(batch=3, num_kv_heads=1, group_size=2, head_dim=32, n_q=40, n_k=40,
                          dtype="float16", causal=True, q_lens=(17, 40, 33), kv_lens=None,
-                         scale=1.0, transposed=False, slack_rows=3, seed=1)
+                         scale=1.0, slack_rows=3, seed=1)
 # Padded var-len on the same layout with key lengths that end inside a tile: the tile
 # crossing each length is loaded moved back to end at it, and no key past the length may
 # be read (unread_memory runs the TMA path too). On the GPU (BLOCK_N 64) these lengths are

@@ -5,7 +5,7 @@ from dataclasses import replace
 import pytest
 from hypothesis import example, given
 
-from attention_kernel_triton.strategies.cases import DecodeCase, decode_cases
+from attention_kernel_triton.strategies.cases import DecodeCase, IndexSet, PageTable, decode_cases
 from tests import sizes
 from tests.properties import check, properties
 
@@ -13,9 +13,9 @@ from tests.properties import check, properties
 # repeated position, a shuffled row, -1 slots first; GQA, a short and a full sequence.
 SPARSE_KINDS = [DecodeCase(batch=2, num_kv_heads=1, group_size=2, head_dim=16, n_ctx=32,
                            dtype="float16", seq_lens=(30, 9), scale=1.0, seed=11 + i,
-                           index_kind=kind, num_indices=12, per_query_head=kind == "shuffled")
+                           indices=IndexSet(kind, 12, per_query_head=kind == "shuffled"))
                 for i, kind in enumerate(("duplicates", "shuffled", "neg_start"))]
-SPARSE_PAGED_KINDS = [replace(c, page_size=16, tail="garbage", shared_pages=i == 1)
+SPARSE_PAGED_KINDS = [replace(c, pages=PageTable(16, tail="garbage", shared_pages=int(i == 1)))
                       for i, c in enumerate(SPARSE_KINDS)]
 
 

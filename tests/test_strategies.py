@@ -1,6 +1,9 @@
 """The case strategies check their bounds when they are built (strategies/cases.py), as
 Hypothesis's own strategies do: a bad bound is an InvalidArgument naming it at the call,
-never a failing example at the first draw. CPU only, nothing is drawn for the errors."""
+never a failing example at the first draw. CPU only, nothing is drawn for the errors.
+Also the cases' JSON forms (the corpus files)."""
+
+import json
 
 import pytest
 from hypothesis import given, settings
@@ -9,8 +12,14 @@ from hypothesis.strategies import SearchStrategy
 
 from attention_kernel_triton.strategies.cases import (
     DecodeCase,
+    Fp8Cache,
+    IndexSet,
+    Layout,
     PagedPrefillCase,
+    PageTable,
     PrefillCase,
+    Variants,
+    case_from_dict,
     decode_cases,
     page_sizes,
     paged_prefill_cases,
@@ -97,3 +106,49 @@ def test_drawn_paged_prefill_cases_keep_the_bounds(case):
     assert isinstance(case, PagedPrefillCase) and case.batch <= 3
     assert all(q <= min(2, s) for q, s in zip(case.q_lens, case.seq_lens, strict=True))
     assert case.kv_dtype is None
+
+
+_GROUPED = DecodeCase(batch=2, num_kv_heads=1, group_size=2, head_dim=16, n_ctx=8,
+                      dtype="float16", seq_lens=(8, 3), scale=1.0, seed=5,
+                      layout=Layout(q_transposed=True, row_gap=3),
+                      pages=PageTable(4, shared_pages=1, tail="valid"),
+                      indices=IndexSet("sorted", 5, index_step=2),
+                      fp8=Fp8Cache("float8_e5m2", kv_scale="head"),
+                      variants=Variants(window=(3, -1), softcap=5.0))
+
+
+def test_cases_round_trip_through_json():
+    """A case written to a corpus file (nested groups) reads back equal, tuples and all."""
+    assert case_from_dict(json.loads(json.dumps(_GROUPED.to_dict()))) == _GROUPED
+
+
+def test_cases_read_the_flat_corpus_form():
+    """Corpus format 1 (every field at the top level, before the groups) reads into the
+    groups; an optional group whose key field is None is absent; an unknown field raises
+    rather than being dropped."""
+    flat = {"type": "DecodeCase", "batch": 2, "num_kv_heads": 1, "group_size": 2,
+            "head_dim": 16, "n_ctx": 8, "dtype": "float16", "seq_lens": [8, 3], "scale": 1.0,
+            "seed": 5, "q_transposed": True, "row_gap": 3, "page_size": 4,
+            "shared_pages": 1, "tail": "valid", "index_kind": "sorted", "num_indices": 5,
+            "index_step": 2, "kv_dtype": "float8_e5m2", "kv_scale": "head",
+            "window": [3, -1], "softcap": 5.0, "alibi": None}
+    assert case_from_dict(flat) == _GROUPED
+    dense = {**flat, "page_size": None, "index_kind": None, "kv_dtype": None}
+    case = case_from_dict(dense)
+    assert case.pages is None and case.indices is None and case.fp8 is None
+    assert case.page_size is None and case.kv_dtype is None
+    with pytest.raises(ValueError, match="no fields.*'row_gapp'"):
+        case_from_dict({**flat, "row_gapp": 3})
+    with pytest.raises(ValueError, match="needs a page_size"):
+        case_from_dict({"type": "PagedPrefillCase", "batch": 1, "num_kv_heads": 1,
+                        "group_size": 1, "head_dim": 16, "n_ctx": 4, "dtype": "float16",
+                        "seq_lens": [4], "q_lens": [1], "causal": True, "scale": 1.0,
+                        "seed": 0, "page_size": None})
+
+
+def test_prefill_case_takes_no_q_transposed():
+    """Prefill lays q out with `transposed`: a q_transposed there would be ignored."""
+    with pytest.raises(ValueError, match="no q_transposed"):
+        PrefillCase(batch=1, num_kv_heads=1, group_size=1, head_dim=16, n_q=1, n_k=1,
+                    dtype="float16", causal=True, q_lens=None, kv_lens=None, scale=1.0,
+                    seed=0, layout=Layout(q_transposed=True))

@@ -15,8 +15,11 @@ from hypothesis import given
 import attention_kernel_triton as akt
 from attention_kernel_triton.strategies.cases import (
     DecodeCase,
+    Fp8Cache,
     PagedPrefillCase,
+    PageTable,
     PrefillCase,
+    Variants,
     decode_cases,
     paged_prefill_cases,
     prefill_cases,
@@ -34,33 +37,34 @@ from tests.properties import check, properties, with_examples
 PREFILL_EDGES = [
     PrefillCase(batch=2, num_kv_heads=1, group_size=2, head_dim=16, n_q=20, n_k=20,
                 dtype="float16", causal=True, q_lens=None, kv_lens=None, scale=3.0,
-                transposed=False, slack_rows=0, seed=31, window=(0, 0), sinks="large"),
+                slack_rows=0, seed=31, variants=Variants(window=(0, 0), sinks="large")),
     PrefillCase(batch=2, num_kv_heads=2, group_size=1, head_dim=32, n_q=19, n_k=6,
                 dtype="float32", causal=False, q_lens=(19, 4), kv_lens=(6, 0), scale=10.0,
-                transposed=False, slack_rows=0, seed=32, window=(1, 2), softcap=1.0,
-                alibi="geometric", sinks="mixed"),
+                slack_rows=0, seed=32, variants=Variants(window=(1, 2), softcap=1.0,
+                                                         alibi="geometric", sinks="mixed")),
 ]
 DECODE_EDGES = [
     DecodeCase(batch=3, num_kv_heads=2, group_size=2, head_dim=16, n_ctx=40,
                dtype="float16", seq_lens=(40, 0, 17), scale=10.0, seed=33, num_splits=3,
-               window=(16, -1), softcap=50.0, sinks="mixed", alibi="geometric"),
+               variants=Variants(window=(16, -1), softcap=50.0, sinks="mixed",
+                                 alibi="geometric")),
     # fp8 with per-head scales: the raw scores are q.(stored K) = real / k_scale, so the
     # soft-cap and ALiBi constants must carry k_scale too
     DecodeCase(batch=2, num_kv_heads=2, group_size=2, head_dim=16, n_ctx=24,
                dtype="float16", seq_lens=(24, 9), scale=3.0, seed=35,
-               kv_dtype="float8_e4m3fn", kv_scale="head", scale_fit="saturate",
-               softcap=2.0, alibi="random"),
+               fp8=Fp8Cache("float8_e4m3fn", kv_scale="head", scale_fit="saturate"),
+               variants=Variants(softcap=2.0, alibi="random")),
 ]
 PAGED_PREFILL_EDGES = [
     PagedPrefillCase(batch=2, num_kv_heads=1, group_size=3, head_dim=16, n_ctx=24,
-                     dtype="float16", seq_lens=(24, 9), q_lens=(9, 9), page_size=4,
-                     causal=True, scale=3.0, seed=34, num_splits=2, window=(4, 0),
-                     sinks="random", alibi="random"),
+                     dtype="float16", seq_lens=(24, 9), q_lens=(9, 9), pages=PageTable(4),
+                     causal=True, scale=3.0, seed=34, num_splits=2,
+                     variants=Variants(window=(4, 0), sinks="random", alibi="random")),
     PagedPrefillCase(batch=2, num_kv_heads=2, group_size=1, head_dim=16, n_ctx=12,
-                     dtype="float16", seq_lens=(12, 5), q_lens=(4, 5), page_size=4,
-                     causal=False, scale=3.0, seed=36, kv_dtype="float8_e4m3fn",
-                     kv_scale="head", scale_fit="saturate", softcap=2.0, alibi="geometric",
-                     window=(3, 1)),
+                     dtype="float16", seq_lens=(12, 5), q_lens=(4, 5), pages=PageTable(4),
+                     causal=False, scale=3.0, seed=36,
+                     fp8=Fp8Cache("float8_e4m3fn", kv_scale="head", scale_fit="saturate"),
+                     variants=Variants(softcap=2.0, alibi="geometric", window=(3, 1))),
 ]
 
 
