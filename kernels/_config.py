@@ -107,6 +107,7 @@ DECODE = {
 DECODE_PAGED_FP8 = {
     (128, 2): Config(16, 128, 4, 3),
 }
+_DECODE_PAGED_FP8_ALL = {**DECODE, **DECODE_PAGED_FP8}
 
 # Prefill's program order. The kernel walks the (batch, head) pairs in chunks of
 # bh_per_chunk pairs, each chunk heaviest causal tiles first across its pairs. The host
@@ -275,5 +276,4 @@ def decode_config(head_dim_pad: int, dtype: torch.dtype, forced: Config | None =
                   paged_fp8: bool = False) -> Config:
     """forced: tuning.decode_config; paged_fp8: a paged cache of 1-byte (fp8) elements,
     no index lists (DECODE_PAGED_FP8)."""
-    return _pick({**DECODE, **DECODE_PAGED_FP8} if paged_fp8 else DECODE, head_dim_pad,
-                 dtype, forced)
+    return _pick(_DECODE_PAGED_FP8_ALL if paged_fp8 else DECODE, head_dim_pad, dtype, forced)

@@ -42,9 +42,9 @@ UNBOUNDED = 2**30
 # bf16 inputs on a GPU the hardware's tanh.approx.f32: one MUFU op, relative error about
 # 2^-11, the rounding of a 16-bit logit, which is what the accuracy rule's input-dtype
 # reference itself carries (FlashAttention and FlashInfer use the same instruction). For
-# fp32 inputs, and under the interpreter (which runs no PTX), a rational fit accurate to
-# 3e-7. B4 N4096 D128 fp16 prefill with softcap 50, H100: 1.384 ms against 1.893 ms with
-# the previous exp2-form tanh (benchmarks/NOTES.md, session 19).
+# fp32 inputs, and under the interpreter (which runs no PTX), a tanh accurate to 3e-7
+# (kernels/_jit.py). B4 N4096 D128 fp16 prefill with softcap 50, H100: 1.384 ms with the
+# hardware tanh against 1.893 ms with the accurate one (benchmarks/NOTES.md, session 19).
 SOFTCAP_OFF, SOFTCAP_FP32, SOFTCAP_FAST = 0, 1, 2
 
 
@@ -112,7 +112,8 @@ class ScoreMods:
         """Which tanh the soft-cap takes for inputs of `dtype` (SOFTCAP_* above)."""
         if self.softcap <= 0:
             return SOFTCAP_OFF
-        if dtype in (torch.float16, torch.bfloat16) and not interpreting():
+        if dtype in (torch.float16, torch.bfloat16) and not interpreting() \
+                and torch.version.hip is None:  # PTX: NVIDIA only
             return SOFTCAP_FAST
         return SOFTCAP_FP32
 

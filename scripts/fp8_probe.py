@@ -52,7 +52,7 @@ def _graph_ms(timer: Timer, fn) -> float:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--configs", default="64,4,4;64,4,5;128,4,3;128,4,4;128,8,3")
+    ap.add_argument("--configs", default="64,4,3;64,4,4;64,4,5;128,4,3;128,4,4;128,8,3")
     ap.add_argument("--configs256", default="16,4,4;16,4,6;32,4,3;32,4,4")
     ap.add_argument("--splits", default="auto")
     args = ap.parse_args(argv)

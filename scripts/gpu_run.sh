@@ -35,11 +35,13 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
 # 0.2.5's wheel (4 MB; the current ones are ~100 MB with heavy dependencies), built on
 # the CPU machine: pip download flashinfer-python==0.2.5 --no-deps -d /tmp/fi, unpack the
 # sdist, then pip wheel --no-deps --no-build-isolation -w .whl <its directory>
-# Installed for the conformance step only: FlashInfer 0.2.5's JIT build fails to link
-# under the image's nvcc 13.0 (session 19), and its failed nvcc builds inside the test
-# suite ran on every core (the dev suite took 473 s instead of ~212 s) and failed the
-# bench harness's tiny-case test (the flashinfer peer errors).
-if wants conformance && compgen -G ".whl/*.whl" > /dev/null; then
+# Installed by the conformance step (after the tests, whatever the order of the steps
+# named): FlashInfer 0.2.5's JIT build failed to link under the image's nvcc 13.0
+# (session 19), and its failed nvcc builds inside the test suite ran on every core (the
+# dev suite took 473 s instead of ~212 s) and failed the bench harness's tiny-case test
+# (the flashinfer peer errors). Steps after it (sweep, probe, bench) see it too.
+install_wheels() {
+  compgen -G ".whl/*.whl" > /dev/null || return 0
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
       --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
   # nvcc 13 defaults to -static-global-template-stub=true, under which FlashInfer 0.2.5's
@@ -48,7 +50,7 @@ if wants conformance && compgen -G ".whl/*.whl" > /dev/null; then
   # below, passed through nvcc's NVCC_APPEND_FLAGS (FlashInfer 0.2.5 takes no extra flags)
   export NVCC_APPEND_FLAGS="${NVCC_APPEND_FLAGS:+$NVCC_APPEND_FLAGS }-static-global-template-stub=false"
   ls .whl | tee -a "$OUT/card.txt"
-fi
+}
 python3 -c "import torch, triton, numpy, hypothesis; print('torch', torch.__version__, 'triton', triton.__version__, 'numpy', numpy.__version__, 'hypothesis', hypothesis.__version__)" | tee -a "$OUT/card.txt"
 rc=0
 if wants tests; then
@@ -98,6 +100,7 @@ if wants tests; then
   [[ -n $new ]] && tar czf "$OUT/new_corpus.tgz" $new
 fi
 if wants conformance; then
+  install_wheels
   # every shipped adapter, each in its own pytest process (tests/conformance_report.py);
   # CONF_ARGS: e.g. "--impl flex" (default: all); capped examples: compiled flex builds
   # a kernel for every shape it is drawn

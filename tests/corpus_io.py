@@ -10,8 +10,9 @@ File format (version 1; stable, independent of Hypothesis's database):
   {"format": 1, "kernel": str, "property": str, "case": {"type": "PrefillCase" | ..., every
    field, the groups (layout, variants, pages, indices, fp8) as nested objects or null;
    files written before the groups have every field at the top level, and
-   strategies/cases.py case_from_dict reads both}, "requires_gpu": bool (informative: replay decides with gpu_only_reason), "error":
-   str (first lines), "test": str (node id),
+   strategies/cases.py case_from_dict reads both}, "requires_gpu": bool (informative:
+   replay decides with gpu_only_reason), "error": str (first lines), "test": str (node
+   id),
    "versions": {"python", "torch", "triton", "hypothesis"}, "device": str, "created": date}
 Replay: python -m pytest tests/test_corpus.py -k <file stem>
 

@@ -908,7 +908,10 @@ def softcap_huge_equals_none(op, case, device):
     args = _without(op.inputs(case, device), "softcap")
     bound, lse_bound = _bounds(op, args)
     # at cap c a logit s moves by ~s^3 / (3 c^2): a cap 1000x the largest |logit| (~ the
-    # oracle's largest |LSE|) moves it by 3e-7 s, far inside the rule's LOGIT_EPS term
+    # oracle's largest |LSE|) moves it by 3e-7 s, far inside the rule's LOGIT_EPS term.
+    # fp16 / bf16 kernels take the hardware tanh (kernels/mods.py SOFTCAP_FAST), relative
+    # error ~2^-11: a logit s moves by up to ~5e-4 s, the rounding of a 16-bit logit; the
+    # bound's low-precision term (the oracle run in the input dtype) carries as much.
     cap = max(HUGE_SOFTCAP, 1e3 * finite_abs_max(op.oracle(args)[1]))
     out, lse = _restrict(op, args, *op.call(args))
     out_c, lse_c = _restrict(op, args, *op.call({**args, "softcap": cap}))
