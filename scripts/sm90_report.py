@@ -185,9 +185,10 @@ def prefill_sm90_report(sass: bool = False) -> dict:
 
     values = dict(q_desc=desc(mod.TILE_M // 2), k_desc=desc(mod.TILE_N),
                   v_desc=desc(mod.TILE_N), out_ptr=rows,
-                  lse_ptr=torch.zeros(1, dtype=torch.float32))
+                  lse_ptr=torch.zeros(1, dtype=torch.float32),
+                  sinks_ptr=torch.zeros(1, dtype=torch.float32))
     consts = dict(BLOCK_M=mod.TILE_M, BLOCK_N=mod.TILE_N, HEAD_DIM=128, STAGES=mod.RING,
-                  WRITE_LSE=True)
+                  WRITE_LSE=True, HAS_SINKS=VARIANTS["sinks"], HAS_WINDOW=VARIANTS["window"])
     source = _signature(fn, values, consts, source_cls=GluonASTSource)
     return _ptxas(triton.compile(source, target=SM90, options={"num_warps": 4}), None, sass)
 
