@@ -96,8 +96,10 @@ def _no_pdl():
 # launches out (timing only: output unused), or launch the merge without PDL.
 SETUPS = {
     None: contextlib.nullcontext,
-    "no merge": lambda: _patched("attention_kernel_triton.kernels.decode", "_combine_kernel", _Skipped()),
-    "no split": lambda: _patched("attention_kernel_triton.kernels.decode", "_decode_kernel", _Skipped()),
+    "no merge": lambda: _patched("attention_kernel_triton.kernels.decode", "_combine_kernel",
+                                 _Skipped()),
+    "no split": lambda: _patched("attention_kernel_triton.kernels.decode", "_decode_kernel",
+                                 _Skipped()),
     "no pdl": _no_pdl,
 }
 
@@ -279,8 +281,9 @@ def probe_prefill(chunk_pairs: list[str], timer: Timer) -> list[dict]:
         for pairs in chunk_pairs:
             def call(lens=lens, q=q, k=k, v=v):
                 return kernels.prefill(q, k, v, causal=True, seq_lens=lens, validate=False)
-            order = (contextlib.nullcontext() if pairs == "default"
-                     else tuning.override(prefill_chunk_pairs=1 << 30 if pairs == "all" else int(pairs)))
+            chunk = 1 << 30 if pairs == "all" else (None if pairs == "default" else int(pairs))
+            order = (contextlib.nullcontext() if chunk is None
+                     else tuning.override(prefill_chunk_pairs=chunk))
             with order, tuning.override(prefill_gluon=False):
                 rows.append(_row(shape, f"{pairs} pairs per chunk", call, None, flops,
                                  timer, graph=False))

@@ -6,8 +6,9 @@
     python -m benchmarks.sweep --kernel prefill --tma on,off
     python -m benchmarks.sweep --kernel decode --kv e4m3   # fp8 K/V (q fp16)
 
-Every config is pinned with ``tuning.override(prefill_config=Config(...))`` (or decode_config) around the
-check call and the timing (and the graph capture for decode). Shapes, fp16:
+Every config is pinned with ``tuning.override(prefill_config=Config(...))`` (or
+decode_config) around the check call and the timing (and the graph capture for decode).
+Shapes, fp16:
   prefill (causal): B8 Hq64 Hkv16 N1024 D64 (the seed's), B4 Hq32 Hkv8 N4096 D128,
     B1 Hq32 Hkv8 N16384 D128, padded var-len B8 Hq64 Hkv16 N1024 D64 at the seed's lengths
     (each config crossed with --tma paths)

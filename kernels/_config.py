@@ -21,7 +21,6 @@ import torch
 
 from .tuning import Config  # noqa: F401  (defined with the tuning surface)
 
-
 # Triton reads TRITON_INTERPRET when a kernel is defined, at import: read it once then too
 # (a later change of the variable cannot move the defined kernels).
 _INTERPRETING = os.environ.get("TRITON_INTERPRET") == "1"

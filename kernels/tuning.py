@@ -113,7 +113,7 @@ class Tuning:
 
 
 _current: contextvars.ContextVar[Tuning] = contextvars.ContextVar(
-    "attention_kernel_triton_tuning", default=Tuning())
+    "attention_kernel_triton_tuning", default=Tuning())  # noqa: B039 (frozen: immutable)
 
 
 def current() -> Tuning:

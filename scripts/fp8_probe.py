@@ -6,8 +6,9 @@ replay (benchmarks/timing.py, L2 flushed).
 
     python scripts/fp8_probe.py [--configs 'BN,W,S;...'] [--configs256 ...] [--splits auto,8]
 
-Configs ('BN,W,S' or 'BN,W,S,MAXNREG', block_m 16) are pinned with tuning.override(decode_config=...);
---configs for the D128 shapes, --configs256 for the sparse D256 one.
+Configs ('BN,W,S' or 'BN,W,S,MAXNREG', block_m 16) are pinned with
+tuning.override(decode_config=...); --configs for the D128 shapes, --configs256 for the
+sparse D256 one.
 """
 
 from __future__ import annotations
