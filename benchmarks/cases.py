@@ -982,13 +982,25 @@ def _variant_prefill_case(batch, num_q_heads, num_kv_heads, n, head_dim, variant
     """Causal prefill with variant options (a dict, or a callable giving one on the
     device) against ours without them on the same tensors, by the default path
     ("ours-plain": the Gluon kernel where it applies) and by the Triton kernel the
-    variants run on ("ours-plain-triton")."""
+    variants run on ("ours-plain-triton"). With a soft-cap, also ours with the Gluon
+    kernel's staged soft-cap turned on ("ours-gluon-softcap": kernels/prefill.py
+    GLUON_SOFTCAP; the Gluon kernel where its rule applies, checked like every row)."""
+    from attention_kernel_triton.kernels import prefill as prefill_module
     from attention_kernel_triton.kernels import tuning
 
     def triton_only(call):
         def run():
             with tuning.override(prefill_gluon=False):
                 return call()
+        return run
+
+    def gluon_softcap(call):
+        def run():
+            saved, prefill_module.GLUON_SOFTCAP = prefill_module.GLUON_SOFTCAP, True
+            try:
+                return call()
+            finally:
+                prefill_module.GLUON_SOFTCAP = saved
         return run
 
     def build(dtype) -> Problem:
@@ -1005,6 +1017,9 @@ def _variant_prefill_case(batch, num_q_heads, num_kv_heads, n, head_dim, variant
             Impl("ours-plain-triton", lambda: triton_only(plain),
                  reference=lambda: _prefill_reference(q, k, v, None)),
         ]
+        if "softcap" in var:
+            impls.append(Impl("ours-gluon-softcap", lambda: gluon_softcap(
+                lambda: kernels.prefill(q, k, v, causal=True, validate=False, **var))))
         flops = causal_flops([n] * batch, num_q_heads, head_dim)
         if flex_window is not None:
             impls.append(Impl("flex", lambda: peers.flex(

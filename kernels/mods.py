@@ -69,12 +69,6 @@ class ScoreMods:
     def has_window(self) -> bool:
         return self.window_left >= 0 or self.window_right >= 0
 
-    @property
-    def changes_logits(self) -> bool:
-        """A soft-cap or ALiBi: the logit of a seen key changes (a window only chooses the
-        keys, sinks touch only the epilogue)."""
-        return self.softcap > 0 or self.alibi_slopes is not None
-
     def left(self) -> int:
         """The window's left side for the kernels (UNBOUNDED when -1)."""
         return self.window_left if self.window_left >= 0 else UNBOUNDED

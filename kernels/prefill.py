@@ -395,12 +395,26 @@ def _sm90_module():
     return prefill_sm90
 
 
+# The Gluon kernel's soft-cap (prefill_sm90.py, SOFTCAP): written and compiled for sm_90
+# offline (triton 3.6: no spills, no serialised wgmma), not yet run on a GPU. Until the
+# GPU suite has passed it (tests/test_gpu.py turns this on for the Gluon tests) and its
+# bench row has run, soft-capped calls keep the Triton kernel (benchmarks/NOTES.md,
+# session 19).
+GLUON_SOFTCAP = False
+
+
+def _gluon_outside(mods: ScoreMods) -> bool:
+    """A variant outside the Gluon kernel's scope: ALiBi, or a soft-cap while
+    GLUON_SOFTCAP is off (sinks and a window are in it, kernels/mods.py)."""
+    return mods.alibi_slopes is not None or (mods.softcap > 0 and not GLUON_SOFTCAP)
+
+
 def _sm90_gluon_ok(q, k, v, out, *, causal: bool, has_lens: bool, variants: bool = False,
                    mode: bool | None = None) -> bool:
     """Whether prefill runs the Gluon kernel (prefill_sm90.py): a Hopper GPU (not the
     interpreter), the default rule or a forced mode (tuning.prefill_gluon), and a call
-    inside its scope: causal, no lengths, no soft-cap or ALiBi (`variants`; sinks and a
-    window are in its scope, kernels/mods.py),
+    inside its scope: causal, no lengths, no variant outside it (`variants`:
+    _gluon_outside),
     fp16/bf16, head_dim 128, Nq == Nk a multiple of 128, contiguous 16-byte-aligned
     q/k/v/out, row coordinates within int32."""
     if mode is False or interpreting() or q.device.type != "cuda" or cc_major(q.device) != 9:
@@ -513,6 +527,7 @@ class PrefillPlan:
     gluon: bool  # the Gluon Hopper kernel (prefill_sm90.launch) instead of _prefill_kernel
     sinks: torch.Tensor | None = None  # the Gluon kernel's sinks (fp32 [Hq])
     window_left: int = -1  # and its window's left side (-1: none)
+    softcap: float = 0.0  # and its soft-cap (0: none)
     grid: tuple = ()
     args: dict | None = None  # _prefill_kernel's runtime arguments
     consts: dict | None = None  # its constexprs
@@ -524,10 +539,11 @@ def plan(lay: QKVLayout, *, causal: bool, max_q: int, sm_scale: float,
     """None: nothing to launch (no query tile or no (batch, head) pair)."""
     q, k, v, out = lay.q, lay.k, lay.v, lay.out
     if not lay.varlen and _sm90_gluon_ok(q, k, v, out, causal=causal, has_lens=lay.has_lens,
-                                         variants=mods.changes_logits,
+                                         variants=_gluon_outside(mods),
                                          mode=tune.prefill_gluon):
         # causal: the window's right side bounds nothing
-        return PrefillPlan(gluon=True, sinks=mods.sinks, window_left=mods.window_left)
+        return PrefillPlan(gluon=True, sinks=mods.sinks, window_left=mods.window_left,
+                           softcap=mods.softcap)
     num_q_heads, head_dim = q.shape[1], q.shape[3]
     group_size = num_q_heads // k.shape[1]
     head_dim_pad = max(16, triton.next_power_of_2(head_dim))
@@ -588,7 +604,7 @@ def plan(lay: QKVLayout, *, causal: bool, max_q: int, sm_scale: float,
 def launch(p: PrefillPlan, lay: QKVLayout, sm_scale: float) -> None:
     if p.gluon:
         _sm90_module().launch(lay.q, lay.k, lay.v, lay.out, lay.lse, sm_scale, p.sinks,
-                              p.window_left)
+                              p.window_left, p.softcap)
     else:
         _prefill_kernel[p.grid](**p.args, **p.consts, **p.launch_options)
 

@@ -10,10 +10,11 @@ and N16384 in 3.38 against 3.77 ms (session 8).
 
 Scope (prefill.py dispatches here only then, see _sm90_gluon_ok): Hopper, fp16/bf16, causal,
 the fixed layout without lengths, head_dim 128, Nq == Nk a multiple of 128, contiguous
-q/k/v/out, any GQA; of the attention variants sinks (an epilogue term) and a window (the
+q/k/v/out, any GQA; of the attention variants sinks (an epilogue term), a window (the
 key loop starts at the tile holding the first row's left edge, and the two edge tiles
-there take a peeled masked step like the diagonal's); a soft-cap or ALiBi would change
-every step's scores, and such calls take the Triton kernel. Gluon does
+there take a peeled masked step like the diagonal's) and a soft-cap (the hardware's tanh
+on every tile's scores before its mask; prefill.GLUON_SOFTCAP: not dispatched here until
+it has run on a GPU); ALiBi calls take the Triton kernel. Gluon does
 not run under the interpreter: CPU runs never take this path, and the GPU tests compare it
 with the oracle and with the Triton kernel. prefill.py imports this module only on a
 Hopper GPU (and falls back when this Triton lacks Gluon's names).
@@ -72,16 +73,27 @@ def _load_tile(desc, row, bar, smem):
 
 
 @gluon.jit
-def _softmax_tile(s, m_i, l_i, start_n, offs_m, offs_n0, qk_scale, win_left,
-                  dtype: gl.constexpr, p_layout: gl.constexpr, MASKED: gl.constexpr,
-                  HAS_WINDOW: gl.constexpr):
+def _tanh_approx(x):
+    """PTX tanh.approx.f32 (kernels/_jit.py tanh_approx, here for Gluon's layouts)."""
+    return gl.inline_asm_elementwise("tanh.approx.f32 $0, $1;", "=f,f", [x],
+                                     dtype=gl.float32, is_pure=True, pack=1)
+
+
+@gluon.jit
+def _softmax_tile(s, m_i, l_i, start_n, offs_m, offs_n0, qk_scale, win_left, softcap_in,
+                  softcap_out, dtype: gl.constexpr, p_layout: gl.constexpr,
+                  MASKED: gl.constexpr, HAS_WINDOW: gl.constexpr, SOFTCAP: gl.constexpr):
     """One key tile's online-softmax step on its raw scores s: (p, fp32, in the scores'
     layout; the rescale factor alpha; the new max and sum). MASKED is a
     compile-time choice: a branch between an asynchronous wgmma and its wait makes ptxas
     wait for every wgmma in flight. A masked tile takes the whole rule: key j is seen by
     row i iff i - win_left <= j <= i (the causal diagonal and, with HAS_WINDOW, the
     window's left edge), so one mask serves the edge tiles at both ends. A row that sees
-    no key of the tile keeps m_i (finite from the start), so p is 0 there, never NaN."""
+    no key of the tile keeps m_i (finite from the start), so p is 0 there, never NaN.
+    SOFTCAP: the scores become softcap_out * tanh(s * softcap_in) first, with the
+    hardware's tanh (kernels/mods.py SOFTCAP_FAST: this kernel takes 16-bit inputs only)."""
+    if SOFTCAP:
+        s = softcap_out * _tanh_approx(s * softcap_in)
     if MASKED:
         keys = gl.expand_dims(start_n + offs_n0, 0)
         rows = gl.expand_dims(offs_m, 1)
@@ -106,9 +118,10 @@ def _as_operand(p, dtype: gl.constexpr, p_layout: gl.constexpr):
 
 @gluon.jit
 def _step(j, acc, p16, alpha, m_i, l_i, q_smem, k_smem, v_smem, k_ready, v_ready, k_empty,
-          v_empty, s_zero, offs_m, offs_n0, key0, qk_scale, win_left, dtype: gl.constexpr,
-          p_layout: gl.constexpr, row_o: gl.constexpr, BLOCK_N: gl.constexpr,
-          STAGES: gl.constexpr, MASKED: gl.constexpr, HAS_WINDOW: gl.constexpr):
+          v_empty, s_zero, offs_m, offs_n0, key0, qk_scale, win_left, softcap_in, softcap_out,
+          dtype: gl.constexpr, p_layout: gl.constexpr, row_o: gl.constexpr,
+          BLOCK_N: gl.constexpr, STAGES: gl.constexpr, MASKED: gl.constexpr,
+          HAS_WINDOW: gl.constexpr, SOFTCAP: gl.constexpr):
     """Key tile j's p v product and tile j + 1's scores and softmax (p_j, alpha_j ready).
     Tiles count from the program's first key tile, which holds key key0."""
     nxt = j + 1
@@ -127,8 +140,8 @@ def _step(j, acc, p16, alpha, m_i, l_i, q_smem, k_smem, v_smem, k_ready, v_ready
     s, p16 = warpgroup_mma_wait(num_outstanding=1, deps=(s, p16))
     mbarrier.arrive(k_empty.index(nxt % STAGES), count=1)
     p, alpha, m_i, l_i = _softmax_tile(s, m_i, l_i, key0 + nxt * BLOCK_N, offs_m, offs_n0,
-                                       qk_scale, win_left, dtype, p_layout, MASKED,
-                                       HAS_WINDOW)
+                                       qk_scale, win_left, softcap_in, softcap_out, dtype,
+                                       p_layout, MASKED, HAS_WINDOW, SOFTCAP)
     acc, p16 = warpgroup_mma_wait(num_outstanding=0, deps=(acc, p16))
     mbarrier.arrive(v_empty.index(j % STAGES), count=1)
     p16 = _as_operand(p, dtype, p_layout)
@@ -155,10 +168,11 @@ def _loader(q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, q_bar, k_ready, v_re
 
 @gluon.jit
 def _consumer(q_all, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty, v_empty, out_ptr,
-              lse_ptr, sink_ptr, q_row, start_m, key0, n_tiles, qk_scale, win_left,
-              HALF_INDEX: gl.constexpr, dtype: gl.constexpr, TILE_M: gl.constexpr,
-              BLOCK_N: gl.constexpr, HEAD_DIM: gl.constexpr, STAGES: gl.constexpr,
-              WRITE_LSE: gl.constexpr, HAS_SINKS: gl.constexpr, HAS_WINDOW: gl.constexpr):
+              lse_ptr, sink_ptr, q_row, start_m, key0, n_tiles, qk_scale, win_left, softcap_in,
+              softcap_out, HALF_INDEX: gl.constexpr, dtype: gl.constexpr,
+              TILE_M: gl.constexpr, BLOCK_N: gl.constexpr, HEAD_DIM: gl.constexpr,
+              STAGES: gl.constexpr, WRITE_LSE: gl.constexpr, HAS_SINKS: gl.constexpr,
+              HAS_WINDOW: gl.constexpr, SOFTCAP: gl.constexpr):
     """One consumer warpgroup: rows [HALF_INDEX * BLOCK_M, +BLOCK_M) of the program's
     TILE_M-row query tile (BLOCK_M = TILE_M / 2). Two of them run side by side on the
     same K/V ring, each releasing a slot once (the empty barriers count two arrivals); with
@@ -200,10 +214,12 @@ def _consumer(q_all, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty, v_empty, 
     # tile 0 (no wgmma in flight: a runtime branch is fine)
     if HAS_WINDOW or n_tiles == DIAG:
         p, alpha, m_i, l_i = _softmax_tile(s, m_i, l_i, key0, offs_m, offs_n0, qk_scale,
-                                           win_left, dtype, p_layout, True, HAS_WINDOW)
+                                           win_left, softcap_in, softcap_out, dtype,
+                                           p_layout, True, HAS_WINDOW, SOFTCAP)
     else:
         p, alpha, m_i, l_i = _softmax_tile(s, m_i, l_i, key0, offs_m, offs_n0, qk_scale,
-                                           win_left, dtype, p_layout, False, HAS_WINDOW)
+                                           win_left, softcap_in, softcap_out, dtype,
+                                           p_layout, False, HAS_WINDOW, SOFTCAP)
     p16 = _as_operand(p, dtype, p_layout)
     # steps [first, n_tiles - DIAG - 1) reach only inner tiles: unmasked
     first = 0
@@ -212,20 +228,22 @@ def _consumer(q_all, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty, v_empty, 
         if n_tiles - DIAG - 1 > 0:
             acc, p16, alpha, m_i, l_i = _step(
                 0, acc, p16, alpha, m_i, l_i, q_smem, k_smem, v_smem, k_ready, v_ready,
-                k_empty, v_empty, s_zero, offs_m, offs_n0, key0, qk_scale, win_left, dtype,
-                p_layout, row_o, BLOCK_N, STAGES, True, HAS_WINDOW)
+                k_empty, v_empty, s_zero, offs_m, offs_n0, key0, qk_scale, win_left,
+                softcap_in, softcap_out, dtype, p_layout, row_o, BLOCK_N, STAGES, True,
+                HAS_WINDOW, SOFTCAP)
     for j in range(first, n_tiles - DIAG - 1):
         acc, p16, alpha, m_i, l_i = _step(
             j, acc, p16, alpha, m_i, l_i, q_smem, k_smem, v_smem, k_ready, v_ready, k_empty,
-            v_empty, s_zero, offs_m, offs_n0, key0, qk_scale, win_left, dtype, p_layout, row_o,
-            BLOCK_N, STAGES, False, HAS_WINDOW)
+            v_empty, s_zero, offs_m, offs_n0, key0, qk_scale, win_left, softcap_in,
+            softcap_out, dtype, p_layout, row_o, BLOCK_N, STAGES, False, HAS_WINDOW, SOFTCAP)
     for i in gl.static_range(DIAG):  # the steps into the diagonal tiles
         j = n_tiles - DIAG - 1 + i
         if j >= 0:
             acc, p16, alpha, m_i, l_i = _step(
                 j, acc, p16, alpha, m_i, l_i, q_smem, k_smem, v_smem, k_ready, v_ready,
-                k_empty, v_empty, s_zero, offs_m, offs_n0, key0, qk_scale, win_left, dtype,
-                p_layout, row_o, BLOCK_N, STAGES, True, HAS_WINDOW)
+                k_empty, v_empty, s_zero, offs_m, offs_n0, key0, qk_scale, win_left,
+                softcap_in, softcap_out, dtype, p_layout, row_o, BLOCK_N, STAGES, True,
+                HAS_WINDOW, SOFTCAP)
     last = n_tiles - 1
     acc = acc * gl.expand_dims(gl.convert_layout(alpha, row_o), 1)
     mbarrier.wait(v_ready.index(last % STAGES), phase=(last // STAGES) & 1)
@@ -254,10 +272,11 @@ def _consumer(q_all, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty, v_empty, 
 
 @gluon.jit
 def _prefill_sm90_kernel(q_desc, k_desc, v_desc, out_ptr, lse_ptr, sinks_ptr, n_ctx,
-                         num_q_heads, group_size, qk_scale, win_left,
+                         num_q_heads, group_size, qk_scale, win_left, softcap_in, softcap_out,
                          BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, HEAD_DIM: gl.constexpr,
                          STAGES: gl.constexpr, WRITE_LSE: gl.constexpr,
-                         HAS_SINKS: gl.constexpr, HAS_WINDOW: gl.constexpr):
+                         HAS_SINKS: gl.constexpr, HAS_WINDOW: gl.constexpr,
+                         SOFTCAP: gl.constexpr):
     dtype: gl.constexpr = q_desc.dtype
     num_m_tiles = n_ctx // BLOCK_M
     pid = gl.program_id(0)
@@ -295,12 +314,12 @@ def _prefill_sm90_kernel(q_desc, k_desc, v_desc, out_ptr, lse_ptr, sinks_ptr, n_
     gl.warp_specialize([
         (_consumer, (q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty, v_empty, out_ptr,
                      lse_ptr, sinks_ptr + off_h, q_row, start_m, key0, n_tiles, qk_scale,
-                     win_left, 0, dtype, BLOCK_M, BLOCK_N, HEAD_DIM, STAGES, WRITE_LSE,
-                     HAS_SINKS, HAS_WINDOW)),
+                     win_left, softcap_in, softcap_out, 0, dtype, BLOCK_M, BLOCK_N,
+                     HEAD_DIM, STAGES, WRITE_LSE, HAS_SINKS, HAS_WINDOW, SOFTCAP)),
         (_consumer, (q_smem, k_smem, v_smem, q_bar, k_ready, v_ready, k_empty, v_empty, out_ptr,
                      lse_ptr, sinks_ptr + off_h, q_row, start_m, key0, n_tiles, qk_scale,
-                     win_left, 1, dtype, BLOCK_M, BLOCK_N, HEAD_DIM, STAGES, WRITE_LSE,
-                     HAS_SINKS, HAS_WINDOW)),
+                     win_left, softcap_in, softcap_out, 1, dtype, BLOCK_M, BLOCK_N,
+                     HEAD_DIM, STAGES, WRITE_LSE, HAS_SINKS, HAS_WINDOW, SOFTCAP)),
         (_loader, (q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, q_bar, k_ready, v_ready,
                    k_empty, v_empty, q_row, kv_row0, n_tiles, BLOCK_N, STAGES)),
     ], [4, 4], [232, 24])
@@ -315,12 +334,13 @@ def _prefill_sm90_kernel(q_desc, k_desc, v_desc, out_ptr, lse_ptr, sinks_ptr, n_
 
 def launch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,
            lse: torch.Tensor | None, sm_scale: float, sinks: torch.Tensor | None = None,
-           window_left: int = -1) -> None:
+           window_left: int = -1, softcap: float = 0.0) -> None:
     """Causal attention: q/out [B, Hq, N, 128], k/v [B, Hkv, N, 128], contiguous, 16-bit,
     N a multiple of TILE_M (the caller checks: prefill._sm90_gluon_ok); lse [B, Hq, N]
     fp32 contiguous or None; sinks fp32 [Hq] (validated: finite or -inf) or None;
     window_left >= 0: row i sees keys [i - window_left, i] only (-1: unbounded; under
-    causal a window's right side bounds nothing)."""
+    causal a window's right side bounds nothing); softcap > 0: logits
+    softcap * tanh(q.k * sm_scale / softcap), with the hardware's tanh (0: none)."""
     assert TILE_N == TILE_M  # the edge-tile count in _consumer
     batch, num_q_heads, n, d = q.shape
     gdt = gl.float16 if q.dtype == torch.float16 else gl.bfloat16
@@ -337,5 +357,8 @@ def launch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,
         # a left side >= N bounds nothing: clamped, it stays a 32-bit argument (a TMA
         # coordinate is derived from it)
         num_q_heads, num_q_heads // k.shape[1], sm_scale * LOG2E, min(max(window_left, 0), n),
+        # the scores stay raw (q.k) units, as the Triton kernels' (kernels/mods.py)
+        sm_scale / softcap if softcap > 0 else 0.0, softcap / sm_scale if softcap > 0 else 0.0,
         BLOCK_M=TILE_M, BLOCK_N=TILE_N, HEAD_DIM=d, STAGES=RING, WRITE_LSE=lse is not None,
-        HAS_SINKS=sinks is not None, HAS_WINDOW=window_left >= 0, num_warps=4)
+        HAS_SINKS=sinks is not None, HAS_WINDOW=window_left >= 0, SOFTCAP=softcap > 0,
+        num_warps=4)

@@ -188,7 +188,8 @@ def prefill_sm90_report(sass: bool = False) -> dict:
                   lse_ptr=torch.zeros(1, dtype=torch.float32),
                   sinks_ptr=torch.zeros(1, dtype=torch.float32))
     consts = dict(BLOCK_M=mod.TILE_M, BLOCK_N=mod.TILE_N, HEAD_DIM=128, STAGES=mod.RING,
-                  WRITE_LSE=True, HAS_SINKS=VARIANTS["sinks"], HAS_WINDOW=VARIANTS["window"])
+                  WRITE_LSE=True, HAS_SINKS=VARIANTS["sinks"], HAS_WINDOW=VARIANTS["window"],
+                  SOFTCAP=VARIANTS["softcap"])
     source = _signature(fn, values, consts, source_cls=GluonASTSource)
     return _ptxas(triton.compile(source, target=SM90, options={"num_warps": 4}), None, sass)
 

@@ -559,6 +559,16 @@ MUTANTS: tuple[Mutant, ...] = (
            "Gluon prefill: a sink above the row's max rescales the denominator but not acc",
            gpu_only=_GLUON["gpu_only"],
            gpu_tests=("tests/test_gpu.py::test_prefill_sm90_gluon_dispatch",)),
+    Mutant("sm90_softcap_unscaled", "prefill", SM90,
+           "        s = softcap_out * _tanh_approx(s * softcap_in)\n",
+           "        s = softcap_out * _tanh_approx(s)\n",
+           "Gluon prefill: the soft-cap's tanh reads q.k, not q.k x sm_scale / softcap",
+           **_GLUON_WINDOW),
+    Mutant("sm90_softcap_diagonal_only", "prefill", SM90,
+           "    if SOFTCAP:\n        s = softcap_out",
+           "    if SOFTCAP and MASKED:\n        s = softcap_out",
+           "Gluon prefill: only the masked (diagonal and window-edge) tiles are soft-capped",
+           **_GLUON_WINDOW),
     Mutant("sm90_window_off_by_one", "prefill", SM90,
            "            keep = keep & (keys >= rows - win_left)\n",
            "            keep = keep & (keys > rows - win_left)\n",
@@ -569,9 +579,11 @@ MUTANTS: tuple[Mutant, ...] = (
            "Gluon prefill: when the first row's left edge is a tile's last key, that tile is "
            "skipped", **_GLUON_WINDOW),
     Mutant("sm90_window_second_edge_unmasked", "prefill", SM90,
-           "                p_layout, row_o, BLOCK_N, STAGES, True, HAS_WINDOW)\n"
+           "softcap_in, softcap_out, dtype, p_layout, row_o, BLOCK_N, STAGES, True,\n"
+           "                HAS_WINDOW, SOFTCAP)\n"
            "    for j in range(first,",
-           "                p_layout, row_o, BLOCK_N, STAGES, False, HAS_WINDOW)\n"
+           "softcap_in, softcap_out, dtype, p_layout, row_o, BLOCK_N, STAGES, False,\n"
+           "                HAS_WINDOW, SOFTCAP)\n"
            "    for j in range(first,",
            "Gluon prefill: the second key tile of a window takes no mask (keys left of some "
            "rows' windows are seen)", **_GLUON_WINDOW),

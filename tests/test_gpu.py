@@ -220,7 +220,10 @@ def test_prefill_sm90_gluon_dispatch():
     first key tile and the next are edge tiles, and tiles left of it are skipped; left side
     129: a query tile's first row reaches one key into the tile before its second row's
     first tile); the same call with N not a multiple of 128, with a non-contiguous out=,
-    with lengths, not causal, or with a soft-cap or ALiBi takes the Triton kernel."""
+    with lengths, not causal, or with a soft-cap or ALiBi takes the Triton kernel. With
+    prefill.GLUON_SOFTCAP on (the staged switch), a soft-capped call takes the Gluon kernel
+    and is accurate; ALiBi still does not."""
+    from attention_kernel_triton.kernels import prefill as prefill_module
     from attention_kernel_triton.kernels._config import LONG_PREFILL
 
     n = LONG_PREFILL
@@ -246,12 +249,20 @@ def test_prefill_sm90_gluon_dispatch():
         kernels.prefill(q, k, v, causal=True, softcap=30.0)
         kernels.prefill(q, k, v, causal=True, alibi_slopes=slopes)
         assert spy.call_count == 4, "a call outside the Gluon kernel's scope took it"
+    with mock.patch.object(prefill_module, "GLUON_SOFTCAP", True), _gluon_spy() as spy:
+        got_cap = kernels.prefill(q, k, v, causal=True, softcap=30.0, window=(300, 0),
+                                  return_lse=True)
+        kernels.prefill(q, k, v, causal=True, softcap=30.0, alibi_slopes=slopes)
+        assert spy.call_count == 1, "GLUON_SOFTCAP on: a soft-cap did not take the Gluon " \
+            "kernel, or ALiBi did"
     _accurate(f"prefill (default rule) N={n}", got, oracles.prefill_ref(q, k, v, causal=True),
               oracles.prefill_ref(q, k, v, causal=True, dtype=torch.float16))
     for what, got_v, kw in (("sinks", got_sinks, dict(sinks=sinks)),
                             ("window (300, 0) and sinks", got_window,
                              dict(window=(300, 0), sinks=sinks)),
-                            ("window (129, 0)", got_edge, dict(window=(129, 0)))):
+                            ("window (129, 0)", got_edge, dict(window=(129, 0))),
+                            ("softcap 30, window (300, 0), GLUON_SOFTCAP on", got_cap,
+                             dict(softcap=30.0, window=(300, 0)))):
         _accurate(f"prefill (default rule, {what}) N={n}", got_v,
                   oracles.prefill_ref(q, k, v, causal=True, **kw),
                   oracles.prefill_ref(q, k, v, causal=True, **kw, dtype=torch.float16),
@@ -260,14 +271,15 @@ def test_prefill_sm90_gluon_dispatch():
 
 # The Gluon kernel described as prefill's narrower path (tests/opinfo.py): no knob of the
 # Triton kernel (load paths, program orders), causal and square only, no lengths, D 128,
-# sinks and a window the variants. Its properties come from the same table as every
-# operation's and run on it (check's op=); its "variants" stream draws them in half the
-# cases.
+# sinks, a window and a soft-cap the variants (the soft-cap with prefill.GLUON_SOFTCAP on,
+# which the Gluon tests turn on while the dispatcher keeps it off). Its properties come
+# from the same table as every operation's and run on it (check's op=); its "variants"
+# stream draws them in half the cases.
 GLUON_PREFILL = replace(
     OPS["prefill"], knobs=frozenset(), streams=("general", "variants"),
     supports=Supports(dtypes=("float16", "bfloat16"), head_dims=(128, 128), non_causal=False,
                       rectangular_causal=False, lengths=False, unaligned_rows=False,
-                      variants=("sinks", "window")))
+                      variants=("sinks", "window", "softcap")))
 GLUON_PROPERTIES = list(dict.fromkeys(properties(GLUON_PREFILL)
                                       + properties(GLUON_PREFILL, "variants")))
 
@@ -275,14 +287,14 @@ GLUON_PROPERTIES = list(dict.fromkeys(properties(GLUON_PREFILL)
 def gluon_cases():
     """Prefill cases inside the Gluon kernel's scope: causal, no lengths, head_dim 128,
     contiguous, N = 128 to 640 (one to five key tiles: a window's two edge tiles, the
-    inner loop and the diagonal), sinks or not, a window in half the cases (its left side
-    at the kernel's tile edges +-1 or anywhere up to past N; the other variants are
+    inner loop and the diagonal), sinks or not, a soft-cap or not, a window in half the
+    cases (its left side at the kernel's tile edges +-1 or anywhere up to past N; ALiBi is
     outside its scope); batch, GQA ratio, dtype (fp16, bf16), input scale and sm_scale
     drawn as for the Triton kernel."""
     base = prefill_cases(**sizes.prefill(min_head_dim=128, max_head_dim=128, padded=False,
                                          causal=True, same_q_k=True,
                                          dtypes=("float16", "bfloat16"),
-                                         variants=("sinks", "window")))
+                                         variants=("sinks", "window", "softcap")))
     # the kernel's own edges: a left side at its 128-key tiles +-1 (a first row's left
     # edge on a tile's last or first key), or any up to past the longest N
     left = st.one_of(st.sampled_from((0, 1, 2, 126, 127, 128, 129, 130, 255, 256, 257)),
@@ -309,6 +321,7 @@ def test_prefill_sm90_properties(prop, case, device):
     from attention_kernel_triton.kernels import prefill, tuning
 
     with tuning.override(prefill_gluon=True), \
+            mock.patch.object(prefill, "GLUON_SOFTCAP", True), \
             mock.patch.object(prefill, "launch", wraps=prefill.launch) as spy:
         check("prefill", prop, case, device, op=GLUON_PREFILL)
     plans = [c.args[0] for c in spy.call_args_list]
