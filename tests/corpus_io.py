@@ -13,7 +13,9 @@ File format (version 1; stable, independent of Hypothesis's database):
    strategies/cases.py case_from_dict reads both}, "requires_gpu": bool (informative:
    replay decides with gpu_only_reason), "error": str (first lines), "test": str (node
    id),
-   "versions": {"python", "torch", "triton", "hypothesis"}, "device": str, "created": date}
+   "versions": {"python", "torch", "triton", "hypothesis"}, "device": str, "created": date,
+   and "path": "gluon" where the failing test forced the Gluon Hopper prefill (replayed
+   forced the same way, on a Hopper GPU only)}
 Replay: python -m pytest tests/test_corpus.py -k <file stem>
 
 Conformance mode (tests/conformance.py) keeps another implementation's failures apart,
@@ -76,14 +78,17 @@ def gpu_only_reason(case) -> str | None:
 
 
 def entry(kernel: str, prop: str, case, device, error: str = "", test: str = "",
-          impl: tuple[str, str] | None = None) -> dict:
-    """impl: (adapter name, its --attention-impl spec) in conformance mode."""
+          impl: tuple[str, str] | None = None, path: str | None = None) -> dict:
+    """impl: (adapter name, its --attention-impl spec) in conformance mode; path: a forced
+    kernel path (properties.check)."""
     e = {"format": FORMAT, "kernel": kernel, "property": prop, "case": case.to_dict(),
          "requires_gpu": gpu_only_reason(case) is not None,
          "error": error, "test": test, "versions": _versions(), "device": str(device),
          "created": datetime.date.today().isoformat()}
     if impl is not None:
         e["impl"], e["impl_spec"] = impl
+    if path is not None:
+        e["path"] = path
     return e
 
 
@@ -115,7 +120,8 @@ def replay_command(path: Path, e: dict | None = None) -> str:
 
 
 @contextlib.contextmanager
-def recording(kernel: str, prop: str, case, device, impl: tuple[str, str] | None = None):
+def recording(kernel: str, prop: str, case, device, impl: tuple[str, str] | None = None,
+              path: str | None = None):
     try:
         yield
     except Exception as exc:
@@ -123,7 +129,7 @@ def recording(kernel: str, prop: str, case, device, impl: tuple[str, str] | None
         replay = "test_corpus.py" in node or "test_conformance.py::test_replay" in node
         if node and not replay:  # replays are already in the corpus
             msg = "\n".join(f"{type(exc).__name__}: {exc}".splitlines()[:6])
-            _pending[node] = entry(kernel, prop, case, device, msg, node, impl)
+            _pending[node] = entry(kernel, prop, case, device, msg, node, impl, path)
         raise
 
 

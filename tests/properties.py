@@ -113,10 +113,13 @@ def table() -> str:
     return "\n".join(rows)
 
 
-def check(kernel: str, name: str, case, device, *, op=None, impl_spec=None) -> None:
+def check(kernel: str, name: str, case, device, *, op=None, impl_spec=None,
+          path: str | None = None) -> None:
     """Run property `name` of `kernel` on `case`, recording a failure for the corpus.
     Conformance mode passes another implementation's op and its --attention-impl
-    spec (tests/conformance.py); its failures go to that adapter's corpus folder."""
+    spec (tests/conformance.py); its failures go to that adapter's corpus folder.
+    path: the kernel path a caller forced ("gluon": tests/opinfo.py forced_gluon with
+    GLUON_PREFILL), kept with a failure so that its replay forces it too."""
     impl = None
     if impl_spec is not None or (op is not None and not op.ours):
         # another implementation's failure: never into our corpus (test_corpus.py replays
@@ -126,7 +129,7 @@ def check(kernel: str, name: str, case, device, *, op=None, impl_spec=None) -> N
         with contextlib.suppress(Exception):
             PROPERTIES[name](op or OPS[kernel], case, device)
         return
-    with corpus_io.recording(kernel, name, case, device, impl):
+    with corpus_io.recording(kernel, name, case, device, impl, path):
         PROPERTIES[name](op or OPS[kernel], case, device)
 
 

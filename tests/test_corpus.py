@@ -11,6 +11,7 @@ import torch
 
 from attention_kernel_triton.strategies.cases import case_from_dict
 from tests.corpus_io import CORPUS_DIR, FORMAT, gpu_only_reason
+from tests.opinfo import GLUON_PREFILL, forced_gluon
 from tests.properties import check
 
 FILES = sorted(CORPUS_DIR.glob("*.json"))
@@ -28,4 +29,34 @@ def test_replay(path, device):
     reason = gpu_only_reason(case)
     if reason and not torch.cuda.is_available():
         pytest.skip(f"needs a CUDA device ({reason})")
-    check(e["kernel"], e["property"], case, device)
+    forced = e.get("path")
+    if forced is None:
+        check(e["kernel"], e["property"], case, device)
+        return
+    assert forced == "gluon", f"{path.name}: unknown kernel path {forced!r}"
+    if not (torch.cuda.is_available() and torch.cuda.get_device_capability()[0] == 9):
+        pytest.skip("recorded on the Gluon Hopper prefill (path gluon): Hopper GPUs only")
+    with forced_gluon():
+        check(e["kernel"], e["property"], case, device, op=GLUON_PREFILL, path=forced)
+
+
+def test_gluon_entries_replay_forced(tmp_path, device):
+    """A failure found with the Gluon Hopper prefill forced keeps "path": "gluon", and its
+    replay forces that kernel again (else it would replay on the Triton kernel and test
+    nothing of the failure); off a Hopper GPU it is skipped with that reason."""
+    from attention_kernel_triton.strategies.cases import PrefillCase
+    from tests import corpus_io
+
+    case = PrefillCase(batch=1, num_kv_heads=1, group_size=2, head_dim=128, n_q=128, n_k=128,
+                       dtype="float16", causal=True, q_lens=None, kv_lens=None, scale=1.0,
+                       seed=0)
+    e = corpus_io.entry("prefill", "accuracy", case, device, path="gluon")
+    assert e["path"] == "gluon"
+    assert "path" not in corpus_io.entry("prefill", "accuracy", case, device)
+    kept = tmp_path / "prefill-accuracy-gluon.json"
+    kept.write_text(json.dumps(e))
+    if torch.cuda.is_available() and torch.cuda.get_device_capability()[0] == 9:
+        test_replay(kept, device)  # the Gluon kernel passes it
+    else:
+        with pytest.raises(pytest.skip.Exception, match="Hopper GPUs only"):
+            test_replay(kept, device)

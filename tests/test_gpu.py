@@ -10,12 +10,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import attention_kernel_triton as kernels
-from attention_kernel_triton.conformance import Supports
 from attention_kernel_triton.oracles import reference as oracles
 from attention_kernel_triton.strategies.cases import prefill_cases
 from tests import sizes
 from tests.checks import assert_close_to_oracle, finite_abs_max
-from tests.opinfo import OPS
+from tests.opinfo import GLUON_PREFILL, forced_gluon
 from tests.properties import check, properties
 from tests.seeds import SEED_CASES
 
@@ -274,17 +273,9 @@ def test_prefill_sm90_gluon_dispatch():
                   oracles.prefill_ref(q, k, v, causal=True, **kw, dtype=torch.float16), lse32)
 
 
-# The Gluon kernel described as prefill's narrower path (tests/opinfo.py): no knob of the
-# Triton kernel (load paths, program orders), causal and square only, no lengths, D 128,
-# sinks, a window and a soft-cap the variants (the soft-cap with prefill.GLUON_SOFTCAP on,
-# which the Gluon tests turn on while the dispatcher keeps it off). Its properties come
+# The Gluon kernel's properties (its description, GLUON_PREFILL: tests/opinfo.py) come
 # from the same table as every operation's and run on it (check's op=); its "variants"
 # stream draws them in half the cases.
-GLUON_PREFILL = replace(
-    OPS["prefill"], knobs=frozenset(), streams=("general", "variants"),
-    supports=Supports(dtypes=("float16", "bfloat16"), head_dims=(128, 128), non_causal=False,
-                      rectangular_causal=False, lengths=False, unaligned_rows=False,
-                      variants=("sinks", "window", "softcap")))
 GLUON_PROPERTIES = list(dict.fromkeys(properties(GLUON_PREFILL)
                                       + properties(GLUON_PREFILL, "variants")))
 
@@ -323,12 +314,10 @@ def test_prefill_sm90_properties(prop, case, device):
     property makes must be the Gluon kernel's, and there must be one (the strided
     head-vector relation has none to make on a case without sinks). The properties get
     the narrowed description: unread_memory, for one, runs no TMA / pointer-load pair."""
-    from attention_kernel_triton.kernels import prefill, tuning
+    from attention_kernel_triton.kernels import prefill
 
-    with tuning.override(prefill_gluon=True), \
-            mock.patch.object(prefill, "GLUON_SOFTCAP", True), \
-            mock.patch.object(prefill, "launch", wraps=prefill.launch) as spy:
-        check("prefill", prop, case, device, op=GLUON_PREFILL)
+    with forced_gluon(), mock.patch.object(prefill, "launch", wraps=prefill.launch) as spy:
+        check("prefill", prop, case, device, op=GLUON_PREFILL, path="gluon")
     plans = [c.args[0] for c in spy.call_args_list]
     assert all(p.gluon for p in plans), f"a call of the case took the Triton kernel: {case}"
     # only the strided relation has nothing to call without a per-head vector
