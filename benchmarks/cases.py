@@ -33,6 +33,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import accumulate
+from unittest import mock
 
 import torch
 import torch.nn.functional as F
@@ -996,11 +997,8 @@ def _variant_prefill_case(batch, num_q_heads, num_kv_heads, n, head_dim, variant
 
     def gluon_softcap(call):
         def run():
-            saved, prefill_module.GLUON_SOFTCAP = prefill_module.GLUON_SOFTCAP, True
-            try:
+            with mock.patch.object(prefill_module, "GLUON_SOFTCAP", True):
                 return call()
-            finally:
-                prefill_module.GLUON_SOFTCAP = saved
         return run
 
     def build(dtype) -> Problem:

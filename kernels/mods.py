@@ -81,15 +81,20 @@ class ScoreMods:
         zero-size fp32 stand-ins for absent sinks / slopes. Sinks are a runtime 0/1
         (has_sinks): they touch only the epilogue."""
         none = dummy(device, torch.float32)
-        cap = self.softcap
+        softcap_in, softcap_out = self.softcap_factors(sm_scale)
         return dict(
             win_left=self.left(), win_right=self.right(),
-            softcap_in=sm_scale / cap if cap > 0 else 0.0,
-            softcap_out=cap / sm_scale if cap > 0 else 0.0,
+            softcap_in=softcap_in, softcap_out=softcap_out,
             alibi_scale=1.0 / sm_scale,
             sinks_ptr=self.sinks if self.sinks is not None else none,
             alibi_ptr=self.alibi_slopes if self.alibi_slopes is not None else none,
             has_sinks=int(self.sinks is not None))
+
+    def softcap_factors(self, sm_scale: float) -> tuple[float, float]:
+        """(softcap_in, softcap_out): the soft-cap on raw scores s is
+        softcap_out * tanh(s * softcap_in) (see the module doc); (0.0, 0.0) without one."""
+        cap = self.softcap
+        return (sm_scale / cap, cap / sm_scale) if cap > 0 else (0.0, 0.0)
 
     def consts(self, dtype: torch.dtype) -> dict:
         """The constexpr switches of the prefill kernels for inputs of `dtype`: a call

@@ -528,7 +528,7 @@ class PrefillPlan:
     gluon: bool  # the Gluon Hopper kernel (prefill_sm90.launch) instead of _prefill_kernel
     sinks: torch.Tensor | None = None  # the Gluon kernel's sinks (fp32 [Hq])
     window_left: int = -1  # and its window's left side (-1: none)
-    softcap: float = 0.0  # and its soft-cap (0: none)
+    softcap: tuple = (0.0, 0.0)  # and its soft-cap's (softcap_in, softcap_out)
     grid: tuple = ()
     args: dict | None = None  # _prefill_kernel's runtime arguments
     consts: dict | None = None  # its constexprs
@@ -544,7 +544,7 @@ def plan(lay: QKVLayout, *, causal: bool, max_q: int, sm_scale: float,
                                          mode=tune.prefill_gluon):
         # causal: the window's right side bounds nothing
         return PrefillPlan(gluon=True, sinks=mods.sinks, window_left=mods.window_left,
-                           softcap=mods.softcap)
+                           softcap=mods.softcap_factors(sm_scale))
     num_q_heads, head_dim = q.shape[1], q.shape[3]
     group_size = num_q_heads // k.shape[1]
     head_dim_pad = max(16, triton.next_power_of_2(head_dim))

@@ -334,13 +334,14 @@ def _prefill_sm90_kernel(q_desc, k_desc, v_desc, out_ptr, lse_ptr, sinks_ptr, n_
 
 def launch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,
            lse: torch.Tensor | None, sm_scale: float, sinks: torch.Tensor | None = None,
-           window_left: int = -1, softcap: float = 0.0) -> None:
+           window_left: int = -1, softcap: tuple = (0.0, 0.0)) -> None:
     """Causal attention: q/out [B, Hq, N, 128], k/v [B, Hkv, N, 128], contiguous, 16-bit,
     N a multiple of TILE_M (the caller checks: prefill._sm90_gluon_ok); lse [B, Hq, N]
     fp32 contiguous or None; sinks fp32 [Hq] (validated: finite or -inf) or None;
     window_left >= 0: row i sees keys [i - window_left, i] only (-1: unbounded; under
-    causal a window's right side bounds nothing); softcap > 0: logits
-    softcap * tanh(q.k * sm_scale / softcap), with the hardware's tanh (0: none)."""
+    causal a window's right side bounds nothing); softcap: (softcap_in, softcap_out) of
+    kernels/mods.py ScoreMods.softcap_factors, logits softcap_out * tanh(q.k * softcap_in)
+    in raw units with the hardware's tanh ((0.0, 0.0): none)."""
     assert TILE_N == TILE_M  # the edge-tile count in _consumer
     batch, num_q_heads, n, d = q.shape
     gdt = gl.float16 if q.dtype == torch.float16 else gl.bfloat16
@@ -357,8 +358,6 @@ def launch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,
         # a left side >= N bounds nothing: clamped, it stays a 32-bit argument (a TMA
         # coordinate is derived from it)
         num_q_heads, num_q_heads // k.shape[1], sm_scale * LOG2E, min(max(window_left, 0), n),
-        # the scores stay raw (q.k) units, as the Triton kernels' (kernels/mods.py)
-        sm_scale / softcap if softcap > 0 else 0.0, softcap / sm_scale if softcap > 0 else 0.0,
-        BLOCK_M=TILE_M, BLOCK_N=TILE_N, HEAD_DIM=d, STAGES=RING, WRITE_LSE=lse is not None,
-        HAS_SINKS=sinks is not None, HAS_WINDOW=window_left >= 0, SOFTCAP=softcap > 0,
-        num_warps=4)
+        *softcap, BLOCK_M=TILE_M, BLOCK_N=TILE_N, HEAD_DIM=d, STAGES=RING,
+        WRITE_LSE=lse is not None, HAS_SINKS=sinks is not None, HAS_WINDOW=window_left >= 0,
+        SOFTCAP=softcap[1] > 0, num_warps=4)
