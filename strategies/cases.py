@@ -316,13 +316,30 @@ class Fp8Cache:
 
 
 class _Case:
-    """What the three case types share: the query head count and the JSON form (nested
-    groups as dicts; ``case_from_dict`` reads it back, and the flat form of corpus format
-    1 too)."""
+    """What the three case types share: the query head count, the page table's and fp8
+    cache's derived values, and the JSON form (nested groups as dicts; ``case_from_dict``
+    reads it back, and the flat form of corpus format 1 too)."""
 
     @property
     def num_q_heads(self) -> int:
         return self.num_kv_heads * self.group_size
+
+    @property
+    def page_size(self) -> int | None:
+        """The paged cache's page size; None on a dense cache (and for prefill)."""
+        pages = getattr(self, "pages", None)
+        return pages.page_size if pages is not None else None
+
+    @property
+    def max_pages(self) -> int:
+        """A page table row's length (0 without a paged cache)."""
+        return -(-self.n_ctx // self.page_size) if self.page_size is not None else 0
+
+    @property
+    def kv_dtype(self) -> str | None:
+        """The caches' fp8 format; None for caches in q's dtype (always for prefill)."""
+        fp8 = getattr(self, "fp8", None)
+        return fp8.kv_dtype if fp8 is not None else None
 
     def to_dict(self):
         return {"type": type(self).__name__, **asdict(self)}
@@ -424,18 +441,6 @@ class DecodeCase(_Case):
     fp8: Fp8Cache | None = None  # None: the caches are in q's dtype
     variants: Variants = Variants()
 
-    @property
-    def page_size(self) -> int | None:
-        return self.pages.page_size if self.pages is not None else None
-
-    @property
-    def max_pages(self) -> int:
-        return -(-self.n_ctx // self.page_size) if self.pages is not None else 0
-
-    @property
-    def kv_dtype(self) -> str | None:
-        return self.fp8.kv_dtype if self.fp8 is not None else None
-
 
 INDEX_KINDS = ("sorted", "shuffled", "duplicates", "neg_start", "neg_middle", "neg_end",
                "all_neg_rows", "every_token", "single")
@@ -515,18 +520,6 @@ class PagedPrefillCase(_Case):
     layout: Layout = Layout()
     fp8: Fp8Cache | None = None  # as DecodeCase's
     variants: Variants = Variants()
-
-    @property
-    def page_size(self) -> int:
-        return self.pages.page_size
-
-    @property
-    def max_pages(self) -> int:
-        return -(-self.n_ctx // self.page_size)
-
-    @property
-    def kv_dtype(self) -> str | None:
-        return self.fp8.kv_dtype if self.fp8 is not None else None
 
     @property
     def n_q(self) -> int:
