@@ -5,6 +5,7 @@ Every call is checked against the fp16 call (max |diff| printed) and timed as a 
 replay (benchmarks/timing.py, L2 flushed).
 
     python scripts/fp8_probe.py [--configs 'BN,W,S;...'] [--configs256 ...] [--splits auto,8]
+        [--only sparse]
 
 Configs ('BN,W,S' or 'BN,W,S,MAXNREG', block_m 16) are pinned with
 tuning.override(decode_config=...); --configs for the D128 shapes, --configs256 for the
@@ -56,6 +57,7 @@ def main(argv=None) -> int:
     ap.add_argument("--configs", default="64,4,3;64,4,4;64,4,5;128,4,3;128,4,4;128,8,3")
     ap.add_argument("--configs256", default="16,4,4;16,4,6;32,4,3;32,4,4")
     ap.add_argument("--splits", default="auto")
+    ap.add_argument("--only", default="", help="run the shapes whose label contains this")
     args = ap.parse_args(argv)
     def parse(text):
         return [None] + [tuning.Config(16, *map(int, c.split(","))) for c in text.split(";")]
@@ -63,6 +65,8 @@ def main(argv=None) -> int:
     timer = Timer(warmup_ms=10, rep_ms=40)
     print(f"{torch.cuda.get_device_name()}; us per call (graph); default = the table's")
     for label, call, k, v in problems():
+        if args.only not in label:
+            continue
         k8, ks = akt.quantize_kv(k)
         v8, vs = akt.quantize_kv(v)
         scales = dict(k_scale=ks, v_scale=vs)
