@@ -362,10 +362,19 @@ def _combine_kernel(
 
 
 def default_num_splits(num_programs: int, list_capacity: int, resident: int, min_keys: int,
-                       max_splits: int) -> int:
+                       max_splits: int, block: int = 1) -> int:
     """The split count for num_programs (batch, head) programs over key lists of
     list_capacity entries when `resident` programs fit on the GPU at once (see MANY_WAVES).
-    Uses capacities (N, pages x P, K), never the lengths on the device: no sync."""
+    Uses capacities (N, pages x P, K), never the lengths on the device: no sync.
+    block: the kernel's tile (BLOCK_N). A split covers whole tiles,
+    cdiv(cdiv(n, splits), block) x block entries, so rounding up can leave the last
+    splits of a full list with no entry at all (the sparse seed, 640 entries in tiles of
+    16: 12 splits of 64, of which 2 empty). Those splits would still load q and write a
+    partial row for the merge: the count returned is the splits that hold an entry. A list
+    of list_capacity entries keeps the same per-split ranges, so decode over full-length
+    lists gives the same partials and the same output bits; shorter lists (seq_lens, and
+    paged prefill's query tiles, whose key ranges list_capacity only bounds) are split
+    differently, still into whole tiles covering the list."""
     if num_programs == 0:
         return 1
     if num_programs <= resident:
@@ -373,7 +382,11 @@ def default_num_splits(num_programs: int, list_capacity: int, resident: int, min
     else:
         by_waves = triton.cdiv(MANY_WAVES * resident, num_programs)
     by_len = max(1, list_capacity // min_keys)
-    return max(1, min(by_waves, by_len, max_splits))
+    splits = max(1, min(by_waves, by_len, max_splits))
+    if list_capacity <= 0:
+        return splits
+    per_split = triton.cdiv(triton.cdiv(list_capacity, splits), block) * block
+    return triton.cdiv(list_capacity, per_split)
 
 
 # (device, dtype, config, constexprs) -> programs of the split kernel resident on the GPU
@@ -549,7 +562,8 @@ def plan(q, layout: KVLayout, out, lse, *, sm_scale: float, num_splits: int | No
             list_capacity = min(list_capacity, mods.window_left + 1)
         num_splits = default_num_splits(batch * num_head_programs, list_capacity, resident,
                                         min_keys,
-                                        MAX_SPLITS_PAGED if layout.paged else MAX_SPLITS)
+                                        MAX_SPLITS_PAGED if layout.paged else MAX_SPLITS,
+                                        block=consts["BLOCK_N"])
     use_pdl = num_splits > 1 and pdl(q.device, tune.pdl)
     return DecodePlan(grid=(batch * num_head_programs, num_splits), num_splits=num_splits,
                       args={**args, "pdl": int(use_pdl)}, consts=consts,

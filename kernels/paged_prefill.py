@@ -430,7 +430,8 @@ def plan(q, k_cache, v_cache, block_table, cu_seqlens_q, seq_lens, out, lse, *, 
         if mods.window_left >= 0 and (causal or mods.window_right >= 0):
             capacity = min(capacity, mods.window_left + q_per_tile + cfg.block_n
                            + (0 if causal else mods.window_right))
-        num_splits = default_num_splits(programs, capacity, resident, min_keys, MAX_SPLITS)
+        num_splits = default_num_splits(programs, capacity, resident, min_keys, MAX_SPLITS,
+                                        block=cfg.block_n)
     use_pdl = num_splits > 1 and pdl(q.device, tune.pdl)
     return PagedPrefillPlan(
         grid=(num_tiles, head_programs, num_splits), num_splits=num_splits,

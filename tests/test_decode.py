@@ -57,8 +57,8 @@ def test_split_rule():
     396 resident programs (3 per SM x 132)."""
     from attention_kernel_triton.kernels.decode import MANY_WAVES, default_num_splits
 
-    rule = lambda programs, keys=4096, resident=396, min_keys=64, cap=32: \
-        default_num_splits(programs, keys, resident, min_keys, cap)
+    rule = lambda programs, keys=4096, resident=396, min_keys=64, cap=32, block=1: \
+        default_num_splits(programs, keys, resident, min_keys, cap, block=block)
     assert rule(256) == 1  # B32 Hkv8: one wave already; 2 splits would make 1.3 waves
     assert rule(128) == 3 and rule(64) == 6 and rule(32) == 12
     assert rule(8) == 32 and rule(8, cap=64) == 49  # the cap
@@ -67,6 +67,32 @@ def test_split_rule():
     assert rule(512) == triton.cdiv(MANY_WAVES * 396, 512) == 4  # past one wave
     assert rule(396) == 1 and rule(397) == 4
     assert rule(0) == 1
+    # Whole tiles per split: the sparse seed (32 programs, 640 index slots, tiles of 16)
+    # gets 12 splits by the waves, of 64 entries each (cdiv(640, 12) = 54, rounded up to
+    # whole tiles): the last 2 would hold nothing, so 10.
+    assert rule(32, keys=640, min_keys=32) == 12
+    assert rule(32, keys=640, min_keys=32, block=16) == 10
+
+
+def test_split_rule_leaves_no_split_empty():
+    """The split count the rule returns, fed to the kernels' own split arithmetic (whole
+    tiles of `block` entries: per_split = cdiv(cdiv(n, splits), block) x block), gives
+    every split of a full-length list an entry, with the same per-split ranges as the
+    count before whole-tile rounding (so the same partials)."""
+    from attention_kernel_triton.kernels.decode import default_num_splits
+
+    def per_split(n, splits, block):
+        return triton.cdiv(triton.cdiv(n, splits), block) * block
+
+    for n in (*range(1, 300), 640, 4095, 4096, 65536):
+        for programs in (1, 3, 8, 32, 100):
+            for block in (1, 16, 64, 128):
+                unrounded = default_num_splits(programs, n, 396, 8, 64)
+                splits = default_num_splits(programs, n, 396, 8, 64, block=block)
+                assert 1 <= splits <= unrounded
+                p = per_split(n, splits, block)
+                assert p == per_split(n, unrounded, block), (n, programs, block)
+                assert (splits - 1) * p < n <= splits * p, (n, programs, block, splits)
 
 
 def test_programs_per_sm():

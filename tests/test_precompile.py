@@ -54,8 +54,10 @@ def _decode_inputs(device, batch=2, hq=4, hkv=2, n=24, d=16):
 
 
 def test_decode_runtime_switches_share_one_variant(device, variants):
-    q, k, v = _decode_inputs(device)
-    lens = torch.tensor([5, 24], dtype=torch.int32, device=device)
+    # 40 keys: the interpreter's default split count is 3 (tiles of 16), which the merge
+    # pads to 4 like the explicit 3 and 4 below
+    q, k, v = _decode_inputs(device, n=40)
+    lens = torch.tensor([5, 40], dtype=torch.int32, device=device)
     sinks = torch.zeros(q.shape[1], device=device)
     calls = [dict(), dict(return_lse=True), dict(seq_lens=lens), dict(sinks=sinks),
              dict(window=(7, 0)), dict(num_splits=1), dict(num_splits=3),
