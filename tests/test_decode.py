@@ -87,11 +87,12 @@ def test_split_rule_leaves_no_split_empty():
     for n in (*range(1, 300), 640, 4095, 4096, 65536):
         for programs in (1, 3, 8, 32, 100):
             for block in (1, 16, 64, 128):
-                unrounded = default_num_splits(programs, n, 396, 8, 64)
+                # block 1: splits of whole entries, the count before tile rounding
+                by_entries = default_num_splits(programs, n, 396, 8, 64)
                 splits = default_num_splits(programs, n, 396, 8, 64, block=block)
-                assert 1 <= splits <= unrounded
+                assert 1 <= splits <= by_entries
                 p = per_split(n, splits, block)
-                assert p == per_split(n, unrounded, block), (n, programs, block)
+                assert p == per_split(n, by_entries, block), (n, programs, block)
                 assert (splits - 1) * p < n <= splits * p, (n, programs, block, splits)
 
 
