@@ -307,6 +307,13 @@ GLUON_PREFILL = replace(
                       variants=("sinks", "window", "softcap")))
 
 
+def gluon_hopper() -> bool:
+    """Whether this machine runs the Gluon Hopper prefill: an NVIDIA Hopper GPU (a ROCm
+    build's MI200 also reports compute capability 9; prefill._sm90_gluon_ok excludes it)."""
+    return torch.cuda.is_available() and torch.version.hip is None \
+        and torch.cuda.get_device_capability()[0] == 9
+
+
 @contextlib.contextmanager
 def forced_gluon():
     """prefill calls take the Gluon kernel wherever it can run them (tuning.prefill_gluon),

@@ -11,7 +11,7 @@ import torch
 
 from attention_kernel_triton.strategies.cases import case_from_dict
 from tests.corpus_io import CORPUS_DIR, FORMAT, gpu_only_reason
-from tests.opinfo import GLUON_PREFILL, forced_gluon
+from tests.opinfo import GLUON_PREFILL, forced_gluon, gluon_hopper
 from tests.properties import check
 
 FILES = sorted(CORPUS_DIR.glob("*.json"))
@@ -34,7 +34,7 @@ def test_replay(path, device):
         check(e["kernel"], e["property"], case, device)
         return
     assert forced == "gluon", f"{path.name}: unknown kernel path {forced!r}"
-    if not (torch.cuda.is_available() and torch.cuda.get_device_capability()[0] == 9):
+    if not gluon_hopper():
         pytest.skip("recorded on the Gluon Hopper prefill (path gluon): Hopper GPUs only")
     with forced_gluon():
         check(e["kernel"], e["property"], case, device, op=GLUON_PREFILL, path=forced)
@@ -55,7 +55,7 @@ def test_gluon_entries_replay_forced(tmp_path, device):
     assert "path" not in corpus_io.entry("prefill", "accuracy", case, device)
     kept = tmp_path / "prefill-accuracy-gluon.json"
     kept.write_text(json.dumps(e))
-    if torch.cuda.is_available() and torch.cuda.get_device_capability()[0] == 9:
+    if gluon_hopper():
         test_replay(kept, device)  # the Gluon kernel passes it
     else:
         with pytest.raises(pytest.skip.Exception, match="Hopper GPUs only"):

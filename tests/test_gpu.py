@@ -14,7 +14,7 @@ from attention_kernel_triton.oracles import reference as oracles
 from attention_kernel_triton.strategies.cases import prefill_cases
 from tests import sizes
 from tests.checks import assert_close_to_oracle, finite_abs_max
-from tests.opinfo import GLUON_PREFILL, forced_gluon
+from tests.opinfo import GLUON_PREFILL, forced_gluon, gluon_hopper
 from tests.properties import check, properties
 from tests.seeds import SEED_CASES
 
@@ -163,10 +163,6 @@ def test_prefill_long_config(dtype, padded):
               oracles.prefill_ref(q, k, v, causal=True, seq_lens=lens, dtype=dtype))
 
 
-def _hopper() -> bool:
-    return torch.cuda.is_available() and torch.cuda.get_device_capability()[0] == 9
-
-
 def _gluon_spy():
     """A context that counts the Gluon kernel's launches (the mock wraps the real one)."""
     from attention_kernel_triton.kernels import prefill
@@ -182,7 +178,7 @@ def _qkv128(batch, hq, hkv, n, dtype, seed):
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not _hopper(), reason="the Gluon prefill (wgmma, TMA) is Hopper-only")
+@pytest.mark.skipif(not gluon_hopper(), reason="the Gluon prefill (wgmma, TMA) is Hopper-only")
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("n,hq,hkv,batch", [(128, 2, 2, 1), (384, 4, 1, 2), (1024, 8, 2, 1)],
                          ids=["one-tile", "gqa4-b2", "n1024"])
@@ -211,7 +207,7 @@ def test_prefill_sm90_gluon(dtype, n, hq, hkv, batch):
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not _hopper(), reason="the Gluon prefill (wgmma, TMA) is Hopper-only")
+@pytest.mark.skipif(not gluon_hopper(), reason="the Gluon prefill (wgmma, TMA) is Hopper-only")
 def test_prefill_sm90_gluon_dispatch():
     """The default rule: a causal call without lengths at N = LONG_PREFILL (a multiple of
     128) takes the Gluon kernel and is accurate, with sinks too (an epilogue term: heads'
@@ -305,7 +301,7 @@ def gluon_cases():
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not _hopper(), reason="the Gluon prefill (wgmma, TMA) is Hopper-only")
+@pytest.mark.skipif(not gluon_hopper(), reason="the Gluon prefill (wgmma, TMA) is Hopper-only")
 @pytest.mark.parametrize("prop", GLUON_PROPERTIES)
 @given(case=gluon_cases())
 def test_prefill_sm90_properties(prop, case, device):
