@@ -73,9 +73,10 @@ if wants tests; then
     left=$(( ${TEST_TIMEOUT:-560} - ($(date +%s) - start) ))
     (( left > 30 )) || left=30
   fi
+  junit=$(mktemp --suffix=.xml)  # per-test outcomes and times: scripts/junit_report.py
   timeout -s INT -k 30 "$left" python3 -m pytest -n "$workers" --dist "$dist" \
-      -q -p no:cacheprovider --durations=15 --hypothesis-seed="$seed" "$@" 2>&1 \
-      | tee -a "$OUT/tests.log"
+      -q -p no:cacheprovider --durations=15 --hypothesis-seed="$seed" \
+      --junitxml="$junit" -o junit_family=xunit1 "$@" 2>&1 | tee -a "$OUT/tests.log"
   rc=${PIPESTATUS[0]}
   # The limit can land in xdist's teardown after a complete, all-passed summary (session 6,
   # call 1: "654 passed in 392 s", then rc 124 at 400 s; session 18: a KeyboardInterrupt
@@ -91,6 +92,14 @@ if wants tests; then
       | tee -a "$OUT/tests.log"
     rc=0
   fi
+  # per file, the slowest tests, and (a run that did not pass: one stopped at its limit
+  # prints only dots) the collected tests it never finished
+  ids=
+  if [[ $rc != 0 ]]; then
+    ids=$(mktemp) && python3 -m pytest --collect-only -q -p no:cacheprovider "$@" > "$ids" 2>&1
+  fi
+  [[ -s $junit ]] && python3 scripts/junit_report.py "$junit" ${ids:+--collected "$ids"} \
+      2>&1 | tee -a "$OUT/tests.log"
   echo "tests: exit $rc in $(( $(date +%s) - start )) s; compiled kernel variants in the" \
        "triton cache: $(ls ~/.triton/cache 2>/dev/null | wc -l)" | tee -a "$OUT/tests.log"
   # shrunk failures land in tests/corpus/: bring them back

@@ -94,3 +94,30 @@ def test_softcap_tanh_modes_compile_for_hopper(tmp_path):
                          text=True, timeout=300, cwd=ROOT, env=env)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.split() == ["1", "False", "2", "True"], run.stdout
+
+
+def test_junit_report_names_unfinished_and_failed_tests(tmp_path):
+    """scripts/junit_report.py (what scripts/gpu_run.sh prints after a GPU run): outcomes
+    by kind, and the collected tests that a run stopped at its limit never reported (the
+    XML of an interrupted run also holds a test case without a name: not a test)."""
+    junit = tmp_path / "j.xml"
+    junit.write_text(
+        '<testsuites><testsuite>'
+        '<testcase file="tests/test_a.py" name="test_x[accuracy]" time="3.5"/>'
+        '<testcase file="tests/test_a.py" name="test_y" time="1.0"><failure/></testcase>'
+        '<testcase file="tests/test_b.py" name="test_z" time="0.1"><skipped/></testcase>'
+        '<testcase classname="" time="0.0"/>'
+        '</testsuite></testsuites>')
+    ids = tmp_path / "ids.txt"
+    ids.write_text("tests/test_a.py::test_x[accuracy]\ntests/test_a.py::test_y\n"
+                   "tests/test_b.py::test_z\ntests/test_b.py::test_w[finite]\n"
+                   "\n4 tests collected\n")
+    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "junit_report.py"), str(junit),
+                          "--collected", str(ids)], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    out = run.stdout
+    assert "outcomes: 1 failed, 1 passed, 1 skipped" in out
+    assert "failed or errored:\n  tests/test_a.py::test_y" in out
+    assert out.rstrip().endswith("collected 4, reported 3, not finished 1:\n"
+                                 "  tests/test_b.py::test_w[finite]")
+    assert re.search(r"4\.5\s+tests/test_a\.py", out)  # seconds summed per file
