@@ -51,6 +51,12 @@ def cc_major(device: torch.device) -> int:
     return torch.cuda.get_device_capability(device)[0] if device.type == "cuda" else 0
 
 
+def nvidia_hopper(device: torch.device) -> bool:
+    """An NVIDIA Hopper GPU (sm_90): what the Gluon prefill needs. A ROCm build's MI200
+    also reports compute capability 9."""
+    return device.type == "cuda" and torch.version.hip is None and cc_major(device) == 9
+
+
 # Interpreter: 16 is the smallest tile tl.dot accepts.
 INTERPRETER = Config(block_m=16, block_n=16, num_warps=1, num_stages=1)
 

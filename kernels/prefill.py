@@ -417,8 +417,7 @@ def _sm90_gluon_ok(q, k, v, out, *, causal: bool, has_lens: bool, variants: bool
     _gluon_outside),
     fp16/bf16, head_dim 128, Nq == Nk a multiple of 128, contiguous 16-byte-aligned
     q/k/v/out, row coordinates within int32."""
-    if mode is False or interpreting() or q.device.type != "cuda" \
-            or torch.version.hip is not None or cc_major(q.device) != 9:  # NVIDIA Hopper
+    if mode is False or interpreting() or not _config.nvidia_hopper(q.device):
         return False
     if variants:
         return False

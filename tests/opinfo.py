@@ -22,6 +22,7 @@ import torch
 
 import attention_kernel_triton as kernels
 from attention_kernel_triton.conformance import FP8, VARIANTS, Supports
+from attention_kernel_triton.kernels._config import nvidia_hopper
 from attention_kernel_triton.oracles import reference as oracles
 from attention_kernel_triton.strategies import tensors as strategies
 
@@ -308,10 +309,9 @@ GLUON_PREFILL = replace(
 
 
 def gluon_hopper() -> bool:
-    """Whether this machine runs the Gluon Hopper prefill: an NVIDIA Hopper GPU (a ROCm
-    build's MI200 also reports compute capability 9; prefill._sm90_gluon_ok excludes it)."""
-    return torch.cuda.is_available() and torch.version.hip is None \
-        and torch.cuda.get_device_capability()[0] == 9
+    """Whether this machine runs the Gluon Hopper prefill: the dispatcher's own hardware
+    check (kernels/_config.py nvidia_hopper) on the current GPU."""
+    return torch.cuda.is_available() and nvidia_hopper(torch.device("cuda"))
 
 
 @contextlib.contextmanager

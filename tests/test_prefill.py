@@ -92,6 +92,27 @@ def test_program_order_choice():
     assert _config.prefill_tiles_from_end(lengths_vary=False, pairs_per_chunk=512, forced=True)
 
 
+def test_gluon_needs_an_nvidia_hopper_gpu(monkeypatch):
+    """The Gluon prefill's hardware check (kernels/_config.py nvidia_hopper, which the
+    dispatcher and the GPU tests share): CUDA, compute capability 9, and not a ROCm build,
+    whose MI200 also reports 9."""
+    import torch
+
+    from attention_kernel_triton.kernels import _config
+
+    cuda = torch.device("cuda")
+    assert not _config.nvidia_hopper(torch.device("cpu"))
+    monkeypatch.setattr(_config, "cc_major", lambda device: 9)
+    monkeypatch.setattr(torch.version, "hip", None)
+    assert _config.nvidia_hopper(cuda)
+    monkeypatch.setattr(torch.version, "hip", "6.2")
+    assert not _config.nvidia_hopper(cuda)
+    monkeypatch.setattr(torch.version, "hip", None)
+    for major in (8, 10):
+        monkeypatch.setattr(_config, "cc_major", lambda device, major=major: major)
+        assert not _config.nvidia_hopper(cuda)
+
+
 def test_prefill_grid_shapes():
     """The launch grid (kernels.prefill._grid): one chunk of all pairs as (Hq, B, levels),
     one pair per chunk as (levels, Hq, B), launched x fastest in the kernel's program
