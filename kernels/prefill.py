@@ -395,18 +395,10 @@ def _sm90_module():
     return prefill_sm90
 
 
-# The Gluon kernel's soft-cap (prefill_sm90.py, SOFTCAP): written and compiled for sm_90
-# offline (triton 3.6: no spills, no serialised wgmma), not yet run on a GPU. Until the
-# GPU suite has passed it (tests/test_gpu.py turns this on for the Gluon tests) and its
-# bench row has run, soft-capped calls keep the Triton kernel (benchmarks/NOTES.md,
-# session 19).
-GLUON_SOFTCAP = False
-
-
 def _gluon_outside(mods: ScoreMods) -> bool:
-    """A variant outside the Gluon kernel's scope: ALiBi, or a soft-cap while
-    GLUON_SOFTCAP is off (sinks and a window are in it, kernels/mods.py)."""
-    return mods.alibi_slopes is not None or (mods.softcap > 0 and not GLUON_SOFTCAP)
+    """A variant outside the Gluon kernel's scope: ALiBi (sinks, a window and a soft-cap
+    are in it, kernels/mods.py)."""
+    return mods.alibi_slopes is not None
 
 
 def _sm90_gluon_ok(q, k, v, out, *, causal: bool, has_lens: bool, variants: bool = False,

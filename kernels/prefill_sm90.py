@@ -13,8 +13,8 @@ the fixed layout without lengths, head_dim 128, Nq == Nk a multiple of 128, cont
 q/k/v/out, any GQA; of the attention variants sinks (an epilogue term), a window (the
 key loop starts at the tile holding the first row's left edge, and the two edge tiles
 there take a peeled masked step like the diagonal's) and a soft-cap (the hardware's tanh
-on every tile's scores before its mask; prefill.GLUON_SOFTCAP: not dispatched here until
-it has run on a GPU); ALiBi calls take the Triton kernel. Gluon does
+on every tile's scores before its mask, its output factor folded into the softmax's scale);
+ALiBi calls take the Triton kernel. Gluon does
 not run under the interpreter: CPU runs never take this path, and the GPU tests compare it
 with the oracle and with the Triton kernel. prefill.py imports this module only on a
 Hopper GPU (and falls back when this Triton lacks Gluon's names).

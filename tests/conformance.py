@@ -73,6 +73,14 @@ KNOWN_FAILURES = {
         "of a one-token sequence (B3, P3, lengths 0, 1, 0) changes its LSE by 3.7e-8 "
         "(one float32 ulp; eager FlexAttention, the CPU: one GEMM over the physical "
         "cache)", AssertionError, r"pages permuted"),
+    # FlashInfer 0.2.5 (an H100, torch 2.11, nvcc 13.0, session 22): a sequence of length
+    # 0 gets a finite LSE (our reading: near its running max's -5e4 start), not -inf
+    **{("flashinfer", "paged_decode", prop): (
+        "a length-0 sequence's LSE is finite, -34654.5 (-49996 in FlashInfer's base-2 "
+        "units: about its -5e4 start for the running max), not -inf: B1 Hq = Hkv = 1 D16 "
+        "P1, seq_lens (0,); its output row is within the rule", AssertionError, regex)
+       for prop, regex in (("accuracy", r"lse is off the float64 oracle[\s\S]*oracle -inf"),
+                           ("finite", r"lse is -inf exactly on the empty rows"))},
 }
 
 

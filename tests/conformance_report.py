@@ -9,7 +9,9 @@ writing JUnit XML; the report is DIR/conformance.json and DIR/conformance.md (de
 DIR: benchmarks/results/). A cell is "pass" (with the examples run), "FAIL" (the first
 lines of the failure, the shrunk corpus file and its replay command), "known failure"
 (tests/conformance.py KNOWN_FAILURES, failing as expected), or "unsupported" (the
-adapter's declared reason).
+adapter's declared reason). A case that killed its pytest worker (a segfault in a peer's
+extension) is kept in the corpus too, from the worker's in-flight record
+(tests/corpus_io.py CONFORMANCE_INFLIGHT), and its cell names it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -67,6 +70,42 @@ def _cells(junit: Path, impl: str) -> dict[str, dict]:
                 cell = {"status": "unsupported", "message": msg.removeprefix("Skipped: ")}
         cells[f"{op}/{prop}"] = cell
     return cells
+
+
+_CRASH = re.compile(r"worker '(?P<worker>[^']+)' crashed while running '(?P<test>[^']+)'")
+
+
+def _keep_crashes(cells: dict[str, dict], inflight: Path, died: bool) -> list[str]:
+    """A crashed cell's case (the dead worker's in-flight record) goes to the corpus and
+    into the cell; died: pytest itself died (no xdist), its one record is returned as
+    corpus paths for the report's crash line."""
+    from tests import corpus_io
+
+    def keep(worker: str, test: str | None, why: str) -> Path | None:
+        path = corpus_io.inflight_path(inflight, worker)
+        if not path.exists():
+            return None
+        e = json.loads(path.read_text())
+        if test is not None and e.get("test") != test:
+            return None
+        e["error"] = f"the process died on this case ({why}; not shrunk: the first " \
+                     "example that crashed)"
+        return corpus_io.write(e)
+
+    for cell in cells.values():
+        m = _CRASH.search(cell.get("message", "")) if cell["status"] == "FAIL" else None
+        kept = m and keep(m.group("worker"), m.group("test"), f"worker {m.group('worker')} "
+                          "crashed")
+        if kept:
+            cell["corpus"] = _rel(kept)
+            cell["replay"] = corpus_io.replay_command(kept, json.loads(kept.read_text()))
+            cell["message"] = "the worker process died (crashed) on the kept case"
+    kept = died and keep("main", None, "pytest died")
+    return [_rel(kept)] if kept else []
+
+
+def _rel(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def _versions() -> dict:
@@ -164,7 +203,9 @@ def main(argv=None) -> int:
                f"--attention-impl={spec}", "-q", "-rN", f"--junitxml={junit}",
                "-o", "junit_logging=all", "-o", "junit_family=legacy", *extra]
         print("+", " ".join(cmd), flush=True)
-        proc = subprocess.Popen(cmd, cwd=ROOT)
+        inflight = Path(tempfile.mkdtemp(prefix="conformance-inflight-"))
+        proc = subprocess.Popen(cmd, cwd=ROOT,
+                                env={**os.environ, "CONFORMANCE_INFLIGHT": str(inflight)})
         try:
             proc.wait(timeout=share)
         except subprocess.TimeoutExpired:
@@ -178,8 +219,12 @@ def main(argv=None) -> int:
         report["impls"].append(name)
         report["cells"][name] = _cells(junit, name) if junit.exists() else {}
         # pytest: 0 all passed, 1 some failed, 2 interrupted (the budget), 5 none collected
-        if proc.returncode not in (0, 1, 2) or not junit.exists():
-            report.setdefault("crashed", []).append(f"{name} (exit {proc.returncode})")
+        died = proc.returncode not in (0, 1, 2) or not junit.exists()
+        kept = _keep_crashes(report["cells"][name], inflight, died)
+        if died:
+            report.setdefault("crashed", []).append(
+                f"{name} (exit {proc.returncode}" + "".join(f"; case in flight kept: `{k}`"
+                                                            for k in kept) + ")")
         junit.unlink(missing_ok=True)
         # written after each adapter: a run cut short keeps what finished
         (out / f"{args.name}.json").write_text(json.dumps(report, indent=1) + "\n")

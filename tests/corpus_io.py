@@ -23,6 +23,12 @@ in tests/corpus/conformance/<adapter name>/, with two more keys: "impl" (the ada
 name) and "impl_spec" (what --attention-impl loads it by); tests/test_conformance.py
 replays them when it runs against that adapter:
   python -m pytest tests/test_conformance.py --attention-impl=<impl_spec> -k <file stem>
+
+A case that kills the process (a segfault in a peer's extension) reaches no hook: with
+CONFORMANCE_INFLIGHT=dir set (tests/conformance_report.py sets it), every conformance
+check first writes its entry to dir/<xdist worker>.json, so the case a dead worker was
+running is on disk; the report keeps it in the corpus like a shrunk failure (unshrunk:
+the first example that crashed).
 """
 
 from __future__ import annotations
@@ -122,15 +128,32 @@ def replay_command(path: Path, e: dict | None = None) -> str:
 @contextlib.contextmanager
 def recording(kernel: str, prop: str, case, device, impl: tuple[str, str] | None = None,
               path: str | None = None):
+    node = os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" (", 1)[0]
+    inflight = os.environ.get("CONFORMANCE_INFLIGHT")
+    if inflight and impl is not None:
+        write_inflight(Path(inflight), entry(kernel, prop, case, device, "", node, impl, path))
     try:
         yield
     except Exception as exc:
-        node = os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" (", 1)[0]
         replay = "test_corpus.py" in node or "test_conformance.py::test_replay" in node
         if node and not replay:  # replays are already in the corpus
             msg = "\n".join(f"{type(exc).__name__}: {exc}".splitlines()[:6])
             _pending[node] = entry(kernel, prop, case, device, msg, node, impl, path)
         raise
+
+
+def inflight_path(directory: Path, worker: str) -> Path:
+    return directory / f"{worker}.json"
+
+
+def write_inflight(directory: Path, e: dict) -> None:
+    """The entry of the check about to run, replacing the worker's previous one (written
+    whole, then renamed: a crash mid-write leaves the previous file)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = inflight_path(directory, os.environ.get("PYTEST_XDIST_WORKER", "main"))
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(e, sort_keys=True))
+    os.replace(tmp, path)
 
 
 @pytest.hookimpl(hookwrapper=True)

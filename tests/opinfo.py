@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
-from unittest import mock
 
 import torch
 
@@ -297,10 +296,9 @@ OPS = {o.name: o for o in (PREFILL, PREFILL_VARLEN, DECODE, PAGED_DECODE, SPARSE
 
 # The Gluon Hopper prefill (kernels/prefill_sm90.py) described as prefill's narrower path:
 # no knob of the Triton kernel (load paths, program orders), causal and square only, no
-# lengths, D 128; of the variants sinks, a window and a soft-cap (the soft-cap with
-# prefill.GLUON_SOFTCAP on, which forced_gluon turns on while the dispatcher keeps it
-# off). tests/test_gpu.py runs the property table on it; a failure it finds is kept in
-# the corpus with path "gluon" and replayed through forced_gluon (tests/test_corpus.py).
+# lengths, D 128; of the variants sinks, a window and a soft-cap. tests/test_gpu.py runs
+# the property table on it; a failure it finds is kept in the corpus with path "gluon"
+# and replayed through forced_gluon (tests/test_corpus.py).
 GLUON_PREFILL = replace(
     PREFILL, knobs=frozenset(), streams=("general", "variants"),
     supports=Supports(dtypes=("float16", "bfloat16"), head_dims=(128, 128), non_causal=False,
@@ -316,10 +314,8 @@ def gluon_hopper() -> bool:
 
 @contextlib.contextmanager
 def forced_gluon():
-    """prefill calls take the Gluon kernel wherever it can run them (tuning.prefill_gluon),
-    its staged soft-cap included (prefill.GLUON_SOFTCAP)."""
-    from attention_kernel_triton.kernels import prefill, tuning
+    """prefill calls take the Gluon kernel wherever it can run them (tuning.prefill_gluon)."""
+    from attention_kernel_triton.kernels import tuning
 
-    with tuning.override(prefill_gluon=True), mock.patch.object(prefill, "GLUON_SOFTCAP",
-                                                                True):
+    with tuning.override(prefill_gluon=True):
         yield

@@ -39,7 +39,7 @@ TINY = {  # name -> (family, a tiny problem, the impls it has)
         1, 4, 2, 48, 32, {"window": (9, 0)}, flex_window=9), {"flex"}),
     "prefill-sinks": ("prefill", lambda: cases._variant_prefill_case(
         2, 4, 2, 40, 32, lambda: {"sinks": torch.linspace(-1, 3, 4, device=DEVICE),
-                                  "softcap": 5.0}), {"ours-gluon-softcap"}),
+                                  "softcap": 5.0}), {"ours-triton"}),
     "decode-window": ("decode", lambda: cases._variant_decode_case(
         2, 4, 2, 64, 32, {"window": (15, -1)}, window_peer_n=16), {"ours-N16"}),
     "decode-alibi": ("decode", lambda: cases._variant_decode_case(

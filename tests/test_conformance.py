@@ -362,3 +362,33 @@ def test_known_failures_are_narrow(device):
     assert conformance.is_known(entry, Group([AssertionError("poisoned unread memory")] * 2))
     assert not conformance.is_known(entry, Group([AssertionError("poisoned unread memory"),
                                                   RuntimeError("CUDA error")]))
+
+
+def test_a_crashing_case_is_kept(tmp_path, monkeypatch):
+    """A case that kills its worker reaches no pytest hook: the check's in-flight record
+    (CONFORMANCE_INFLIGHT) names it, and the report keeps it in the adapter's corpus and
+    in the crashed cell (the message is xdist's, as a FlashInfer segfault gave it)."""
+    from attention_kernel_triton.strategies.cases import DecodeCase
+    from tests import conformance_report, corpus_io
+
+    node = "tests/test_conformance.py::test_conformance[peer-decode-finite]"
+    case = DecodeCase(batch=1, num_kv_heads=1, group_size=3, head_dim=16, n_ctx=5,
+                      dtype="float16", seq_lens=None, scale=1.0, seed=4, num_splits=None)
+    monkeypatch.setenv("CONFORMANCE_INFLIGHT", str(tmp_path / "inflight"))
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw6")
+    monkeypatch.setenv("PYTEST_CURRENT_TEST", node + " (call)")
+    monkeypatch.setattr(corpus_io, "CORPUS_DIR", tmp_path / "corpus")
+    with corpus_io.recording("decode", "finite", case, "cpu", impl=("peer", "pkg.mod:peer")):
+        pass  # the crash would come here
+    cells = {"decode/finite": {"status": "FAIL", "message": f"failed on setup with \"worker "
+                               f"'gw6' crashed while running '{node}'\""},
+             "decode/accuracy": {"status": "FAIL", "message": "worker 'gw2' crashed while "
+                                 "running 'another test'"}}
+    conformance_report._keep_crashes(cells, tmp_path / "inflight", died=False)
+    kept = list((tmp_path / "corpus" / "conformance" / "peer").glob("*.json"))
+    assert len(kept) == 1 and cells["decode/finite"]["corpus"] == str(kept[0])
+    e = json.loads(kept[0].read_text())
+    assert case_from_dict(e["case"]) == case and e["impl_spec"] == "pkg.mod:peer"
+    assert "process died" in e["error"] and "--attention-impl=pkg.mod:peer" in \
+        cells["decode/finite"]["replay"]
+    assert "corpus" not in cells["decode/accuracy"]  # no record for that worker's test

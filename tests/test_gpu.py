@@ -215,10 +215,8 @@ def test_prefill_sm90_gluon_dispatch():
     first key tile and the next are edge tiles, and tiles left of it are skipped; left side
     129: a query tile's first row reaches one key into the tile before its second row's
     first tile); the same call with N not a multiple of 128, with a non-contiguous out=,
-    with lengths, not causal, or with a soft-cap or ALiBi takes the Triton kernel. With
-    prefill.GLUON_SOFTCAP on (the staged switch), a soft-capped call takes the Gluon kernel
-    and is accurate; ALiBi still does not."""
-    from attention_kernel_triton.kernels import prefill as prefill_module
+    with lengths, not causal, or with ALiBi takes the Triton kernel. A soft-capped call
+    (with a window too: Gemma 2) takes the Gluon kernel and is accurate."""
     from attention_kernel_triton.kernels._config import LONG_PREFILL
 
     n = LONG_PREFILL
@@ -237,26 +235,23 @@ def test_prefill_sm90_gluon_dispatch():
                                      return_lse=True)
         got_edge = kernels.prefill(q, k, v, causal=True, window=(129, 0), return_lse=True)
         assert spy.call_count == 4, "a call with a window did not take the Gluon kernel"
+        got_cap = kernels.prefill(q, k, v, causal=True, softcap=30.0, window=(300, 0),
+                                  return_lse=True)
+        assert spy.call_count == 5, "a soft-capped call did not take the Gluon kernel"
         kernels.prefill(q[:, :, :-1], k[:, :, :-1], v[:, :, :-1], causal=True)
         kernels.prefill(q, k, v, causal=True, out=strided_out)
         kernels.prefill(q, k, v, causal=True, seq_lens=lens)
         kernels.prefill(q, k, v, causal=False)
-        kernels.prefill(q, k, v, causal=True, softcap=30.0)
         kernels.prefill(q, k, v, causal=True, alibi_slopes=slopes)
-        assert spy.call_count == 4, "a call outside the Gluon kernel's scope took it"
-    with mock.patch.object(prefill_module, "GLUON_SOFTCAP", True), _gluon_spy() as spy:
-        got_cap = kernels.prefill(q, k, v, causal=True, softcap=30.0, window=(300, 0),
-                                  return_lse=True)
         kernels.prefill(q, k, v, causal=True, softcap=30.0, alibi_slopes=slopes)
-        assert spy.call_count == 1, "GLUON_SOFTCAP on: a soft-cap did not take the Gluon " \
-            "kernel, or ALiBi did"
+        assert spy.call_count == 5, "a call outside the Gluon kernel's scope took it"
     _accurate(f"prefill (default rule) N={n}", got, oracles.prefill_ref(q, k, v, causal=True),
               oracles.prefill_ref(q, k, v, causal=True, dtype=torch.float16))
     for what, got_v, kw in (("sinks", got_sinks, dict(sinks=sinks)),
                             ("window (300, 0) and sinks", got_window,
                              dict(window=(300, 0), sinks=sinks)),
                             ("window (129, 0)", got_edge, dict(window=(129, 0))),
-                            ("softcap 30, window (300, 0), GLUON_SOFTCAP on", got_cap,
+                            ("softcap 30, window (300, 0)", got_cap,
                              dict(softcap=30.0, window=(300, 0)))):
         # the fp32 rule for the LSE assumes fp32-exact logits; the soft-cap's hardware tanh
         # rounds them like a 16-bit logit (kernels/mods.py SOFTCAP_FAST), so that row
