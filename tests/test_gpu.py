@@ -18,13 +18,17 @@ from tests.opinfo import GLUON_PREFILL, forced_gluon, gluon_hopper
 from tests.properties import check, properties
 from tests.seeds import SEED_CASES
 
-pytestmark = [
-    pytest.mark.skipif(not torch.cuda.is_available(),
-                       reason="needs a CUDA device (GPU-sized shapes)"),
-    pytest.mark.usefixtures("exclusive_gpu"),
-]
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
+                                reason="needs a CUDA device (GPU-sized shapes)")
+# Memory-hungry tests (the seeds' shapes, caches past 2**31 elements, N >= LONG_PREFILL
+# with float64 oracles of GBs) take conftest.py's exclusive_gpu: one at a time across
+# xdist workers. The Gluon tests at N <= 1024 do not: under a module-wide lock (until
+# session 22) their ~20 compile-heavy tests ran one after another and the suite's
+# critical path ran past its 520 s call.
+exclusive = pytest.mark.usefixtures("exclusive_gpu")
 
 
+@exclusive
 @pytest.mark.gpu
 @pytest.mark.parametrize("kernel,case,prop", [
     pytest.param(k, c, p, id=f"{k}-{c.dtype}-{i}-{p}")
@@ -49,6 +53,7 @@ def _accurate(what, got, args_ref, args_low, lse32=None):
                                case=what, lse=True, max_logit=finite_abs_max(ref_lse))
 
 
+@exclusive
 @pytest.mark.gpu
 def test_paged_pages_past_2_32_elements():
     """Used pages sit at the end of a cache of > 2**32 elements; the rest is NaN. There a
@@ -90,6 +95,7 @@ def test_paged_pages_past_2_32_elements():
                                               dtype=torch.float16))
 
 
+@exclusive
 @pytest.mark.gpu
 def test_dense_batch_offsets_past_2_31_elements():
     """k/v [17, 8, 131072, 128]: batch 16 starts past element 2**31."""
@@ -112,6 +118,7 @@ def test_dense_batch_offsets_past_2_31_elements():
     assert bool((got[0][:15] == 0).all()) and bool((got[1][:15] == float("-inf")).all())
 
 
+@exclusive
 @pytest.mark.gpu
 def test_varlen_rows_past_2_31_elements():
     """Packed keys [Tk, 1, 128] with Tk * 128 > 2**31; the last sequence's keys sit at
@@ -135,6 +142,7 @@ def test_varlen_rows_past_2_31_elements():
               (got[0].transpose(0, 1)[None], got[1][None]), ref, low)
 
 
+@exclusive
 @pytest.mark.gpu
 @pytest.mark.parametrize("padded", [False, True], ids=["fixed", "padded"])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
@@ -206,6 +214,7 @@ def test_prefill_sm90_gluon(dtype, n, hq, hkv, batch):
     _accurate(f"prefill (Triton, same case) N={n} {dtype}", triton_got, ref, low, lse32)
 
 
+@exclusive
 @pytest.mark.gpu
 @pytest.mark.skipif(not gluon_hopper(), reason="the Gluon prefill (wgmma, TMA) is Hopper-only")
 def test_prefill_sm90_gluon_dispatch():
