@@ -308,7 +308,8 @@ def _decode_kernel(
 
 
 @triton.jit(do_not_specialize=["num_splits", "num_q_heads", "head_dim", "write_lse",
-                               "has_rows_end", "stride_lse_batch", "stride_lse_head"])
+                               "has_rows_end", "stride_o_batch", "stride_o_head",
+                               "stride_lse_batch", "stride_lse_head"])
 def _combine_kernel(
     part_out_ptr,  # [B * Hq, num_splits, D] fp32
     part_lse_ptr,  # [B * Hq, num_splits] fp32
@@ -320,15 +321,18 @@ def _combine_kernel(
     stride_lse_batch, stride_lse_head,
     write_lse,  # runtime 0/1 switches (see _RUNTIME_FLAGS)
     has_rows_end,  # paged prefill: packed rows past cu_seqlens_q[-1]
-    SPLITS_PAD: tl.constexpr,  # next power of two >= num_splits
+    SPLITS_PAD: tl.constexpr,  # merge_tile(num_splits)
     HEAD_DIM_PAD: tl.constexpr,
     EVEN_D: tl.constexpr,  # head_dim == HEAD_DIM_PAD
+    ALIGNED: tl.constexpr,  # the output's strides are multiples of 16 elements
     PDL: tl.constexpr,  # launched as a programmatic dependent of the split kernel
 ):
     """out = sum_s w_s o_s / sum_s w_s with w_s = exp(lse_s - max lse): the exact merge
     of softmax partials. All splits empty -> out 0, lse -inf. Paged prefill's rows are
     (packed token, head): "b" is the token there, and rows past the last sequence's
     tokens have no partials (has_rows_end)."""
+    stride_o_batch = aligned(stride_o_batch, ALIGNED)
+    stride_o_head = aligned(stride_o_head, ALIGNED)
     row = tl.program_id(0).to(tl.int64)  # b * Hq + h
     off_b = row // num_q_heads
     off_h = row % num_q_heads
@@ -359,6 +363,13 @@ def _combine_kernel(
     if write_lse != 0:
         lse = tl.where(total == 0.0, float("-inf"), m_safe + tl.log(total_safe))
         tl.store(lse_ptr + off_b * stride_lse_batch + off_h * stride_lse_head, lse, mask=live)
+
+
+def merge_tile(num_splits: int) -> int:
+    """_combine_kernel's SPLITS_PAD: the next power of two >= num_splits, at least 16.
+    The lanes past num_splits are masked (no load), so a small count pays only idle
+    lanes; the floor keeps counts 2 to 16 on one compiled variant instead of four."""
+    return max(16, triton.next_power_of_2(num_splits))
 
 
 def default_num_splits(num_programs: int, list_capacity: int, resident: int, min_keys: int,
@@ -593,8 +604,8 @@ def launch(p: DecodePlan) -> None:
             stride_lse_batch=p.args["stride_lse_batch"],
             stride_lse_head=p.args["stride_lse_head"],
             write_lse=p.args["write_lse"], has_rows_end=0,
-            SPLITS_PAD=triton.next_power_of_2(p.num_splits), HEAD_DIM_PAD=p.head_dim_pad,
-            EVEN_D=p.consts["EVEN_D"], PDL=p.pdl,
+            SPLITS_PAD=merge_tile(p.num_splits), HEAD_DIM_PAD=p.head_dim_pad,
+            EVEN_D=p.consts["EVEN_D"], ALIGNED=p.consts["ALIGNED"], PDL=p.pdl,
             num_warps=4 if p.head_dim_pad >= 128 else 2,
             **({"launch_pdl": True} if p.pdl else {}),
         )

@@ -83,6 +83,7 @@ from .decode import (
     MIN_KEYS_PER_SPLIT,
     _combine_kernel,
     default_num_splits,
+    merge_tile,
     resident_programs,
     scale_args,
 )
@@ -469,8 +470,8 @@ def launch(p: PagedPrefillPlan) -> None:
             stride_lse_batch=p.args["stride_lse_tok"],
             stride_lse_head=p.args["stride_lse_head"],
             write_lse=p.args["write_lse"], has_rows_end=1,
-            SPLITS_PAD=triton.next_power_of_2(p.num_splits), HEAD_DIM_PAD=p.head_dim_pad,
-            EVEN_D=p.consts["EVEN_D"], PDL=p.pdl,
+            SPLITS_PAD=merge_tile(p.num_splits), HEAD_DIM_PAD=p.head_dim_pad,
+            EVEN_D=p.consts["EVEN_D"], ALIGNED=p.consts["ALIGNED"], PDL=p.pdl,
             num_warps=4 if p.head_dim_pad >= 128 else 2,
             **({"launch_pdl": True} if p.pdl else {}))
 
