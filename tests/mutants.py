@@ -250,6 +250,16 @@ MUTANTS: tuple[Mutant, ...] = (
            "ALIGNED=aligned_strides",
            "ALIGNED=True",
            "strides marked multiples of 16 when they are not (rounded down in the kernel)"),
+    Mutant("combine_aligned_flag_always_set", "combine", DEC,
+           'EVEN_D=p.consts["EVEN_D"], ALIGNED=p.consts["ALIGNED"], PDL=p.pdl,',
+           'EVEN_D=p.consts["EVEN_D"], ALIGNED=True, PDL=p.pdl,',
+           "split combine: output strides marked multiples of 16 when they are not (the "
+           "merge writes rows at strides rounded down)"),
+    Mutant("combine_split_lanes_unmasked", "combine", DEC,
+           "s_ok = tl.where(live, offs_s < num_splits, False)",
+           "s_ok = tl.where(live, offs_s < SPLITS_PAD, False)",
+           "split combine: reads every lane of its split tile (at least 16), the partials "
+           "of the next rows past num_splits included"),
     Mutant("combine_unweighted_mean", "combine", DEC,
            "w = tl.exp(lse_s - m_safe)  # 0 for empty splits",
            'w = tl.where(lse_s == float("-inf"), 0.0, 1.0)',
