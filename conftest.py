@@ -21,6 +21,10 @@ if not HAS_CUDA:
 from tests import compile_record  # noqa: E402
 
 compile_record.install()  # KERNEL_RECORD_DIR: record kernel launches instead of running them
+if HAS_CUDA and os.environ.get("PYTEST_XDIST_WORKER"):
+    from tests import compile_lock
+
+    compile_lock.install()  # one compile per kernel variant across workers
 
 import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
