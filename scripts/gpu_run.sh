@@ -16,6 +16,8 @@
 #   and compiles them on every core first; its record pass (336 s, stopped at its budget)
 #   took longer than the whole dev suite from a cold cache (212 s), session 18, H100),
 #   TEST_TIMEOUT (s, default 560, precompile included),
+#   COMPILE_LOCK (default 1; 0: xdist workers compile a variant they all want each, as
+#   before session 22, instead of one compiling while the others wait: tests/compile_lock.py),
 #   TEST_WORKERS (pytest-xdist workers, default 14 per GPU:
 #   a one-GPU H200 machine has 16 cores; the suite's compiles are CPU-bound),
 #   BENCH_ARGS / SWEEP_ARGS / PROBE_ARGS (extra args for python -m benchmarks /
