@@ -1,6 +1,7 @@
 """What a GPU test run did, test by test, from its JUnit XML (scripts/gpu_run.sh tests
-writes $OUT/junit.xml): outcomes, the time per test file, the slowest tests, and, given
-the run's collected ids, the tests it never finished. A run stopped at its time limit
+writes one to a temporary file and prints this report into $OUT/tests.log): outcomes,
+the time per test file, the slowest tests, and, given the run's collected ids, the tests
+it never finished. A run stopped at its time limit
 prints only dots and a summary line; this says which tests are still owed.
 
     python scripts/junit_report.py junit.xml [--collected ids.txt] [--slowest 25]

@@ -5,7 +5,8 @@ that run different properties of one kernel at the same time want the same varia
 the same time, and each compiled each of them itself: Triton's on-disk cache is shared,
 but a compile that is under way in another process is not seen. With `install()` (called
 by conftest.py in xdist workers on a GPU) a worker about to compile a variant first takes
-a file lock named after the variant (its specialization data, what Triton compiles); a
+a file lock named after the variant (the kernel's source hash and its specialization
+data: what Triton compiles); a
 second worker wanting it waits, then finds it in Triton's on-disk cache instead of
 compiling it again. Its CPU goes to other work in the meantime.
 
