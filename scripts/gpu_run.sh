@@ -16,6 +16,8 @@
 #   and compiles them on every core first; its record pass (336 s, stopped at its budget)
 #   took longer than the whole dev suite from a cold cache (212 s), session 18, H100),
 #   TEST_TIMEOUT (s, default 560, precompile included),
+#   TESTS_FROM (a file of test ids, one per line, run instead of the whole suite: e.g.
+#   the $OUT/owed.txt a stopped run leaves, copied into the carried tree),
 #   COMPILE_LOCK (default 1; 0: xdist workers compile a variant they all want each, as
 #   before session 22, instead of one compiling while the others wait: tests/compile_lock.py),
 #   TEST_WORKERS (pytest-xdist workers, default 14 per GPU:
@@ -66,6 +68,13 @@ if wants tests; then
   workers=${TEST_WORKERS:-$(( 14 * gpus ))}
   seed=${HYPOTHESIS_SEED:-$(date +%Y%m%d)}
   echo "tests: --hypothesis-seed=$seed" | tee "$OUT/tests.log"
+  if [[ -n ${TESTS_FROM:-} ]]; then  # ids with brackets: an array, never word-split or globbed
+    readarray -t from < <(grep '::' "$TESTS_FROM")
+    # no ids would run the whole suite: refuse instead
+    (( ${#from[@]} > 0 )) || { echo "tests: no test ids in $TESTS_FROM" | tee -a "$OUT/tests.log"; exit 2; }
+    set -- "$@" "${from[@]}"
+    echo "tests: ${#from[@]} ids from $TESTS_FROM" | tee -a "$OUT/tests.log"
+  fi
   left=${TEST_TIMEOUT:-560}
   if [[ ${PRECOMPILE:-0} != 0 ]]; then
     # at most 60% of the limit: what is not compiled by then the run compiles itself
@@ -100,7 +109,9 @@ if wants tests; then
   if [[ $rc != 0 ]]; then
     ids=$(mktemp) && python3 -m pytest --collect-only -q -p no:cacheprovider "$@" > "$ids" 2>&1
   fi
-  [[ -s $junit ]] && python3 scripts/junit_report.py "$junit" ${ids:+--collected "$ids"} \
+  # a run that did not pass also leaves $OUT/owed.txt: its unfinished ids (TESTS_FROM)
+  [[ -s $junit ]] && python3 scripts/junit_report.py "$junit" \
+      ${ids:+--collected "$ids" --owed "$OUT/owed.txt"} \
       2>&1 | tee -a "$OUT/tests.log"
   echo "tests: exit $rc in $(( $(date +%s) - start )) s; compiled kernel variants in the" \
        "triton cache: $(ls ~/.triton/cache 2>/dev/null | wc -l)" | tee -a "$OUT/tests.log"

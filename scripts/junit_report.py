@@ -5,9 +5,12 @@ it never finished. A run stopped at its time limit
 prints only dots and a summary line; this says which tests are still owed.
 
     python scripts/junit_report.py junit.xml [--collected ids.txt] [--slowest 25]
+        [--owed owed.txt]
 
 ids.txt: the output of `pytest --collect-only -q` (one test id per line; other lines are
-ignored). The XML must be written with `-o junit_family=xunit1` (a file attribute per
+ignored). --owed writes the ids never finished, one per line (with --collected; an empty
+file when none), for the next call: `TESTS_FROM=owed.txt bash scripts/gpu_run.sh tests`.
+The XML must be written with `-o junit_family=xunit1` (a file attribute per
 test case).
 """
 
@@ -37,6 +40,11 @@ def collected(path: Path) -> list[str]:
     return [line.strip() for line in path.read_text().splitlines() if "::" in line]
 
 
+def owed(done: dict[str, tuple[str, float]], ids: list[str]) -> list[str]:
+    """The collected ids the run never reported, in collection order."""
+    return [t for t in ids if t not in done]
+
+
 def report(done: dict[str, tuple[str, float]], ids: list[str] | None, slowest: int) -> str:
     lines = []
     counts = collections.Counter(kind for kind, _ in done.values())
@@ -54,7 +62,7 @@ def report(done: dict[str, tuple[str, float]], ids: list[str] | None, slowest: i
         lines.append("failed or errored:")
         lines += [f"  {t}" for t in bad]
     if ids is not None:
-        missing = [t for t in ids if t not in done]
+        missing = owed(done, ids)
         lines.append(f"collected {len(ids)}, reported {len(done)}, not finished {len(missing)}:")
         lines += [f"  {t}" for t in missing]
     return "\n".join(lines)
@@ -65,9 +73,15 @@ def main(argv=None) -> int:
     ap.add_argument("junit", type=Path)
     ap.add_argument("--collected", type=Path)
     ap.add_argument("--slowest", type=int, default=25)
+    ap.add_argument("--owed", type=Path, help="write the unfinished ids here (needs --collected)")
     args = ap.parse_args(argv)
+    if args.owed and not args.collected:
+        ap.error("--owed needs --collected (the ids the run should have finished)")
     ids = collected(args.collected) if args.collected else None
-    print(report(outcomes(args.junit), ids, args.slowest))
+    done = outcomes(args.junit)
+    print(report(done, ids, args.slowest))
+    if args.owed:
+        args.owed.write_text("".join(f"{t}\n" for t in owed(done, ids)))
     return 0
 
 

@@ -112,9 +112,12 @@ def test_junit_report_names_unfinished_and_failed_tests(tmp_path):
     ids.write_text("tests/test_a.py::test_x[accuracy]\ntests/test_a.py::test_y\n"
                    "tests/test_b.py::test_z\ntests/test_b.py::test_w[finite]\n"
                    "\n4 tests collected\n")
+    owed = tmp_path / "owed.txt"
     run = subprocess.run([sys.executable, str(ROOT / "scripts" / "junit_report.py"), str(junit),
-                          "--collected", str(ids)], capture_output=True, text=True, timeout=60)
+                          "--collected", str(ids), "--owed", str(owed)],
+                         capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
+    assert owed.read_text() == "tests/test_b.py::test_w[finite]\n"  # gpu_run.sh TESTS_FROM
     out = run.stdout
     assert "outcomes: 1 failed, 1 passed, 1 skipped" in out
     assert "failed or errored:\n  tests/test_a.py::test_y" in out
