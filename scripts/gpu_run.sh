@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # One device call: the GPU test suite at the dev profile, then the benchmarks.
-# Usage (through the device tool): bash scripts/gpu_run.sh [tests|conformance|bench|refbench|hf|sweep|probe|all] [pytest args...]
+# Usage (through the device tool): bash scripts/gpu_run.sh [tests|conformance|firepro|bench|refbench|hf|sweep|probe|all] [pytest args...]
 # Steps may be joined with commas (tests,probe); all = tests,bench.
 #   refbench: the benchmarks of another commit, from a tree exported into REF_TREE (e.g.
 #     `git archive REV | tar -x -C .ref`, carried), run before `bench` in the same call so
 #     that before/after share the card and the run; results in $OUT/ref_results.tgz.
 #   conformance: python -m tests.conformance_report over every shipped adapter
 #     (CONF_ARGS, CONF_EXAMPLES (default 25), CONF_BUDGET (s, default 400), CONF_WORKERS); $OUT/conformance.tgz.
+#   firepro: scripts/flashinfer_crash_repro.py (which FlashInfer calls segfault; $OUT/flashinfer_crash_repro.md).
 #   hf: python -m benchmarks.hf_models (random-weight transformers models, ours vs sdpa).
 # Logs and results go under $OUT (default ./.out). Environment knobs:
 #   HYPOTHESIS_PROFILE (default dev), HYPOTHESIS_MAX_EXAMPLES (cap for smoke runs),
@@ -137,6 +138,11 @@ if wants conformance; then
   new=$(find tests/corpus -name '*.json' -newer "$OUT/card.txt")
   tar czf "$OUT/conformance.tgz" -C "$OUT" conformance $( [[ -n $new ]] && echo "-C $PWD $new")
   python3 scripts/sdpa_gap_repro.py 2>&1 | tee "$OUT/sdpa_gap_repro.md"
+fi
+if wants firepro; then
+  # which FlashInfer calls crash, one process per cell (scripts/flashinfer_crash_repro.py)
+  install_wheels
+  python3 scripts/flashinfer_crash_repro.py 2>&1 | tee "$OUT/flashinfer_crash_repro.md"
 fi
 if wants sweep; then
   python3 -m benchmarks.sweep ${SWEEP_ARGS:-} 2>&1 | tee "$OUT/sweep.log"

@@ -1,5 +1,6 @@
 """The repository's offline tools keep working as the kernels change."""
 
+import os
 import re
 import subprocess
 import sys
@@ -124,3 +125,23 @@ def test_junit_report_names_unfinished_and_failed_tests(tmp_path):
     assert out.rstrip().endswith("collected 4, reported 3, not finished 1:\n"
                                  "  tests/test_b.py::test_w[finite]")
     assert re.search(r"4\.5\s+tests/test_a\.py", out)  # seconds summed per file
+
+
+@pytest.mark.parametrize("cell", [("paged_decode", "window", "4", "40", "2"),
+                                  ("paged_prefill", "softcap", "1", "40", "2")])
+def test_flashinfer_crash_repro_cell_checks_its_calls(cell):
+    """scripts/flashinfer_crash_repro.py's cell (its case, the adapter call, a second call
+    on the first sequence, the float64 comparison), run on our own adapter under the
+    interpreter: ok. FlashInfer itself needs CUDA; without it a cell says why."""
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    script = str(ROOT / "scripts" / "flashinfer_crash_repro.py")
+    run = subprocess.run([sys.executable, script, "one", *cell, "triton"], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip().splitlines()[-1] == "ok", run.stdout
+    import torch
+
+    if not torch.cuda.is_available():
+        run = subprocess.run([sys.executable, script, "one", *cell], env=env,
+                             capture_output=True, text=True, timeout=300)
+        assert run.stdout.strip().startswith("unavailable: needs a CUDA device"), run.stdout

@@ -1,0 +1,122 @@
+"""Which FlashInfer calls crash: the shipped adapter (attention_kernel_triton.adapters
+.flashinfer) on small paged cases, each cell in its own process, so that a segfault in
+one (session 22: 18 of 21 conformance cells lost their xdist worker to a segfault in
+FlashInfer 0.2.5's host code, decode.py plan or prefill.py paged_run; trigger unknown)
+is a table entry, not a lost run. A cell: an operation, a variant (none, a window, a
+soft-cap), a GQA group, a head dim and the number of calls in the process (two: the same
+call again, then on the first sequence alone, as batch_equals_one_by_one does).
+
+    python scripts/flashinfer_crash_repro.py            # the table (needs CUDA + flashinfer)
+    python scripts/flashinfer_crash_repro.py one OP VARIANT GROUP D CALLS [IMPL]   # one cell
+
+A cell prints ok / WRONG (max error against the float64 oracle) / error: ... ; a crashed
+process shows as "crashed (signal N)". FlashInfer JIT-builds a module per dtype, head
+dim, window and soft-cap on first use (nvcc; minutes): cells run 4 at a time. IMPL
+(default flashinfer) names another shipped adapter: `triton` (ours) checks the script
+itself on the CPU under TRITON_INTERPRET=1 (tests/test_scripts.py).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+OPS = ("paged_decode", "paged_prefill")
+VARIANTS = {"none": {}, "window": {"window": (8, 0)}, "softcap": {"softcap": 30.0}}
+# (variant, group, head dim, calls): every variant at the conformance strategy's common
+# shape, then the plain call at the edges suspected in session 22 (a group outside
+# FlashInfer decode's {1, 2, 3, 4, 8}; a head dim it pads; a second call in the process)
+CELLS = [(v, 4, 128, 1) for v in VARIANTS] + [
+    ("none", 5, 128, 1), ("none", 1, 128, 1), ("none", 4, 40, 1), ("none", 4, 128, 2)]
+PAGE, LENS, Q_LENS, HKV = 16, (37, 20), (5, 3), 2
+
+
+def one(op: str, variant: str, group: int, d: int, calls: int, impl: str = "flashinfer") -> str:
+    import torch
+
+    from attention_kernel_triton import adapters
+    from attention_kernel_triton.oracles.reference import paged_decode_ref, paged_prefill_ref
+
+    fi = adapters.SHIPPED[impl]()
+    why = fi.why_unavailable()
+    if why:
+        return f"unavailable: {why}"
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    g = torch.Generator(device=dev).manual_seed(0)
+
+    def rnd(*shape):
+        return torch.randn(*shape, generator=g, device=dev).to(torch.float16)
+
+    pages = [-(-n // PAGE) for n in LENS]
+    perm = torch.randperm(sum(pages), generator=g, device=dev).to(torch.int32)
+    table = torch.zeros(len(LENS), max(pages), dtype=torch.int32, device=dev)
+    table[0, :pages[0]], table[1, :pages[1]] = perm[:pages[0]], perm[pages[0]:]
+    k_cache, v_cache = rnd(sum(pages), PAGE, HKV, d), rnd(sum(pages), PAGE, HKV, d)
+    seq_lens = torch.tensor(LENS, dtype=torch.int32, device=dev)
+    kw = VARIANTS[variant]
+    if op == "paged_decode":
+        q = rnd(len(LENS), HKV * group, d)
+        args = [(q, k_cache, v_cache, table, seq_lens)]
+        if calls > 1:
+            args.append((q[:1], k_cache, v_cache, table[:1], seq_lens[:1]))
+        call, oracle, extra = fi.ops[op], paged_decode_ref, {}
+    else:
+        q = rnd(sum(Q_LENS), HKV * group, d)
+        cu = torch.tensor([0, Q_LENS[0], sum(Q_LENS)], dtype=torch.int32, device=dev)
+        args = [(q, k_cache, v_cache, table, cu, seq_lens)]
+        if calls > 1:
+            args.append((q[:Q_LENS[0]], k_cache, v_cache, table[:1], cu[:2], seq_lens[:1]))
+        call, oracle, extra = fi.ops[op], paged_prefill_ref, {"causal": True}
+    errs = []
+    for a in args:
+        try:
+            out = call(*a, **({"max_seqlen_q": max(Q_LENS)} if op == "paged_prefill" else {}),
+                       **extra, **kw)
+            if dev == "cuda":
+                torch.cuda.synchronize()
+        except Exception as exc:  # noqa: BLE001 - the report is the point
+            return f"error: {type(exc).__name__}: {str(exc).splitlines()[0][:80]}"
+        ref, _ = oracle(*a, **extra, **kw)
+        errs.append((out.double() - ref).abs().max().item())
+    worst = max(errs)
+    return "ok" if worst < 1e-2 else f"WRONG (max err {worst:.3g})"
+
+
+def cell(op: str, args: tuple) -> str:
+    try:
+        run = subprocess.run([sys.executable, __file__, "one", op, *map(str, args)],
+                             capture_output=True, text=True, timeout=900)
+    except subprocess.TimeoutExpired:
+        return "timed out (900 s)"
+    if run.returncode < 0:
+        return f"crashed (signal {-run.returncode})"
+    lines = (run.stdout.strip() or run.stderr.strip() or "?").splitlines()
+    return lines[-1][:90]
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "one":
+        op, variant, group, d, calls = sys.argv[2:7]
+        print(one(op, variant, int(group), int(d), int(calls), *sys.argv[7:8]))
+        return
+    import torch
+
+    print(f"# FlashInfer adapter, one process per cell: {torch.cuda.get_device_name()}, "
+          f"torch {torch.__version__}; fp16, page {PAGE}, Hkv {HKV}, lengths {LENS}, "
+          f"prefill q lengths {Q_LENS}\n")
+    print("| variant | group | D | calls | " + " | ".join(OPS) + " |")
+    print("|---|---|---|---|" + "---|" * len(OPS))
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as pool:
+        res = list(pool.map(lambda job: cell(*job), [(op, c) for c in CELLS for op in OPS]))
+    for i, (variant, group, d, calls) in enumerate(CELLS):
+        row = res[i * len(OPS):(i + 1) * len(OPS)]
+        print(f"| {variant} | {group} | {d} | {calls} | " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main()
