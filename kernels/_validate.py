@@ -142,7 +142,7 @@ def check_sm_scale(sm_scale, d: int) -> float:
         return 1.0 / math.sqrt(d)
     if isinstance(sm_scale, bool) or not isinstance(sm_scale, (int, float)):
         raise TypeError(f"sm_scale must be a float, got {type(sm_scale).__name__}")
-    if not math.isfinite(sm_scale) or sm_scale <= 0:
+    if not 0 < sm_scale < math.inf:  # NaN fails too; traceable on a SymFloat (compile)
         raise ValueError(f"sm_scale must be finite and > 0, got {sm_scale}")
     return float(sm_scale)
 
@@ -516,7 +516,7 @@ def score_mods(q, *, window=None, softcap=None, sinks=None, alibi_slopes=None,
     if softcap is not None:
         if isinstance(softcap, bool) or not isinstance(softcap, (int, float)):
             raise TypeError(f"softcap must be a float, got {type(softcap).__name__}")
-        if not math.isfinite(softcap) or softcap <= 0:
+        if not 0 < softcap < math.inf:  # as sm_scale's check: no math.isfinite
             raise ValueError(f"softcap must be finite and > 0 (None: no soft-cap), got "
                              f"{softcap}")
         cap = float(softcap)

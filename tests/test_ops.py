@@ -227,6 +227,23 @@ def test_compile_variants(name, device):
     assert torch.equal(got, want) and torch.equal(got_lse, want_lse)
 
 
+@pytest.mark.parametrize("name", ["decode", "prefill"])
+@pytest.mark.parametrize("option, values", [("softcap", (5.0, 6.0)), ("sm_scale", (0.3, 0.25))])
+def test_compile_float_option_that_changes(name, option, values, device):
+    """A float option that changes between calls: Dynamo's automatic dynamic makes it a
+    SymFloat on the recompile, whose value checks must trace (math.isfinite did not: a
+    graph break under fullgraph=True, session 23). Also with dynamic=True from the first
+    call. Each call gives the eager bits."""
+    fn = getattr(akt, name)
+    tensors, kw = _inputs(name, device)
+    for dynamic in (None, True):
+        torch._dynamo.reset()
+        compiled = torch.compile(lambda t, kw, x: fn(*t, **kw, **{option: x}, validate=False),
+                                 fullgraph=True, dynamic=dynamic, backend="aot_eager")
+        for x in values:
+            assert torch.equal(compiled(tensors, kw, x), fn(*tensors, **kw, **{option: x}))
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_compile_validate_true(name, device):
     """validate=True needs a host-device sync. Under compile it is an explicit graph break
