@@ -457,9 +457,13 @@ def build_mask(batch_size: int, q_length: int, kv_length: int, q_offset=0, kv_of
     else:
         # a sliding window of w keeps key positions > q - w, i.e. >= q - left
         left = None if sliding is None else sliding - 1
+        # bottom-right causal, no padding (a window that cuts nothing): no mask, unless
+        # the model asked for one (allow_is_causal_skip=False: Falcon adds its ALiBi bias
+        # to the mask it gets, other models read it themselves), as sdpa_mask does
         if pad is None and q_offset + q_length == kv_offset + kv_length \
-                and (left is None or kv_length - 1 <= left):
-            return None  # bottom-right causal, no padding (a window that cuts nothing)
+                and (left is None or kv_length - 1 <= left) \
+                and kwargs.get("allow_is_causal_skip", True):
+            return None
         q_pos = torch.arange(q_length, device=device) + q_offset
         k_pos = torch.arange(kv_length, device=device) + kv_offset
         mask = k_pos[None, :] <= q_pos[:, None]
@@ -533,6 +537,12 @@ def _layer_options(module, num_q_heads: int, dropout, kwargs):
                 f"query head ({num_q_heads}), got {got}")
     if kwargs.get("position_bias") is not None:
         _refuse("additive position biases", "position_bias")
+    # DeepSeek-V3.2-style top-k selection: transformers adds it to the mask only for
+    # 'eager' and 'sdpa' and passes the selected keys to any other backend instead
+    for name in ("indices", "block_indices"):
+        if kwargs.get(name) is not None:
+            _refuse("sparse (indexed) attention", f"{name} was passed (the layer attends "
+                    "only to selected keys)")
     if dropout:
         _refuse("attention dropout", f"dropout={dropout} (the module is in training mode "
                 "with attention_dropout > 0; call model.eval() or set attention_dropout=0)")

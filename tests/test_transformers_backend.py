@@ -577,3 +577,31 @@ def test_forward_with_grad_runs_and_backward_raises(name):
         assert (out - logits(model, "sdpa", ids)).abs().max().item() <= ATOL32
     with pytest.raises(NotImplementedError, match="gradients"):
         out.sum().backward()  # ... and a training step through it fails loudly
+
+
+def test_alibi_and_indexed_attention_are_refused(name):
+    """Falcon's ALiBi asks for a mask (allow_is_causal_skip=False) and adds its bias to
+    it: with no padding the mask used to come back None and Falcon crashed on it
+    (AttributeError); now the bias reaches the layer and is refused by name. A layer that
+    attends only to top-k selected keys (DeepSeek-V3.2's indexer passes `indices` to
+    every backend but eager / sdpa) is refused, not computed densely."""
+    falcon = {k: v for k, v in SMALL.items() if k not in ("head_dim", "num_key_value_heads")}
+    config = transformers.FalconConfig(**falcon, alibi=True, new_decoder_architecture=False,
+                                       multi_query=False, bias=False)
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(config, attn_implementation=name)
+    _raises(model.to(DEVICE), "additive attention biases")
+    q = k = v = torch.zeros(1, 2, 3, 16, device=DEVICE)
+    for kw in ("indices", "block_indices"):
+        with pytest.raises(backend.UnsupportedFeatureError, match=r"sparse \(indexed\)"):
+            backend.attention_forward(torch.nn.Module(), q, k, v, None, scaling=0.25,
+                                      **{kw: torch.zeros(1, 3, 2, dtype=torch.long)})
+
+
+def test_build_mask_keeps_a_mask_the_model_asks_for(name):
+    """allow_is_causal_skip=False (as transformers' sdpa_mask takes it): the exact causal
+    mask, never None; without it a plain causal call needs no mask."""
+    assert backend.build_mask(2, 4, 4) is None
+    mask = backend.build_mask(2, 4, 4, allow_is_causal_skip=False)
+    want = torch.ones(4, 4, dtype=torch.bool).tril().expand(2, 1, 4, 4)
+    assert mask is not None and mask.dtype == torch.bool and torch.equal(mask, want)
