@@ -22,13 +22,28 @@ import math
 import torch
 
 from ._config import GRID_YZ_LIMIT, interpreting
-from .mods import ScoreMods
+from .mods import ScoreMods, fp32_factor
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 # KV caches the decode functions and paged_prefill also take (with fp16 / bf16 q).
 FP8_DTYPES = (torch.float8_e4m3fn, torch.float8_e5m2)
 MIN_HEAD_DIM, MAX_HEAD_DIM = 16, 256
 MAX_NUM_SPLITS = GRID_YZ_LIMIT  # a split count is a grid axis (y or z)
+INT32_MAX = 2**31 - 1  # token positions are int32: a window side past it bounds nothing
+
+
+def positive_float(name: str, x, none_means: str = "") -> float:
+    """x as a finite float > 0 (a bool, a non-number: TypeError; NaN, inf, <= 0, an int
+    too large for a float: ValueError naming `name`)."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        raise TypeError(f"{name} must be a float, got {type(x).__name__}")
+    if not 0 < x < math.inf:  # NaN fails too; traceable on a SymFloat (compile), unlike isfinite
+        raise ValueError(f"{name} must be finite and > 0{none_means}, got {x}")
+    try:
+        return float(x)
+    except OverflowError:  # an int past the float range
+        raise ValueError(f"{name} must be finite and > 0{none_means}, got an int of "
+                         f"{x.bit_length()} bits") from None
 
 
 def tensor(name: str, t, rank: int | None = None, layout: str = "") -> torch.Tensor:
@@ -140,11 +155,10 @@ def check_cu_seqlens(name: str, cu, total: int, device, validate: bool) -> int:
 def check_sm_scale(sm_scale, d: int) -> float:
     if sm_scale is None:
         return 1.0 / math.sqrt(d)
-    if isinstance(sm_scale, bool) or not isinstance(sm_scale, (int, float)):
-        raise TypeError(f"sm_scale must be a float, got {type(sm_scale).__name__}")
-    if not 0 < sm_scale < math.inf:  # NaN fails too; traceable on a SymFloat (compile)
-        raise ValueError(f"sm_scale must be finite and > 0, got {sm_scale}")
-    return float(sm_scale)
+    scale = positive_float("sm_scale", sm_scale)
+    fp32_factor("sm_scale", scale * math.log2(math.e), "sm_scale x log2(e)")
+    fp32_factor("sm_scale", 1.0 / scale, "1 / sm_scale")
+    return scale
 
 
 def check_out(out, like: torch.Tensor, shape: tuple) -> torch.Tensor:
@@ -507,19 +521,16 @@ def score_mods(q, *, window=None, softcap=None, sinks=None, alibi_slopes=None,
                 or any(isinstance(w, bool) or not isinstance(w, int) for w in window)):
             raise TypeError(f"window must be a (left, right) pair of ints (-1: unbounded), "
                             f"got {window!r}")
-        left, right = window
-        for side, w in (("left", left), ("right", right)):
+        for side, w in zip(("left", "right"), window, strict=True):
             if w < -1:
                 raise ValueError(f"window's {side} side must be >= 0, or -1 for unbounded, "
                                  f"got {w}")
+        # a side past any int32 position bounds nothing: clamped, so that the kernels'
+        # int32 arithmetic on it cannot overflow (2**31 - 1 gave wrong results unclamped)
+        left, right = (min(w, INT32_MAX) for w in window)
     cap = 0.0
     if softcap is not None:
-        if isinstance(softcap, bool) or not isinstance(softcap, (int, float)):
-            raise TypeError(f"softcap must be a float, got {type(softcap).__name__}")
-        if not 0 < softcap < math.inf:  # as sm_scale's check: no math.isfinite
-            raise ValueError(f"softcap must be finite and > 0 (None: no soft-cap), got "
-                             f"{softcap}")
-        cap = float(softcap)
+        cap = positive_float("softcap", softcap, " (None: no soft-cap)")
     if sinks is not None:
         _head_vector("sinks", sinks, num_q_heads, q.device, validate, allow_neg_inf=True)
     if alibi_slopes is not None:

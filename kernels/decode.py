@@ -553,7 +553,8 @@ def plan(q, layout: KVLayout, out, lse, *, sm_scale: float, num_splits: int | No
         stride_o_batch=out.stride(0), stride_o_head=out.stride(1),
         stride_lse_batch=lse.stride(0) if lse is not None else 0,
         stride_lse_head=lse.stride(1) if lse is not None else 0)
-    if mods.window_left < 0:  # the capacity bounds nothing (UNBOUNDED would past 2**30 keys)
+    if mods.window_left < 0 or mods.window_left >= layout.n_ctx:
+        # the capacity bounds nothing (UNBOUNDED, mods.left()'s clamp, would past 2**30 keys)
         args["win_left"] = layout.n_ctx
     consts = dict(
         IS_PAGED=layout.paged, HAS_INDICES=indices is not None,

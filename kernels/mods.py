@@ -38,6 +38,19 @@ from ._config import dummy, interpreting
 # computes i - left).
 UNBOUNDED = 2**30
 
+# The kernels take sm_scale and softcap as fp32 factors (sm_scale x log2 e, 1 / sm_scale,
+# sm_scale / softcap, softcap / sm_scale): each must be a normal fp32 number, or the
+# scores become inf, 0 or NaN (sm_scale=1e39 gave an all-NaN output; session 23 review).
+FP32_TINY, FP32_MAX = torch.finfo(torch.float32).tiny, torch.finfo(torch.float32).max
+
+
+def fp32_factor(name: str, value: float, what: str) -> None:
+    """A scale factor the kernels take in fp32 must be a normal fp32 number."""
+    if not FP32_TINY <= value <= FP32_MAX:
+        raise ValueError(f"{what} = {value:.3g} is outside fp32's normal range "
+                         f"[{FP32_TINY:.3g}, {FP32_MAX:.3g}]: {name} too large or too small")
+
+
 # The soft-cap's tanh (the SOFTCAP constexpr; kernels/_jit.py modded_scores). For fp16 /
 # bf16 inputs on a GPU the hardware's tanh.approx.f32: one MUFU op, relative error about
 # 2^-11, the rounding of a 16-bit logit, which is what the accuracy rule's input-dtype
@@ -71,10 +84,10 @@ class ScoreMods:
 
     def left(self) -> int:
         """The window's left side for the kernels (UNBOUNDED when -1)."""
-        return self.window_left if self.window_left >= 0 else UNBOUNDED
+        return min(self.window_left, UNBOUNDED) if self.window_left >= 0 else UNBOUNDED
 
-    def right(self) -> int:
-        return self.window_right if self.window_right >= 0 else UNBOUNDED
+    def right(self) -> int:  # a side past UNBOUNDED bounds nothing in these kernels either
+        return min(self.window_right, UNBOUNDED) if self.window_right >= 0 else UNBOUNDED
 
     def kernel_args(self, sm_scale: float, device: torch.device) -> dict:
         """The runtime arguments every kernel with variants takes (see the module doc);
@@ -94,7 +107,11 @@ class ScoreMods:
         """(softcap_in, softcap_out): the soft-cap on raw scores s is
         softcap_out * tanh(s * softcap_in) (see the module doc); (0.0, 0.0) without one."""
         cap = self.softcap
-        return (sm_scale / cap, cap / sm_scale) if cap > 0 else (0.0, 0.0)
+        if cap <= 0:
+            return 0.0, 0.0
+        fp32_factor("softcap", sm_scale / cap, "sm_scale / softcap")
+        fp32_factor("softcap", cap / sm_scale, "softcap / sm_scale")
+        return sm_scale / cap, cap / sm_scale
 
     def consts(self, dtype: torch.dtype) -> dict:
         """The constexpr switches of the prefill kernels for inputs of `dtype`: a call

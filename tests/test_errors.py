@@ -295,6 +295,13 @@ COMMON_CASES = [
     ("sm-scale-str", _arg("sm_scale", "0.25"), TypeError, r"^sm_scale must be a float"),
     ("sm-scale-tensor", _arg("sm_scale", torch.tensor(0.25)), TypeError,
      r"^sm_scale must be a float"),
+    # finite in float64, not as the kernels' fp32 factors (1e39: an all-NaN output before)
+    ("sm-scale-fp32-overflow", _arg("sm_scale", 1e39), ValueError,
+     r"^sm_scale x log2\(e\) = 1.44e\+39 is outside fp32's normal range .*: sm_scale too"),
+    ("sm-scale-fp32-underflow", _arg("sm_scale", 1e-300), ValueError,
+     r"^sm_scale x log2\(e\) = .* is outside fp32's normal range"),
+    ("sm-scale-huge-int", _arg("sm_scale", 10**400), ValueError,
+     r"^sm_scale must be finite and > 0, got an int of 1329 bits"),
     ("out-not-tensor", _set("out", lambda t: t.tolist()), TypeError,
      r"^out must be a torch\.Tensor"),
     ("out-wrong-shape", _out_like(lambda t: torch.full((t.shape[0] + 1, *t.shape[1:]),
@@ -1254,6 +1261,12 @@ VARIANT_CASES = [
     ("softcap-inf", _arg("softcap", float("inf")), ValueError, r"^softcap must be finite"),
     ("softcap-str", _arg("softcap", "30"), TypeError, r"^softcap must be a float"),
     ("softcap-bool", _arg("softcap", True), TypeError, r"^softcap must be a float"),
+    ("softcap-fp32-overflow", _arg("softcap", 1e39), ValueError,
+     r"^sm_scale / softcap = .* is outside fp32's normal range .*: softcap too"),
+    ("softcap-fp32-underflow", _arg("softcap", 1e-39), ValueError,
+     r"^softcap / sm_scale = .* is outside fp32's normal range"),
+    ("softcap-huge-int", _arg("softcap", 10**400), ValueError,
+     r"^softcap must be finite and > 0 \(None: no soft-cap\), got an int of 1329 bits"),
     ("sinks-list", _arg("sinks", [0.0] * HQ), TypeError, r"^sinks must be a torch\.Tensor"),
     ("sinks-shape", _head_vector("sinks", lambda t: t[:2]), ValueError,
      rf"^sinks must have shape \({HQ},\) \(one value per query head\), got \(2,\)"),
@@ -1283,6 +1296,22 @@ def test_bad_variant_arguments(fn_name, case, device):
     rejected before any launch, out= untouched."""
     _, mutation, exc, match = case
     _check(fn_name, device, mutation, exc, match)
+
+
+@pytest.mark.parametrize("fn_name", FUNCS)
+def test_window_sides_past_int32_bound_nothing(fn_name, device):
+    """A window side of 2**31 - 1 or more bounds nothing, as -1 does: the same bits, in
+    every function. Unclamped (before session 23) the prefill kernels' int32 position +
+    side overflowed (wrong outputs, silently), sides of 2**63 and up raised Triton errors
+    or hung, and 2**64 and up an OverflowError that named no argument."""
+    causal = {"causal": False} if fn_name in ("prefill", "prefill_varlen") else {}
+    want = build(fn_name, device)
+    want.args.update(window=(-1, -1), **causal)
+    want = want()
+    for side in (2**31 - 1, 2**31, 2**63, 2**70):
+        call = build(fn_name, device)
+        call.args.update(window=(side, side), **causal)
+        assert torch.equal(call(), want), side
 
 
 @pytest.mark.parametrize("fn_name", FUNCS)
