@@ -46,6 +46,16 @@ def positive_float(name: str, x, none_means: str = "") -> float:
                          f"{x.bit_length()} bits") from None
 
 
+def flags(**named) -> None:
+    """causal, return_lse, validate: a bool (or an int 0 / 1). A string or a tensor is a
+    TypeError: bool("False") is True, so causal="False" ran causal, and validate=None
+    turned the checks off (session 23 review)."""
+    for name, x in named.items():
+        if not (isinstance(x, bool) or (isinstance(x, int) and x in (0, 1))):
+            got = repr(x) if isinstance(x, (str, int, float, type(None))) else type(x).__name__
+            raise TypeError(f"{name} must be a bool, got {got}")
+
+
 def tensor(name: str, t, rank: int | None = None, layout: str = "") -> torch.Tensor:
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")

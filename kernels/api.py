@@ -63,6 +63,7 @@ def prefill(
     (and lse [B, Hq, Nq] float32, natural log, -inf on rows that see no key).
     validate=False skips the checks that need a host-device sync.
     """
+    val.flags(causal=causal, return_lse=return_lse, validate=validate)
     out, scale, kv_seq_lens = val.prefill_call(q, k, v, seq_lens=seq_lens,
                                                kv_seq_lens=kv_seq_lens, sm_scale=sm_scale,
                                                out=out, validate=validate)
@@ -107,6 +108,7 @@ def prefill_varlen(
     Packed rows past cu_seqlens_q[-1] belong to no sequence and are left as they are
     (not written; uninitialised when out= is not given), as in FlashAttention.
     """
+    val.flags(causal=causal, return_lse=return_lse, validate=validate)
     out, scale, cu_seqlens_k, max_q = val.prefill_varlen_call(
         q, k, v, cu_seqlens_q=cu_seqlens_q, cu_seqlens_k=cu_seqlens_k,
         max_seqlen_q=max_seqlen_q, max_seqlen_k=max_seqlen_k, sm_scale=sm_scale, out=out,
@@ -148,6 +150,7 @@ def decode(
     (neither: scale 1), with vLLM's convention stored = real / scale, i.e. real K =
     k.float() * k_scale. ``quantize_kv`` makes such a cache and its scale.
     """
+    val.flags(return_lse=return_lse, validate=validate)
     out, scale = val.decode_call(q, k, v, seq_lens=seq_lens, num_splits=num_splits,
                                  sm_scale=sm_scale, k_scale=k_scale, v_scale=v_scale,
                                  out=out, validate=validate)
@@ -185,6 +188,7 @@ def paged_decode(
     table entries past a sequence's last page are never read and may hold anything.
     fp8 caches and k_scale / v_scale: as ``decode``.
     """
+    val.flags(return_lse=return_lse, validate=validate)
     out, scale = val.decode_call(q, k_cache, v_cache, block_table=block_table,
                                  seq_lens=seq_lens, num_splits=num_splits, sm_scale=sm_scale,
                                  k_scale=k_scale, v_scale=v_scale, out=out, validate=validate)
@@ -222,6 +226,7 @@ def sparse_decode(
     as it appears; a row of only -1 gives output 0 and LSE -inf. seq_lens: int32 [B]
     (default N) bounds the valid positions. With validate=False, positions outside
     [0, seq_len) are skipped, never read. fp8 caches and k_scale / v_scale: as ``decode``."""
+    val.flags(return_lse=return_lse, validate=validate)
     out, scale = val.decode_call(q, k, v, seq_lens=seq_lens, idx=indices,
                                  num_splits=num_splits, sm_scale=sm_scale, k_scale=k_scale,
                                  v_scale=v_scale, out=out, validate=validate)
@@ -255,6 +260,7 @@ def sparse_paged_decode(
     """Sparse decode over a paged cache ([num_pages, page_size, Hkv, D], as
     ``paged_decode``); indices hold logical positions (as ``sparse_decode``), looked up
     through block_table. fp8 caches and k_scale / v_scale: as ``decode``."""
+    val.flags(return_lse=return_lse, validate=validate)
     out, scale = val.decode_call(q, k_cache, v_cache, block_table=block_table,
                                  seq_lens=seq_lens, idx=indices, num_splits=num_splits,
                                  sm_scale=sm_scale, k_scale=k_scale, v_scale=v_scale, out=out,
@@ -305,6 +311,7 @@ def paged_prefill(
     [Hq, Tq] float32). Packed rows past cu_seqlens_q[-1] belong to no sequence and are
     left as they are, as in prefill_varlen. fp8 caches and k_scale / v_scale: as ``decode``.
     """
+    val.flags(causal=causal, return_lse=return_lse, validate=validate)
     out, scale, max_q = val.paged_prefill_call(
         q, k_cache, v_cache, block_table, cu_seqlens_q, seq_lens, max_seqlen_q=max_seqlen_q,
         num_splits=num_splits, sm_scale=sm_scale, k_scale=k_scale, v_scale=v_scale, out=out,

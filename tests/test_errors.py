@@ -42,6 +42,7 @@ WITH_SPLITS = (*DECODE_FAMILY, "paged_prefill")  # take num_splits
 WITH_SEQ_LENS = ("prefill", "decode", "paged_decode", "sparse_decode", "sparse_paged_decode",
                  "paged_prefill")
 PAGED = ("paged_decode", "sparse_paged_decode", "paged_prefill")
+CAUSAL_FUNCS = ("prefill", "prefill_varlen", "paged_prefill")  # take causal=
 PACKED = ("prefill_varlen", "paged_prefill")  # q [T, H, D] with cu_seqlens_q, max_seqlen_q
 SPARSE = ("sparse_decode", "sparse_paged_decode")
 BATCHED_KV = ("prefill", "decode", "sparse_decode")  # k/v carry a batch axis
@@ -1296,6 +1297,22 @@ def test_bad_variant_arguments(fn_name, case, device):
     rejected before any launch, out= untouched."""
     _, mutation, exc, match = case
     _check(fn_name, device, mutation, exc, match)
+
+
+@pytest.mark.parametrize("fn_name", FUNCS)
+def test_flags_must_be_bools(fn_name, device):
+    """causal, return_lse and validate take a bool (or 0 / 1): causal="False" used to run
+    causal (bool("False") is True) and validate=None turned the checks off."""
+    names = ["return_lse", "validate"] + (["causal"] if fn_name in CAUSAL_FUNCS else [])
+    for name in names:
+        for bad, got in (("False", "'False'"), (None, "None"), (torch.tensor(True), "Tensor"),
+                         (2, "2")):
+            call = build(fn_name, device)
+            call.args[name] = bad
+            assert_rejects(call, TypeError, rf"^{name} must be a bool, got {got}$")
+        call = build(fn_name, device)
+        call.args[name] = 1
+        assert_accepts(call)
 
 
 @pytest.mark.parametrize("fn_name", FUNCS)
