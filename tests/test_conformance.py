@@ -392,3 +392,28 @@ def test_a_crashing_case_is_kept(tmp_path, monkeypatch):
     assert "process died" in e["error"] and "--attention-impl=pkg.mod:peer" in \
         cells["decode/finite"]["replay"]
     assert "corpus" not in cells["decode/accuracy"]  # no record for that worker's test
+
+
+def test_a_failing_cell_reaches_the_junit_xml_with_its_case(tmp_path, monkeypatch):
+    """The shrunk case and replay line of a failure go on the item's user_properties:
+    pytest's JUnit writer (which tests/conformance_report.py reads) takes them from the
+    teardown report, built from the item's list; the call report holds a copy, and
+    properties added to it alone never reached the XML (session 23 review)."""
+    from types import SimpleNamespace
+
+    from tests import corpus_io
+
+    e = {"impl": "buggy", "impl_spec": "pkg.mod:adapter", "op": "prefill",
+         "property": "accuracy"}
+    monkeypatch.setattr(corpus_io, "write", lambda entry: tmp_path / "prefill-accuracy-x.json")
+    item = SimpleNamespace(nodeid="tests/test_conformance.py::t[x]", user_properties=[])
+    report = SimpleNamespace(when="call", failed=True, sections=[],
+                             user_properties=list(item.user_properties))
+    monkeypatch.setitem(corpus_io._pending, item.nodeid, e)
+    hook = corpus_io.pytest_runtest_makereport(item, None)
+    next(hook)
+    with pytest.raises(StopIteration):
+        hook.send(SimpleNamespace(get_result=lambda: report))
+    names = [name for name, _ in item.user_properties]
+    assert names == ["corpus", "replay"], item.user_properties
+    assert "--attention-impl=pkg.mod:adapter -k prefill-accuracy-x" in item.user_properties[1][1]
