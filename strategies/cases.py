@@ -159,7 +159,8 @@ def lengths(max_len: int, *, min_len: int = 0) -> st.SearchStrategy[int]:
 def head_dims(*, min_head_dim: int = 16, max_head_dim: int = 256):
     _check_bounds(head_dim=(min_head_dim, max_head_dim))
     listed = [d for d in HEAD_DIMS if min_head_dim <= d <= max_head_dim]
-    return st.one_of(st.sampled_from(listed), st.integers(min_head_dim, max_head_dim))
+    anywhere = st.integers(min_head_dim, max_head_dim)  # a range may hold no listed dim
+    return st.one_of(st.sampled_from(listed), anywhere) if listed else anywhere
 
 
 def group_sizes(*, max_group: int):

@@ -116,6 +116,9 @@ def assert_close_to_oracle(what: str, got, oracle, lowp, dtype, *, case, lse=Fal
     if got.shape != oracle.shape:
         raise AssertionError(f"{what}: shape {tuple(got.shape)} != oracle "
                              f"{tuple(oracle.shape)}\ncase: {case}")
+    want = torch.float32 if lse else lowp.dtype  # out like q (lowp runs in q's dtype)
+    if got.dtype != want:
+        raise AssertionError(f"{what}: dtype {got.dtype}, expected {want}\ncase: {case}")
     err = _abs_err(got, oracle)
     lowp_err = _abs_err(lowp, oracle)
     lowp_max = finite_abs_max(lowp_err)

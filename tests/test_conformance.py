@@ -283,6 +283,14 @@ def test_harness_catches_a_wrong_adapter(device, monkeypatch):
         run_check("prefill", "accuracy", case, device,
                   op=conformance.op_info(no_lse, "prefill"))
 
+    def returns_fp32(q, k, v, **kw):  # right values, wrong dtype: "out like q" (review)
+        return _sdpa_prefill(q, k, v, **kw).float()
+
+    fp32_out = Adapter("fp32-out", {"prefill": returns_fp32}, Supports(**SQUARE, lse=False))
+    with pytest.raises(AssertionError, match=r"dtype torch\.float32, expected torch\.float16"):
+        run_check("prefill", "accuracy", _case(dtype="float16"), device,
+                  op=conformance.op_info(fp32_out, "prefill"))
+
 
 def test_strategy_stays_inside_the_declaration():
     """Every case drawn for a narrow declaration is inside it."""

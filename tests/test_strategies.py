@@ -21,6 +21,7 @@ from attention_kernel_triton.strategies.cases import (
     Variants,
     case_from_dict,
     decode_cases,
+    head_dims,
     page_sizes,
     paged_prefill_cases,
     prefill_cases,
@@ -152,3 +153,17 @@ def test_prefill_case_takes_no_q_transposed():
         PrefillCase(batch=1, num_kv_heads=1, group_size=1, head_dim=16, n_q=1, n_k=1,
                     dtype="float16", causal=True, q_lens=None, kv_lens=None, scale=1.0,
                     seed=0, layout=Layout(q_transposed=True))
+
+
+@pytest.mark.parametrize("bounds", [(17, 23), (32, 32), (17, 17)])
+def test_head_dims_in_a_range_with_no_listed_dim(bounds):
+    """A head-dim range that holds none of the listed dims (an adapter declaring D 32
+    only) still draws, inside it; it used to fail at draw time (sampled_from of nothing)."""
+    lo, hi = bounds
+
+    @settings(max_examples=20, database=None)
+    @given(head_dims(min_head_dim=lo, max_head_dim=hi))
+    def draws(d):
+        assert lo <= d <= hi
+
+    draws()
