@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import torch
+
 from attention_kernel_triton.conformance import Adapter, Supports, load
 from attention_kernel_triton.strategies import cases
 from tests import sizes
@@ -134,6 +136,9 @@ def op_info(ad: Adapter, op: str):
         if return_lse and supports.lse:
             args["return_lse"] = True
         got = fn(**args)
+        if "return_lse" not in args and not isinstance(got, torch.Tensor):
+            raise AssertionError(f"{ad.name} {op}() without return_lse returned "
+                                 f"{type(got).__name__}, not the output tensor")
         return (got, NO_LSE) if return_lse and not supports.lse else got
 
     return replace(OPS[op], kernel=kernel, impl=ad.name, ours=ad.is_ours, supports=supports,

@@ -286,6 +286,13 @@ def test_harness_catches_a_wrong_adapter(device, monkeypatch):
     def returns_fp32(q, k, v, **kw):  # right values, wrong dtype: "out like q" (review)
         return _sdpa_prefill(q, k, v, **kw).float()
 
+    def always_a_pair(q, k, v, *, return_lse=False, **kw):  # (out, lse) whatever was asked
+        return _sdpa_prefill(q, k, v, return_lse=True, **kw)
+
+    pair = Adapter("pair", {"prefill": always_a_pair}, Supports(**SQUARE, lse=False))
+    with pytest.raises(AssertionError, match=r"pair prefill\(\) without return_lse returned "
+                                             r"tuple, not the output"):
+        run_check("prefill", "accuracy", case, device, op=conformance.op_info(pair, "prefill"))
     fp32_out = Adapter("fp32-out", {"prefill": returns_fp32}, Supports(**SQUARE, lse=False))
     with pytest.raises(AssertionError, match=r"dtype torch\.float32, expected torch\.float16"):
         run_check("prefill", "accuracy", _case(dtype="float16"), device,
