@@ -155,14 +155,26 @@ def load(spec: str) -> Adapter:
                          "'path/to/file.py:attribute'")
     if module_name.endswith(".py"):
         path = Path(module_name)
+        if not path.is_file():  # relative paths are from the directory pytest runs in
+            raise FileNotFoundError(f"--attention-impl {spec!r}: no file {path.resolve()}")
         loader = importlib.util.spec_from_file_location(path.stem, path)
         if loader is None:
             raise ValueError(f"--attention-impl {spec!r}: cannot load {path}")
         module = importlib.util.module_from_spec(loader)
         loader.loader.exec_module(module)
     else:
-        module = importlib.import_module(module_name)
-    adapter = getattr(module, attr)
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not module_name.startswith(exc.name):
+                raise  # the module exists; something it imports does not
+            raise ModuleNotFoundError(
+                f"--attention-impl {spec!r}: no module {exc.name!r} (is its directory on "
+                f"PYTHONPATH? a file can be given as path/to/file.py:{attr})",
+                name=exc.name) from exc
+    adapter = getattr(module, attr, None)
+    if adapter is None:
+        raise AttributeError(f"--attention-impl {spec!r}: {module_name} has no {attr!r}")
     if not isinstance(adapter, Adapter):
         raise TypeError(f"--attention-impl {spec!r}: {attr} is a {type(adapter).__name__}, "
                         "not an attention_kernel_triton.conformance.Adapter")

@@ -189,8 +189,15 @@ def test_readme_example_runs(tmp_path):
     assert len(block.strip().splitlines()) <= 10, "the example is meant to fit in 10 lines"
     path = tmp_path / "my_adapter.py"
     path.write_text(block)
-    cmd = [sys.executable, "-m", "pytest", "tests/test_conformance.py::test_conformance",
-           "-q", "-p", "no:cacheprovider", f"--attention-impl={path}:adapter", "-W", "ignore"]
+    # the README's command: its test ids and its option, the adapter file put in tmp_path
+    shell = text.split(README_EXAMPLE, 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    words = shell.replace("\\\n", " ").split()
+    assert words[:3] == ["python", "-m", "pytest"], shell
+    assert "--attention-impl=my_adapter.py:adapter" in words, shell
+    ids = [w for w in words if w.startswith("tests/")]
+    assert ids, shell
+    cmd = [sys.executable, "-m", "pytest", *ids, "-q", "-p", "no:cacheprovider",
+           f"--attention-impl={path}:adapter", "-W", "ignore"]
     run = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=600,
                          env={**os.environ, "HYPOTHESIS_MAX_EXAMPLES": "5",
                               # on the CPU everywhere: on an H100 the example's default SDPA
@@ -243,6 +250,16 @@ def test_declaration_errors():
         load("no-such-adapter")
     with pytest.raises(TypeError, match="not an attention_kernel_triton.conformance.Adapter"):
         load("json:dumps")
+    # a spec that names nothing: the option, the spec and where it looked (review)
+    with pytest.raises(ModuleNotFoundError, match=r"--attention-impl 'no_such_pkg.mod:x': no "
+                                                  r"module 'no_such_pkg' \(is its directory on "
+                                                  r"PYTHONPATH"):
+        load("no_such_pkg.mod:x")
+    with pytest.raises(AttributeError, match=r"--attention-impl 'json:nosuch': json has no "):
+        load("json:nosuch")
+    with pytest.raises(FileNotFoundError, match=r"--attention-impl 'missing\.py:adapter': no "
+                                                r"file /"):
+        load("missing.py:adapter")
 
 
 def test_undeclared_feature_is_skipped_with_its_reason():
