@@ -252,6 +252,9 @@ def _kv_pair(q3, names: tuple[str, str], k, v, layout: str) -> None:
             if t.dtype in FP8_DTYPES:  # v fp8, k not: name the mix
                 raise ValueError(f"{name} is {t.dtype} but {names[0]} is {k.dtype}: K and V "
                                  f"caches must share one dtype")
+            if t.dtype.is_floating_point and t.dtype.itemsize == 1:  # e.g. float8_e4m3fnuz
+                raise ValueError(f"{name} must be float16, bfloat16 or float32, or an fp8 "
+                                 f"cache in float8_e4m3fn or float8_e5m2, got {t.dtype}")
             float_input(name, t)
             same_kind("q", q3, name, t)
     if k.shape != v.shape:

@@ -992,6 +992,10 @@ FP8_CASES = [
     ("q-float32-e5m2", _both(_kv_as(E5M2), _q_out_as(torch.float32)), ValueError,
      r"^{k} is torch\.float8_e5m2: fp8 caches need q in float16 or bfloat16 .*"
      r"got q torch\.float32"),
+    # fp8 formats other than the two taken: the message names the two (review)
+    ("kv-e4m3fnuz", _kv_as(torch.float8_e4m3fnuz), ValueError,
+     r"^{k} must be float16, bfloat16 or float32, or an fp8 cache in float8_e4m3fn or "
+     r"float8_e5m2, got torch\.float8_e4m3fnuz"),
     ("q-e4m3", _set("q", lambda t: t.to(E4M3)), ValueError,
      r"^q must be float16, bfloat16 or float32, got torch\.float8_e4m3fn"),
     ("q-e5m2", _set("q", lambda t: t.to(E5M2)), ValueError,
