@@ -167,10 +167,7 @@ def pytest_runtest_makereport(item, call):
         path = write(e)
         report.sections.append(("regression corpus", f"shrunk case written to {path}\n"
                                 f"replay: {replay_command(path, e)}"))
-        # for JUnit XML (tests/conformance_report.py reads them). pytest's JUnit writer
-        # reads the teardown report's properties, which come from the item's list: the call
-        # report holds a copy, so properties added to it alone never reached the XML (a
-        # review found every FAIL cell of the report without its case and replay line)
-        props = [("corpus", str(path)), ("replay", replay_command(path, e))]
-        item.user_properties += props
-        report.user_properties += props
+        # for JUnit XML (tests/conformance_report.py reads them): pytest's JUnit writer
+        # takes the teardown report's properties, which come from the item's list (the
+        # call report only holds a copy: properties added there never reached the XML)
+        item.user_properties += [("corpus", str(path)), ("replay", replay_command(path, e))]
