@@ -164,3 +164,75 @@ def test_varlen_loose_max_seqlen_q(device, monkeypatch):
         assert torch.equal(got, ref), f"validate={validate}: loose max_seqlen_q changed bits"
     assert grid_q == [longest, longest, min(loose, total)], grid_q  # (clamped to the rows)
     assert bool((ref[sum(lengths):] == 7.0).all()), "rows past cu_seqlens_q[-1] were written"
+
+
+def _run_ptx(asm: str, inputs: list) -> list:
+    """Run the straight-line fp32/b32 PTX of an inline-asm block on numpy arrays: the few
+    instructions kernels/prefill_sm90.py's blocks use, each rounded as PTX defines it
+    (fma: the exact product plus the addend, rounded once; within 1 ulp here through
+    float64). Operands $k: outputs first, then inputs; an unknown opcode raises."""
+    import numpy as np
+    regs = {f"${len(inputs) + i}": np.asarray(x, np.float32).view(np.uint32).copy()
+            for i, x in enumerate(inputs)}
+
+    def val(tok, as_float):
+        if tok.startswith("0f"):
+            bits = np.uint32(int(tok[2:], 16))
+        elif tok.lstrip("-").isdigit():
+            return np.float32(tok) if as_float else np.uint32(int(tok) % 2**32)
+        else:
+            bits = regs[tok]
+        return np.asarray(bits, np.uint32).view(np.float32) if as_float else bits
+
+    for line in asm.replace("{", "").replace("}", "").split(";"):
+        words = line.replace(",", " ").split()
+        if not words or words[0] == ".reg":
+            continue
+        op, dst, *src = words
+        f = [val(t, True) for t in src]
+        with np.errstate(all="ignore"):
+            if op == "ex2.approx.ftz.f32":
+                out = np.exp2(f[0])
+            elif op == "max.NaN.f32":
+                out = np.where(np.isnan(f[0]) | np.isnan(f[1]), np.float32("nan"),
+                               np.maximum(f[0], f[1]))
+            elif op in ("add.rn.f32", "sub.rn.f32"):
+                out = f[0] + f[1] if op.startswith("add") else f[0] - f[1]
+            elif op == "fma.rn.f32":
+                out = (f[0].astype(np.float64) * f[1] + f[2]).astype(np.float32)
+            elif op in ("mov.b32", "mov.f32"):
+                out = f[0]
+            elif op == "shl.b32":
+                regs[dst] = val(src[0], False) << np.uint32(int(src[1]))
+                continue
+            elif op == "add.s32":
+                regs[dst] = val(src[0], False) + val(src[1], False)
+                continue
+            else:
+                raise ValueError(f"unknown PTX op {op!r}")
+        regs[dst] = np.asarray(out, np.float32).view(np.uint32)
+    return [regs[f"${i}"].view(np.float32) for i in range(len(inputs))]
+
+
+def test_sm90_exp2_split_ptx():
+    """The soft-capped Gluon prefill's exp2 (kernels/prefill_sm90.py _EXP2_SPLIT_ASM) runs
+    only on a Hopper GPU; its PTX runs here on numpy. Its second lane, the polynomial on the
+    FMA pipe, must be exp2 to 4e-6 relative over the softmax's range (x <= 0 down to where
+    fp32 stops), exactly 1 at 0 (a row's max key), ~0 (never NaN, never negative) for a
+    masked -inf, and NaN for NaN."""
+    import numpy as np
+
+    from attention_kernel_triton.kernels.prefill_sm90 import _EXP2_SPLIT_ASM
+    x = np.concatenate([np.linspace(-125.0, 2e-6, 400_001, dtype=np.float32),
+                        np.float32([0.0, -0.0, -126.0, -126.5, -1000.0, -np.inf, np.nan])])
+    first, second = _run_ptx(_EXP2_SPLIT_ASM.value, [x, x])
+    with np.errstate(over="ignore"):
+        exact = np.exp2(x.astype(np.float64))
+    assert np.array_equal(first, np.exp2(x), equal_nan=True)
+    body = slice(0, -7)
+    rel = np.abs(second[body] / exact[body] - 1.0)
+    assert rel.max() < 4e-6, (x[body][rel.argmax()], rel.max())
+    assert second[-7] == 1.0 and second[-6] == 1.0
+    tail = second[-5:-1]  # -126 and below, -inf: at most 2^-125, not negative
+    assert np.all((tail >= 0) & (tail <= 2.0**-125)), tail
+    assert np.isnan(second[-1])
