@@ -93,10 +93,9 @@ print(len(asm["cubin"]) > 0, asm["ptx"].count("ex2.approx.ftz.f32"),
 
 def test_softcap_tanh_modes_compile_for_hopper(tmp_path):
     """Both soft-cap tanh helpers compile for sm_90, and only the fast one emits the
-    hardware tanh; the split exp2's PTX block (kernels/_jit.py exp2_split) assembles.
-    The CPU suite runs the kernels under the interpreter, which accepts code the compiler
-    rejects (session 19: a tl.PropagateNan held in a local variable ran on the CPU and
-    failed every soft-cap compile on the GPU)."""
+    hardware tanh; the split exp2's PTX (kernels/_jit.py exp2_split) assembles. The CPU suite runs the kernels under the interpreter, which accepts
+    code the compiler rejects (session 19: a tl.PropagateNan held in a local variable ran
+    on the CPU and failed every soft-cap compile on the GPU)."""
     import os
 
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
