@@ -81,7 +81,7 @@ def mm(a, b, acc, FP32: tl.constexpr):
 
 @triton.jit
 def online_softmax_step(acc, m_i, l_i, s, v, qk_scale, MAY_BE_EMPTY: tl.constexpr,
-                        FP32: tl.constexpr, SPLIT_EXP2: tl.constexpr = False):
+                        FP32: tl.constexpr):
     """Fold one key tile into the running state.
 
     acc: [M, D] fp32   m_i, l_i: [M] fp32 (running max of scaled base-2 logits; sum)
@@ -90,8 +90,6 @@ def online_softmax_step(acc, m_i, l_i, s, v, qk_scale, MAY_BE_EMPTY: tl.constexp
     qk_scale = sm_scale * log2(e) > 0 is applied here, fused into the exponent's
     multiply-add (the exp is the costly part of the loop, not the matmuls).
     MAY_BE_EMPTY: the tile may hold rows with no valid key so far.
-    SPLIT_EXP2: half of p's exp2 on the FMA pipe (exp2_split; GPU only), for the
-    compute-bound builds whose soft-cap tanh already takes a MUFU op per score.
     """
     m_new = tl.maximum(m_i, tl.max(s, 1) * qk_scale)
     if MAY_BE_EMPTY:
@@ -102,10 +100,7 @@ def online_softmax_step(acc, m_i, l_i, s, v, qk_scale, MAY_BE_EMPTY: tl.constexp
     else:
         m_sub = m_new
     alpha = tl.exp2(m_i - m_sub)  # [M]
-    if SPLIT_EXP2:
-        p = exp2_split(s * qk_scale - m_sub[:, None])  # [M, N] fp32
-    else:
-        p = tl.exp2(s * qk_scale - m_sub[:, None])  # [M, N] fp32
+    p = tl.exp2(s * qk_scale - m_sub[:, None])  # [M, N] fp32
     l_i = l_i * alpha + tl.sum(p, 1)
     acc = acc * alpha[:, None]
     acc = mm(p.to(v.dtype), v, acc, FP32)
@@ -208,43 +203,6 @@ def tanh_approx(x):
     cannot run it."""
     return tl.inline_asm_elementwise("tanh.approx.f32 $0, $1;", "=f,f", [x],
                                      dtype=tl.float32, is_pure=True, pack=1)
-
-
-# exp2 with half the MUFU work (exp2_split): of each pair of fp32 elements the first goes to
-# the hardware's ex2 (MUFU), the second to a polynomial on the FMA pipe (FlashAttention-4's
-# trick): t = max(x, -127), n = round(t) by the 1.5 x 2^23 shift, 2^(t - n) by a degree-4
-# polynomial on [-1/2, 1/2] (fitted for relative error with its constant held at 1: 2.9e-6
-# in fp32, under the 2^-11 of the 16-bit p it feeds; 2^0 is exactly 1), then n added to
-# the exponent bits. The clamp makes -inf (a masked key) exactly 0: t = -127 gives n = -127
-# and 2^0 = 1, whose bits less 127 << 23 are 0; nothing below wraps negative (n = -127
-# only for f >= 0, where the polynomial is >= 1). max.NaN keeps a NaN a NaN. PTX runs only
-# on a GPU (tests/test_prefill.py runs this block on numpy).
-_EXP2_POLY = ("0f3C1D0135", "0f3D64FE0C", "0f3E7601BC", "0f3F317096", "0f3F800000")
-EXP2_SPLIT_ASM = "\n".join([
-    "{ .reg .f32 t, j, f, r; .reg .b32 n, b;",
-    "ex2.approx.ftz.f32 $0, $2;",  # the pair's first: MUFU
-    "max.NaN.f32 t, $3, 0fC2FE0000;",  # the second: t = max(x, -127)
-    "add.rn.f32 j, t, 0f4B400000;",  # j's low bits hold n = round(t)
-    "sub.rn.f32 f, j, 0f4B400000;",
-    "sub.rn.f32 f, t, f;",  # f = t - n in [-1/2, 1/2]
-    f"fma.rn.f32 r, f, {_EXP2_POLY[0]}, {_EXP2_POLY[1]};",
-    f"fma.rn.f32 r, r, f, {_EXP2_POLY[2]};",
-    f"fma.rn.f32 r, r, f, {_EXP2_POLY[3]};",
-    f"fma.rn.f32 r, r, f, {_EXP2_POLY[4]};",  # r = 2^f
-    "shl.b32 n, j, 23;",  # n into the exponent field (the shift drops the 1.5 x 2^23)
-    "mov.b32 b, r;",
-    "add.s32 b, b, n;",
-    "mov.b32 $1, b; }"])
-EXP2_SPLIT = tl.constexpr(EXP2_SPLIT_ASM)
-
-
-@triton.jit
-def exp2_split(x):
-    """exp2 of fp32 x <= ~0 (softmax exponents) with half the MUFU work (EXP2_SPLIT_ASM):
-    for the builds whose tanh (SOFTCAP_FAST) already takes one MUFU op per score. GPU
-    only."""
-    return tl.inline_asm_elementwise(EXP2_SPLIT, "=f,=f,f,f", [x], dtype=tl.float32,
-                                     is_pure=True, pack=2)
 
 
 @triton.jit

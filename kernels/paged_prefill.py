@@ -161,8 +161,7 @@ def _key_tiles(
             s = tl.where(ok, s, float("-inf"))
         # m_i starts at -FLT_MAX: rows whose keys so far are all masked need no guard.
         acc, m_i, l_i = online_softmax_step(acc, m_i, l_i, s, v, qk_scale,
-                                            MAY_BE_EMPTY=False, FP32=FP32,
-                                            SPLIT_EXP2=SOFTCAP == 2)
+                                            MAY_BE_EMPTY=False, FP32=FP32)
     return acc, m_i, l_i
 
 

@@ -163,8 +163,7 @@ def _attend_key_tiles(
         # m_i starts at -FLT_MAX, not -inf: a row whose keys so far are all masked keeps a
         # finite max, so the step needs no -inf guard (exp2(-inf - m) = 0, alpha = 1).
         acc, m_i, l_i = online_softmax_step(acc, m_i, l_i, s, v, qk_scale,
-                                            MAY_BE_EMPTY=False, FP32=FP32,
-                                            SPLIT_EXP2=SOFTCAP == 2)
+                                            MAY_BE_EMPTY=False, FP32=FP32)
     return acc, m_i, l_i
 
 

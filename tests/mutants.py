@@ -68,8 +68,8 @@ TESTS = {
     "fp8": ("tests/test_fp8.py",),
     # window / softcap / sinks / ALiBi: every function on cases that all have some
     "variants": ("tests/test_variants.py",),
-    # PTX blocks (they run only on a GPU; the test runs them on numpy)
-    "ptx": ("tests/test_prefill.py::test_exp2_split_ptx",),
+    # the Gluon prefill's PTX blocks (Gluon runs only on a Hopper GPU; the PTX runs on numpy)
+    "sm90_ptx": ("tests/test_prefill.py::test_sm90_exp2_split_ptx",),
 }
 
 GPU_INT64 = "tests/test_gpu.py::"
@@ -564,18 +564,6 @@ MUTANTS: tuple[Mutant, ...] = (
            "object.__setattr__(self, name, t.contiguous())",
            "object.__setattr__(self, name, t)",
            "a strided sinks / slopes view reaches the kernels, which read head h at ptr + h"),
-    Mutant("exp2_poly_no_exponent", "ptx", JIT,
-           '"add.s32 b, b, n;",', '"add.s32 b, b, 0;",',
-           "soft-capped prefills: the polynomial half of exp2 drops round(x)'s power of two "
-           "(every second key gets 2^(x - round(x)))"),
-    Mutant("exp2_poly_no_clamp", "ptx", JIT,
-           '"max.NaN.f32 t, $3, 0fC2FE0000;",', '"mov.f32 t, $3;",',
-           "soft-capped prefills: the polynomial half of exp2 takes masked (-inf) scores "
-           "unclamped: NaN for every second masked key"),
-    Mutant("exp2_poly_clamp_126", "ptx", JIT,
-           '"max.NaN.f32 t, $3, 0fC2FE0000;",', '"max.NaN.f32 t, $3, 0fC2FC0000;",',
-           "soft-capped prefills: clamped at -126, a masked key's p is 2^-126, not 0 (a row "
-           "with no key keeps a nonzero sum: output 0 but a finite LSE, not -inf)"),
     Mutant("sm90_sink_no_rescale", "prefill", SM90,
            "        acc = acc * gl.expand_dims(gl.convert_layout(alpha, row_o), 1)\n"
            "        m_i = m_new\n",
@@ -597,6 +585,14 @@ MUTANTS: tuple[Mutant, ...] = (
            "        qk_scale = qk_scale * softcap_out\n", "",
            "Gluon prefill: the soft-capped scores miss the cap's factor (softcap_out, folded "
            "into the softmax's scale): c x tanh(x) becomes tanh(x)", **_GLUON_WINDOW),
+    Mutant("sm90_exp2_poly_no_exponent", "sm90_ptx", SM90,
+           '"add.s32 b, b, n;",', '"add.s32 b, b, 0;",',
+           "Gluon prefill, soft-capped: the polynomial half of exp2 drops round(x)'s "
+           "power of two (every second key gets 2^(x - round(x)))"),
+    Mutant("sm90_exp2_poly_no_clamp", "sm90_ptx", SM90,
+           '"max.NaN.f32 t, $3, 0fC2FC0000;",', '"mov.f32 t, $3;",',
+           "Gluon prefill, soft-capped: the polynomial half of exp2 takes masked (-inf) "
+           "scores unclamped: NaN for every second masked key"),
     Mutant("sm90_window_off_by_one", "prefill", SM90,
            "            keep = keep & (keys >= rows - win_left)\n",
            "            keep = keep & (keys > rows - win_left)\n",
