@@ -79,40 +79,6 @@ def _tanh_approx(x):
                                      dtype=gl.float32, is_pure=True, pack=1)
 
 
-# 2^f on [-1/2, 1/2], degree 4, fitted for relative error with the constant held at 1 (so
-# 2^0 is exactly 1): 2.9e-6 evaluated in fp32, well under the 2^-11 of the 16-bit p it
-# feeds. fp32 in PTX's hex, highest degree first
-_EXP2_POLY = ("0f3C1D0135", "0f3D64FE0C", "0f3E7601BC", "0f3F317096", "0f3F800000")
-_EXP2_SPLIT_ASM = gl.constexpr("\n".join([
-    "{ .reg .f32 t, j, f, r; .reg .b32 n, b;",
-    "ex2.approx.ftz.f32 $0, $2;",  # the first of the pair: MUFU
-    "max.NaN.f32 t, $3, 0fC2FC0000;",  # the second: t = max(x, -126)
-    "add.rn.f32 j, t, 0f4B400000;",  # j's low bits hold n = round(t)
-    "sub.rn.f32 f, j, 0f4B400000;",
-    "sub.rn.f32 f, t, f;",  # f = t - n in [-1/2, 1/2]
-    f"fma.rn.f32 r, f, {_EXP2_POLY[0]}, {_EXP2_POLY[1]};",
-    f"fma.rn.f32 r, r, f, {_EXP2_POLY[2]};",
-    f"fma.rn.f32 r, r, f, {_EXP2_POLY[3]};",
-    f"fma.rn.f32 r, r, f, {_EXP2_POLY[4]};",  # r = 2^f
-    "shl.b32 n, j, 23;",  # n in the exponent field (the shift drops the 1.5 x 2^23)
-    "mov.b32 b, r;",
-    "add.s32 b, b, n;",
-    "mov.b32 $1, b; }"]))
-
-
-@gluon.jit
-def _exp2_split(x):
-    """exp2 of fp32 x <= ~0 with half the MUFU work: of each pair of elements, the first
-    goes to the hardware's ex2 (MUFU), the second to a polynomial on the FMA pipe
-    (FlashAttention-4's trick; _EXP2_SPLIT_ASM): n = round(t) by the 1.5 x 2^23 shift,
-    2^(t - n) by the polynomial, n added to its exponent bits. t = max(x, -126) keeps the
-    exponent in range (-inf gives ~1e-38, 0 in the 16-bit p); max.NaN keeps a NaN a NaN.
-    For the soft-capped build, where tanh and exp2 both take MUFU: at 2 MUFU ops per score
-    the MUFU pipe alone needed as long as the tensor cores (D128)."""
-    return gl.inline_asm_elementwise(_EXP2_SPLIT_ASM, "=f,=f,f,f", [x], dtype=gl.float32,
-                                     is_pure=True, pack=2)
-
-
 @gluon.jit
 def _softmax_tile(s, m_i, l_i, start_n, offs_m, offs_n0, qk_scale, win_left, softcap_in,
                   softcap_out, dtype: gl.constexpr, p_layout: gl.constexpr,
@@ -141,10 +107,7 @@ def _softmax_tile(s, m_i, l_i, start_n, offs_m, offs_n0, qk_scale, win_left, sof
         s = gl.where(keep, s, float("-inf"))
     m_new = gl.maximum(m_i, gl.max(s, axis=1) * qk_scale)
     alpha = gl.exp2(m_i - m_new)
-    if SOFTCAP:
-        p = _exp2_split(s * qk_scale - gl.expand_dims(m_new, 1))
-    else:
-        p = gl.exp2(s * qk_scale - gl.expand_dims(m_new, 1))
+    p = gl.exp2(s * qk_scale - gl.expand_dims(m_new, 1))
     l_i = l_i * alpha + gl.sum(p, axis=1)
     return p, alpha, m_new, l_i
 

@@ -68,8 +68,6 @@ TESTS = {
     "fp8": ("tests/test_fp8.py",),
     # window / softcap / sinks / ALiBi: every function on cases that all have some
     "variants": ("tests/test_variants.py",),
-    # the Gluon prefill's PTX blocks (Gluon runs only on a Hopper GPU; the PTX runs on numpy)
-    "sm90_ptx": ("tests/test_prefill.py::test_sm90_exp2_split_ptx",),
 }
 
 GPU_INT64 = "tests/test_gpu.py::"
@@ -585,14 +583,6 @@ MUTANTS: tuple[Mutant, ...] = (
            "        qk_scale = qk_scale * softcap_out\n", "",
            "Gluon prefill: the soft-capped scores miss the cap's factor (softcap_out, folded "
            "into the softmax's scale): c x tanh(x) becomes tanh(x)", **_GLUON_WINDOW),
-    Mutant("sm90_exp2_poly_no_exponent", "sm90_ptx", SM90,
-           '"add.s32 b, b, n;",', '"add.s32 b, b, 0;",',
-           "Gluon prefill, soft-capped: the polynomial half of exp2 drops round(x)'s "
-           "power of two (every second key gets 2^(x - round(x)))"),
-    Mutant("sm90_exp2_poly_no_clamp", "sm90_ptx", SM90,
-           '"max.NaN.f32 t, $3, 0fC2FC0000;",', '"mov.f32 t, $3;",',
-           "Gluon prefill, soft-capped: the polynomial half of exp2 takes masked (-inf) "
-           "scores unclamped: NaN for every second masked key"),
     Mutant("sm90_window_off_by_one", "prefill", SM90,
            "            keep = keep & (keys >= rows - win_left)\n",
            "            keep = keep & (keys > rows - win_left)\n",
