@@ -86,15 +86,19 @@ def one(op: str, variant: str, group: int, d: int, calls: int, impl: str = "flas
 
 
 def cell(op: str, args: tuple) -> str:
+    """One cell in its own process; its outcome is also printed to stderr as it comes, so
+    a run stopped at a time limit still reports the cells it finished."""
     try:
         run = subprocess.run([sys.executable, __file__, "one", op, *map(str, args)],
                              capture_output=True, text=True, timeout=900)
+        if run.returncode < 0:
+            out = f"crashed (signal {-run.returncode})"
+        else:
+            out = (run.stdout.strip() or run.stderr.strip() or "?").splitlines()[-1][:90]
     except subprocess.TimeoutExpired:
-        return "timed out (900 s)"
-    if run.returncode < 0:
-        return f"crashed (signal {-run.returncode})"
-    lines = (run.stdout.strip() or run.stderr.strip() or "?").splitlines()
-    return lines[-1][:90]
+        out = "timed out (900 s)"
+    print(f"cell {op} {' '.join(map(str, args))}: {out}", file=sys.stderr, flush=True)
+    return out
 
 
 def main() -> None:
