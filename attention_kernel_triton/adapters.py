@@ -403,8 +403,20 @@ def flashinfer() -> Adapter:
     notes = {"out": _NO_OUT, "sinks": "FlashInfer 0.2.5 has no sink term",
              "alibi_slopes": "FlashInfer's ALiBi mode uses its own slopes (no slopes argument)",
              "non_causal": "declared causal only: FlashInfer's window has a left side only"}
-    supports = Supports(dtypes=("float16", "bfloat16"), head_dims=(16, 256), out=False,
-                        non_causal=False, variants=("window", "softcap"), notes=notes)
+    common = dict(dtypes=("float16", "bfloat16"), head_dims=(16, 256), out=False,
+                  non_causal=False, variants=("window", "softcap"))
+    # Its CUDA-core decode is built for GQA groups 1, 2, 3, 4 and 8 only (its
+    # DISPATCH_GQA_GROUP_SIZE; another group is a C++ error there). On the H100 image
+    # (FlashInfer 0.2.5 JIT-built by nvcc 13.0) group 5 killed the process with SIGSEGV
+    # instead of raising (benchmarks/results/nvidia-h100-80gb-hbm3-2026-12-07-flashinfer-
+    # crash-repro.md: every other cell there, decode and prefill, ran and matched). That
+    # explains session 22's decode crashes (in plan); its prefill crashes (in paged_run)
+    # are not explained by those cells.
+    decode_notes = {**notes, "gqa": "FlashInfer's decode takes GQA groups 1, 2, 3, 4, 8 "
+                                    "(another crashed with SIGSEGV in 0.2.5, not an error)"}
+    supports = {"paged_decode": Supports(**common, group_sizes=(1, 2, 3, 4, 8),
+                                         notes=decode_notes),
+                "paged_prefill": Supports(**common, notes=notes)}
     return Adapter("flashinfer", {"paged_decode": paged_decode,
                                   "paged_prefill": paged_prefill}, supports,
                    unavailable=_flashinfer_unavailable)

@@ -61,7 +61,9 @@ class Supports:
     multiple of 8 still gives unaligned rows, so an adapter that needs aligned rows pads
     D, as the shipped SDPA ones do). The paged operations' cases always carry lengths
     and (paged_prefill) rectangular causal rows. fp8: K/V cache formats it
-    takes (with ``k_scale`` / ``v_scale``). variants: of VARIANTS."""
+    takes (with ``k_scale`` / ``v_scale``). variants: of VARIANTS. group_sizes: the GQA
+    groups (Hq / Hkv) it takes, when only some (FlashInfer's CUDA-core decode: 1, 2, 3,
+    4 and 8), 1 among them; empty: any (MHA only without gqa)."""
 
     dtypes: tuple[str, ...] = ("float16", "bfloat16", "float32")
     head_dims: tuple[int, int] = (16, 256)
@@ -76,6 +78,7 @@ class Supports:
     unaligned_rows: bool = True
     fp8: tuple[str, ...] = ()
     variants: tuple[str, ...] = ()
+    group_sizes: tuple[int, ...] = ()
     notes: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
@@ -91,6 +94,12 @@ class Supports:
             raise ValueError(f"Supports.head_dims: expected 1 <= low <= high, got {lo, hi}")
         if not (self.causal or self.non_causal):
             raise ValueError("Supports: causal and non_causal cannot both be False")
+        groups = self.group_sizes
+        if isinstance(groups, (str, bytes)) or any(type(g) is not int or g < 1 for g in groups) \
+                or groups and 1 not in groups or not self.gqa and any(g > 1 for g in groups):
+            raise ValueError(f"Supports.group_sizes: expected a tuple of ints >= 1 that holds "
+                             f"1 (gqa_equals_mha compares with MHA; only 1 without gqa), got "
+                             f"{groups!r}")
         bad = [d for d in self.dtypes if d not in DTYPES]
         if not self.dtypes or bad or isinstance(self.dtypes, str):
             raise ValueError(f"Supports.dtypes: expected a non-empty tuple of {DTYPES} "

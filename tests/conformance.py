@@ -180,6 +180,8 @@ def outside(supports: Supports, op: str, case) -> str | None:
         why.append(f"head_dim {case.head_dim} outside {supports.head_dims}")
     if case.group_size > 1 and not supports.gqa:
         why.append("GQA")
+    elif supports.group_sizes and case.group_size not in supports.group_sizes:
+        why.append(f"GQA group {case.group_size} (takes {supports.group_sizes})")
     if case.layout.row_gap not in cases.ALIGNED_ROW_GAPS and not supports.unaligned_rows:
         why.append(f"rows {case.layout.row_gap} elements apart")
     kv = getattr(case, "kv_dtype", None)
@@ -217,6 +219,12 @@ def strategy(op: str, supports: Supports, *, fp8_only: bool = False):
                       f"{supports.head_dims} vs this device's {getattr(sizes, family)()}")
     if not supports.gqa:
         kw["max_group"] = 1
+    groups = tuple(g for g in supports.group_sizes if g <= kw["max_group"])
+    if supports.group_sizes and not groups:
+        return None, (f"nothing to draw: GQA groups {supports.group_sizes} vs this device's "
+                      f"largest, {kw['max_group']}")
+    if groups:
+        kw["max_group"] = max(groups)
     if not supports.unaligned_rows:
         kw["row_gaps"] = cases.ALIGNED_ROW_GAPS
     kw["variants"] = tuple(supports.variants) or False
@@ -232,10 +240,14 @@ def strategy(op: str, supports: Supports, *, fp8_only: bool = False):
             kw["varlen"] = True
         elif not supports.lengths:
             kw["padded"] = False
-        return cases.prefill_cases(**kw), None
-    if family == "paged_prefill":
-        return cases.paged_prefill_cases(**kw), None
-    paged, sparse = "paged" in op, "sparse" in op
-    if not supports.lengths and not paged:
-        kw["with_lens"] = False
-    return cases.decode_cases(**kw, paged=paged, sparse=sparse), None
+        drawn = cases.prefill_cases(**kw)
+    elif family == "paged_prefill":
+        drawn = cases.paged_prefill_cases(**kw)
+    else:
+        paged, sparse = "paged" in op, "sparse" in op
+        if not supports.lengths and not paged:
+            kw["with_lens"] = False
+        drawn = cases.decode_cases(**kw, paged=paged, sparse=sparse)
+    if groups:  # the case strategies draw a range of groups; most of it is kept
+        drawn = drawn.filter(lambda case: case.group_size in groups)
+    return drawn, None

@@ -242,6 +242,11 @@ def test_declaration_errors():
         Supports(head_dims=(64, 32))
     with pytest.raises(ValueError, match="causal"):
         Supports(causal=False, non_causal=False)
+    for groups in ((0, 1), (1, "2"), "12", (2, 4)):
+        with pytest.raises(ValueError, match="Supports.group_sizes"):
+            Supports(group_sizes=groups)
+    with pytest.raises(ValueError, match="Supports.group_sizes"):
+        Supports(gqa=False, group_sizes=(1, 2))
     with pytest.raises(ValueError, match="unknown operations"):
         Adapter("x", {"attention": _sdpa_prefill})
     with pytest.raises(ValueError, match="no Supports for"):
@@ -340,6 +345,36 @@ def test_strategy_stays_inside_the_declaration():
     inside()
     none_left, why = conformance.strategy("prefill", Supports(dtypes=("bfloat16",)))
     assert none_left is None if not sizes.ON_GPU else why is None
+
+
+def test_group_sizes_declaration():
+    """An adapter that takes only some GQA groups (FlashInfer's decode: 1, 2, 3, 4, 8; group
+    5 crashed its process on the GPU) is drawn only those, at every size the strategy
+    reaches, and a kept case with another group is outside its declaration."""
+    from hypothesis import find, settings
+    from hypothesis.errors import NoSuchExample
+
+    from attention_kernel_triton import adapters
+    from attention_kernel_triton.conformance import Supports
+    from attention_kernel_triton.strategies.cases import DecodeCase
+
+    some = Supports(group_sizes=(1, 3))
+    drawn, why = conformance.strategy("paged_decode", some)
+    assert why is None
+    quick = settings(max_examples=60, database=None)
+    with pytest.raises(NoSuchExample):
+        find(drawn, lambda case: case.group_size not in (1, 3), settings=quick)
+    assert find(drawn, lambda case: case.group_size == 3, settings=quick).group_size == 3
+    none_left, why = conformance.strategy("decode", Supports(group_sizes=(1, 64)))
+    assert why is None and none_left is not None  # 64 is past every device's sizes: 1 left
+    dec = DecodeCase(batch=1, num_kv_heads=1, group_size=2, head_dim=32, n_ctx=8,
+                     dtype="float16", seq_lens=(5,), scale=1.0, seed=2)
+    assert conformance.outside(some, "decode", dec) == \
+        "outside the declaration: GQA group 2 (takes (1, 3))"
+    assert conformance.outside(some, "decode", dataclasses.replace(dec, group_size=3)) is None
+    fi = adapters.flashinfer()
+    assert fi.supports_for("paged_decode").group_sizes == (1, 2, 3, 4, 8)
+    assert fi.supports_for("paged_prefill").group_sizes == ()
 
 
 def test_replay_checks_the_declaration():
