@@ -127,11 +127,12 @@ def test_junit_report_names_unfinished_and_failed_tests(tmp_path):
     assert re.search(r"4\.5\s+tests/test_a\.py", out)  # seconds summed per file
 
 
-@pytest.mark.parametrize("cell", [("paged_prefill", "softcap", "1", "40", "2")])
+@pytest.mark.parametrize("cell", [("paged_prefill", "softcap", "1", "40", "2", "base"),
+                                  ("paged_prefill", "window", "2", "16", "1", "empty_seq")])
 def test_flashinfer_crash_repro_cell_checks_its_calls(cell):
     """scripts/flashinfer_crash_repro.py's cell (its case, the adapter call, a second call
-    on the first sequence, the float64 comparison), run on our own adapter under the
-    interpreter: ok. FlashInfer itself needs CUDA; without it a cell says why."""
+    on the first sequence, the float64 comparison; a shape with an empty sequence), run
+    on our own adapter under the interpreter: ok. FlashInfer itself needs CUDA; without it a cell says why."""
     env = {**os.environ, "TRITON_INTERPRET": "1"}
     script = str(ROOT / "scripts" / "flashinfer_crash_repro.py")
     run = subprocess.run([sys.executable, script, "one", *cell, "triton"], env=env,
