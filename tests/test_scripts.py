@@ -132,7 +132,8 @@ def test_junit_report_names_unfinished_and_failed_tests(tmp_path):
 def test_flashinfer_crash_repro_cell_checks_its_calls(cell):
     """scripts/flashinfer_crash_repro.py's cell (its case, the adapter call, a second call
     on the first sequence, the float64 comparison; a shape with an empty sequence), run
-    on our own adapter under the interpreter: ok. FlashInfer itself needs CUDA; without it a cell says why."""
+    on our own adapter under the interpreter: ok. FlashInfer itself needs CUDA; without
+    it a cell says why."""
     env = {**os.environ, "TRITON_INTERPRET": "1"}
     script = str(ROOT / "scripts" / "flashinfer_crash_repro.py")
     run = subprocess.run([sys.executable, script, "one", *cell, "triton"], env=env,
