@@ -7,7 +7,8 @@
 #     that before/after share the card and the run; results in $OUT/ref_results.tgz.
 #   conformance: python -m tests.conformance_report over every shipped adapter
 #     (CONF_ARGS, CONF_EXAMPLES (default 25), CONF_BUDGET (s, default 400), CONF_WORKERS); $OUT/conformance.tgz.
-#   firepro: scripts/flashinfer_crash_repro.py (which FlashInfer calls segfault; $OUT/flashinfer_crash_repro.md).
+#   firepro: scripts/flashinfer_crash_repro.py (which FlashInfer calls segfault; $OUT/flashinfer_crash_repro.md,
+#     the cells as they end in $OUT/flashinfer_crash_repro.log).
 #   hf: python -m benchmarks.hf_models (random-weight transformers models, ours vs sdpa).
 # Logs and results go under $OUT (default ./.out). Environment knobs:
 #   HYPOTHESIS_PROFILE (default dev), HYPOTHESIS_MAX_EXAMPLES (cap for smoke runs),
@@ -142,7 +143,9 @@ fi
 if wants firepro; then
   # which FlashInfer calls crash, one process per cell (scripts/flashinfer_crash_repro.py)
   install_wheels
-  python3 scripts/flashinfer_crash_repro.py 2>&1 | tee "$OUT/flashinfer_crash_repro.md"
+  # the table on stdout (the .md); each cell's line as it ends, and build noise, on stderr
+  python3 scripts/flashinfer_crash_repro.py 2> >(tee "$OUT/flashinfer_crash_repro.log" >&2) \
+      | tee "$OUT/flashinfer_crash_repro.md"
 fi
 if wants sweep; then
   python3 -m benchmarks.sweep ${SWEEP_ARGS:-} 2>&1 | tee "$OUT/sweep.log"
