@@ -412,10 +412,7 @@ def flashinfer() -> Adapter:
     # crash-repro.md: every other cell there, decode and prefill, ran and matched). That
     # explains session 22's decode crashes (in plan); its prefill crashes (in paged_run)
     # are not explained by those cells.
-    decode_notes = {**notes, "gqa": "FlashInfer's decode takes GQA groups 1, 2, 3, 4, 8 "
-                                    "(another crashed with SIGSEGV in 0.2.5, not an error)"}
-    supports = {"paged_decode": Supports(**common, group_sizes=(1, 2, 3, 4, 8),
-                                         notes=decode_notes),
+    supports = {"paged_decode": Supports(**common, group_sizes=(1, 2, 3, 4, 8), notes=notes),
                 "paged_prefill": Supports(**common, notes=notes)}
     return Adapter("flashinfer", {"paged_decode": paged_decode,
                                   "paged_prefill": paged_prefill}, supports,
