@@ -126,8 +126,11 @@ def page_lookup(table_row_ptr, t, mask, page_size):
     table entry and get page 0, so table slots past a sequence's end are never read.
     page_size is a runtime value: a constexpr would compile a variant per page size.
     """
-    page = tl.load(table_row_ptr + t // page_size, mask=mask, other=0)
-    return page.to(tl.int64), (t % page_size).to(tl.int64)
+    tu = t.to(tl.uint32)  # unsigned: no sign fix-ups in the division (masked lanes may be -1)
+    pu = page_size.to(tl.uint32)
+    page_idx = tu // pu
+    page = tl.load(table_row_ptr + page_idx, mask=mask, other=0)
+    return page.to(tl.int64), (tu - page_idx * pu).to(tl.int64)
 
 
 @triton.jit

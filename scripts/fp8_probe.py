@@ -1,6 +1,8 @@
 """Launch configs and split counts for the decode kernel on fp8 (e4m3) K/V caches, against
 the same kernel on the fp16 caches they came from (q fp16, D128 Hq32 Hkv8): dense and
-paged (page 16) decode at B32 N4096 and B1 N65536, and sparse decode at the seed's shape.
+paged (page 16) decode at B32 N4096 and B1 N65536 (paged also with the cache stored
+[num_pages, Hkv, P, D], "HND", through a strided view: each head's page rows contiguous),
+and sparse decode at the seed's shape.
 Every call is checked against the fp16 call (max |diff| printed) and timed as a CUDA-graph
 replay (benchmarks/timing.py, L2 flushed).
 
@@ -41,7 +43,9 @@ def problems(only: str = ""):
             q, k, v = r(b, 32, 128), r(b, 8, n, 128), r(b, 8, n, 128)
             yield (label, lambda k, v, s, sp, q=q: akt.decode(
                 q, k, v, num_splits=sp, validate=False, **s), k, v)
-        if only in (label := f"paged P16 B{b} N{n}"):
+        for hnd in (False, True):
+            if only not in (label := f"paged{' HND' if hnd else ''} P16 B{b} N{n}"):
+                continue
             gen, r = rnd(2 * i + 1)
             q, kv = r(b, 32, 128), cases.make_paged(gen, [n] * b, 8, 128, 16, torch.float16)
             yield (label, lambda k, v, s, sp, q=q, kv=kv: akt.paged_decode(
@@ -53,6 +57,12 @@ def problems(only: str = ""):
         idx = cases.make_indices(gen, 4, 8, [32000] * 4, 0.02)
         yield (label, lambda k, v, s, sp: akt.sparse_decode(
             q, k, v, idx, num_splits=sp, validate=False, **s), k, v)
+
+
+def _hnd(cache: torch.Tensor) -> torch.Tensor:
+    """A [num_pages, P, Hkv, D] cache's values in [num_pages, Hkv, P, D] storage, seen
+    through a [num_pages, P, Hkv, D] view (the API's shape, other strides)."""
+    return cache.transpose(1, 2).contiguous().transpose(1, 2)
 
 
 def _graph_ms(timer: Timer, fn) -> float:
@@ -76,6 +86,8 @@ def main(argv=None) -> int:
     for label, call, k, v in problems(args.only):
         k8, ks = akt.quantize_kv(k)
         v8, vs = akt.quantize_kv(v)
+        if " HND " in label:  # the same values, stored [num_pages, Hkv, P, D]: a head's page
+            k, v, k8, v8 = map(_hnd, (k, v, k8, v8))  # rows contiguous (strided view)
         scales = dict(k_scale=ks, v_scale=vs)
         ref = call(k, v, {}, None).float()
         fp16 = _graph_ms(timer, lambda: call(k, v, {}, None))  # noqa: B023 (used here)
