@@ -270,8 +270,8 @@ MUTANTS: tuple[Mutant, ...] = (
            "split combine: no guard for a row whose splits are all empty (-inf - -inf)"),
     # ---------------------------------------------------------------- paged
     Mutant("paged_one_page_per_tile", "paged", JIT,
-           "page = tl.load(table_row_ptr + t // page_size, mask=mask, other=0)",
-           "page = tl.load(table_row_ptr + tl.min(t, 0) // page_size + 0 * t, mask=mask, "
+           "page = tl.load(table_row_ptr + page_idx, mask=mask, other=0)",
+           "page = tl.load(table_row_ptr + tl.min(page_idx, 0) + 0 * page_idx, mask=mask, "
            "other=0)",
            "page lookup assumes a key tile lies in one page (the page of its first token)"),
     Mutant("paged_last_partial_page_dropped", "paged", DEC,
@@ -388,8 +388,8 @@ MUTANTS: tuple[Mutant, ...] = (
            "paged check: the table entry of a last partial page is not range-checked"),
     # ---------------------------------------------------------------- GPU only
     Mutant("page_offset_int32", "paged", JIT,
-           "return page.to(tl.int64), (t % page_size).to(tl.int64)",
-           "return page, (t % page_size).to(tl.int64)",
+           "return page.to(tl.int64), (tu - page_idx * pu).to(tl.int64)",
+           "return page, (tu - page_idx * pu).to(tl.int64)",
            "page id * page stride computed in int32",
            gpu_only="overflows only past 2**31 cache elements; CPU caches are tiny",
            gpu_tests=(GPU_INT64 + "test_paged_pages_past_2_32_elements",)),
