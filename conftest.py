@@ -17,6 +17,10 @@ import torch  # noqa: E402
 HAS_CUDA = torch.cuda.is_available()
 if not HAS_CUDA:
     os.environ["TRITON_INTERPRET"] = "1"
+    if os.environ.get("INTERPRETER_PATCH", "1") != "0":
+        from tests import interpreter_patch
+
+        interpreter_patch.install()  # a jit helper's call no longer re-patches triton.language
 
 from tests import compile_record  # noqa: E402
 

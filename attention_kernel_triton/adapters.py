@@ -320,6 +320,17 @@ def _flashinfer_unavailable() -> str | None:
     return None
 
 
+def _row_major(t: torch.Tensor) -> torch.Tensor:
+    """t with row-major strides in every dimension, size-1 ones included. `.contiguous()`
+    keeps a size-1 dimension's stride as it is (PyTorch counts it contiguous either way),
+    and FlashInfer 0.2.5 compares K's and V's strides literally: a V cache with one KV
+    head stored head-major ("k/v strides must be identical", conformance on an H100,
+    2026-12-08, tests/corpus/conformance/flashinfer/paged_decode-inputs_untouched-*)."""
+    if t.stride() == torch.empty(t.shape, device="meta").stride():
+        return t
+    return t.clone(memory_format=torch.contiguous_format)
+
+
 def _flashinfer_pages(block_table, seq_lens, page):
     """FlashInfer's page-table form of ours: (kv_indptr, kv_indices, last_page_len), int32
     on the device; each sequence's first ceil(len / P) table entries, in order (the rest
@@ -345,13 +356,13 @@ def flashinfer() -> Adapter:
 
     def prepare(q, k_cache, v_cache, block_table, seq_lens, sm_scale, window, softcap):
         """(q, (k, v), d, the page-table arguments, the plan's keywords, a workspace):
-        q and the caches padded to a built head dim and made contiguous (the layout its
+        q and the caches padded to a built head dim and made row-major (the layout its
         wrappers are documented for)."""
         d = q.shape[-1]
         to = next((x for x in _FLASHINFER_DIMS if x >= d), None)
         if to is None:
             raise ValueError(f"FlashInfer takes head dims up to {_FLASHINFER_DIMS[-1]}, got {d}")
-        q, k_cache, v_cache = (torch.nn.functional.pad(t, (0, to - d)).contiguous()
+        q, k_cache, v_cache = (_row_major(torch.nn.functional.pad(t, (0, to - d)))
                                for t in (q, k_cache, v_cache))
         page, hkv = k_cache.shape[1], k_cache.shape[2]
         if q.device not in workspaces:

@@ -172,6 +172,21 @@ def test_flashinfer_page_form():
     assert indptr.dtype == indices.dtype == last.dtype == torch.int32
 
 
+def test_flashinfer_row_major():
+    """The FlashInfer adapter hands K and V over with row-major strides in every dimension:
+    a head-major V cache with one KV head is "contiguous" to PyTorch, and `.contiguous()`
+    keeps its size-1 dimension's stride, which FlashInfer 0.2.5 rejects ("k/v strides must
+    be identical"); a tensor already row-major is passed as it is, not copied."""
+    from attention_kernel_triton.adapters import _row_major
+
+    k = torch.randn(3, 4, 1, 8)  # [pages, P, Hkv, D]
+    v = torch.randn(3, 1, 4, 8).transpose(1, 2)  # stored [pages, Hkv, P, D]
+    assert v.is_contiguous() and v.contiguous().stride() != k.stride()
+    got = _row_major(v)
+    assert got.stride() == k.stride() and torch.equal(got, v)
+    assert _row_major(k) is k
+
+
 README_EXAMPLE = "<!-- conformance example: tests/test_conformance.py runs it -->"
 
 

@@ -134,3 +134,42 @@ def test_paged_prefill_poison_keeps_oracle(case):
         pages = -(-n // p)
         assert torch.equal(poisoned["block_table"][b, :pages], table[b, :pages])
         assert bool((poisoned["block_table"][b, pages:] == num_pages).all())
+
+
+def test_interpreter_patch_is_bit_identical(device):
+    """tests/interpreter_patch.py (conftest installs it on the CPU): a kernel whose jit
+    helpers run per key tile (paged decode with a soft-cap, two splits) gives the same
+    bits with and without it, run after run."""
+    import os
+
+    from attention_kernel_triton.kernels._config import interpreting
+
+    if not interpreting():
+        pytest.skip("the patch is for the Triton interpreter (CPU runs)")
+    from triton.runtime import interpreter
+
+    from attention_kernel_triton import paged_decode
+    from tests import interpreter_patch
+
+    if os.environ.get("INTERPRETER_PATCH", "1") != "0":
+        assert getattr(interpreter._patch_lang, "_once_per_launch", False), \
+            "conftest did not install tests/interpreter_patch.py"
+    gen = torch.Generator().manual_seed(3)
+    q = torch.randn(2, 4, 32, generator=gen, dtype=torch.float16)
+    k, v = (torch.randn(6, 8, 2, 32, generator=gen, dtype=torch.float16) for _ in "kv")
+    table = torch.tensor([[4, 0, 2], [1, 5, 3]], dtype=torch.int32)
+    lens = torch.tensor([21, 9], dtype=torch.int32)
+
+    def run():
+        return paged_decode(q, k, v, table, lens, softcap=5.0, num_splits=2, return_lse=True)
+
+    interpreter_patch.install()
+    patched, again = run(), run()
+    interpreter_patch.uninstall()
+    try:
+        plain = run()
+    finally:
+        if os.environ.get("INTERPRETER_PATCH", "1") != "0":
+            interpreter_patch.install()
+    for a, b, c in zip(patched, again, plain, strict=True):
+        assert torch.equal(a, b) and torch.equal(a, c)
