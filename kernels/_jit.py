@@ -4,9 +4,7 @@
   base 2: scores arrive already multiplied by ``sm_scale * log2(e)``.
 * ``finalize``: divides by the running sum and turns ``(m, l)`` into a natural-log LSE;
   rows that saw no key give output 0 and LSE -inf (never NaN).
-* ``page_lookup``: logical token -> (page, slot) of a paged cache; ``paged_row_offsets``:
-  logical tokens -> their K and V row offsets (one shared offset when the caches' page
-  and slot strides agree).
+* ``page_lookup``: logical token -> (page, slot) of a paged cache.
 * ``mm``: the one matrix product every kernel uses; exact fp32 (no tf32) for fp32 tiles.
 * ``dim_ok``: the head-dim column mask, a compile-time constant when D is a power of two.
 * ``aligned``: marks a stride as a multiple of 16 (one flag instead of per-value
@@ -133,25 +131,6 @@ def page_lookup(table_row_ptr, t, mask, page_size):
     page_idx = tu // pu
     page = tl.load(table_row_ptr + page_idx, mask=mask, other=0)
     return page.to(tl.int64), (tu - page_idx * pu).to(tl.int64)
-
-
-@triton.jit
-def paged_row_offsets(table_row_ptr, t, mask, page_size, stride_k_page, stride_k_slot,
-                      stride_v_page, stride_v_slot, KV_SAME_STRIDES: tl.constexpr):
-    """K and V row offsets (int64, elements) of logical tokens ``t`` in paged caches.
-
-    KV_SAME_STRIDES: V's page and slot strides are K's (caches allocated alike, the usual
-    case): V's offsets are K's, so a key loop that carries offsets from one tile to the
-    next carries one int64 vector instead of two (paged_prefill's D128 build: 24 spilled
-    registers without it, none with it; sm_90, triton 3.6, scripts/sm90_report.py).
-    """
-    page, slot = page_lookup(table_row_ptr, t, mask, page_size)
-    k_off = page * stride_k_page + slot * stride_k_slot
-    if KV_SAME_STRIDES:
-        v_off = k_off
-    else:
-        v_off = page * stride_v_page + slot * stride_v_slot
-    return k_off, v_off
 
 
 @triton.jit

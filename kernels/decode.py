@@ -59,7 +59,7 @@ from ._jit import (
     mm,
     modded_scores,
     online_softmax_step,
-    paged_row_offsets,
+    page_lookup,
     signal_dependents,
 )
 from .mods import NONE, ScoreMods
@@ -116,12 +116,11 @@ def _row_len(head_dim, HEAD_DIM_PAD: tl.constexpr, EVEN_D: tl.constexpr):
 def _key_offsets(start, offs_n0, hi, t_min, seq_len, idx_row, stride_idx_k, table_row,
                  page_size, stride_k_seq, stride_v_seq, stride_k_page, stride_k_slot,
                  stride_v_page, stride_v_slot, IS_PAGED: tl.constexpr,
-                 HAS_INDICES: tl.constexpr, KV_SAME_STRIDES: tl.constexpr):
+                 HAS_INDICES: tl.constexpr):
     """Key-list entries [start, start + BLOCK_N) of a program: their token positions t,
     which of them are read (t_ok: inside the split, and for an index list a position in
     [t_min, seq_len), t_min > 0 under a window; -1 = an unused slot) and the K and V row
-    offsets of their tokens (one offset for both with KV_SAME_STRIDES: V's row strides
-    are K's, KVLayout.same_row_strides)."""
+    offsets of their tokens."""
     pos = start + offs_n0  # [BLOCK_N] key-list entries
     pos_ok = pos < hi
     if HAS_INDICES:
@@ -131,15 +130,12 @@ def _key_offsets(start, offs_n0, hi, t_min, seq_len, idx_row, stride_idx_k, tabl
         t = pos
         t_ok = pos_ok
     if IS_PAGED:
-        k_off, v_off = paged_row_offsets(table_row, t, t_ok, page_size, stride_k_page,
-                                         stride_k_slot, stride_v_page, stride_v_slot,
-                                         KV_SAME_STRIDES)
+        page, slot = page_lookup(table_row, t, t_ok, page_size)
+        k_off = page * stride_k_page + slot * stride_k_slot
+        v_off = page * stride_v_page + slot * stride_v_slot
     else:
         k_off = t.to(tl.int64) * stride_k_seq
-        if KV_SAME_STRIDES:
-            v_off = k_off
-        else:
-            v_off = t.to(tl.int64) * stride_v_seq
+        v_off = t.to(tl.int64) * stride_v_seq
     return t, t_ok, k_off, v_off
 
 
@@ -188,7 +184,6 @@ def _decode_kernel(
     EVEN_D: tl.constexpr,  # head_dim == HEAD_DIM_PAD: no mask along D
     FP32: tl.constexpr,
     ALIGNED: tl.constexpr,  # every q/k/v/out stride is a multiple of 16 elements
-    KV_SAME_STRIDES: tl.constexpr,  # V's row strides are K's (KVLayout.same_row_strides)
     PDL_OK: tl.constexpr,  # the device has griddepcontrol (sm_90+): one value per device
 ):
     """One (sequence, group of query heads, split) program. num_splits > 1: writes fp32
@@ -271,13 +266,13 @@ def _decode_kernel(
     t, t_ok, k_off, v_off = _key_offsets(
         lo, offs_n0, hi, t_min, seq_len, idx_row, stride_idx_k, table_row, page_size,
         stride_k_seq, stride_v_seq, stride_k_page, stride_k_slot, stride_v_page,
-        stride_v_slot, IS_PAGED, HAS_INDICES, KV_SAME_STRIDES)
+        stride_v_slot, IS_PAGED, HAS_INDICES)
     for start in range(lo, hi, BLOCK_N):
         t_cur, ok, k_cur, v_cur = t, t_ok, k_off, v_off
         t, t_ok, k_off, v_off = _key_offsets(
             start + BLOCK_N, offs_n0, hi, t_min, seq_len, idx_row, stride_idx_k, table_row,
             page_size, stride_k_seq, stride_v_seq, stride_k_page, stride_k_slot,
-            stride_v_page, stride_v_slot, IS_PAGED, HAS_INDICES, KV_SAME_STRIDES)
+            stride_v_page, stride_v_slot, IS_PAGED, HAS_INDICES)
         kv_mask = ok[:, None] & d_ok[None, :]  # constant along D with EVEN_D: cp.async
         k = kv_values(tl.load(k_base + k_cur[:, None] + offs_d[None, :], mask=kv_mask,
                               other=0.0), q.dtype)
@@ -511,13 +506,6 @@ class KVLayout:
             stride_idx_head=idx.stride(1) if idx is not None else 0,
             stride_idx_k=idx.stride(2) if idx is not None else 0)
 
-    def same_row_strides(self) -> bool:
-        """V's key-row strides are K's (paged: page and slot; dense: sequence), so one row
-        offset serves both caches (the kernel's KV_SAME_STRIDES)."""
-        if self.paged:
-            return self.k.stride()[:2] == self.v.stride()[:2]
-        return self.k.stride(2) == self.v.stride(2)
-
     def strides_aligned(self) -> bool:
         """Every cache stride a multiple of 16 elements (the kernel's ALIGNED flag)."""
         n = 3  # batch/page, head/slot, seq/head: the three outer axes
@@ -573,8 +561,7 @@ def plan(q, layout: KVLayout, out, lse, *, sm_scale: float, num_splits: int | No
         HAS_SCALES=layout.k_scale is not None, **mods.loop_consts(q.dtype),
         BLOCK_H=max(16, triton.next_power_of_2(heads_per_program)), BLOCK_N=cfg.block_n,
         HEAD_DIM_PAD=head_dim_pad, EVEN_D=head_dim == head_dim_pad,
-        FP32=q.dtype == torch.float32, ALIGNED=aligned_strides,
-        KV_SAME_STRIDES=layout.same_row_strides(), PDL_OK=pdl(q.device))
+        FP32=q.dtype == torch.float32, ALIGNED=aligned_strides, PDL_OK=pdl(q.device))
     launch_options = cfg.launch_options()
     if num_splits is None:
         if interpreting() or q.device.type != "cuda":

@@ -75,7 +75,7 @@ from ._jit import (
     mm,
     modded_scores,
     online_softmax_step,
-    paged_row_offsets,
+    page_lookup,
     signal_dependents,
     window_tiles,
 )
@@ -120,28 +120,23 @@ def _key_tiles(
     ALIBI: tl.constexpr,
     BLOCK_N: tl.constexpr,
     FP32: tl.constexpr,
-    KV_SAME_STRIDES: tl.constexpr,
 ):
     offs_n0 = tl.arange(0, BLOCK_N)
     # The page lookup runs one tile ahead: the table entries of tile i + 1 are loaded
     # while tile i computes, so no K/V load waits on a table load in its own iteration
     # (in the same iteration the pipeliner waits for every copy in flight, each tile).
-    nxt_k, nxt_v = paged_row_offsets(table_row, lo + offs_n0, (lo + offs_n0) < seq_len,
-                                     page_size, stride_k_page, stride_k_slot, stride_v_page,
-                                     stride_v_slot, KV_SAME_STRIDES)
+    page, slot = page_lookup(table_row, lo + offs_n0, (lo + offs_n0) < seq_len, page_size)
     for start_n in range(lo, hi, BLOCK_N):
         offs_n = start_n + offs_n0
         n_ok = offs_n < seq_len
-        k_off = nxt_k
-        v_off = nxt_v
+        k_off = page * stride_k_page + slot * stride_k_slot
+        v_off = page * stride_v_page + slot * stride_v_slot
         nxt = offs_n + BLOCK_N
         # Every key the next tile loads gets its page: the whole tile up to seq_len (an
         # unbounded tile loads all of its rows; keys past `hi`, e.g. past a tile's causal
         # end, are loaded and then masked, so they too must read their own page, never
         # the masked lookup's page 0).
-        nxt_k, nxt_v = paged_row_offsets(table_row, nxt, nxt < seq_len, page_size,
-                                         stride_k_page, stride_k_slot, stride_v_page,
-                                         stride_v_slot, KV_SAME_STRIDES)
+        page, slot = page_lookup(table_row, nxt, nxt < seq_len, page_size)
         if BOUNDED:
             kv_mask = n_ok[:, None] & d_ok[None, :]
         else:  # d_ok is a constant with EVEN_D: the loads stay 16-byte vectors
@@ -216,7 +211,6 @@ def _paged_prefill_kernel(
     EVEN_D: tl.constexpr,
     FP32: tl.constexpr,
     ALIGNED: tl.constexpr,  # every q/k/v/out stride is a multiple of 16 elements
-    KV_SAME_STRIDES: tl.constexpr,  # V's page and slot strides are K's (_jit.paged_row_offsets)
     PDL_OK: tl.constexpr,  # the device has griddepcontrol (sm_90+): one value per device
 ):
     """One (query tile, query heads, split) program; num_splits > 1 writes fp32 partials
@@ -320,16 +314,14 @@ def _paged_prefill_kernel(
             lo, whole_hi, mask_from, mask_below, seq_len, causal_shift, qk_scale,
             slopes, win_left, win_right, softcap_in, softcap_out, alibi_scale,
             BOUNDED=False, IS_CAUSAL=IS_CAUSAL, HAS_WINDOW=HAS_WINDOW, SOFTCAP=SOFTCAP,
-            ALIBI=ALIBI, BLOCK_N=BLOCK_N, FP32=FP32,
-            KV_SAME_STRIDES=KV_SAME_STRIDES)
+            ALIBI=ALIBI, BLOCK_N=BLOCK_N, FP32=FP32)
         acc, m_i, l_i = _key_tiles(  # at most the one tile that crosses seq_len
             acc, m_i, l_i, q, k_base, v_base, table_row, page_size, stride_k_page,
             stride_k_slot, stride_v_page, stride_v_slot, q_tok, offs_d, d_ok,
             whole_hi, hi, whole_hi, mask_below, seq_len, causal_shift, qk_scale,
             slopes, win_left, win_right, softcap_in, softcap_out, alibi_scale,
             BOUNDED=True, IS_CAUSAL=IS_CAUSAL, HAS_WINDOW=HAS_WINDOW, SOFTCAP=SOFTCAP,
-            ALIBI=ALIBI, BLOCK_N=BLOCK_N, FP32=FP32,
-            KV_SAME_STRIDES=KV_SAME_STRIDES)
+            ALIBI=ALIBI, BLOCK_N=BLOCK_N, FP32=FP32)
         if has_sinks != 0:  # once per row: in split 0's partial (the merge adds it once)
             sink = head_values(sinks_ptr, head, row_ok, True)
             acc, m_i, l_i = add_sink(acc, m_i, l_i, tl.where(split == 0, sink, float("-inf")))
@@ -422,8 +414,7 @@ def plan(q, k_cache, v_cache, block_table, cu_seqlens_q, seq_lens, out, lse, *, 
         **mods.consts(q.dtype), ONE_TILE=one_tile,
         BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, HEAD_DIM_PAD=head_dim_pad,
         EVEN_D=head_dim == head_dim_pad, FP32=q.dtype == torch.float32,
-        ALIGNED=all(st % 16 == 0 for st in strides.values()),
-        KV_SAME_STRIDES=k_cache.stride()[:2] == v_cache.stride()[:2], PDL_OK=pdl(q.device))
+        ALIGNED=all(st % 16 == 0 for st in strides.values()), PDL_OK=pdl(q.device))
     if num_splits is None:
         # Tiles of the batch, estimated without reading the lengths: one per sequence at
         # least, about Tq / q_per_tile in all.

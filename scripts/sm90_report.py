@@ -7,7 +7,6 @@ decides its occupancy: shared memory, ptxas registers and spills, programs per S
                                           [config]
     python scripts/sm90_report.py prefill-sm90   # the Gluon kernel (kernels/prefill_sm90.py)
     python scripts/sm90_report.py paged-prefill [--head-dim 64] [--fp8] [config]
-    (decode and paged-prefill: --kv-apart, V's row strides differ from K's)
     config: --block-m BM --block-n BN --warps W --stages S --maxnreg R (each defaults to
             the tuned table's choice for fp16 on Hopper)
 
@@ -94,8 +93,8 @@ def decode_source(args, cfg: _config.Config) -> ASTSource:
                   alibi_ptr=f32, out_ptr=half, lse_ptr=f32, part_out_ptr=f32, part_lse_ptr=f32)
     consts = dict(IS_PAGED=args.paged, HAS_INDICES=args.indices, HAS_SCALES=args.fp8,
                   BLOCK_H=16, BLOCK_N=cfg.block_n, HEAD_DIM_PAD=args.head_dim, EVEN_D=True,
-                  FP32=False, ALIGNED=True, KV_SAME_STRIDES=not args.kv_apart, PDL_OK=True,
-                  stride_idx_k=1, **_variant_consts(window=False))
+                  FP32=False, ALIGNED=True, PDL_OK=True, stride_idx_k=1,
+                  **_variant_consts(window=False))
     return _signature(mod._decode_kernel, values, consts)
 
 
@@ -128,8 +127,7 @@ def paged_prefill_source(args, cfg: _config.Config) -> ASTSource:
                   alibi_ptr=f32, out_ptr=half, lse_ptr=f32, part_out_ptr=f32, part_lse_ptr=f32)
     consts = dict(IS_CAUSAL=True, HAS_SCALES=args.fp8, ONE_TILE=False, BLOCK_M=cfg.block_m,
                   BLOCK_N=cfg.block_n, HEAD_DIM_PAD=args.head_dim, EVEN_D=True, FP32=False,
-                  ALIGNED=True, KV_SAME_STRIDES=not args.kv_apart, PDL_OK=True,
-                  **_variant_consts(window=True))
+                  ALIGNED=True, PDL_OK=True, **_variant_consts(window=True))
     return _signature(mod._paged_prefill_kernel, values, consts)
 
 
@@ -214,9 +212,6 @@ def main(argv=None) -> int:
                     help="comma-separated variant switches to turn on: window, softcap, "
                          "sinks, alibi (kernels/mods.py)")
     ap.add_argument("--sass", action="store_true", help="write sm90_report.sass")
-    ap.add_argument("--kv-apart", action="store_true",
-                    help="decode / paged-prefill: V's row strides differ from K's "
-                         "(KV_SAME_STRIDES off)")
     args = ap.parse_args(argv)
     for name in filter(None, args.variants.split(",")):
         if name not in VARIANTS:

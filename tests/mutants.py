@@ -250,19 +250,6 @@ MUTANTS: tuple[Mutant, ...] = (
            "ALIGNED=aligned_strides",
            "ALIGNED=True",
            "strides marked multiples of 16 when they are not (rounded down in the kernel)"),
-    Mutant("decode_kv_same_strides_always_set", "decode", DEC,
-           "KV_SAME_STRIDES=layout.same_row_strides()",
-           "KV_SAME_STRIDES=True",
-           "V's rows read at K's row offsets when V's strides differ (a V cache stored "
-           "head-major: DecodeCase layout v_transposed)"),
-    Mutant("kv_same_strides_ignored", "paged", JIT,
-           "    if KV_SAME_STRIDES:\n        v_off = k_off\n    else:\n",
-           "    if True:\n        v_off = k_off\n    else:\n",
-           "paged caches: V's page and slot offsets taken from K's whatever V's strides"),
-    Mutant("pp_kv_same_strides_always_set", "paged_prefill", PP,
-           "KV_SAME_STRIDES=k_cache.stride()[:2] == v_cache.stride()[:2]",
-           "KV_SAME_STRIDES=True",
-           "paged prefill: V's rows read at K's row offsets when V's strides differ"),
     Mutant("combine_aligned_flag_always_set", "combine", DEC,
            'EVEN_D=p.consts["EVEN_D"], ALIGNED=p.consts["ALIGNED"], PDL=p.pdl,',
            'EVEN_D=p.consts["EVEN_D"], ALIGNED=True, PDL=p.pdl,',
@@ -444,8 +431,8 @@ MUTANTS: tuple[Mutant, ...] = (
            "paged prefill: the binary search's first tile of a sequence drops the + b "
            "(programs land in the wrong sequence)"),
     Mutant("pp_lookahead_masked_at_hi", "paged_prefill", PP,
-           "paged_row_offsets(table_row, nxt, nxt < seq_len, page_size,",
-           "paged_row_offsets(table_row, nxt, (nxt < seq_len) & (nxt < hi), page_size,",
+           "page_lookup(table_row, nxt, nxt < seq_len, page_size)",
+           "page_lookup(table_row, nxt, (nxt < seq_len) & (nxt < hi), page_size)",
            "the lookahead gives keys past the range's end page 0, though the next tile "
            "loads them (the bug of 1b75b55, found on the GPU in session 13: NaN from an "
            "unowned page 0)"),
