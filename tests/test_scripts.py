@@ -146,3 +146,14 @@ def test_flashinfer_crash_repro_cell_checks_its_calls(cell):
         run = subprocess.run([sys.executable, script, "one", *cell], env=env,
                              capture_output=True, text=True, timeout=300)
         assert run.stdout.strip().startswith("unavailable: needs a CUDA device"), run.stdout
+
+
+def test_every_mutant_quotes_its_source_once():
+    """tests/mutants.py plants each bug by replacing one exact snippet: a snippet the
+    source no longer holds (a "stale" mutant, skipped by the mutation run) tests nothing.
+    Session 26 found softcap_on_raw_scores stale since 0f6135a reworded its line."""
+    from tests.mutants import MUTANTS, snippet_count
+
+    counts = {m.name: snippet_count(m) for m in MUTANTS}
+    assert {n: c for n, c in counts.items() if c != 1} == {}
+    assert len({m.name for m in MUTANTS}) == len(MUTANTS), "two mutants share a name"
