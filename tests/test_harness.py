@@ -139,37 +139,49 @@ def test_paged_prefill_poison_keeps_oracle(case):
 def test_interpreter_patch_is_bit_identical(device):
     """tests/interpreter_patch.py (conftest installs it on the CPU): a kernel whose jit
     helpers run per key tile (paged decode with a soft-cap, two splits) gives the same
-    bits with and without it, run after run."""
+    bits with and without it, run after run; triton.language is restored after each
+    launch, and a jit helper called outside any kernel leaves no launch state behind."""
     import os
 
     from attention_kernel_triton.kernels._config import interpreting
 
     if not interpreting():
         pytest.skip("the patch is for the Triton interpreter (CPU runs)")
-    from triton.runtime import interpreter
+    import triton.language as tl
 
     from attention_kernel_triton import paged_decode
+    from attention_kernel_triton.kernels import _jit
     from tests import interpreter_patch
 
-    if os.environ.get("INTERPRETER_PATCH", "1") != "0":
-        assert getattr(interpreter._patch_lang, "_once_per_launch", False), \
-            "conftest did not install tests/interpreter_patch.py"
+    enabled = os.environ.get("INTERPRETER_PATCH", "1") != "0"
+    if enabled:
+        assert interpreter_patch.installed(), \
+            "this Triton's interpreter lacks the names tests/interpreter_patch.py wraps"
     gen = torch.Generator().manual_seed(3)
     q = torch.randn(2, 4, 32, generator=gen, dtype=torch.float16)
     k, v = (torch.randn(6, 8, 2, 32, generator=gen, dtype=torch.float16) for _ in "kv")
     table = torch.tensor([[4, 0, 2], [1, 5, 3]], dtype=torch.int32)
     lens = torch.tensor([21, 9], dtype=torch.int32)
 
-    def run():
-        return paged_decode(q, k, v, table, lens, softcap=5.0, num_splits=2, return_lse=True)
+    def run(check_restored=True):
+        out = paged_decode(q, k, v, table, lens, softcap=5.0, num_splits=2, return_lse=True)
+        if check_restored:
+            assert tl.core.is_builtin(tl.load) and tl.core.is_builtin(tl.tensor.__add__), \
+                "triton.language was left patched after a launch"
+        return out
 
-    interpreter_patch.install()
-    patched, again = run(), run()
+    assert interpreter_patch.install()
+    first = run()
     interpreter_patch.uninstall()
+    assert not interpreter_patch.installed()
     try:
         plain = run()
     finally:
-        if os.environ.get("INTERPRETER_PATCH", "1") != "0":
+        if enabled:
             interpreter_patch.install()
-    for a, b, c in zip(patched, again, plain, strict=True):
+    # a jit helper called outside any kernel: the interpreter's own _patch_lang, whose
+    # patches stay (the stock interpreter's leak), and no launch state of ours
+    assert _jit.aligned(40, True) == 32
+    again = run(check_restored=False)
+    for a, b, c in zip(first, again, plain, strict=True):
         assert torch.equal(a, b) and torch.equal(a, c)
