@@ -343,6 +343,32 @@ def _flashinfer_pages(block_table, seq_lens, page):
     return indptr, block_table[used].to(torch.int32), last
 
 
+def _flashinfer_prepare(q, k_cache, v_cache, block_table, seq_lens, sm_scale, window, softcap,
+                        workspaces: dict):
+    """(q, (k, v), d, the page-table arguments, the plan's keywords, a workspace):
+    q and the caches padded to a built head dim and made row-major (the layout its
+    wrappers are documented for). workspaces: one 128 MB buffer per device, made on first
+    use and reused by every call."""
+    d = q.shape[-1]
+    to = next((x for x in _FLASHINFER_DIMS if x >= d), None)
+    if to is None:
+        raise ValueError(f"FlashInfer takes head dims up to {_FLASHINFER_DIMS[-1]}, got {d}")
+    q, k_cache, v_cache = (_row_major(torch.nn.functional.pad(t, (0, to - d)))
+                           for t in (q, k_cache, v_cache))
+    page, hkv = k_cache.shape[1], k_cache.shape[2]
+    if q.device not in workspaces:
+        workspaces[q.device] = torch.empty(128 * 1024 * 1024, dtype=torch.uint8,
+                                           device=q.device)
+    # the window's right side bounds nothing here: decode's query is the last token
+    # and the declared prefill is causal
+    plan = dict(sm_scale=1.0 / math.sqrt(d) if sm_scale is None else sm_scale,
+                q_data_type=q.dtype, kv_data_type=k_cache.dtype,
+                window_left=window[0] if window is not None else -1,
+                logits_soft_cap=softcap)
+    return (q, (k_cache, v_cache), d, (*_flashinfer_pages(block_table, seq_lens, page),),
+            (q.shape[1], hkv, to, page), plan, workspaces[q.device])
+
+
 def flashinfer() -> Adapter:
     """FlashInfer's paged wrappers (``BatchDecodeWithPagedKVCacheWrapper`` for paged decode,
     ``BatchPrefillWithPagedKVCacheWrapper`` for paged prefill), NHD caches (ours:
@@ -354,28 +380,8 @@ def flashinfer() -> Adapter:
 
     workspaces = {}  # one 128 MB buffer per device, reused by every call
 
-    def prepare(q, k_cache, v_cache, block_table, seq_lens, sm_scale, window, softcap):
-        """(q, (k, v), d, the page-table arguments, the plan's keywords, a workspace):
-        q and the caches padded to a built head dim and made row-major (the layout its
-        wrappers are documented for)."""
-        d = q.shape[-1]
-        to = next((x for x in _FLASHINFER_DIMS if x >= d), None)
-        if to is None:
-            raise ValueError(f"FlashInfer takes head dims up to {_FLASHINFER_DIMS[-1]}, got {d}")
-        q, k_cache, v_cache = (_row_major(torch.nn.functional.pad(t, (0, to - d)))
-                               for t in (q, k_cache, v_cache))
-        page, hkv = k_cache.shape[1], k_cache.shape[2]
-        if q.device not in workspaces:
-            workspaces[q.device] = torch.empty(128 * 1024 * 1024, dtype=torch.uint8,
-                                               device=q.device)
-        # the window's right side bounds nothing here: decode's query is the last token
-        # and the declared prefill is causal
-        plan = dict(sm_scale=1.0 / math.sqrt(d) if sm_scale is None else sm_scale,
-                    q_data_type=q.dtype, kv_data_type=k_cache.dtype,
-                    window_left=window[0] if window is not None else -1,
-                    logits_soft_cap=softcap)
-        return (q, (k_cache, v_cache), d, (*_flashinfer_pages(block_table, seq_lens, page),),
-                (q.shape[1], hkv, to, page), plan, workspaces[q.device])
+    def prepare(*args):
+        return _flashinfer_prepare(*args, workspaces)
 
     def paged_decode(q, k_cache, v_cache, block_table, seq_lens, *, sm_scale=None,
                      window=None, softcap=None, return_lse=False):

@@ -177,7 +177,7 @@ def test_flashinfer_row_major():
     a head-major V cache with one KV head is "contiguous" to PyTorch, and `.contiguous()`
     keeps its size-1 dimension's stride, which FlashInfer 0.2.5 rejects ("k/v strides must
     be identical"); a tensor already row-major is passed as it is, not copied."""
-    from attention_kernel_triton.adapters import _row_major
+    from attention_kernel_triton.adapters import _flashinfer_prepare, _row_major
 
     k = torch.randn(3, 4, 1, 8)  # [pages, P, Hkv, D]
     v = torch.randn(3, 1, 4, 8).transpose(1, 2)  # stored [pages, Hkv, P, D]
@@ -185,6 +185,15 @@ def test_flashinfer_row_major():
     got = _row_major(v)
     assert got.stride() == k.stride() and torch.equal(got, v)
     assert _row_major(k) is k
+    # what the adapter hands FlashInfer (head dim 64, a built one: no padding copy)
+    k = torch.randn(3, 4, 1, 64)
+    v = torch.randn(3, 1, 4, 64).transpose(1, 2)
+    assert k.stride() != v.stride()
+    q = torch.randn(2, 3, 64)
+    _, (k2, v2), *_ = _flashinfer_prepare(
+        q, k, v, torch.tensor([[0, 1], [2, 0]], dtype=torch.int32),
+        torch.tensor([5, 3], dtype=torch.int32), None, None, None, {})
+    assert k2.stride() == v2.stride() and torch.equal(v2, v) and torch.equal(k2, k)
 
 
 README_EXAMPLE = "<!-- conformance example: tests/test_conformance.py runs it -->"
