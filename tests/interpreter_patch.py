@@ -16,7 +16,7 @@ through the interpreter's own `_patch_lang`, and the launch's scope restores as 
 its `finally`). tests/test_harness.py runs a kernel with and without it (the same bits)
 and checks that triton.language is restored after a launch. install() checks only that
 the names it wraps exist (else it changes nothing and returns False). Measured on 2 cores:
-the CPU suite 879 -> 504 s, tests/test_decode.py 65 -> 39 s.
+the CPU suite 879 -> 504 s; tests/test_decode.py 53 -> 37 s (benchmarks/NOTES.md, session 26).
 """
 
 import inspect
@@ -42,9 +42,9 @@ def install() -> bool:
         from triton.runtime import interpreter
     except ImportError:
         return False
-    original = getattr(interpreter, "_patch_lang", None)
-    if getattr(original, "_once_per_launch", False):
+    if installed():
         return True
+    original = getattr(interpreter, "_patch_lang", None)
     executor = getattr(interpreter, "GridExecutor", None)
     if (original is None or not isinstance(executor, type) or "__call__" not in vars(executor)
             or not callable(getattr(interpreter, "_LangPatchScope", None))):
@@ -82,13 +82,13 @@ def uninstall() -> None:
     """Back to the interpreter's own _patch_lang (tests compare both)."""
     from triton.runtime import interpreter
 
-    current = getattr(interpreter, "_patch_lang", None)
-    if getattr(current, "_once_per_launch", False):
-        interpreter._patch_lang = current.original
+    if installed():
+        interpreter._patch_lang = interpreter._patch_lang.original
         interpreter.GridExecutor.__call__ = interpreter.GridExecutor.__call__.original
 
 
 def installed() -> bool:
+    """Whether install() is in effect."""
     from triton.runtime import interpreter
 
     return getattr(getattr(interpreter, "_patch_lang", None), "_once_per_launch", False)
